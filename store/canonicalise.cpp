@@ -1,0 +1,120 @@
+#include "store/canonicalise.hpp"
+
+#include "store/error.hpp"
+#include "store/fd.hpp"
+#include "store/file_ops.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <set>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+namespace kiln {
+namespace {
+
+class canonicaliser {
+public:
+  canonicalise_result result;
+
+  void visit(int dirfd, const std::string& name, const std::string& shown) {
+    struct stat st;
+    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      throw_errno("getting the status of '" + shown + "'");
+    ++result.objects;
+    if (!S_ISDIR(st.st_mode) && st.st_nlink > 1 &&
+        !inodes_.insert({st.st_dev, st.st_ino}).second) {
+      ++result.hard_links_seen; // the same inode under another name: already done
+      return;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      unique_fd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!fd)
+        throw_errno("opening the directory '" + shown + "'");
+      for (auto& child : children(fd.get(), shown))
+        visit(fd.get(), child, shown + "/" + child);
+      strip_xattrs(fd.get(), shown);
+      fix_inode(dirfd, name, st, shown, 0555);
+    } else if (S_ISREG(st.st_mode)) {
+      unique_fd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      if (!fd)
+        throw_errno("opening '" + shown + "'");
+      strip_xattrs(fd.get(), shown);
+      fix_inode(dirfd, name, st, shown, (st.st_mode & S_IXUSR) ? 0555 : 0444);
+    } else if (S_ISLNK(st.st_mode)) {
+      fix_inode(dirfd, name, st, shown, 0);
+    } else {
+      throw error("'" + shown + "' has an unsupported file type for the store");
+    }
+  }
+
+private:
+  static std::vector<std::string> children(int fd, const std::string& shown) {
+    int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    DIR* dir = dup_fd < 0 ? nullptr : ::fdopendir(dup_fd);
+    if (!dir) {
+      if (dup_fd >= 0)
+        ::close(dup_fd);
+      throw_errno("reading the directory '" + shown + "'");
+    }
+    std::vector<std::string> names;
+    while (struct dirent* d = ::readdir(dir)) {
+      std::string n = d->d_name;
+      if (n != "." && n != "..")
+        names.push_back(std::move(n));
+    }
+    ::closedir(dir);
+    return names;
+  }
+
+  static void strip_xattrs(int fd, const std::string& shown) {
+    ssize_t len = ::flistxattr(fd, nullptr, 0);
+    if (len <= 0)
+      return; // none, or not supported by the file system
+    std::vector<char> names(static_cast<std::size_t>(len));
+    len = ::flistxattr(fd, names.data(), names.size());
+    for (ssize_t i = 0; i < len;) {
+      std::string attr(names.data() + i);
+      i += static_cast<ssize_t>(attr.size()) + 1;
+      // SELinux labels and the like may be undeletable; Nix tolerates that too.
+      if (::fremovexattr(fd, attr.c_str()) != 0 && attr.rfind("security.", 0) != 0)
+        throw_errno("removing extended attribute '" + attr + "' from '" + shown + "'");
+    }
+  }
+
+  // Owner, mode (unless a symlink: mode 0) and times, in that order: a chown
+  // clears setuid bits, and the times must be set last.
+  static void fix_inode(int dirfd, const std::string& name, const struct stat& st,
+                        const std::string& shown, mode_t mode) {
+    if (st.st_uid != ::geteuid() || st.st_gid != ::getegid()) {
+      if (::fchownat(dirfd, name.c_str(), ::geteuid(), ::getegid(), AT_SYMLINK_NOFOLLOW) != 0)
+        throw_errno("'" + shown + "' is owned by uid " + std::to_string(st.st_uid) +
+                    " and cannot be taken over");
+    }
+    if (mode != 0 && (st.st_mode & 07777) != mode &&
+        ::fchmodat(dirfd, name.c_str(), mode, 0) != 0)
+      throw_errno("changing the mode of '" + shown + "'");
+    struct timespec times[2] = {{1, 0}, {1, 0}};
+    if (::utimensat(dirfd, name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
+      throw_errno("setting the times of '" + shown + "'");
+  }
+
+  std::set<std::pair<dev_t, ino_t>> inodes_;
+};
+
+} // namespace
+
+canonicalise_result canonicalise_path_metadata(const std::string& path) {
+  auto [parent, name] = split_path(path);
+  unique_fd fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd)
+    throw_errno("opening '" + parent + "'");
+  canonicaliser c;
+  c.visit(fd.get(), name, path);
+  return c.result;
+}
+
+} // namespace kiln

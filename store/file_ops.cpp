@@ -1,0 +1,83 @@
+#include "store/file_ops.hpp"
+
+#include "store/error.hpp"
+#include "store/fd.hpp"
+
+#include <cerrno>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+namespace kiln {
+namespace {
+
+std::vector<std::string> entries_of(int fd) {
+  int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup_fd < 0)
+    throw_errno("duplicating a directory descriptor");
+  DIR* dir = ::fdopendir(dup_fd);
+  if (!dir) {
+    ::close(dup_fd);
+    throw_errno("opening a directory for reading");
+  }
+  std::vector<std::string> names;
+  while (struct dirent* d = ::readdir(dir)) {
+    std::string n = d->d_name;
+    if (n != "." && n != "..")
+      names.push_back(std::move(n));
+  }
+  ::closedir(dir);
+  return names;
+}
+
+} // namespace
+
+void remove_tree_at(int dirfd, const std::string& name) {
+  struct stat st;
+  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT)
+      return;
+    throw_errno("getting the status of '" + name + "'");
+  }
+  if (S_ISDIR(st.st_mode)) {
+    unique_fd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) {
+      // A read-only directory (a canonicalised store path) must be opened up first.
+      if (errno != EACCES || ::fchmodat(dirfd, name.c_str(), 0700, 0) != 0)
+        throw_errno("opening the directory '" + name + "' for removal");
+      fd.reset(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!fd)
+        throw_errno("opening the directory '" + name + "' for removal");
+    }
+    if ((st.st_mode & 0700) != 0700)
+      ::fchmod(fd.get(), 0700);
+    for (auto& child : entries_of(fd.get()))
+      remove_tree_at(fd.get(), child);
+    if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+      throw_errno("removing the directory '" + name + "'");
+  } else if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
+    throw_errno("removing '" + name + "'");
+  }
+}
+
+std::pair<std::string, std::string> split_path(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/')
+    p.pop_back();
+  auto slash = p.rfind('/');
+  if (slash == std::string::npos)
+    return {".", p};
+  return {slash == 0 ? "/" : p.substr(0, slash), p.substr(slash + 1)};
+}
+
+void remove_tree(const std::string& path) {
+  auto [parent, name] = split_path(path);
+  unique_fd fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd)
+    throw_errno("opening '" + parent + "'");
+  remove_tree_at(fd.get(), name);
+}
+
+} // namespace kiln

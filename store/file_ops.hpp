@@ -1,0 +1,19 @@
+// File-system operations that work through directory handles, never through
+// path strings that another process could swap for a symlink in between
+// (the lesson of CVE-2025-46415).
+#pragma once
+
+#include <string>
+
+namespace kiln {
+
+// Removes `name` inside the directory `dirfd` and everything below it,
+// without following symlinks. A missing `name` is not an error.
+void remove_tree_at(int dirfd, const std::string& name);
+// remove_tree_at for a path (split into its parent directory and name).
+void remove_tree(const std::string& path);
+
+// Splits "a/b/c" into "a/b" and "c"; "c" gives "." and "c".
+std::pair<std::string, std::string> split_path(const std::string& path);
+
+} // namespace kiln

@@ -1,0 +1,209 @@
+#include "store/error.hpp"
+#include "store/fd.hpp"
+#include "store/nar.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+namespace kiln {
+namespace {
+
+// Frames NAR tokens. Small tokens gather in a local buffer so the sink sees
+// few, large writes; file contents go straight through.
+class nar_writer {
+public:
+  explicit nar_writer(sink& out) : out_(out) {}
+  ~nar_writer() = default;
+
+  void u64(uint64_t v) {
+    char b[8];
+    for (int i = 0; i < 8; ++i)
+      b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+    buf_.append(b, 8);
+  }
+  void padding(uint64_t len) {
+    if (len % 8)
+      buf_.append(8 - len % 8, '\0');
+  }
+  void str(std::string_view s) {
+    u64(s.size());
+    buf_.append(s.data(), s.size());
+    padding(s.size());
+    if (buf_.size() >= 4096)
+      flush();
+  }
+  void raw(const char* data, std::size_t n) {
+    flush();
+    out_.write(data, n);
+  }
+  void flush() {
+    if (!buf_.empty()) {
+      out_.write(buf_.data(), buf_.size());
+      buf_.clear();
+    }
+  }
+
+private:
+  sink& out_;
+  std::string buf_;
+};
+
+class dumper {
+public:
+  explicit dumper(sink& out) : w_(out), buf_(1 << 20) {}
+
+  void dump_root(const std::string& path) {
+    w_.str(nar_magic);
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0)
+      throw_errno("getting the status of '" + path + "'");
+    dump_entry(AT_FDCWD, path.c_str(), st, path, 0);
+    w_.flush();
+  }
+
+private:
+  void dump_entry(int dirfd, const char* name, const struct stat& st, const std::string& shown,
+                  std::size_t depth) {
+    w_.str("(");
+    w_.str("type");
+    if (S_ISREG(st.st_mode)) {
+      dump_regular(dirfd, name, shown);
+    } else if (S_ISLNK(st.st_mode)) {
+      w_.str("symlink");
+      w_.str("target");
+      w_.str(read_link(dirfd, name, shown));
+    } else if (S_ISDIR(st.st_mode)) {
+      w_.str("directory");
+      dump_directory(dirfd, name, shown, depth);
+    } else {
+      throw error("file '" + shown + "' has an unsupported type (only regular files, " +
+                  "directories and symlinks can be archived)");
+    }
+    w_.str(")");
+  }
+
+  void dump_regular(int dirfd, const char* name, const std::string& shown) {
+    unique_fd fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd)
+      throw_errno("opening '" + shown + "'");
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0)
+      throw_errno("getting the status of '" + shown + "'");
+    if (!S_ISREG(st.st_mode))
+      throw error("file '" + shown + "' changed type while being archived");
+    ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+    w_.str("regular");
+    if (st.st_mode & S_IXUSR) {
+      w_.str("executable");
+      w_.str("");
+    }
+    w_.str("contents");
+    uint64_t size = static_cast<uint64_t>(st.st_size), left = size;
+    w_.u64(size);
+    while (left > 0) {
+      std::size_t n = read_some(fd.get(), buf_.data(), std::min<uint64_t>(left, buf_.size()),
+                                "'" + shown + "'");
+      if (n == 0)
+        throw error("file '" + shown + "' shrank while being archived");
+      w_.raw(buf_.data(), n);
+      left -= n;
+    }
+    char probe;
+    if (read_some(fd.get(), &probe, 1, "'" + shown + "'") != 0)
+      throw error("file '" + shown + "' grew while being archived");
+    w_.padding(size);
+  }
+
+  std::string read_link(int dirfd, const char* name, const std::string& shown) {
+    std::string target(256, '\0');
+    for (;;) {
+      ssize_t n = ::readlinkat(dirfd, name, target.data(), target.size());
+      if (n < 0)
+        throw_errno("reading the symlink '" + shown + "'");
+      if (static_cast<std::size_t>(n) < target.size()) {
+        target.resize(static_cast<std::size_t>(n));
+        return target;
+      }
+      target.resize(target.size() * 2);
+    }
+  }
+
+  void dump_directory(int dirfd, const char* name, const std::string& shown, std::size_t depth) {
+    unique_fd fd(::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd)
+      throw_errno("opening the directory '" + shown + "'");
+    std::vector<std::string> names = list_directory(fd.get(), shown);
+    std::sort(names.begin(), names.end()); // std::string compares bytes as unsigned
+    for (auto& entry : names) {
+      std::string child = shown + "/" + entry;
+      struct stat st;
+      if (::fstatat(fd.get(), entry.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+        throw_errno("getting the status of '" + child + "'");
+      w_.str("entry");
+      w_.str("(");
+      w_.str("name");
+      w_.str(entry);
+      w_.str("node");
+      dump_entry(fd.get(), entry.c_str(), st, child, depth + 1);
+      w_.str(")");
+    }
+  }
+
+  static std::vector<std::string> list_directory(int fd, const std::string& shown) {
+    int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0)
+      throw_errno("duplicating the descriptor of '" + shown + "'");
+    DIR* dir = ::fdopendir(dup_fd);
+    if (!dir) {
+      ::close(dup_fd);
+      throw_errno("reading the directory '" + shown + "'");
+    }
+    std::vector<std::string> names;
+    errno = 0;
+    while (struct dirent* d = ::readdir(dir)) {
+      std::string_view n = d->d_name;
+      if (n != "." && n != "..")
+        names.emplace_back(n);
+      errno = 0;
+    }
+    int err = errno;
+    ::closedir(dir);
+    if (err != 0)
+      throw sys_error("reading the directory '" + shown + "'", err);
+    return names;
+  }
+
+  nar_writer w_;
+  std::vector<char> buf_;
+};
+
+} // namespace
+
+void dump_path(const std::string& path, sink& out) {
+  dumper(out).dump_root(path);
+}
+
+void dump_string_as_file(std::string_view contents, bool executable, sink& out) {
+  nar_writer w(out);
+  w.str(nar_magic);
+  w.str("(");
+  w.str("type");
+  w.str("regular");
+  if (executable) {
+    w.str("executable");
+    w.str("");
+  }
+  w.str("contents");
+  w.u64(contents.size());
+  w.raw(contents.data(), contents.size());
+  w.padding(contents.size());
+  w.str(")");
+  w.flush();
+}
+
+} // namespace kiln

@@ -1,0 +1,56 @@
+// The small argument parser shared by kiln's subcommands. Each subcommand
+// declares its options; anything undeclared is a usage error that points at
+// the subcommand's --help.
+#pragma once
+
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace kiln::cli {
+
+class usage_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+struct option_spec {
+  std::string name;        // "--type"
+  bool takes_value = false;
+  std::string alias = {};  // "-L"
+};
+
+struct parsed_args {
+  std::map<std::string, std::string> values; // options with a value (last wins)
+  std::set<std::string> flags;               // options without
+  std::vector<std::string> positional;
+  bool help = false;
+
+  bool has(const std::string& flag) const { return flags.count(flag) > 0; }
+  std::string value_or(const std::string& name, const std::string& fallback) const;
+};
+
+// Throws usage_error for unknown options or a missing option value.
+// "--" ends option parsing; "--name=value" is accepted for valued options.
+parsed_args parse(const std::vector<std::string>& args, const std::vector<option_spec>& spec);
+
+// Throws usage_error unless there are between min and max positional args.
+void expect_positional(const parsed_args& a, std::size_t min, std::size_t max,
+                       const std::string& what);
+
+// A subcommand: gets the arguments after its name, returns the exit code.
+using handler = int (*)(const std::vector<std::string>& args);
+
+struct command {
+  std::string name;
+  std::string summary;
+  handler run;
+};
+
+// Dispatches args[0] among `commands`, printing `usage` for --help or none.
+int dispatch(const std::string& prefix, const std::vector<std::string>& args,
+             const std::vector<command>& commands, const std::string& usage);
+
+} // namespace kiln::cli

@@ -1,0 +1,144 @@
+#include "store/derivation.hpp"
+#include "store/derivation_hash.hpp"
+#include "store/derivation_json.hpp"
+#include "store/error.hpp"
+#include "store/file_ops.hpp"
+#include "tools/kiln/cli.hpp"
+#include "tools/kiln/commands.hpp"
+
+#include <iostream>
+
+namespace kiln::cmd {
+namespace {
+
+const char* drv_usage = R"(Usage: kiln drv COMMAND ...
+
+  kiln drv show [--json] FILE.drv
+      print the derivation; --json prints what 'nix show-derivation' prints
+  kiln drv path FILE.drv
+      the store path a .drv with this content has
+  kiln drv outputs [--drv-dir DIR] FILE.drv
+      recompute the output paths from the content, one 'name path' line each;
+      input .drv files are found by base name in DIR (default: FILE's
+      directory). Fails if the paths recorded in FILE differ.
+
+FILE.drv is an ATerm store derivation. Its name comes from the file name
+when that is '<hash>-<name>.drv', else from the 'name' env var.
+)";
+
+struct loaded {
+  derivation drv;
+  std::string name;
+  std::string path; // the store path of the .drv
+};
+
+loaded load(const std::string& file) {
+  loaded l;
+  l.drv = read_derivation_file(file);
+  l.name = derivation_name(l.drv, file);
+  l.path = derivation_store_path(l.drv, l.name).full();
+  return l;
+}
+
+std::string quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '"' || c == '\\')
+      out += std::string("\\") + c;
+    else
+      out += c;
+  }
+  return out + "\"";
+}
+
+void print_human(const loaded& l) {
+  auto& d = l.drv;
+  std::cout << l.path << "\n  outputs:\n";
+  for (auto& [name, o] : d.outputs) {
+    std::cout << "    " << name << "  " << (o.path.empty() ? "(deferred)" : o.path);
+    if (o.is_fixed())
+      std::cout << "  fixed " << o.hash_algo << ":" << o.hash;
+    std::cout << '\n';
+  }
+  std::cout << "  input derivations:" << (d.input_drvs.empty() ? " none\n" : "\n");
+  for (auto& [path, outs] : d.input_drvs) {
+    std::cout << "    " << path << " (";
+    bool first = true;
+    for (auto& o : outs) {
+      std::cout << (first ? "" : ", ") << o;
+      first = false;
+    }
+    std::cout << ")\n";
+  }
+  std::cout << "  input sources:" << (d.input_srcs.empty() ? " none\n" : "\n");
+  for (auto& s : d.input_srcs)
+    std::cout << "    " << s << '\n';
+  std::cout << "  system: " << d.platform << "\n  builder: " << d.builder << "\n  args:";
+  for (auto& arg : d.args)
+    std::cout << ' ' << quoted(arg);
+  std::cout << "\n  env:\n";
+  for (auto& [k, v] : d.env)
+    std::cout << "    " << k << '=' << quoted(v) << '\n';
+}
+
+int show(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {{"--json"}});
+  if (a.help) {
+    std::cout << drv_usage;
+    return 0;
+  }
+  cli::expect_positional(a, 1, 1, "FILE.drv to show");
+  auto l = load(a.positional[0]);
+  if (a.has("--json"))
+    std::cout << derivation_to_json(l.drv, l.path) << '\n';
+  else
+    print_human(l);
+  return 0;
+}
+
+int path(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {});
+  if (a.help) {
+    std::cout << drv_usage;
+    return 0;
+  }
+  cli::expect_positional(a, 1, 1, "FILE.drv");
+  std::cout << load(a.positional[0]).path << '\n';
+  return 0;
+}
+
+int outputs(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {{"--drv-dir", true}});
+  if (a.help) {
+    std::cout << drv_usage;
+    return 0;
+  }
+  cli::expect_positional(a, 1, 1, "FILE.drv");
+  const std::string& file = a.positional[0];
+  auto l = load(file);
+  derivation_hasher hasher(directory_loader(a.value_or("--drv-dir", split_path(file).first)));
+  auto computed = compute_output_paths(l.drv, l.name, hasher);
+  std::string mismatches;
+  for (auto& [name, p] : computed) {
+    std::cout << name << ' ' << p.full() << '\n';
+    auto& recorded = l.drv.outputs.at(name).path;
+    if (!recorded.empty() && recorded != p.full())
+      mismatches += "\n  output '" + name + "': recorded " + recorded + ", computed " + p.full();
+  }
+  if (!mismatches.empty())
+    throw error("'" + file + "' records output paths that its content does not imply:" +
+                mismatches);
+  return 0;
+}
+
+} // namespace
+
+int drv(const std::vector<std::string>& args) {
+  return cli::dispatch("kiln drv", args,
+                       {{"show", "", show}, {"path", "", path}, {"outputs", "", outputs}},
+                       drv_usage);
+}
+
+} // namespace kiln::cmd

@@ -1,0 +1,13 @@
+// The subcommand groups of the `kiln` CLI, one file each.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kiln::cmd {
+
+int nar(const std::vector<std::string>& args);  // nar dump | restore | ls
+int hash(const std::vector<std::string>& args); // hash path | file | convert
+int drv(const std::vector<std::string>& args);  // drv show | path | outputs
+
+} // namespace kiln::cmd

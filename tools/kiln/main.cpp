@@ -1,0 +1,49 @@
+// kiln: the command-line entry point. Only dispatch and error reporting
+// live here; each command group has its own file.
+#include "store/error.hpp"
+#include "tools/kiln/cli.hpp"
+#include "tools/kiln/commands.hpp"
+
+#include <csignal>
+#include <iostream>
+
+namespace {
+
+const char* usage = R"(Usage: kiln COMMAND [ARGS...]
+
+Kiln realises Nix derivations. Commands:
+  nar     dump, restore and list NAR archives (byte-identical to Nix)
+  hash    hash files and trees, convert between hash text forms
+  drv     show a derivation, compute its store path and output paths
+
+Run 'kiln COMMAND --help' for a command's options.
+Errors go to stderr and give a non-zero exit status.
+)";
+
+} // namespace
+
+int main(int argc, char** argv) {
+  // A closed pipe (kiln nar dump | head) is an error to report, not a signal death.
+  std::signal(SIGPIPE, SIG_IGN);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "--version") {
+    std::cout << "kiln 0.1.0\n";
+    return 0;
+  }
+  try {
+    return kiln::cli::dispatch("kiln", args,
+                               {{"nar", "NAR archives", kiln::cmd::nar},
+                                {"hash", "hashes", kiln::cmd::hash},
+                                {"drv", "derivations", kiln::cmd::drv}},
+                               usage);
+  } catch (const kiln::cli::usage_error& e) {
+    std::cerr << "kiln: " << e.what() << "\n(see 'kiln";
+    if (!args.empty())
+      std::cerr << ' ' << args[0];
+    std::cerr << " --help')\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "kiln: error: " << e.what() << '\n';
+    return 1;
+  }
+}
