@@ -1,0 +1,41 @@
+// Helpers shared by the store tests: the golden vectors from real Nix,
+// temporary directories, and building file trees from their JSON description.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace kiln::test {
+
+// The directory holding manifest.json (tests/vectors, a copy of ../shared/vectors).
+std::string vectors_dir();
+const nlohmann::json& manifest();
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& contents, int mode = 0644);
+
+// Contents of a vector tree node: {"text": ...} | {"b64": ...} | {"pattern": {...}}.
+std::string tree_contents(const nlohmann::json& contents);
+// Creates the tree described by a vector ("regular"/"symlink"/"directory").
+void make_tree(const nlohmann::json& tree, const std::string& path);
+
+// A fresh directory under $TMPDIR, removed (through kiln's own remove_tree)
+// when the object goes away.
+class temp_dir {
+public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+private:
+  std::string path_;
+};
+
+bool exists(const std::string& path);
+// Entries of a directory, sorted, without . and ..
+std::vector<std::string> list_dir(const std::string& path);
+
+} // namespace kiln::test
