@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""The `kiln` command-line contract of the foundation issue, end to end.
+
+Usage: kiln_cli_test.py KILN VECTORS_DIR
+Runs the real binary on the golden vectors and on bad input: every command's
+output, exit status, and that errors name what was wrong on stderr.
+"""
+import json, os, subprocess, sys, tempfile
+
+kiln, vdir = sys.argv[1], sys.argv[2]
+man = json.load(open(os.path.join(vdir, "manifest.json")))
+failures = checks = 0
+
+
+def run(*args, stdin=None):
+    return subprocess.run([kiln, *args], input=stdin, capture_output=True, timeout=60)
+
+
+def check(ok, what):
+    global failures, checks
+    checks += 1
+    if not ok:
+        failures += 1
+        print("FAIL", what)
+
+
+def fails_with(result, fragment, what):
+    err = result.stderr.decode(errors="replace")
+    check(result.returncode != 0 and fragment in err and not result.stdout.strip(),
+          f"{what}: rc={result.returncode} stderr={err[:300]!r} (wanted {fragment!r})")
+
+
+# --help everywhere, usage errors point at it.
+for cmd in [[], ["nar"], ["hash"], ["drv"], ["nar", "dump"], ["nar", "restore"], ["nar", "ls"],
+            ["hash", "path"], ["hash", "file"], ["hash", "convert"], ["drv", "show"],
+            ["drv", "path"], ["drv", "outputs"]]:
+    r = run(*cmd, "--help")
+    check(r.returncode == 0 and b"Usage: kiln" in r.stdout, f"--help for {cmd}: {r.stdout[:80]!r}")
+fails_with(run("frobnicate"), "unknown command 'kiln frobnicate'", "unknown command")
+fails_with(run("hash", "path", "--bogus", "x"), "unknown option '--bogus'", "unknown option")
+fails_with(run("hash", "convert", "--to"), "option '--to' needs a value", "missing value")
+fails_with(run("nar", "dump"), "missing PATH", "missing argument")
+
+# hash convert: every vector, every target form, from every source form.
+for c in man["base32"]["cases"]:
+    for src in ["bytes_hex", "nix_base32", "base64", "sri", "prefixed_base32"]:
+        for to, key in [("base16", "bytes_hex"), ("base32", "nix_base32"), ("base64", "base64"), ("sri", "sri")]:
+            r = run("hash", "convert", "--type", c["algo"], "--to", to, c[src])
+            check(r.returncode == 0 and r.stdout.decode().strip() == c[key],
+                  f"convert {c[src]} -> {to}: {r.stdout!r} {r.stderr[:200]!r}")
+fails_with(run("hash", "convert", "--type", "sha256", "--to", "base32", "abc"),
+           "64 (base16), 52 (base32) or 44 (base64)", "bad hash length")
+fails_with(run("hash", "convert", "--type", "sha256", "--to", "base99", "0" * 64), "unknown hash format", "bad format")
+fails_with(run("hash", "convert", "--type", "sha3", "--to", "base16", "0" * 64), "unknown hash algorithm 'sha3'", "bad algo")
+
+with tempfile.TemporaryDirectory() as tmp:
+    # hash path/file defaults: sha256 base32.
+    f = os.path.join(tmp, "f")
+    open(f, "w").close()
+    r = run("hash", "file", f)
+    check(r.stdout.decode().strip() == "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73", f"hash file default {r.stdout!r}")
+    r = run("hash", "file", "--sri", f)
+    check(r.stdout.decode().strip() == "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", f"hash file --sri {r.stdout!r}")
+    fails_with(run("hash", "file", tmp), "is not a regular file", "hash file on a directory")
+    fails_with(run("hash", "path", os.path.join(tmp, "missing")), "missing", "hash path on a missing path")
+    fails_with(run("hash", "file", "--sri", "--base16", f), "choose one of", "two formats")
+
+    # nar dump / restore / ls on every NAR vector.
+    for c in man["nar"]["cases"]:
+        nar_file = os.path.join(vdir, c["nar_file"])
+        nar = open(nar_file, "rb").read()
+        dest = os.path.join(tmp, "r-" + c["case"])
+        r = run("nar", "restore", dest, stdin=nar)
+        d = run("nar", "dump", dest)
+        check(r.returncode == 0 and d.stdout == nar, f"restore+dump {c['case']}: {r.stderr[:200]!r}")
+        r = run("nar", "ls", "--json", nar_file)
+        check(r.returncode == 0 and json.loads(r.stdout)["type"] == c["tree"]["type"], f"nar ls --json {c['case']}")
+        r = run("nar", "ls", nar_file)
+        check(r.returncode == 0 and r.stdout[:2] in (b"-r", b"dr", b"lr"),
+              f"nar ls {c['case']}: {r.stdout[:80]!r}")
+    nar = open(os.path.join(vdir, "nar/nested.nar"), "rb").read()
+    for cut in [0, 8, 40, len(nar) // 2, len(nar) - 1]:
+        dest = os.path.join(tmp, f"cut{cut}")
+        fails_with(run("nar", "restore", dest, stdin=nar[:cut]), "invalid NAR: at byte", f"truncated at {cut}")
+        check(not os.path.lexists(dest), f"leftover at {dest}")
+    check(not [e for e in os.listdir(tmp) if e.startswith(".kiln-restore")], "staging leftovers")
+    fails_with(run("nar", "restore", f, stdin=nar), "already exists", "restore onto an existing path")
+    fails_with(run("nar", "ls", os.path.join(tmp, "nope.nar")), "nope.nar", "ls of a missing file")
+
+    # drv show / path / outputs on every derivation vector.
+    drvdir = os.path.join(vdir, "drv")
+    for c in man["derivations"]["cases"]:
+        path = os.path.join(vdir, c["file"])
+        r = run("drv", "path", path)
+        check(r.stdout.decode().strip() == c["drv_path"], f"drv path {c['case']}")
+        r = run("drv", "outputs", "--drv-dir", drvdir, path)
+        got = dict(l.split(" ", 1) for l in r.stdout.decode().splitlines())
+        check(r.returncode == 0 and got == c["outputs"], f"drv outputs {c['case']}: {got} {r.stderr[:200]!r}")
+        r = run("drv", "show", "--json", path)
+        body = json.loads(r.stdout)[c["drv_path"]] if r.returncode == 0 else {}
+        check({k: v["path"] for k, v in body.get("outputs", {}).items()} == c["outputs"]
+              and body.get("inputDrvs") == c["input_drvs"], f"drv show --json {c['case']}")
+        r = run("drv", "show", path)
+        check(r.returncode == 0 and r.stdout.decode().startswith(c["drv_path"] + "\n"), f"drv show {c['case']}")
+
+    # A .drv whose recorded output path its content does not imply.
+    trivial = next(c for c in man["derivations"]["cases"] if c["case"] == "trivial")
+    text = open(os.path.join(vdir, trivial["file"])).read()
+    forged = text.replace(trivial["outputs"]["out"], "/nix/store/00000000000000000000000000000000-trivial")
+    forged_file = os.path.join(tmp, os.path.basename(trivial["file"]))
+    open(forged_file, "w").write(forged)
+    r = run("drv", "outputs", forged_file)
+    check(r.returncode != 0 and b"records output paths that its content does not imply" in r.stderr
+          and trivial["outputs"]["out"].encode() in r.stderr, f"forged outputs: {r.stderr[:300]!r}")
+    # An input derivation that cannot be found is named.
+    chain2 = next(c for c in man["derivations"]["cases"] if c["case"] == "chain2")
+    fails_with(run("drv", "outputs", "--drv-dir", tmp, os.path.join(vdir, chain2["file"])),
+               "cannot load input derivation", "missing input drv")
+    # Malformed .drv files.
+    bad = os.path.join(tmp, "bad.drv")
+    open(bad, "w").write(text[:-1])
+    fails_with(run("drv", "path", bad), "bad.drv: at byte", "truncated drv")
+    fails_with(run("drv", "path", "/dev/null"), "expected 'Derive('", "empty drv")
+
+print(f"kiln_cli: {checks - failures}/{checks} checks passed")
+sys.exit(1 if failures else 0)
