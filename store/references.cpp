@@ -29,8 +29,16 @@ inline uint64_t key_of(const char* p) {
   return k;
 }
 
+inline uint64_t mix(uint64_t key) {
+  return key * 0x9E3779B97F4A7C15ull;
+}
+
 inline uint64_t slot_of(uint64_t key, uint64_t mask) {
-  return (key * 0x9E3779B97F4A7C15ull >> 17) & mask;
+  return (mix(key) >> 17) & mask;
+}
+
+inline uint64_t filter_bit(uint64_t key) {
+  return mix(key) >> 48; // 16 bits
 }
 
 } // namespace
@@ -47,6 +55,7 @@ reference_scanner::reference_scanner(const std::set<std::string>& hash_parts)
   std::size_t size = 16;
   while (size < 4 * candidates_.size())
     size *= 2;
+  filter_.assign((1 << 16) / 64, 0);
   keys_.assign(size, 0);
   slots_.assign(size, 0);
   mask_ = size - 1;
@@ -57,11 +66,15 @@ reference_scanner::reference_scanner(const std::set<std::string>& hash_parts)
       s = (s + 1) & mask_;
     keys_[s] = k;
     slots_[s] = static_cast<uint32_t>(i + 1);
+    filter_[filter_bit(k) / 64] |= 1ull << (filter_bit(k) % 64);
   }
 }
 
 void reference_scanner::check_window(const char* p) {
   uint64_t k = key_of(p);
+  uint64_t bit = filter_bit(k);
+  if (!(filter_[bit / 64] >> (bit % 64) & 1))
+    return;
   for (uint64_t s = slot_of(k, mask_); slots_[s] != 0; s = (s + 1) & mask_) {
     if (keys_[s] != k)
       continue;

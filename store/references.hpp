@@ -30,6 +30,9 @@ private:
   std::vector<bool> seen_;
   // Open-addressing table keyed by the first 8 bytes of a hash part;
   // slots hold candidate index + 1, 0 = empty.
+  // A 64 Ki-bit filter in front of the table: in base32-heavy text nearly
+  // every position is a window, and most must be rejected in one load.
+  std::vector<uint64_t> filter_;
   std::vector<uint64_t> keys_;
   std::vector<uint32_t> slots_;
   uint64_t mask_ = 0;
