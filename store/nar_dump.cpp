@@ -96,26 +96,30 @@ private:
       throw_errno("getting the status of '" + shown + "'");
     if (!S_ISREG(st.st_mode))
       throw error("file '" + shown + "' changed type while being archived");
-    ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+    uint64_t size = static_cast<uint64_t>(st.st_size), left = size;
+    if (size > buf_.size())
+      ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
     w_.str("regular");
     if (st.st_mode & S_IXUSR) {
       w_.str("executable");
       w_.str("");
     }
     w_.str("contents");
-    uint64_t size = static_cast<uint64_t>(st.st_size), left = size;
     w_.u64(size);
-    while (left > 0) {
-      std::size_t n = read_some(fd.get(), buf_.data(), std::min<uint64_t>(left, buf_.size()),
-                                "'" + shown + "'");
-      if (n == 0)
-        throw error("file '" + shown + "' shrank while being archived");
+    // Asking for one byte more than is left detects growth without an extra
+    // read at the end: a short read of a regular file means end of file.
+    for (;;) {
+      std::size_t want = static_cast<std::size_t>(std::min<uint64_t>(left + 1, buf_.size()));
+      std::size_t n = read_some(fd.get(), buf_.data(), want, "'" + shown + "'");
+      if (n > left)
+        throw error("file '" + shown + "' grew while being archived");
       w_.raw(buf_.data(), n);
       left -= n;
+      if (n < want)
+        break;
     }
-    char probe;
-    if (read_some(fd.get(), &probe, 1, "'" + shown + "'") != 0)
-      throw error("file '" + shown + "' grew while being archived");
+    if (left != 0)
+      throw error("file '" + shown + "' shrank while being archived");
     w_.padding(size);
   }
 

@@ -1,3 +1,4 @@
+#include "store/background_sink.hpp"
 #include "store/error.hpp"
 #include "store/hash.hpp"
 #include "store/nar.hpp"
@@ -55,9 +56,13 @@ int hash_each(const std::vector<std::string>& args, bool recursive) {
   for (auto& path : a.positional) {
     kiln::hash h;
     if (recursive) {
-      hash_sink sink(algo);
-      dump_path(path, sink);
-      h = sink.finish();
+      hash_sink hashed(algo);
+      {
+        background_sink pipelined(hashed); // dump on this thread, hash on another
+        dump_path(path, pipelined);
+        pipelined.flush();
+      }
+      h = hashed.finish();
     } else {
       struct stat st;
       if (::stat(path.c_str(), &st) != 0)
