@@ -4,7 +4,6 @@
 #include "store/fd.hpp"
 #include "store/file_ops.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <set>
 #include <sys/stat.h>
@@ -34,7 +33,7 @@ public:
       unique_fd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!fd)
         throw_errno("opening the directory '" + shown + "'");
-      for (auto& child : children(fd.get(), shown))
+      for (auto& child : read_directory(fd.get(), shown))
         visit(fd.get(), child, shown + "/" + child);
       strip_xattrs(fd.get(), shown);
       fix_inode(dirfd, name, st, shown, 0555);
@@ -52,24 +51,6 @@ public:
   }
 
 private:
-  static std::vector<std::string> children(int fd, const std::string& shown) {
-    int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    DIR* dir = dup_fd < 0 ? nullptr : ::fdopendir(dup_fd);
-    if (!dir) {
-      if (dup_fd >= 0)
-        ::close(dup_fd);
-      throw_errno("reading the directory '" + shown + "'");
-    }
-    std::vector<std::string> names;
-    while (struct dirent* d = ::readdir(dir)) {
-      std::string n = d->d_name;
-      if (n != "." && n != "..")
-        names.push_back(std::move(n));
-    }
-    ::closedir(dir);
-    return names;
-  }
-
   static void strip_xattrs(int fd, const std::string& shown) {
     ssize_t len = ::flistxattr(fd, nullptr, 0);
     if (len <= 0)

@@ -11,28 +11,30 @@
 #include <vector>
 
 namespace kiln {
-namespace {
-
-std::vector<std::string> entries_of(int fd) {
-  int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+std::vector<std::string> read_directory(int dirfd, const std::string& shown) {
+  int dup_fd = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
   if (dup_fd < 0)
-    throw_errno("duplicating a directory descriptor");
+    throw_errno("duplicating the descriptor of '" + shown + "'");
   DIR* dir = ::fdopendir(dup_fd);
   if (!dir) {
     ::close(dup_fd);
-    throw_errno("opening a directory for reading");
+    throw_errno("reading the directory '" + shown + "'");
   }
+  ::rewinddir(dir); // the duplicate shares its offset with dirfd
   std::vector<std::string> names;
+  errno = 0;
   while (struct dirent* d = ::readdir(dir)) {
-    std::string n = d->d_name;
+    std::string_view n = d->d_name;
     if (n != "." && n != "..")
-      names.push_back(std::move(n));
+      names.emplace_back(n);
+    errno = 0;
   }
+  int err = errno;
   ::closedir(dir);
+  if (err != 0)
+    throw sys_error("reading the directory '" + shown + "'", err);
   return names;
 }
-
-} // namespace
 
 void remove_tree_at(int dirfd, const std::string& name) {
   struct stat st;
@@ -53,7 +55,7 @@ void remove_tree_at(int dirfd, const std::string& name) {
     }
     if ((st.st_mode & 0700) != 0700)
       ::fchmod(fd.get(), 0700);
-    for (auto& child : entries_of(fd.get()))
+    for (auto& child : read_directory(fd.get(), name))
       remove_tree_at(fd.get(), child);
     if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
       throw_errno("removing the directory '" + name + "'");

@@ -4,8 +4,15 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace kiln {
+
+// The entry names of an open directory (without . and ..), unsorted.
+// The descriptor is duplicated, so `dirfd` stays open and usable; `shown`
+// names the directory in errors.
+std::vector<std::string> read_directory(int dirfd, const std::string& shown);
 
 // Removes `name` inside the directory `dirfd` and everything below it,
 // without following symlinks. A missing `name` is not an error.

@@ -1,10 +1,10 @@
 #include "store/error.hpp"
 #include "store/fd.hpp"
+#include "store/file_ops.hpp"
 #include "store/nar.hpp"
 
 #include <algorithm>
 #include <cerrno>
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -141,7 +141,7 @@ private:
     unique_fd fd(::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd)
       throw_errno("opening the directory '" + shown + "'");
-    std::vector<std::string> names = list_directory(fd.get(), shown);
+    std::vector<std::string> names = read_directory(fd.get(), shown);
     std::sort(names.begin(), names.end()); // std::string compares bytes as unsigned
     for (auto& entry : names) {
       std::string child = shown + "/" + entry;
@@ -156,30 +156,6 @@ private:
       dump_entry(fd.get(), entry.c_str(), st, child, depth + 1);
       w_.str(")");
     }
-  }
-
-  static std::vector<std::string> list_directory(int fd, const std::string& shown) {
-    int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0)
-      throw_errno("duplicating the descriptor of '" + shown + "'");
-    DIR* dir = ::fdopendir(dup_fd);
-    if (!dir) {
-      ::close(dup_fd);
-      throw_errno("reading the directory '" + shown + "'");
-    }
-    std::vector<std::string> names;
-    errno = 0;
-    while (struct dirent* d = ::readdir(dir)) {
-      std::string_view n = d->d_name;
-      if (n != "." && n != "..")
-        names.emplace_back(n);
-      errno = 0;
-    }
-    int err = errno;
-    ::closedir(dir);
-    if (err != 0)
-      throw sys_error("reading the directory '" + shown + "'", err);
-    return names;
   }
 
   nar_writer w_;
