@@ -33,7 +33,7 @@ def fails_with(result, fragment, what):
 # --help everywhere, usage errors point at it.
 for cmd in [[], ["nar"], ["hash"], ["drv"], ["nar", "dump"], ["nar", "restore"], ["nar", "ls"],
             ["hash", "path"], ["hash", "file"], ["hash", "convert"], ["drv", "show"],
-            ["drv", "path"], ["drv", "outputs"]]:
+            ["drv", "path"], ["drv", "outputs"], ["key"], ["key", "generate"], ["key", "public"]]:
     r = run(*cmd, "--help")
     check(r.returncode == 0 and b"Usage: kiln" in r.stdout, f"--help for {cmd}: {r.stdout[:80]!r}")
 fails_with(run("frobnicate"), "unknown command 'kiln frobnicate'", "unknown command")
@@ -121,6 +121,23 @@ with tempfile.TemporaryDirectory() as tmp:
     open(bad, "w").write(text[:-1])
     fails_with(run("drv", "path", bad), "bad.drv: at byte", "truncated drv")
     fails_with(run("drv", "path", "/dev/null"), "expected 'Derive('", "empty drv")
+
+with tempfile.TemporaryDirectory() as tmp:
+    # Keys: Nix's format, never overwriting, the public half of a Nix secret key.
+    r = run("key", "public", os.path.join(vdir, "keys/secret.key"))
+    check(r.returncode == 0 and r.stdout.decode().strip() == open(os.path.join(vdir, "keys/public.key")).read(),
+          f"key public of the vector key: {r.stdout!r}")
+    sk, pk = os.path.join(tmp, "sk"), os.path.join(tmp, "pk")
+    r = run("key", "generate", "host-1", sk, pk)
+    check(r.returncode == 0 and open(pk).read().startswith("host-1:") and not open(sk).read().endswith("\n")
+          and os.stat(sk).st_mode & 0o777 == 0o600, f"key generate: {r.stderr!r}")
+    before = open(sk).read()
+    fails_with(run("key", "generate", "host-1", sk, os.path.join(tmp, "pk2")), "File exists", "key overwrite")
+    check(open(sk).read() == before and not os.path.exists(os.path.join(tmp, "pk2")), "secret key clobbered")
+    fails_with(run("key", "generate", "host-1", os.path.join(tmp, "sk3"), pk), "File exists", "public overwrite")
+    check(not os.path.exists(os.path.join(tmp, "sk3")), "half a key pair left behind")
+    fails_with(run("key", "public", pk), "has 32 bytes, expected 64", "public key given as secret")
+    fails_with(run("key", "generate", "a:b", os.path.join(tmp, "x"), os.path.join(tmp, "y")), "without ':'", "bad key name")
 
 print(f"kiln_cli: {checks - failures}/{checks} checks passed")
 sys.exit(1 if failures else 0)

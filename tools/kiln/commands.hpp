@@ -9,5 +9,6 @@ namespace kiln::cmd {
 int nar(const std::vector<std::string>& args);  // nar dump | restore | ls
 int hash(const std::vector<std::string>& args); // hash path | file | convert
 int drv(const std::vector<std::string>& args);  // drv show | path | outputs
+int key(const std::vector<std::string>& args);  // key generate | public
 
 } // namespace kiln::cmd

@@ -15,6 +15,7 @@ Kiln realises Nix derivations. Commands:
   nar     dump, restore and list NAR archives (byte-identical to Nix)
   hash    hash files and trees, convert between hash text forms
   drv     show a derivation, compute its store path and output paths
+  key     make and inspect Ed25519 signing keys (Nix's key file format)
 
 Run 'kiln COMMAND --help' for a command's options.
 Errors go to stderr and give a non-zero exit status.
@@ -34,7 +35,8 @@ int main(int argc, char** argv) {
     return kiln::cli::dispatch("kiln", args,
                                {{"nar", "NAR archives", kiln::cmd::nar},
                                 {"hash", "hashes", kiln::cmd::hash},
-                                {"drv", "derivations", kiln::cmd::drv}},
+                                {"drv", "derivations", kiln::cmd::drv},
+                                {"key", "signing keys", kiln::cmd::key}},
                                usage);
   } catch (const kiln::cli::usage_error& e) {
     std::cerr << "kiln: " << e.what() << "\n(see 'kiln";
