@@ -64,6 +64,36 @@ void remove_tree_at(int dirfd, const std::string& name) {
   }
 }
 
+namespace {
+
+void fsync_at(int dirfd, const std::string& name, const std::string& shown) {
+  struct stat st;
+  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    throw_errno("getting the status of '" + shown + "'");
+  if (S_ISLNK(st.st_mode))
+    return;
+  unique_fd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd)
+    throw_errno("opening '" + shown + "' to sync it");
+  if (S_ISDIR(st.st_mode))
+    for (auto& child : read_directory(fd.get(), shown))
+      fsync_at(fd.get(), child, shown + "/" + child);
+  if (::fsync(fd.get()) != 0)
+    throw_errno("syncing '" + shown + "'");
+}
+
+} // namespace
+
+void fsync_tree(const std::string& path) {
+  fsync_at(AT_FDCWD, path, path);
+}
+
+void fsync_directory(const std::string& dir) {
+  unique_fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd || ::fsync(fd.get()) != 0)
+    throw_errno("syncing the directory '" + dir + "'");
+}
+
 std::pair<std::string, std::string> split_path(const std::string& path) {
   std::string p = path;
   while (p.size() > 1 && p.back() == '/')

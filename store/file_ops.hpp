@@ -20,6 +20,12 @@ void remove_tree_at(int dirfd, const std::string& name);
 // remove_tree_at for a path (split into its parent directory and name).
 void remove_tree(const std::string& path);
 
+// fsyncs every regular file and directory at and below `path` (symlinks
+// are made durable by their directory's fsync).
+void fsync_tree(const std::string& path);
+// fsyncs one directory, so an entry created or renamed in it is durable.
+void fsync_directory(const std::string& dir);
+
 // Splits "a/b/c" into "a/b" and "c"; "c" gives "." and "c".
 std::pair<std::string, std::string> split_path(const std::string& path);
 

@@ -1,0 +1,16 @@
+// Closures over the reference graph of valid paths.
+#pragma once
+
+#include "store/store_db.hpp"
+
+#include <vector>
+
+namespace kiln {
+
+// Every path reachable from `roots` through references (or, with
+// `referrers`, through referrers), roots included, in topological order:
+// a path comes after everything it references. Throws if a root is invalid.
+std::vector<store_path> compute_closure(store_db& db, const store_path_set& roots,
+                                        bool referrers = false);
+
+} // namespace kiln

@@ -1,0 +1,215 @@
+#include "store/local_store.hpp"
+
+#include "store/canonicalise.hpp"
+#include "store/error.hpp"
+#include "store/fd.hpp"
+#include "store/file_ops.hpp"
+#include "store/nar.hpp"
+#include "store/path_lock.hpp"
+#include "store/pipe_source.hpp"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace kiln {
+namespace {
+
+void make_dir(const std::string& dir, mode_t mode) {
+  std::string partial;
+  for (std::size_t pos = 1; pos <= dir.size(); ++pos) {
+    if (pos == dir.size() || dir[pos] == '/') {
+      partial = dir.substr(0, pos);
+      if (::mkdir(partial.c_str(), mode) != 0 && errno != EEXIST)
+        throw_errno("creating the directory '" + partial + "'");
+    }
+  }
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// The hash that names a fixed-output path: of the NAR, or of the file's bytes.
+hash content_hash(const std::string& path, ingestion_method method, hash_algo algo) {
+  if (method == ingestion_method::flat) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0)
+      throw_errno("getting the status of '" + path + "'");
+    if (!S_ISREG(st.st_mode))
+      throw error("'" + path + "' is not a regular file; flat hashing needs one");
+    return hash_file(algo, path);
+  }
+  hash_sink s(algo);
+  dump_path(path, s);
+  return s.finish();
+}
+
+std::string temp_prefix(std::string_view base_name) {
+  return ".kiln-tmp-" + std::string(base_name) + "-";
+}
+
+} // namespace
+
+local_store::local_store(store_layout layout)
+  : layout_((make_dir(layout.db_dir(), 0755), std::move(layout))), db_(layout_.db_dir()) {
+  make_directories();
+  cleaned_ = finish_interrupted_adds();
+}
+
+void local_store::make_directories() {
+  for (auto& d : {layout_.store_dir(), layout_.gcroots_dir(), layout_.temproots_dir(),
+                  layout_.profiles_dir(), layout_.log_dir(), layout_.pending_dir()})
+    make_dir(d, 0755);
+}
+
+std::string local_store::real_path(const store_path& p) const {
+  return layout_.store_dir() + "/" + std::string(p.base_name());
+}
+
+store_path local_store::parse_path(const std::string& text) const {
+  if (text.rfind(layout_.store_dir() + "/", 0) == 0 && !layout_.root.empty())
+    return parse_store_path(text, layout_.store_dir());
+  return parse_store_path(text);
+}
+
+std::size_t local_store::finish_interrupted_adds() {
+  std::size_t cleaned = 0;
+  unique_fd pending(::open(layout_.pending_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!pending)
+    throw_errno("opening '" + layout_.pending_dir() + "'");
+  unique_fd store_fd(::open(layout_.store_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!store_fd)
+    throw_errno("opening '" + layout_.store_dir() + "'");
+  auto store_entries = read_directory(store_fd.get(), layout_.store_dir());
+  for (auto& base : read_directory(pending.get(), layout_.pending_dir())) {
+    store_path p = store_path::from_base_name(base);
+    auto lock = path_lock::try_acquire(real_path(p));
+    if (!lock.held())
+      continue; // an add in progress in another process
+    if (!db_.is_valid(p)) {
+      if (exists(real_path(p))) {
+        remove_tree(real_path(p));
+        ++cleaned;
+      }
+      for (auto& e : store_entries)
+        if (e.rfind(temp_prefix(base), 0) == 0) {
+          remove_tree(layout_.store_dir() + "/" + e);
+          ++cleaned;
+        }
+    }
+    if (::unlinkat(pending.get(), base.c_str(), 0) != 0 && errno != ENOENT)
+      throw_errno("removing the journal entry '" + base + "'");
+    lock.release(true);
+  }
+  return cleaned;
+}
+
+path_info local_store::materialise(path_info info,
+                                   const std::function<void(sink&)>& write_nar) {
+  if (auto existing = db_.query_path_info(info.path))
+    return *existing;
+  std::string real = real_path(info.path);
+  auto lock = path_lock::acquire(real);
+  if (auto existing = db_.query_path_info(info.path))
+    return *existing; // another process added it while we waited
+
+  std::string base(info.path.base_name());
+  std::string journal = layout_.pending_dir() + "/" + base;
+  {
+    unique_fd j(::open(journal.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!j)
+      throw_errno("creating the journal entry '" + journal + "'");
+  }
+  fsync_directory(layout_.pending_dir());
+  if (exists(real))
+    remove_tree(real); // an unregistered leftover
+  std::string temp = layout_.store_dir() + "/" + temp_prefix(base) + std::to_string(::getpid());
+  remove_tree(temp);
+
+  try {
+    pipe_source nar(write_nar);
+    hashing_source hashed(nar, hash_algo::sha256);
+    restore_nar(hashed, temp);
+    hash got = hashed.finish();
+    if (info.nar_size != 0 && hashed.size() != info.nar_size)
+      throw error("NAR of '" + info.path.full() + "' has " + std::to_string(hashed.size()) +
+                  " bytes, expected " + std::to_string(info.nar_size));
+    if (info.nar_size != 0 && got != info.nar_hash)
+      throw error("hash mismatch adding '" + info.path.full() + "': expected " +
+                  info.nar_hash.to_prefixed(hash_format::base32) + ", got " +
+                  got.to_prefixed(hash_format::base32));
+    info.nar_hash = got;
+    info.nar_size = hashed.size();
+    canonicalise_path_metadata(temp);
+    fsync_tree(temp);
+    if (::rename(temp.c_str(), real.c_str()) != 0)
+      throw_errno("moving '" + temp + "' to '" + real + "'");
+    fsync_directory(layout_.store_dir());
+    db_.register_valid_paths({info});
+  } catch (...) {
+    remove_tree(temp);
+    if (!db_.is_valid(info.path))
+      remove_tree(real);
+    ::unlink(journal.c_str());
+    throw;
+  }
+  ::unlink(journal.c_str());
+  lock.release(true);
+  return *db_.query_path_info(info.path);
+}
+
+path_info local_store::add_path(const std::string& source_path, ingestion_method method,
+                                hash_algo algo, std::optional<std::string> name) {
+  std::string n = name ? *name : split_path(source_path).second;
+  check_store_path_name(n);
+  hash h = content_hash(source_path, method, algo);
+  path_info info(make_fixed_output_path(n, method, h));
+  info.ca = fixed_output_ca(method, h);
+  // The content is read a second time while copied; if it changed in
+  // between, its hash no longer matches its path and the add fails.
+  auto added = materialise(info, [&](sink& out) { dump_path(source_path, out); });
+  bool same = content_hash(real_path(added.path), method, algo) == h;
+  if (!same) {
+    db_.invalidate_path(added.path);
+    remove_tree(real_path(added.path));
+    throw error("'" + source_path + "' changed while it was being added to the store");
+  }
+  return added;
+}
+
+path_info local_store::add_text(std::string_view name, std::string_view contents,
+                                const store_path_set& references) {
+  for (auto& r : references)
+    if (!db_.is_valid(r))
+      throw error("cannot add text '" + std::string(name) + "': its reference '" + r.full() +
+                  "' is not valid");
+  auto h = hash_string(hash_algo::sha256, contents);
+  path_info info(make_text_path(name, h, references));
+  info.references = references;
+  info.ca = text_ca(h);
+  return materialise(info, [&](sink& out) { dump_string_as_file(contents, false, out); });
+}
+
+path_info local_store::add_nar(source& nar, path_info info) {
+  if (info.nar_size == 0)
+    throw error("cannot add '" + info.path.full() + "' from a NAR without its expected size");
+  for (auto& r : info.references)
+    if (r != info.path && !db_.is_valid(r))
+      throw error("cannot add '" + info.path.full() + "': its reference '" + r.full() +
+                  "' is not valid");
+  // Exactly nar_size bytes: the NAR may be followed by more data (an export).
+  return materialise(info, [&](sink& out) {
+    char buf[65536];
+    for (uint64_t left = info.nar_size; left > 0;) {
+      std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(left, sizeof buf));
+      read_exact(nar, buf, n, "NAR of '" + info.path.full() + "'");
+      out.write(buf, n);
+      left -= n;
+    }
+  });
+}
+
+} // namespace kiln

@@ -1,0 +1,66 @@
+// A local store: contents under layout.store_dir(), metadata in store_db.
+//
+// Adding a path never leaves it half-there. The steps, each a crash point:
+//   1. lock PATH (path_lock), re-check validity (another process may have won)
+//   2. record the add in pending/<base name>          (journal)
+//   3. write the content under a temporary name in the store directory,
+//      hashing it as it is written; check the hash against what is expected
+//   4. canonicalise, fsync, rename into place, fsync the store directory
+//   5. register in one transaction, then drop the journal entry
+// Opening the store finishes the journal: for every entry whose lock is
+// free, an unregistered path and its temporaries are deleted.
+#pragma once
+
+#include "store/path_info.hpp"
+#include "store/store_db.hpp"
+#include "store/store_layout.hpp"
+#include "store/stream.hpp"
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace kiln {
+
+class local_store {
+public:
+  // Creates the layout's directories if missing, opens the database and
+  // cleans up after interrupted adds.
+  explicit local_store(store_layout layout);
+
+  const store_layout& layout() const { return layout_; }
+  store_db& db() { return db_; }
+  // Where a store path's content lives on disk.
+  std::string real_path(const store_path& p) const;
+  // Parses a path given as /nix/store/... or as its real location.
+  store_path parse_path(const std::string& text) const;
+
+  // `nix-store --add` (recursive, sha256) and `nix-store --add-fixed`.
+  // `name` defaults to the source's base name.
+  path_info add_path(const std::string& source_path,
+                     ingestion_method method = ingestion_method::recursive,
+                     hash_algo algo = hash_algo::sha256,
+                     std::optional<std::string> name = std::nullopt);
+  // builtins.toFile: a text path with the given references (must be valid).
+  path_info add_text(std::string_view name, std::string_view contents,
+                     const store_path_set& references);
+  // A NAR whose metadata is known in advance (substitution, the daemon
+  // protocol, import). The NAR's hash and size must match `info`.
+  path_info add_nar(source& nar, path_info info);
+
+  // What the interrupted-add cleanup removed when this store was opened.
+  std::size_t cleaned_on_open() const { return cleaned_; }
+
+private:
+  void make_directories();
+  std::size_t finish_interrupted_adds();
+  // Steps 1-5 above; `write_nar` produces the path's NAR.
+  path_info materialise(path_info info, const std::function<void(sink&)>& write_nar);
+
+  store_layout layout_;
+  store_db db_;
+  std::size_t cleaned_ = 0;
+};
+
+} // namespace kiln
