@@ -1,0 +1,177 @@
+#include <boost/test/unit_test.hpp>
+
+#include "store/closure.hpp"
+#include "store/error.hpp"
+#include "store/local_store.hpp"
+#include "store/nar.hpp"
+#include "tests/support/nar_builder.hpp"
+#include "tests/support/test_support.hpp"
+
+#include <sys/stat.h>
+
+using namespace kiln;
+
+namespace {
+
+struct fixture {
+  test::temp_dir tmp;
+  local_store store{store_layout{tmp / "root"}};
+
+  // Everything in the store directory except lock files of finished adds.
+  std::vector<std::string> store_entries() { return test::list_dir(store.layout().store_dir()); }
+};
+
+std::string nar_of(const std::string& path) {
+  string_sink s;
+  dump_path(path, s);
+  return s.s;
+}
+
+const nlohmann::json& nar_case(const std::string& name) {
+  for (auto& c : test::manifest()["nar"]["cases"])
+    if (c["case"] == name)
+      return c;
+  throw error("no NAR case " + name);
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(local_store_tests, fixture)
+
+BOOST_AUTO_TEST_CASE(adds_every_vector_tree_at_the_path_nix_gives_it) {
+  for (auto& c : test::manifest()["nar"]["cases"]) {
+    std::string name = c["case"], src = tmp / name;
+    test::make_tree(c["tree"], src);
+    auto info = store.add_path(src);
+    BOOST_TEST(info.path.full() == c["store_path_if_added"].get<std::string>(), name);
+    BOOST_TEST(info.nar_size == c["nar_size"].get<uint64_t>());
+    BOOST_TEST(info.ca.value_or("").rfind("fixed:r:sha256:", 0) == 0);
+    BOOST_TEST(nar_of(store.real_path(info.path)) ==
+               test::read_file(test::vectors_dir() + "/" + c["nar_file"].get<std::string>()));
+    struct stat st;
+    BOOST_REQUIRE(::lstat(store.real_path(info.path).c_str(), &st) == 0);
+    BOOST_TEST(st.st_mtime == 1);
+    if (c.contains("fixed_output_flat_sha256_path"))
+      BOOST_TEST(store.add_path(src, ingestion_method::flat).path.full() ==
+                 c["fixed_output_flat_sha256_path"].get<std::string>());
+  }
+  // Nothing but store paths (and no temporaries, journal or lock files) remain.
+  for (auto& e : store_entries())
+    BOOST_TEST(e.find(".kiln-tmp") == std::string::npos, e);
+  BOOST_TEST(test::list_dir(store.layout().pending_dir()).empty());
+}
+
+BOOST_AUTO_TEST_CASE(adding_twice_is_a_no_op) {
+  std::string src = tmp / "f";
+  test::write_file(src, "x");
+  auto a = store.add_path(src);
+  auto b = store.add_path(src);
+  BOOST_TEST(a.path.full() == b.path.full());
+  BOOST_TEST(a.registration_time == b.registration_time);
+}
+
+BOOST_AUTO_TEST_CASE(adds_text_with_references_as_builtins_tofile_does) {
+  auto source = [](const std::string& name) {
+    for (auto& s : test::manifest()["derivations"]["sources"])
+      if (s["name"] == name)
+        return s;
+    throw error("no source " + name);
+  };
+  auto srcdir = source("srcdir"), note_ref = source("note-ref.txt");
+  test::make_tree(srcdir["tree"], tmp / "srcdir");
+  auto dir = store.add_path(tmp / "srcdir");
+  BOOST_TEST(dir.path.full() == srcdir["store_path"].get<std::string>());
+  auto text = store.add_text("note-ref.txt", note_ref["contents"].get<std::string>(), {dir.path});
+  BOOST_TEST(text.path.full() == note_ref["store_path"].get<std::string>());
+  BOOST_TEST((store.db().query_references(text.path) == store_path_set{dir.path}));
+  BOOST_TEST((compute_closure(store.db(), {text.path}) == std::vector<store_path>{dir.path, text.path}));
+  BOOST_TEST((compute_closure(store.db(), {dir.path}, true) == std::vector<store_path>{dir.path, text.path}));
+  BOOST_CHECK_THROW(store.add_text("x", "y", {parse_store_path("/nix/store/00000000000000000000000000000000-gone")}), error);
+}
+
+BOOST_AUTO_TEST_CASE(adds_a_nar_with_known_info) {
+  auto& c = nar_case("nested");
+  std::string nar = test::read_file(test::vectors_dir() + "/" + c["nar_file"].get<std::string>());
+  path_info info(parse_store_path(c["store_path_if_added"].get<std::string>()));
+  info.nar_hash = parse_hash(c["nar_sha256_sri"].get<std::string>());
+  info.nar_size = nar.size();
+  std::string stream = nar + "export continues here";
+  string_source in(stream);
+  auto added = store.add_nar(in, info);
+  BOOST_TEST(store.db().is_valid(added.path));
+  char rest[6] = {};
+  BOOST_TEST(in.read(rest, 6) == 6u); // exactly the NAR was consumed
+  BOOST_TEST(std::string(rest, 6) == "export");
+}
+
+BOOST_AUTO_TEST_CASE(a_nar_with_the_wrong_hash_leaves_nothing_behind) {
+  auto& c = nar_case("nested");
+  std::string nar = test::read_file(test::vectors_dir() + "/" + c["nar_file"].get<std::string>());
+  path_info info(parse_store_path(c["store_path_if_added"].get<std::string>()));
+  info.nar_hash = hash_string(hash_algo::sha256, "something else");
+  info.nar_size = nar.size();
+  string_source in(nar);
+  try {
+    store.add_nar(in, info);
+    BOOST_ERROR("accepted a NAR with the wrong hash");
+  } catch (const error& e) {
+    BOOST_TEST(std::string(e.what()).find("hash mismatch") != std::string::npos, e.what());
+  }
+  BOOST_TEST(!store.db().is_valid(info.path));
+  BOOST_TEST(test::list_dir(store.layout().store_dir()).size() <= 1u); // at most PATH.lock
+  BOOST_TEST(!test::exists(store.real_path(info.path)));
+  BOOST_TEST(test::list_dir(store.layout().pending_dir()).empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_truncated_or_malformed_nar_leaves_nothing_behind) {
+  auto& c = nar_case("nested");
+  std::string nar = test::read_file(test::vectors_dir() + "/" + c["nar_file"].get<std::string>());
+  path_info info(parse_store_path(c["store_path_if_added"].get<std::string>()));
+  info.nar_hash = parse_hash(c["nar_sha256_sri"].get<std::string>());
+  info.nar_size = nar.size();
+  std::string cut = nar.substr(0, nar.size() / 2);
+  string_source in(cut);
+  BOOST_CHECK_THROW(store.add_nar(in, info), error);
+  std::string bad = nar;
+  bad[bad.size() - 9] = 'X'; // corrupt the final tokens
+  string_source in2(bad);
+  BOOST_CHECK_THROW(store.add_nar(in2, info), error);
+  BOOST_TEST(!test::exists(store.real_path(info.path)));
+  for (auto& e : store_entries())
+    BOOST_TEST(e.find(".kiln-tmp") == std::string::npos, e);
+}
+
+BOOST_AUTO_TEST_CASE(reopening_finishes_an_interrupted_add) {
+  // What a crash between rename and registration leaves: a journal entry,
+  // the content under its final name, a temporary, and no database row.
+  auto p = parse_store_path("/nix/store/00000000000000000000000000000000-crashed");
+  std::string base(p.base_name());
+  test::write_file(store.layout().pending_dir() + "/" + base, "");
+  ::mkdir(store.real_path(p).c_str(), 0755);
+  test::write_file(store.real_path(p) + "/half", "written");
+  ::mkdir((store.layout().store_dir() + "/.kiln-tmp-" + base + "-999999").c_str(), 0755);
+  local_store reopened(store.layout());
+  BOOST_TEST(reopened.cleaned_on_open() == 2u);
+  BOOST_TEST(!test::exists(store.real_path(p)));
+  BOOST_TEST(test::list_dir(store.layout().store_dir()).empty());
+  BOOST_TEST(test::list_dir(store.layout().pending_dir()).empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_registered_path_in_the_journal_is_kept) {
+  std::string src = tmp / "keep";
+  test::write_file(src, "keep");
+  auto info = store.add_path(src);
+  test::write_file(store.layout().pending_dir() + "/" + std::string(info.path.base_name()), "");
+  local_store reopened(store.layout());
+  BOOST_TEST(reopened.cleaned_on_open() == 0u);
+  BOOST_TEST(reopened.db().is_valid(info.path));
+  BOOST_TEST(test::exists(store.real_path(info.path)));
+}
+
+BOOST_AUTO_TEST_CASE(store_uris) {
+  BOOST_TEST(store_layout::from_uri("local:/x/y/").root == "/x/y");
+  BOOST_TEST(store_layout::from_uri("local:/").root == "");
+  BOOST_CHECK_THROW(store_layout::from_uri("daemon"), format_error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
