@@ -94,8 +94,11 @@ std::size_t local_store::finish_interrupted_adds() {
         remove_tree(real_path(p));
         ++cleaned;
       }
+      // Temporaries, and restore_nar's staging directories around them
+      // (".kiln-restore-.kiln-tmp-<hash>..."), are known by the hash part.
+      std::string marker = ".kiln-tmp-" + std::string(p.hash_part());
       for (auto& e : store_entries)
-        if (e.rfind(temp_prefix(base), 0) == 0) {
+        if (e.find(marker) != std::string::npos) {
           remove_tree(layout_.store_dir() + "/" + e);
           ++cleaned;
         }
@@ -112,18 +115,25 @@ path_info local_store::materialise(path_info info,
   if (auto existing = db_.query_path_info(info.path))
     return *existing;
   std::string real = real_path(info.path);
-  auto lock = path_lock::acquire(real);
-  if (auto existing = db_.query_path_info(info.path))
-    return *existing; // another process added it while we waited
-
   std::string base(info.path.base_name());
   std::string journal = layout_.pending_dir() + "/" + base;
-  {
+  auto write_journal = [&] {
     unique_fd j(::open(journal.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
     if (!j)
       throw_errno("creating the journal entry '" + journal + "'");
+    fsync_directory(layout_.pending_dir());
+  };
+  // The entry is written before locking, so a crash while holding the lock
+  // always leaves one; and again after, since another process's cleanup
+  // may have removed it while we waited for the lock.
+  write_journal();
+  auto lock = path_lock::acquire(real);
+  write_journal();
+  if (auto existing = db_.query_path_info(info.path)) { // another process won the race
+    ::unlink(journal.c_str());
+    lock.release(true);
+    return *existing;
   }
-  fsync_directory(layout_.pending_dir());
   if (exists(real))
     remove_tree(real); // an unregistered leftover
   std::string temp = layout_.store_dir() + "/" + temp_prefix(base) + std::to_string(::getpid());
@@ -154,6 +164,7 @@ path_info local_store::materialise(path_info info,
     if (!db_.is_valid(info.path))
       remove_tree(real);
     ::unlink(journal.c_str());
+    lock.release(true);
     throw;
   }
   ::unlink(journal.c_str());

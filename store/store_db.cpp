@@ -92,12 +92,13 @@ std::string join_sigs(const std::set<std::string>& sigs) {
 store_db::store_db(const std::string& db_dir, std::string store_dir) : store_dir_(std::move(store_dir)) {
   std::string schema_file = db_dir + "/schema", db_file = db_dir + "/db.sqlite";
   auto version = read_schema_version(schema_file);
-  bool fresh = !version && !file_exists(db_file);
-  if (!fresh && version != nix_schema_version)
+  // No schema file means a new store, or one whose creation was interrupted
+  // (as Nix 2.8 treats it): the schema statements are idempotent.
+  bool fresh = !version;
+  if (version && *version != nix_schema_version)
     throw error("the store database in '" + db_dir + "' has schema version " +
-                (version ? std::to_string(*version) : "unknown (no schema file)") +
-                "; Kiln knows only version " + std::to_string(nix_schema_version) +
-                " (Nix 2.8) and will not touch it");
+                std::to_string(*version) + "; Kiln knows only version " +
+                std::to_string(nix_schema_version) + " (Nix 2.8) and will not touch it");
   db_ = std::make_unique<sqlite_db>(db_file, true);
   db_->exec("pragma foreign_keys = on", "enabling foreign keys");
   db_->exec("pragma journal_mode = wal", "switching to WAL mode");

@@ -159,10 +159,18 @@ BOOST_AUTO_TEST_CASE(refuses_unknown_schema_versions) {
     BOOST_TEST(std::string(e.what()).find("schema version 11; Kiln knows only version 10") !=
                std::string::npos, e.what());
   }
-  ::unlink((dir + "/schema").c_str());
-  BOOST_CHECK_THROW(store_db{dir}, error); // a database without a schema file
   test::write_file(dir + "/schema", "ten");
   BOOST_CHECK_THROW(store_db{dir}, error);
+}
+
+BOOST_AUTO_TEST_CASE(a_creation_interrupted_before_the_schema_file_is_finished) {
+  test::temp_dir t;
+  auto dir = db_dir(t);
+  { store_db db(dir); db.register_valid_paths({info(leaf, {})}); }
+  ::unlink((dir + "/schema").c_str()); // as if killed just before writing it
+  store_db db(dir);
+  BOOST_TEST(test::read_file(dir + "/schema") == "10");
+  BOOST_TEST(db.is_valid(leaf)); // what was there survives
 }
 
 BOOST_AUTO_TEST_CASE(schema_matches_what_nix_creates_and_nix_reads_our_database) {
