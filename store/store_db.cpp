@@ -207,6 +207,20 @@ std::vector<store_path> store_db::query_all_valid_paths() {
   return out;
 }
 
+std::optional<store_path> store_db::query_path_from_hash_part(std::string_view hash_part) {
+  // Paths sort by hash part first, so this is an index range scan.
+  std::string prefix = store_dir_ + "/" + std::string(hash_part);
+  sqlite_stmt q(*db_, "select path from ValidPaths where path >= ? limit 1",
+                "looking up a hash part");
+  q.bind(prefix);
+  if (!q.step())
+    return std::nullopt;
+  std::string found = q.text(0);
+  if (found.compare(0, prefix.size(), prefix) != 0)
+    return std::nullopt;
+  return parse(found);
+}
+
 void store_db::register_valid_paths(const std::vector<path_info>& infos) {
   sqlite_txn txn(*db_);
   store_path_set batch;

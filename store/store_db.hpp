@@ -32,6 +32,8 @@ public:
   // output name -> path, for a valid .drv.
   std::map<std::string, store_path> query_derivation_outputs(const store_path& drv);
   std::vector<store_path> query_all_valid_paths();
+  // The valid path whose hash part is `hash_part`, if any.
+  std::optional<store_path> query_path_from_hash_part(std::string_view hash_part);
 
   // Registers paths in one transaction. Every reference must be valid
   // already or be in `infos` (the closure invariant); otherwise nothing is

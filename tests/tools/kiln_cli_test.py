@@ -33,7 +33,9 @@ def fails_with(result, fragment, what):
 # --help everywhere, usage errors point at it.
 for cmd in [[], ["nar"], ["hash"], ["drv"], ["nar", "dump"], ["nar", "restore"], ["nar", "ls"],
             ["hash", "path"], ["hash", "file"], ["hash", "convert"], ["drv", "show"],
-            ["drv", "path"], ["drv", "outputs"], ["key"], ["key", "generate"], ["key", "public"]]:
+            ["drv", "path"], ["drv", "outputs"], ["key"], ["key", "generate"], ["key", "public"],
+            ["store"], ["store", "add"], ["store", "add-fixed"], ["store", "add-text"], ["store", "path-info"],
+            ["store", "query"], ["store", "dump"]]:
     r = run(*cmd, "--help")
     check(r.returncode == 0 and b"Usage: kiln" in r.stdout, f"--help for {cmd}: {r.stdout[:80]!r}")
 fails_with(run("frobnicate"), "unknown command 'kiln frobnicate'", "unknown command")
@@ -138,6 +140,51 @@ with tempfile.TemporaryDirectory() as tmp:
     check(not os.path.exists(os.path.join(tmp, "sk3")), "half a key pair left behind")
     fails_with(run("key", "public", pk), "has 32 bytes, expected 64", "public key given as secret")
     fails_with(run("key", "generate", "a:b", os.path.join(tmp, "x"), os.path.join(tmp, "y")), "without ':'", "bad key name")
+
+with tempfile.TemporaryDirectory() as tmp:
+    # The local store: vector trees land at Nix's paths; queries; bad input.
+    opt = ["--store", f"local:{tmp}/root"]
+    srcdir = next(x for x in man["derivations"]["sources"] if x["name"] == "srcdir")
+    note = next(x for x in man["derivations"]["sources"] if x["name"] == "note-ref.txt")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from nix_compat_test import make_vector_tree
+    make_vector_tree(srcdir["tree"], os.path.join(tmp, "srcdir"))
+    r = run("store", "add", *opt, os.path.join(tmp, "srcdir"))
+    check(r.returncode == 0 and r.stdout.decode().strip() == srcdir["store_path"], f"store add: {r.stdout!r} {r.stderr!r}")
+    with open(os.path.join(tmp, "note"), "w") as f:
+        f.write(note["contents"])
+    r = run("store", "add-text", *opt, note["name"], os.path.join(tmp, "note"))
+    check(r.stdout.decode().strip() == note["store_path"], f"store add-text: {r.stdout!r} {r.stderr!r}")
+    r = run("store", "query", *opt, "--requisites", note["store_path"])
+    check(r.stdout.decode().split() == [srcdir["store_path"], note["store_path"]], f"query --requisites {r.stdout!r}")
+    r = run("store", "query", *opt, "--referrers", srcdir["store_path"])
+    check(r.stdout.decode().split() == [note["store_path"]], f"query --referrers {r.stdout!r}")
+    r = run("store", "query", *opt, "--deriver", srcdir["store_path"])
+    check(r.stdout.decode().strip() == "unknown-deriver", f"query --deriver {r.stdout!r}")
+    r = run("store", "path-info", *opt, "--json", "-r", note["store_path"])
+    infos = json.loads(r.stdout) if r.returncode == 0 else []
+    check([i["path"] for i in infos] == [srcdir["store_path"], note["store_path"]]
+          and infos[0]["narHash"] == "sha256:" + run("hash", "convert", "--type", "sha256", "--to", "base32",
+                                                      srcdir["nar_sha256_base16"]).stdout.decode().strip()
+          and infos[0]["narSize"] == srcdir["nar_size"] and infos[1]["references"] == [srcdir["store_path"]],
+          f"path-info --json -r: {r.stdout[:300]!r}")
+    r = run("store", "dump", *opt, srcdir["store_path"])
+    check(r.returncode == 0 and len(r.stdout) == srcdir["nar_size"], "store dump")
+    fails_with(run("store", "path-info", *opt, "/nix/store/00000000000000000000000000000000-gone"),
+               "is not valid in this store", "path-info of an invalid path")
+    fails_with(run("store", "query", *opt, "/nix/store/x"), "missing --references", "query without a mode")
+    fails_with(run("store", "query", *opt, "--references", "--referrers", srcdir["store_path"]), "choose one of",
+               "two query modes")
+    fails_with(run("store", "add-fixed", *opt, os.path.join(tmp, "note")), "missing --type", "add-fixed without type")
+    fails_with(run("store", "add-fixed", *opt, "--type", "sha256", os.path.join(tmp, "srcdir")),
+               "not a regular file", "flat add of a directory")
+    fails_with(run("store", "add", "--store", "daemon", os.path.join(tmp, "note")), "unsupported store 'daemon'", "bad store")
+    fails_with(run("store", "add", *opt, os.path.join(tmp, "missing")), "missing", "add of a missing path")
+    os.makedirs(os.path.join(tmp, "root11/nix/var/nix/db"))
+    with open(os.path.join(tmp, "root11/nix/var/nix/db/schema"), "w") as f:
+        f.write("11")
+    fails_with(run("store", "add", "--store", f"local:{tmp}/root11", os.path.join(tmp, "note")),
+               "schema version 11", "unknown schema version")
 
 print(f"kiln_cli: {checks - failures}/{checks} checks passed")
 sys.exit(1 if failures else 0)

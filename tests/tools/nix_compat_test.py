@@ -126,6 +126,42 @@ def compare_keys(kiln, vdir, tmp, check):
     check(bad.returncode != 0, "Nix accepted a signature under the wrong key (the check cannot fail?)")
 
 
+def compare_stores(kiln, tmp, check):
+    """A store Kiln writes is one Nix reads and verifies, and the reverse."""
+    import json
+    src = os.path.join(tmp, "store-src")
+    make_tree(random.Random(7), src, 0)
+    with open(os.path.join(src, "extra"), "w") as f:
+        f.write("x")
+    for who in ["kiln", "nix"]:
+        root = os.path.join(tmp, f"{who}-store")
+        opt = ["--store", f"local:{root}"]
+        add = run([kiln, "store", "add", *opt, src]) if who == "kiln" else \
+            run(["nix-store", "--store", root, "--option", "substituters", "", "--add", src])
+        path = add.stdout.decode().strip()
+        check(add.returncode == 0 and path.startswith("/nix/store/"), f"{who} add: {add.stderr[-300:]!r}")
+        note = os.path.join(tmp, f"{who}-note")
+        with open(note, "w") as f:
+            f.write(f"refers to {path}\n")
+        if who == "kiln":
+            text = run([kiln, "store", "add-text", *opt, "note", note]).stdout.decode().strip()
+            v = run(["nix-store", "--store", root, "--verify", "--check-contents"])
+            check(v.returncode == 0 and b"error" not in v.stderr, f"nix verify of a kiln store: {v.stderr[-300:]!r}")
+            q = run(["nix-store", "--store", root, "-qR", text])
+            check(q.stdout.decode().split() == [path, text], f"nix -qR on a kiln store: {q.stdout!r}")
+            again = run(["nix-store", "--store", root, "--option", "substituters", "", "--add", src])
+            check(again.stdout.decode().strip() == path, "nix --add of the same tree gives another path")
+        else:
+            info = run([kiln, "store", "path-info", "--json", *opt, path])
+            nix_info = run(["nix", "--extra-experimental-features", "nix-command", "--store", root,
+                            "path-info", "--json", path])
+            ours, theirs = json.loads(info.stdout or b"[{}]")[0], json.loads(nix_info.stdout or b"[{}]")[0]
+            check(ours.get("path") == path and ours.get("narSize") == theirs.get("narSize")
+                  and ours.get("ca") == theirs.get("ca")
+                  and run([kiln, "hash", "convert", "--to", "sri", ours.get("narHash", "")]).stdout.decode().strip()
+                  == theirs.get("narHash"), f"kiln path-info of a Nix store: {ours} vs {theirs}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("kiln")
@@ -178,6 +214,7 @@ def main():
         if args.vectors:
             compare_show_derivation(args.kiln, args.vectors, tmp, check)
             compare_keys(args.kiln, args.vectors, tmp, check)
+        compare_stores(args.kiln, tmp, check)
     print(f"nix_compat: {checks - failures}/{checks} checks agree with Nix 2.8 over {args.trees} random trees")
     return 1 if failures else 0
 

@@ -16,6 +16,7 @@ Kiln realises Nix derivations. Commands:
   hash    hash files and trees, convert between hash text forms
   drv     show a derivation, compute its store path and output paths
   key     make and inspect Ed25519 signing keys (Nix's key file format)
+  store   add to, query and dump a local store laid out as Nix's (--store local:DIR)
 
 Run 'kiln COMMAND --help' for a command's options.
 Errors go to stderr and give a non-zero exit status.
@@ -36,7 +37,8 @@ int main(int argc, char** argv) {
                                {{"nar", "NAR archives", kiln::cmd::nar},
                                 {"hash", "hashes", kiln::cmd::hash},
                                 {"drv", "derivations", kiln::cmd::drv},
-                                {"key", "signing keys", kiln::cmd::key}},
+                                {"key", "signing keys", kiln::cmd::key},
+                                {"store", "the local store", kiln::cmd::store}},
                                usage);
   } catch (const kiln::cli::usage_error& e) {
     std::cerr << "kiln: " << e.what() << "\n(see 'kiln";

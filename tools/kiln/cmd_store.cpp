@@ -1,0 +1,134 @@
+#include "store/error.hpp"
+#include "store/fd.hpp"
+#include "store/nar.hpp"
+#include "tools/kiln/commands.hpp"
+#include "tools/kiln/store_cli.hpp"
+
+#include <iostream>
+#include <unistd.h>
+
+namespace kiln::cmd {
+
+const char* store_usage = R"(Usage: kiln store COMMAND [--store local:DIR] ...
+
+  kiln store add PATH...                       add files or trees (recursive sha256)
+  kiln store add-fixed [--recursive] --type ALGO PATH...
+                                               add as fixed-output content (flat by default)
+  kiln store add-text NAME FILE                add FILE's text as NAME; store paths it
+                                               mentions that are valid become references
+  kiln store path-info [--json] [-r] [--sigs] PATH...
+  kiln store query --references|--referrers|--requisites|--deriver|--outputs PATH...
+  kiln store dump PATH                         the NAR of a valid path on stdout
+
+--store local:DIR keeps contents in DIR/nix/store and the database in
+DIR/nix/var/nix/db, laid out exactly as Nix 2.8 does, so Nix's tools read it
+(nix-store --store DIR ...). Without --store: / for root, else
+~/.local/share/kiln/root. Paths may be given as /nix/store/... or as their
+location under DIR.
+)";
+
+std::unique_ptr<local_store> open_store(const cli::parsed_args& a) {
+  return std::make_unique<local_store>(store_layout::from_uri(a.value_or("--store", "local")));
+}
+
+store_path_set valid_paths_mentioned(local_store& store, std::string_view text) {
+  store_path_set found;
+  const std::string marker = std::string(default_store_dir) + "/";
+  for (auto pos = text.find(marker); pos != std::string_view::npos; pos = text.find(marker, pos + 1)) {
+    auto hash_part = text.substr(pos + marker.size(), store_path_hash_length);
+    if (hash_part.size() < store_path_hash_length)
+      break;
+    bool well_formed = true;
+    for (char c : hash_part)
+      well_formed = well_formed && is_nix_base32_char(c);
+    if (well_formed)
+      if (auto p = store.db().query_path_from_hash_part(hash_part))
+        found.insert(*p);
+  }
+  return found;
+}
+
+namespace {
+
+int print_help_or(const cli::parsed_args& a) {
+  if (a.help)
+    std::cout << store_usage;
+  return a.help;
+}
+
+int add(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option});
+  if (print_help_or(a))
+    return 0;
+  cli::expect_positional(a, 1, SIZE_MAX, "PATH to add");
+  auto store = open_store(a);
+  for (auto& p : a.positional)
+    std::cout << store->add_path(p).path.full() << '\n';
+  return 0;
+}
+
+int add_fixed(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option, {"--recursive"}, {"--type", true}});
+  if (print_help_or(a))
+    return 0;
+  cli::expect_positional(a, 1, SIZE_MAX, "PATH to add");
+  if (!a.values.count("--type"))
+    throw cli::usage_error("missing --type ALGO (sha256, sha512, sha1 or md5)");
+  auto algo = parse_hash_algo(a.values.at("--type"));
+  auto method = a.has("--recursive") ? ingestion_method::recursive : ingestion_method::flat;
+  auto store = open_store(a);
+  for (auto& p : a.positional)
+    std::cout << store->add_path(p, method, algo).path.full() << '\n';
+  return 0;
+}
+
+int add_text(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option});
+  if (print_help_or(a))
+    return 0;
+  cli::expect_positional(a, 2, 2, "NAME FILE");
+  unique_fd fd = open_read_only(a.positional[1]);
+  std::string text;
+  char buf[65536];
+  while (std::size_t n = read_some(fd.get(), buf, sizeof buf, "'" + a.positional[1] + "'"))
+    text.append(buf, n);
+  auto store = open_store(a);
+  auto refs = valid_paths_mentioned(*store, text);
+  std::cout << store->add_text(a.positional[0], text, refs).path.full() << '\n';
+  return 0;
+}
+
+int dump(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option});
+  if (print_help_or(a))
+    return 0;
+  cli::expect_positional(a, 1, 1, "PATH to dump");
+  if (::isatty(STDOUT_FILENO))
+    throw error("refusing to write a binary NAR to a terminal; redirect stdout");
+  auto store = open_store(a);
+  auto p = store->parse_path(a.positional[0]);
+  if (!store->db().is_valid(p))
+    throw error("path '" + p.full() + "' is not valid in this store");
+  fd_sink out(STDOUT_FILENO, "standard output", 1 << 20);
+  dump_path(store->real_path(p), out);
+  out.flush();
+  return 0;
+}
+
+} // namespace
+
+int store_query(const std::vector<std::string>& args);
+int store_path_info(const std::vector<std::string>& args);
+
+int store(const std::vector<std::string>& args) {
+  return cli::dispatch("kiln store", args,
+                       {{"add", "", add},
+                        {"add-fixed", "", add_fixed},
+                        {"add-text", "", add_text},
+                        {"path-info", "", store_path_info},
+                        {"query", "", store_query},
+                        {"dump", "", dump}},
+                       store_usage);
+}
+
+} // namespace kiln::cmd

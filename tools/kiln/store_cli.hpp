@@ -1,0 +1,19 @@
+// What the `kiln store` commands share: the --store option and opening it.
+#pragma once
+
+#include "store/local_store.hpp"
+#include "tools/kiln/cli.hpp"
+
+#include <memory>
+
+namespace kiln::cmd {
+
+// --store local:DIR (default: the user's store, as Nix chooses it).
+inline const cli::option_spec store_option{"--store", true};
+
+std::unique_ptr<local_store> open_store(const cli::parsed_args& a);
+
+// Store paths mentioned in `text` (as /nix/store/<hash>-...) that are valid.
+store_path_set valid_paths_mentioned(local_store& store, std::string_view text);
+
+} // namespace kiln::cmd
