@@ -32,19 +32,20 @@ struct nar_limits {
   uint64_t max_file_size = 1ull << 40;   // 1 TiB: anything larger is corrupt
 };
 
-// Events from the parser, in NAR order. `path` is relative to the root
+// Events from the parser, in NAR order. Every event does nothing by
+// default, so a plain nar_visitor just checks a NAR. `path` is relative to the root
 // ("" for the root itself, "a/b" below it); `name` is its last component.
 class nar_visitor {
 public:
   virtual ~nar_visitor() = default;
-  virtual void begin_directory(std::string_view path, std::string_view name) = 0;
-  virtual void end_directory() = 0;
+  virtual void begin_directory(std::string_view path, std::string_view name) {}
+  virtual void end_directory() {}
   // `offset` is where the contents start in the NAR.
   virtual void begin_regular(std::string_view path, std::string_view name, bool executable,
-                             uint64_t size, uint64_t offset) = 0;
-  virtual void contents(const char* data, std::size_t n) = 0;
-  virtual void end_regular() = 0;
-  virtual void symlink(std::string_view path, std::string_view name, std::string_view target) = 0;
+                             uint64_t size, uint64_t offset) {}
+  virtual void contents(const char* data, std::size_t n) {}
+  virtual void end_regular() {}
+  virtual void symlink(std::string_view path, std::string_view name, std::string_view target) {}
 };
 
 // Reads one NAR from `in`. With `require_end`, bytes after the NAR are an

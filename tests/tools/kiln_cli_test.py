@@ -35,7 +35,7 @@ for cmd in [[], ["nar"], ["hash"], ["drv"], ["nar", "dump"], ["nar", "restore"],
             ["hash", "path"], ["hash", "file"], ["hash", "convert"], ["drv", "show"],
             ["drv", "path"], ["drv", "outputs"], ["key"], ["key", "generate"], ["key", "public"],
             ["store"], ["store", "add"], ["store", "add-fixed"], ["store", "add-text"], ["store", "path-info"],
-            ["store", "query"], ["store", "dump"]]:
+            ["store", "query"], ["store", "dump"], ["store", "export"], ["store", "import"]]:
     r = run(*cmd, "--help")
     check(r.returncode == 0 and b"Usage: kiln" in r.stdout, f"--help for {cmd}: {r.stdout[:80]!r}")
 fails_with(run("frobnicate"), "unknown command 'kiln frobnicate'", "unknown command")
@@ -170,6 +170,13 @@ with tempfile.TemporaryDirectory() as tmp:
           f"path-info --json -r: {r.stdout[:300]!r}")
     r = run("store", "dump", *opt, srcdir["store_path"])
     check(r.returncode == 0 and len(r.stdout) == srcdir["nar_size"], "store dump")
+    export = open(os.path.join(vdir, "export/a-b.export"), "rb").read()
+    r = run("store", "import", *opt, stdin=export)
+    paths = [e["path"] for e in man["export"]["entries"]]
+    check(r.returncode == 0 and r.stdout.decode().split() == paths, f"store import: {r.stdout!r} {r.stderr!r}")
+    r = run("store", "export", *opt, *reversed(paths))
+    check(r.returncode == 0 and r.stdout == export, "store export differs from Nix's export of the same paths")
+    fails_with(run("store", "import", *opt, stdin=export[:500]), "invalid NAR", "truncated import")
     fails_with(run("store", "path-info", *opt, "/nix/store/00000000000000000000000000000000-gone"),
                "is not valid in this store", "path-info of an invalid path")
     fails_with(run("store", "query", *opt, "/nix/store/x"), "missing --references", "query without a mode")

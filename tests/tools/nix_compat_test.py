@@ -151,6 +151,15 @@ def compare_stores(kiln, tmp, check):
             check(q.stdout.decode().split() == [path, text], f"nix -qR on a kiln store: {q.stdout!r}")
             again = run(["nix-store", "--store", root, "--option", "substituters", "", "--add", src])
             check(again.stdout.decode().strip() == path, "nix --add of the same tree gives another path")
+            # Nix imports what kiln exports, and the reverse, byte for byte.
+            exported = run([kiln, "store", "export", *opt, path, text])
+            other = os.path.join(tmp, "nix-imports")
+            imp = subprocess.run(["nix-store", "--store", other, "--option", "require-sigs", "false", "--import"],
+                                 input=exported.stdout, capture_output=True, timeout=120)
+            check(imp.returncode == 0 and imp.stdout.decode().split() == [path, text],
+                  f"nix import of a kiln export: {imp.stdout!r} {imp.stderr[-300:]!r}")
+            back = run(["nix-store", "--store", other, "--export", path, text])
+            check(back.stdout == exported.stdout, "nix re-export differs from kiln's export")
         else:
             info = run([kiln, "store", "path-info", "--json", *opt, path])
             nix_info = run(["nix", "--extra-experimental-features", "nix-command", "--store", root,

@@ -1,4 +1,6 @@
+#include "store/closure.hpp"
 #include "store/error.hpp"
+#include "store/export.hpp"
 #include "store/fd.hpp"
 #include "store/nar.hpp"
 #include "tools/kiln/commands.hpp"
@@ -19,6 +21,9 @@ const char* store_usage = R"(Usage: kiln store COMMAND [--store local:DIR] ...
   kiln store path-info [--json] [-r] [--sigs] PATH...
   kiln store query --references|--referrers|--requisites|--deriver|--outputs PATH...
   kiln store dump PATH                         the NAR of a valid path on stdout
+  kiln store export PATH...                    the paths (references first) as a
+                                               'nix-store --export' stream on stdout
+  kiln store import                            add every path of an export stream on stdin
 
 --store local:DIR keeps contents in DIR/nix/store and the database in
 DIR/nix/var/nix/db, laid out exactly as Nix 2.8 does, so Nix's tools read it
@@ -115,6 +120,43 @@ int dump(const std::vector<std::string>& args) {
   return 0;
 }
 
+int export_(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option});
+  if (print_help_or(a))
+    return 0;
+  cli::expect_positional(a, 1, SIZE_MAX, "PATH to export");
+  if (::isatty(STDOUT_FILENO))
+    throw error("refusing to write a binary export stream to a terminal; redirect stdout");
+  auto store = open_store(a);
+  store_path_set wanted;
+  for (auto& text : a.positional) {
+    auto p = store->parse_path(text);
+    if (!store->db().is_valid(p))
+      throw error("path '" + p.full() + "' is not valid in this store");
+    wanted.insert(p);
+  }
+  // The given paths only, but references before referrers, as Nix orders them.
+  std::vector<store_path> order;
+  for (auto& p : compute_closure(store->db(), wanted))
+    if (wanted.count(p))
+      order.push_back(p);
+  fd_sink out(STDOUT_FILENO, "standard output", 1 << 20);
+  export_paths(*store, order, out);
+  return 0;
+}
+
+int import(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option});
+  if (print_help_or(a))
+    return 0;
+  cli::expect_positional(a, 0, 0, "");
+  auto store = open_store(a);
+  fd_source in(STDIN_FILENO, "standard input");
+  for (auto& p : import_paths(*store, in))
+    std::cout << p.full() << '\n';
+  return 0;
+}
+
 } // namespace
 
 int store_query(const std::vector<std::string>& args);
@@ -127,7 +169,9 @@ int store(const std::vector<std::string>& args) {
                         {"add-text", "", add_text},
                         {"path-info", "", store_path_info},
                         {"query", "", store_query},
-                        {"dump", "", dump}},
+                        {"dump", "", dump},
+                        {"export", "", export_},
+                        {"import", "", import}},
                        store_usage);
 }
 

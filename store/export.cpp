@@ -1,0 +1,172 @@
+#include "store/export.hpp"
+
+#include "store/error.hpp"
+#include "store/fd.hpp"
+#include "store/nar.hpp"
+
+#include <cstdio>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace kiln {
+namespace {
+
+constexpr uint64_t export_magic = 0x4558494e; // "NIXE"
+
+void put_u64(sink& out, uint64_t v) {
+  char b[8];
+  for (int i = 0; i < 8; ++i)
+    b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out.write(b, 8);
+}
+
+void put_str(sink& out, std::string_view s) {
+  put_u64(out, s.size());
+  out.write(s.data(), s.size());
+  static const char zeros[8] = {};
+  if (s.size() % 8)
+    out.write(zeros, 8 - s.size() % 8);
+}
+
+class stream_reader {
+public:
+  explicit stream_reader(source& in) : in_(in) {}
+  uint64_t u64(const char* what) {
+    unsigned char b[8];
+    read_exact(in_, reinterpret_cast<char*>(b), 8, std::string("export stream (") + what + ")");
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; --i)
+      v = (v << 8) | b[i];
+    return v;
+  }
+  std::string str(const char* what, std::size_t max = 4096) {
+    uint64_t len = u64(what);
+    if (len > max)
+      throw format_error(std::string("export stream: ") + what + " is " + std::to_string(len) +
+                         " bytes long, the limit is " + std::to_string(max));
+    std::string s(static_cast<std::size_t>(len), '\0');
+    read_exact(in_, s.data(), s.size(), std::string("export stream (") + what + ")");
+    char pad[8];
+    if (len % 8) {
+      read_exact(in_, pad, 8 - len % 8, "export stream (padding)");
+      for (std::size_t i = 0; i < 8 - len % 8; ++i)
+        if (pad[i])
+          throw format_error(std::string("export stream: non-zero padding after ") + what);
+    }
+    return s;
+  }
+
+private:
+  source& in_;
+};
+
+// Copies what the NAR parser reads into a spool file, so the NAR can be
+// added once the metadata that follows it is known, in bounded memory.
+class spooling_source : public source {
+public:
+  spooling_source(source& in, sink& spool) : in_(in), spool_(spool) {}
+  std::size_t read(char* data, std::size_t n) override {
+    std::size_t got = in_.read(data, n);
+    spool_.write(data, got);
+    return got;
+  }
+
+private:
+  source& in_;
+  sink& spool_;
+};
+
+// Writes everything to two sinks.
+class tee_sink : public sink {
+public:
+  tee_sink(sink& a, sink& b) : a_(a), b_(b) {}
+  void write(const char* d, std::size_t n) override {
+    a_.write(d, n);
+    b_.write(d, n);
+  }
+
+private:
+  sink &a_, &b_;
+};
+
+} // namespace
+
+void export_paths(local_store& store, const std::vector<store_path>& paths, sink& out) {
+  for (auto& p : paths) {
+    auto info = store.db().query_path_info(p);
+    if (!info)
+      throw error("cannot export '" + p.full() + "': it is not valid");
+    put_u64(out, 1);
+    hash_sink check(hash_algo::sha256);
+    tee_sink both(out, check);
+    dump_path(store.real_path(p), both);
+    if (check.finish() != info->nar_hash)
+      throw error("cannot export '" + p.full() + "': its contents no longer match its recorded " +
+                  "hash (run 'kiln store verify --check-contents')");
+    put_u64(out, export_magic);
+    put_str(out, p.full());
+    put_u64(out, info->references.size());
+    for (auto& r : info->references)
+      put_str(out, r.full());
+    put_str(out, info->deriver ? info->deriver->full() : "");
+    put_u64(out, 0); // no legacy signature
+  }
+  put_u64(out, 0);
+  out.flush();
+}
+
+std::vector<store_path> import_paths(local_store& store, source& raw) {
+  buffered_source in(raw);
+  stream_reader r(in);
+  std::vector<store_path> imported;
+  std::string spool_file = store.layout().kiln_dir() + "/import-" + std::to_string(::getpid()) + ".nar";
+  for (std::size_t entry = 1;; ++entry) {
+    uint64_t more = r.u64("entry marker");
+    if (more == 0)
+      break;
+    if (more != 1)
+      throw format_error("export stream: entry " + std::to_string(entry) + " starts with " +
+                         std::to_string(more) + ", expected 1 (another path) or 0 (the end)");
+    unique_fd spool_fd(::open(spool_file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!spool_fd)
+      throw_errno("creating the import spool '" + spool_file + "'");
+    ::unlink(spool_file.c_str()); // anonymous from now on: nothing to clean up after a crash
+    {
+      fd_sink spool(spool_fd.get(), "the import spool", 1 << 20);
+      spooling_source tee(in, spool);
+      hashing_source hashed(tee, hash_algo::sha256);
+      nar_visitor v;
+      try {
+        parse_nar(hashed, v, false);
+      } catch (const format_error& e) {
+        throw format_error("export stream, entry " + std::to_string(entry) + ": " + e.what());
+      }
+      spool.flush();
+      if (r.u64("magic") != export_magic)
+        throw format_error("export stream, entry " + std::to_string(entry) +
+                           ": missing the NIXE marker after the NAR");
+      path_info info(parse_store_path(r.str("path")));
+      uint64_t nrefs = r.u64("reference count");
+      if (nrefs > 100000)
+        throw format_error("export stream: '" + info.path.full() + "' claims " +
+                           std::to_string(nrefs) + " references");
+      for (uint64_t i = 0; i < nrefs; ++i)
+        info.references.insert(parse_store_path(r.str("reference")));
+      std::string deriver = r.str("deriver");
+      if (!deriver.empty())
+        info.deriver = parse_store_path(deriver);
+      if (r.u64("signature flag") == 1)
+        r.str("legacy signature", 1 << 16); // ignored, as Nix ignores it
+      info.nar_hash = hashed.finish();
+      info.nar_size = hashed.size();
+      if (::lseek(spool_fd.get(), 0, SEEK_SET) != 0)
+        throw_errno("rewinding the import spool");
+      fd_source nar(spool_fd.get(), "the import spool");
+      store.add_nar(nar, info);
+      imported.push_back(info.path);
+    }
+  }
+  return imported;
+}
+
+} // namespace kiln
