@@ -35,7 +35,8 @@ for cmd in [[], ["nar"], ["hash"], ["drv"], ["nar", "dump"], ["nar", "restore"],
             ["hash", "path"], ["hash", "file"], ["hash", "convert"], ["drv", "show"],
             ["drv", "path"], ["drv", "outputs"], ["key"], ["key", "generate"], ["key", "public"],
             ["store"], ["store", "add"], ["store", "add-fixed"], ["store", "add-text"], ["store", "path-info"],
-            ["store", "query"], ["store", "dump"], ["store", "export"], ["store", "import"]]:
+            ["store", "query"], ["store", "dump"], ["store", "export"], ["store", "import"],
+            ["store", "verify"], ["store", "sign"], ["store", "verify-sigs"]]:
     r = run(*cmd, "--help")
     check(r.returncode == 0 and b"Usage: kiln" in r.stdout, f"--help for {cmd}: {r.stdout[:80]!r}")
 fails_with(run("frobnicate"), "unknown command 'kiln frobnicate'", "unknown command")
@@ -177,6 +178,35 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run("store", "export", *opt, *reversed(paths))
     check(r.returncode == 0 and r.stdout == export, "store export differs from Nix's export of the same paths")
     fails_with(run("store", "import", *opt, stdin=export[:500]), "invalid NAR", "truncated import")
+
+    # Signing reproduces Nix's signatures; verify-sigs and verify tell good from bad.
+    cache = man["binary_cache"]
+    r = run("store", "sign", *opt, "--key-file", os.path.join(vdir, "keys/secret.key"), *paths)
+    check(r.returncode == 0, f"store sign: {r.stderr!r}")
+    infos = {i["path"]: i for i in json.loads(run("store", "path-info", *opt, "--json", "--sigs", *paths).stdout)}
+    for want in cache["local_path_info_json_after_nix_store_sign"]:
+        if want["path"] in infos:
+            check(infos[want["path"]].get("signatures") == want["signatures"], f"signature of {want['path']}")
+    r = run("store", "verify-sigs", *opt, "--trusted-public-keys", cache["public_key"], *paths)
+    check(r.returncode == 0 and r.stdout.count(b"signed by a trusted key") == 2, f"verify-sigs: {r.stdout!r}")
+    other = run("key", "generate", "other-1", os.path.join(tmp, "o.sk"), os.path.join(tmp, "o.pk"))
+    r = run("store", "verify-sigs", *opt, "--trusted-public-keys", open(os.path.join(tmp, "o.pk")).read(), *paths)
+    check(r.returncode == 1 and b"NO valid signature" in r.stdout, f"verify-sigs with the wrong key: {r.stdout!r}")
+    r = run("store", "verify", *opt, "--check-contents", "--all")
+    check(r.returncode == 0 and b"0 problems" in r.stderr, f"verify of a good store: {r.stderr!r}")
+    leaf = os.path.join(tmp, "root/nix/store", os.path.basename(paths[0]))
+    os.chmod(leaf, 0o644)
+    with open(leaf, "ab") as f:
+        f.write(b"tampered")
+    r = run("store", "verify", *opt, "--check-contents", "--json", "--all")
+    problems = json.loads(r.stdout) if r.stdout else []
+    check(r.returncode == 1 and [p["path"] for p in problems] == [paths[0]]
+          and "contents changed" in problems[0]["problem"], f"verify of a tampered path: {r.stdout!r}")
+    os.unlink(leaf)
+    r = run("store", "verify", *opt, paths[0])
+    check(r.returncode == 1 and b"missing from" in r.stderr, f"verify of a missing path: {r.stderr!r}")
+    fails_with(run("store", "verify", *opt), "either --all or the PATHs", "verify without paths")
+    fails_with(run("store", "sign", *opt, paths[1]), "missing --key-file", "sign without key")
     fails_with(run("store", "path-info", *opt, "/nix/store/00000000000000000000000000000000-gone"),
                "is not valid in this store", "path-info of an invalid path")
     fails_with(run("store", "query", *opt, "/nix/store/x"), "missing --references", "query without a mode")

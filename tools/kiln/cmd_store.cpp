@@ -24,6 +24,13 @@ const char* store_usage = R"(Usage: kiln store COMMAND [--store local:DIR] ...
   kiln store export PATH...                    the paths (references first) as a
                                                'nix-store --export' stream on stdout
   kiln store import                            add every path of an export stream on stdin
+  kiln store verify [--check-contents] [--json] --all|PATH...
+                                               check that valid paths exist (and hash right);
+                                               exit 1 if anything is broken
+  kiln store sign --key-file SECRET-FILE PATH...   add a signature to each path
+  kiln store verify-sigs --trusted-public-keys 'NAME:KEY ...' PATH...
+                                               exit 1 unless every path has a valid
+                                               signature by one of the keys
 
 --store local:DIR keeps contents in DIR/nix/store and the database in
 DIR/nix/var/nix/db, laid out exactly as Nix 2.8 does, so Nix's tools read it
@@ -161,6 +168,9 @@ int import(const std::vector<std::string>& args) {
 
 int store_query(const std::vector<std::string>& args);
 int store_path_info(const std::vector<std::string>& args);
+int store_verify(const std::vector<std::string>& args);
+int store_sign(const std::vector<std::string>& args);
+int store_verify_sigs(const std::vector<std::string>& args);
 
 int store(const std::vector<std::string>& args) {
   return cli::dispatch("kiln store", args,
@@ -171,7 +181,10 @@ int store(const std::vector<std::string>& args) {
                         {"query", "", store_query},
                         {"dump", "", dump},
                         {"export", "", export_},
-                        {"import", "", import}},
+                        {"import", "", import},
+                        {"verify", "", store_verify},
+                        {"sign", "", store_sign},
+                        {"verify-sigs", "", store_verify_sigs}},
                        store_usage);
 }
 

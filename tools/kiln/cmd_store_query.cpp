@@ -2,6 +2,7 @@
 #include "store/closure.hpp"
 #include "store/derivation.hpp"
 #include "store/error.hpp"
+#include "store/verify.hpp"
 #include "tools/kiln/commands.hpp"
 #include "tools/kiln/store_cli.hpp"
 
@@ -128,6 +129,82 @@ int store_query(const std::vector<std::string>& args) {
     }
   }
   return 0;
+}
+
+int store_verify(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option, {"--check-contents"}, {"--all"}, {"--json"}});
+  if (a.help) {
+    std::cout << store_usage;
+    return 0;
+  }
+  if (a.has("--all") == !a.positional.empty())
+    throw cli::usage_error("give either --all or the PATHs to verify");
+  auto store = open_store(a);
+  std::vector<store_path> paths;
+  if (a.has("--all"))
+    paths = store->db().query_all_valid_paths();
+  for (auto& text : a.positional)
+    paths.push_back(store->parse_path(text));
+  auto problems = verify_paths(*store, paths, a.has("--check-contents"));
+  if (a.has("--json")) {
+    auto j = nlohmann::ordered_json::array();
+    for (auto& p : problems)
+      j.push_back({{"path", p.path.full()}, {"problem", p.problem}});
+    std::cout << j.dump() << '\n';
+  } else {
+    for (auto& p : problems)
+      std::cerr << "kiln: " << p.path.full() << ": " << p.problem << '\n';
+    std::cerr << "verified " << paths.size() << " paths"
+              << (a.has("--check-contents") ? " (contents hashed)" : "") << ": "
+              << problems.size() << " problem" << (problems.size() == 1 ? "" : "s") << '\n';
+  }
+  return problems.empty() ? 0 : 1;
+}
+
+int store_sign(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option, {"--key-file", true}});
+  if (a.help) {
+    std::cout << store_usage;
+    return 0;
+  }
+  cli::expect_positional(a, 1, SIZE_MAX, "PATH to sign");
+  if (!a.values.count("--key-file"))
+    throw cli::usage_error("missing --key-file SECRET-KEY-FILE");
+  auto key = read_secret_key_file(a.values.at("--key-file"));
+  auto store = open_store(a);
+  auto paths = valid_paths(*store, a.positional);
+  sign_paths(*store, std::vector<store_path>(paths.begin(), paths.end()), key);
+  return 0;
+}
+
+int store_verify_sigs(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option, {"--trusted-public-keys", true}});
+  if (a.help) {
+    std::cout << store_usage;
+    return 0;
+  }
+  cli::expect_positional(a, 1, SIZE_MAX, "PATH to check");
+  std::vector<std::string> texts;
+  std::string keys = a.value_or("--trusted-public-keys", "");
+  for (std::size_t pos = 0; pos < keys.size();) { // space-separated, as in Nix's setting
+    auto end = keys.find(' ', pos);
+    auto k = keys.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    if (!k.empty())
+      texts.push_back(k);
+    pos = end == std::string::npos ? keys.size() : end + 1;
+  }
+  if (texts.empty())
+    throw cli::usage_error("missing --trusted-public-keys 'NAME:KEY ...'");
+  auto trusted = make_trusted_keys(texts);
+  auto store = open_store(a);
+  int untrusted = 0;
+  for (auto& p : valid_paths(*store, a.positional)) {
+    auto info = *store->db().query_path_info(p);
+    bool ok = has_valid_signature(fingerprint_of(info), info.sigs, trusted);
+    std::cout << p.full() << (ok ? ": signed by a trusted key\n" : ": NO valid signature by a trusted key\n");
+    untrusted += !ok;
+  }
+  return untrusted ? 1 : 0;
 }
 
 } // namespace kiln::cmd
