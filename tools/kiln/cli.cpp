@@ -9,7 +9,8 @@ std::string parsed_args::value_or(const std::string& name, const std::string& fa
   return it == values.end() ? fallback : it->second;
 }
 
-parsed_args parse(const std::vector<std::string>& args, const std::vector<option_spec>& spec) {
+parsed_args parse(const std::vector<std::string>& args, const std::vector<option_spec>& spec,
+                  const char* usage) {
   parsed_args out;
   bool options_done = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -23,8 +24,8 @@ parsed_args parse(const std::vector<std::string>& args, const std::vector<option
       continue;
     }
     if (a == "--help" || a == "-h") {
-      out.help = true;
-      continue;
+      std::cout << usage;
+      throw help_shown{};
     }
     std::string name = a, inline_value;
     bool has_inline = false;

@@ -16,6 +16,9 @@ public:
   using std::runtime_error::runtime_error;
 };
 
+// Thrown by parse() once it has printed the usage for --help; main() exits 0.
+struct help_shown {};
+
 struct option_spec {
   std::string name;        // "--type"
   bool takes_value = false;
@@ -26,7 +29,6 @@ struct parsed_args {
   std::map<std::string, std::string> values; // options with a value (last wins)
   std::set<std::string> flags;               // options without
   std::vector<std::string> positional;
-  bool help = false;
 
   bool has(const std::string& flag) const { return flags.count(flag) > 0; }
   std::string value_or(const std::string& name, const std::string& fallback) const;
@@ -34,7 +36,9 @@ struct parsed_args {
 
 // Throws usage_error for unknown options or a missing option value.
 // "--" ends option parsing; "--name=value" is accepted for valued options.
-parsed_args parse(const std::vector<std::string>& args, const std::vector<option_spec>& spec);
+// With --help or -h anywhere, prints `usage` and throws help_shown.
+parsed_args parse(const std::vector<std::string>& args, const std::vector<option_spec>& spec,
+                  const char* usage);
 
 // Throws usage_error unless there are between min and max positional args.
 void expect_positional(const parsed_args& a, std::size_t min, std::size_t max,

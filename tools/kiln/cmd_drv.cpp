@@ -84,11 +84,7 @@ void print_human(const loaded& l) {
 }
 
 int show(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {{"--json"}});
-  if (a.help) {
-    std::cout << drv_usage;
-    return 0;
-  }
+  auto a = cli::parse(args, {{"--json"}}, drv_usage);
   cli::expect_positional(a, 1, 1, "FILE.drv to show");
   auto l = load(a.positional[0]);
   if (a.has("--json"))
@@ -99,22 +95,14 @@ int show(const std::vector<std::string>& args) {
 }
 
 int path(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {});
-  if (a.help) {
-    std::cout << drv_usage;
-    return 0;
-  }
+  auto a = cli::parse(args, {}, drv_usage);
   cli::expect_positional(a, 1, 1, "FILE.drv");
   std::cout << load(a.positional[0]).path << '\n';
   return 0;
 }
 
 int outputs(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {{"--drv-dir", true}});
-  if (a.help) {
-    std::cout << drv_usage;
-    return 0;
-  }
+  auto a = cli::parse(args, {{"--drv-dir", true}}, drv_usage);
   cli::expect_positional(a, 1, 1, "FILE.drv");
   const std::string& file = a.positional[0];
   auto l = load(file);

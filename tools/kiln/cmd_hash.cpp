@@ -45,11 +45,7 @@ hash_format chosen_format(const cli::parsed_args& a) {
 
 // `kiln hash path` and `kiln hash file` differ only in what is hashed.
 int hash_each(const std::vector<std::string>& args, bool recursive) {
-  auto a = cli::parse(args, hash_options);
-  if (a.help) {
-    std::cout << hash_usage;
-    return 0;
-  }
+  auto a = cli::parse(args, hash_options, hash_usage);
   cli::expect_positional(a, 1, SIZE_MAX, recursive ? "PATH to hash" : "FILE to hash");
   auto algo = parse_hash_algo(a.value_or("--type", "sha256"));
   auto format = chosen_format(a);
@@ -77,11 +73,7 @@ int hash_each(const std::vector<std::string>& args, bool recursive) {
 }
 
 int convert(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {{"--type", true}, {"--to", true}});
-  if (a.help) {
-    std::cout << hash_usage;
-    return 0;
-  }
+  auto a = cli::parse(args, {{"--type", true}, {"--to", true}}, hash_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "HASH to convert");
   std::optional<hash_algo> algo;
   if (a.values.count("--type"))

@@ -34,11 +34,7 @@ void write_new_file(const std::string& path, const std::string& text, mode_t mod
 }
 
 int generate(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {});
-  if (a.help) {
-    std::cout << key_usage;
-    return 0;
-  }
+  auto a = cli::parse(args, {}, key_usage);
   cli::expect_positional(a, 3, 3, "NAME SECRET-FILE PUBLIC-FILE");
   auto sk = generate_secret_key(a.positional[0]);
   write_new_file(a.positional[1], sk.to_string(), 0600);
@@ -52,11 +48,7 @@ int generate(const std::vector<std::string>& args) {
 }
 
 int public_of(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {});
-  if (a.help) {
-    std::cout << key_usage;
-    return 0;
-  }
+  auto a = cli::parse(args, {}, key_usage);
   cli::expect_positional(a, 1, 1, "SECRET-FILE");
   std::cout << read_secret_key_file(a.positional[0]).to_public().to_string() << '\n';
   return 0;

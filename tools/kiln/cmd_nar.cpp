@@ -23,11 +23,7 @@ DEST; DEST must not exist.
 )";
 
 int dump(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {});
-  if (a.help) {
-    std::cout << "Usage: kiln nar dump PATH\n\nWrites the NAR serialisation of PATH to stdout.\n";
-    return 0;
-  }
+  auto a = cli::parse(args, {}, "Usage: kiln nar dump PATH\n\nWrites the NAR serialisation of PATH to stdout.\n");
   cli::expect_positional(a, 1, 1, "PATH to dump");
   if (::isatty(STDOUT_FILENO))
     throw error("refusing to write a binary NAR to a terminal; redirect stdout");
@@ -38,13 +34,9 @@ int dump(const std::vector<std::string>& args) {
 }
 
 int restore(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {});
-  if (a.help) {
-    std::cout << "Usage: kiln nar restore DEST < FILE.nar\n\n"
+  auto a = cli::parse(args, {}, "Usage: kiln nar restore DEST < FILE.nar\n\n"
                  "Unpacks the NAR on stdin at DEST, which must not exist. On any error\n"
-                 "nothing is left at DEST.\n";
-    return 0;
-  }
+                 "nothing is left at DEST.\n");
   cli::expect_positional(a, 1, 1, "DEST to restore to");
   fd_source in(STDIN_FILENO, "standard input");
   restore_nar(in, a.positional[0]);
@@ -52,14 +44,10 @@ int restore(const std::vector<std::string>& args) {
 }
 
 int ls(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {{"--json"}});
-  if (a.help) {
-    std::cout << "Usage: kiln nar ls [--json] FILE.nar\n\n"
+  auto a = cli::parse(args, {{"--json"}}, "Usage: kiln nar ls [--json] FILE.nar\n\n"
                  "Lists every object in the NAR, recursively. With --json, prints the tree\n"
                  "as 'nix nar ls --json -R' does (type, size, executable, narOffset, target).\n"
-                 "FILE '-' reads standard input.\n";
-    return 0;
-  }
+                 "FILE '-' reads standard input.\n");
   cli::expect_positional(a, 1, 1, "FILE.nar to list");
   const std::string& file = a.positional[0];
   unique_fd fd;

@@ -62,16 +62,8 @@ store_path_set valid_paths_mentioned(local_store& store, std::string_view text) 
 
 namespace {
 
-int print_help_or(const cli::parsed_args& a) {
-  if (a.help)
-    std::cout << store_usage;
-  return a.help;
-}
-
 int add(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {store_option});
-  if (print_help_or(a))
-    return 0;
+  auto a = cli::parse(args, {store_option}, store_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "PATH to add");
   auto store = open_store(a);
   for (auto& p : a.positional)
@@ -80,9 +72,7 @@ int add(const std::vector<std::string>& args) {
 }
 
 int add_fixed(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {store_option, {"--recursive"}, {"--type", true}});
-  if (print_help_or(a))
-    return 0;
+  auto a = cli::parse(args, {store_option, {"--recursive"}, {"--type", true}}, store_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "PATH to add");
   if (!a.values.count("--type"))
     throw cli::usage_error("missing --type ALGO (sha256, sha512, sha1 or md5)");
@@ -95,9 +85,7 @@ int add_fixed(const std::vector<std::string>& args) {
 }
 
 int add_text(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {store_option});
-  if (print_help_or(a))
-    return 0;
+  auto a = cli::parse(args, {store_option}, store_usage);
   cli::expect_positional(a, 2, 2, "NAME FILE");
   unique_fd fd = open_read_only(a.positional[1]);
   std::string text;
@@ -111,9 +99,7 @@ int add_text(const std::vector<std::string>& args) {
 }
 
 int dump(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {store_option});
-  if (print_help_or(a))
-    return 0;
+  auto a = cli::parse(args, {store_option}, store_usage);
   cli::expect_positional(a, 1, 1, "PATH to dump");
   if (::isatty(STDOUT_FILENO))
     throw error("refusing to write a binary NAR to a terminal; redirect stdout");
@@ -128,9 +114,7 @@ int dump(const std::vector<std::string>& args) {
 }
 
 int export_(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {store_option});
-  if (print_help_or(a))
-    return 0;
+  auto a = cli::parse(args, {store_option}, store_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "PATH to export");
   if (::isatty(STDOUT_FILENO))
     throw error("refusing to write a binary export stream to a terminal; redirect stdout");
@@ -153,9 +137,7 @@ int export_(const std::vector<std::string>& args) {
 }
 
 int import(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {store_option});
-  if (print_help_or(a))
-    return 0;
+  auto a = cli::parse(args, {store_option}, store_usage);
   cli::expect_positional(a, 0, 0, "");
   auto store = open_store(a);
   fd_source in(STDIN_FILENO, "standard input");

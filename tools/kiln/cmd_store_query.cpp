@@ -56,11 +56,7 @@ nlohmann::ordered_json info_json(const path_info& info, bool sigs) {
 } // namespace
 
 int store_path_info(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {store_option, {"--json"}, {"--recursive", false, "-r"}, {"--sigs"}});
-  if (a.help) {
-    std::cout << store_usage;
-    return 0;
-  }
+  auto a = cli::parse(args, {store_option, {"--json"}, {"--recursive", false, "-r"}, {"--sigs"}}, store_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "PATH");
   auto store = open_store(a);
   auto roots = valid_paths(*store, a.positional);
@@ -91,11 +87,7 @@ int store_query(const std::vector<std::string>& args) {
   std::vector<cli::option_spec> spec = {store_option};
   for (auto& m : modes)
     spec.push_back({m});
-  auto a = cli::parse(args, spec);
-  if (a.help) {
-    std::cout << store_usage;
-    return 0;
-  }
+  auto a = cli::parse(args, spec, store_usage);
   std::string mode;
   for (auto& m : modes)
     if (a.has(m)) {
@@ -132,11 +124,7 @@ int store_query(const std::vector<std::string>& args) {
 }
 
 int store_verify(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {store_option, {"--check-contents"}, {"--all"}, {"--json"}});
-  if (a.help) {
-    std::cout << store_usage;
-    return 0;
-  }
+  auto a = cli::parse(args, {store_option, {"--check-contents"}, {"--all"}, {"--json"}}, store_usage);
   if (a.has("--all") == !a.positional.empty())
     throw cli::usage_error("give either --all or the PATHs to verify");
   auto store = open_store(a);
@@ -162,11 +150,7 @@ int store_verify(const std::vector<std::string>& args) {
 }
 
 int store_sign(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {store_option, {"--key-file", true}});
-  if (a.help) {
-    std::cout << store_usage;
-    return 0;
-  }
+  auto a = cli::parse(args, {store_option, {"--key-file", true}}, store_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "PATH to sign");
   if (!a.values.count("--key-file"))
     throw cli::usage_error("missing --key-file SECRET-KEY-FILE");
@@ -178,11 +162,7 @@ int store_sign(const std::vector<std::string>& args) {
 }
 
 int store_verify_sigs(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {store_option, {"--trusted-public-keys", true}});
-  if (a.help) {
-    std::cout << store_usage;
-    return 0;
-  }
+  auto a = cli::parse(args, {store_option, {"--trusted-public-keys", true}}, store_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "PATH to check");
   std::vector<std::string> texts;
   std::string keys = a.value_or("--trusted-public-keys", "");

@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
                                 {"key", "signing keys", kiln::cmd::key},
                                 {"store", "the local store", kiln::cmd::store}},
                                usage);
+  } catch (const kiln::cli::help_shown&) {
+    return 0;
   } catch (const kiln::cli::usage_error& e) {
     std::cerr << "kiln: " << e.what() << "\n(see 'kiln";
     if (!args.empty())
