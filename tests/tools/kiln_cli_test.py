@@ -36,7 +36,7 @@ for cmd in [[], ["nar"], ["hash"], ["drv"], ["nar", "dump"], ["nar", "restore"],
             ["drv", "path"], ["drv", "outputs"], ["key"], ["key", "generate"], ["key", "public"],
             ["store"], ["store", "add"], ["store", "add-fixed"], ["store", "add-text"], ["store", "path-info"],
             ["store", "query"], ["store", "dump"], ["store", "export"], ["store", "import"],
-            ["store", "verify"], ["store", "sign"], ["store", "verify-sigs"]]:
+            ["store", "verify"], ["store", "sign"], ["store", "verify-sigs"], ["store", "optimise"]]:
     r = run(*cmd, "--help")
     check(r.returncode == 0 and b"Usage: kiln" in r.stdout, f"--help for {cmd}: {r.stdout[:80]!r}")
 fails_with(run("frobnicate"), "unknown command 'kiln frobnicate'", "unknown command")

@@ -3,6 +3,7 @@
 #include "store/export.hpp"
 #include "store/fd.hpp"
 #include "store/nar.hpp"
+#include "store/optimise.hpp"
 #include "tools/kiln/commands.hpp"
 #include "tools/kiln/store_cli.hpp"
 
@@ -27,6 +28,7 @@ const char* store_usage = R"(Usage: kiln store COMMAND [--store local:DIR] ...
   kiln store verify [--check-contents] [--json] --all|PATH...
                                                check that valid paths exist (and hash right);
                                                exit 1 if anything is broken
+  kiln store optimise [--json]                 hard-link identical files via .links; report bytes freed
   kiln store sign --key-file SECRET-FILE PATH...   add a signature to each path
   kiln store verify-sigs --trusted-public-keys 'NAME:KEY ...' PATH...
                                                exit 1 unless every path has a valid
@@ -148,6 +150,20 @@ int import(const std::vector<std::string>& args) {
 
 } // namespace
 
+int optimise(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option, {"--json"}}, store_usage);
+  cli::expect_positional(a, 0, 0, "");
+  auto store = open_store(a);
+  auto r = optimise_store(*store);
+  if (a.has("--json"))
+    std::cout << "{\"filesSeen\":" << r.files_seen << ",\"filesLinked\":" << r.files_linked
+              << ",\"bytesSaved\":" << r.bytes_saved << "}\n";
+  else
+    std::cout << r.files_linked << " of " << r.files_seen << " files replaced by hard links, "
+              << r.bytes_saved << " bytes (" << r.bytes_saved / (1024 * 1024) << " MiB) freed\n";
+  return 0;
+}
+
 int store_query(const std::vector<std::string>& args);
 int store_path_info(const std::vector<std::string>& args);
 int store_verify(const std::vector<std::string>& args);
@@ -165,6 +181,7 @@ int store(const std::vector<std::string>& args) {
                         {"export", "", export_},
                         {"import", "", import},
                         {"verify", "", store_verify},
+                        {"optimise", "", optimise},
                         {"sign", "", store_sign},
                         {"verify-sigs", "", store_verify_sigs}},
                        store_usage);
