@@ -76,19 +76,6 @@ private:
   sink& spool_;
 };
 
-// Writes everything to two sinks.
-class tee_sink : public sink {
-public:
-  tee_sink(sink& a, sink& b) : a_(a), b_(b) {}
-  void write(const char* d, std::size_t n) override {
-    a_.write(d, n);
-    b_.write(d, n);
-  }
-
-private:
-  sink &a_, &b_;
-};
-
 } // namespace
 
 void export_paths(local_store& store, const std::vector<store_path>& paths, sink& out) {

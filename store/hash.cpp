@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -194,7 +195,15 @@ hash hash_string(hash_algo algo, std::string_view data) {
 }
 
 hash hash_file(hash_algo algo, const std::string& path) {
-  unique_fd fd = open_read_only(path);
+  // O_NONBLOCK: opening a FIFO must not hang before the type check refuses it.
+  unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd)
+    throw_errno("opening '" + path + "'");
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0)
+    throw_errno("getting the status of '" + path + "'");
+  if (!S_ISREG(st.st_mode))
+    throw error("'" + path + "' is not a regular file; flat hashing needs one");
   hasher h(algo);
   std::vector<char> buf(1 << 20);
   for (;;) {

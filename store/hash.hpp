@@ -73,7 +73,7 @@ private:
 };
 
 hash hash_string(hash_algo algo, std::string_view data);
-// Flat hash of a regular file's bytes.
+// Flat hash of a regular file's bytes; anything else is refused.
 hash hash_file(hash_algo algo, const std::string& path);
 
 // XOR-folds a digest into `size` bytes (nix-formats.md §3): how a SHA-256

@@ -32,21 +32,6 @@ bool exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-// The hash that names a fixed-output path: of the NAR, or of the file's bytes.
-hash content_hash(const std::string& path, ingestion_method method, hash_algo algo) {
-  if (method == ingestion_method::flat) {
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0)
-      throw_errno("getting the status of '" + path + "'");
-    if (!S_ISREG(st.st_mode))
-      throw error("'" + path + "' is not a regular file; flat hashing needs one");
-    return hash_file(algo, path);
-  }
-  hash_sink s(algo);
-  dump_path(path, s);
-  return s.finish();
-}
-
 std::string temp_prefix(std::string_view base_name) {
   return ".kiln-tmp-" + std::string(base_name) + "-";
 }
@@ -176,19 +161,31 @@ path_info local_store::add_path(const std::string& source_path, ingestion_method
                                 hash_algo algo, std::optional<std::string> name) {
   std::string n = name ? *name : split_path(source_path).second;
   check_store_path_name(n);
-  hash h = content_hash(source_path, method, algo);
+  // One pass names the path and measures its NAR. The copy materialise()
+  // makes must hash the same, so content that changes in between fails the
+  // add before anything becomes valid.
+  hash h;
+  nar_digest nar;
+  if (method == ingestion_method::recursive && algo == hash_algo::sha256) {
+    nar = hash_path(source_path);
+    h = nar.nar_hash;
+  } else {
+    hash_sink nar_sink(hash_algo::sha256), by_algo(algo);
+    if (method == ingestion_method::flat) {
+      h = hash_file(algo, source_path);
+      dump_path(source_path, nar_sink);
+    } else {
+      tee_sink both(nar_sink, by_algo);
+      dump_path(source_path, both);
+      h = by_algo.finish();
+    }
+    nar = {nar_sink.finish(), nar_sink.size()};
+  }
   path_info info(make_fixed_output_path(n, method, h));
   info.ca = fixed_output_ca(method, h);
-  // The content is read a second time while copied; if it changed in
-  // between, its hash no longer matches its path and the add fails.
-  auto added = materialise(info, [&](sink& out) { dump_path(source_path, out); });
-  bool same = content_hash(real_path(added.path), method, algo) == h;
-  if (!same) {
-    db_.invalidate_path(added.path);
-    remove_tree(real_path(added.path));
-    throw error("'" + source_path + "' changed while it was being added to the store");
-  }
-  return added;
+  info.nar_hash = nar.nar_hash;
+  info.nar_size = nar.nar_size;
+  return materialise(info, [&](sink& out) { dump_path(source_path, out); });
 }
 
 path_info local_store::add_text(std::string_view name, std::string_view contents,

@@ -22,6 +22,14 @@ inline constexpr std::string_view nar_magic = "nix-archive-1";
 // Throws on unsupported file types and on files that change while read.
 void dump_path(const std::string& path, sink& out);
 
+struct nar_digest {
+  hash nar_hash;
+  uint64_t nar_size = 0;
+};
+// The hash and size of the NAR of `path` ("recursive" hashing). Dumping and
+// hashing run on two threads, so this costs the larger of the two.
+nar_digest hash_path(const std::string& path, hash_algo algo = hash_algo::sha256);
+
 // NAR of a regular file's bytes alone (as `addToStore` with flat content).
 void dump_string_as_file(std::string_view contents, bool executable, sink& out);
 

@@ -1,3 +1,4 @@
+#include "store/background_sink.hpp"
 #include "store/error.hpp"
 #include "store/fd.hpp"
 #include "store/file_ops.hpp"
@@ -62,13 +63,12 @@ public:
     struct stat st;
     if (::lstat(path.c_str(), &st) != 0)
       throw_errno("getting the status of '" + path + "'");
-    dump_entry(AT_FDCWD, path.c_str(), st, path, 0);
+    dump_entry(AT_FDCWD, path.c_str(), st, path);
     w_.flush();
   }
 
 private:
-  void dump_entry(int dirfd, const char* name, const struct stat& st, const std::string& shown,
-                  std::size_t depth) {
+  void dump_entry(int dirfd, const char* name, const struct stat& st, const std::string& shown) {
     w_.str("(");
     w_.str("type");
     if (S_ISREG(st.st_mode)) {
@@ -79,7 +79,7 @@ private:
       w_.str(read_link(dirfd, name, shown));
     } else if (S_ISDIR(st.st_mode)) {
       w_.str("directory");
-      dump_directory(dirfd, name, shown, depth);
+      dump_directory(dirfd, name, shown);
     } else {
       throw error("file '" + shown + "' has an unsupported type (only regular files, " +
                   "directories and symlinks can be archived)");
@@ -137,7 +137,7 @@ private:
     }
   }
 
-  void dump_directory(int dirfd, const char* name, const std::string& shown, std::size_t depth) {
+  void dump_directory(int dirfd, const char* name, const std::string& shown) {
     unique_fd fd(::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd)
       throw_errno("opening the directory '" + shown + "'");
@@ -153,7 +153,7 @@ private:
       w_.str("name");
       w_.str(entry);
       w_.str("node");
-      dump_entry(fd.get(), entry.c_str(), st, child, depth + 1);
+      dump_entry(fd.get(), entry.c_str(), st, child);
       w_.str(")");
     }
   }
@@ -166,6 +166,16 @@ private:
 
 void dump_path(const std::string& path, sink& out) {
   dumper(out).dump_root(path);
+}
+
+nar_digest hash_path(const std::string& path, hash_algo algo) {
+  hash_sink hashed(algo);
+  {
+    background_sink pipelined(hashed); // dump on this thread, hash on another
+    dump_path(path, pipelined);
+    pipelined.flush();
+  }
+  return {hashed.finish(), hashed.size()};
 }
 
 void dump_string_as_file(std::string_view contents, bool executable, sink& out) {

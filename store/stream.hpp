@@ -85,6 +85,20 @@ public:
   std::string s;
 };
 
+// Writes everything to two sinks.
+class tee_sink : public sink {
+public:
+  tee_sink(sink& a, sink& b) : a_(a), b_(b) {}
+  void write(const char* data, std::size_t n) override {
+    a_.write(data, n);
+    b_.write(data, n);
+  }
+
+private:
+  sink& a_;
+  sink& b_;
+};
+
 // Hashes and counts everything written to it.
 class hash_sink : public sink {
 public:

@@ -34,12 +34,10 @@ std::vector<verify_problem> verify_paths(local_store& store, const std::vector<s
     if (!check_contents)
       continue;
     try {
-      hash_sink h(hash_algo::sha256);
-      dump_path(store.real_path(p), h);
-      auto got = h.finish();
-      if (got != info->nar_hash || h.size() != info->nar_size)
-        problems.push_back({p, "contents changed: hash " + got.to_prefixed(hash_format::base32) +
-                                 " (" + std::to_string(h.size()) + " bytes), recorded " +
+      auto got = hash_path(store.real_path(p));
+      if (got.nar_hash != info->nar_hash || got.nar_size != info->nar_size)
+        problems.push_back({p, "contents changed: hash " + got.nar_hash.to_prefixed(hash_format::base32) +
+                                 " (" + std::to_string(got.nar_size) + " bytes), recorded " +
                                  info->nar_hash.to_prefixed(hash_format::base32) + " (" +
                                  std::to_string(info->nar_size) + " bytes)"});
     } catch (const error& e) {

@@ -1,4 +1,3 @@
-#include "store/background_sink.hpp"
 #include "store/error.hpp"
 #include "store/hash.hpp"
 #include "store/nar.hpp"
@@ -6,7 +5,6 @@
 #include "tools/kiln/commands.hpp"
 
 #include <iostream>
-#include <sys/stat.h>
 
 namespace kiln::cmd {
 namespace {
@@ -52,19 +50,8 @@ int hash_each(const std::vector<std::string>& args, bool recursive) {
   for (auto& path : a.positional) {
     kiln::hash h;
     if (recursive) {
-      hash_sink hashed(algo);
-      {
-        background_sink pipelined(hashed); // dump on this thread, hash on another
-        dump_path(path, pipelined);
-        pipelined.flush();
-      }
-      h = hashed.finish();
+      h = hash_path(path, algo).nar_hash;
     } else {
-      struct stat st;
-      if (::stat(path.c_str(), &st) != 0)
-        throw_errno("getting the status of '" + path + "'");
-      if (!S_ISREG(st.st_mode))
-        throw error("'" + path + "' is not a regular file (use 'kiln hash path' for trees)");
       h = hash_file(algo, path);
     }
     std::cout << h.to_string(format) << '\n';
