@@ -11,6 +11,11 @@
 #include <vector>
 
 namespace kiln {
+bool path_exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
 std::vector<std::string> read_directory(int dirfd, const std::string& shown) {
   int dup_fd = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
   if (dup_fd < 0)

@@ -9,6 +9,9 @@
 
 namespace kiln {
 
+// True if something (even a dangling symlink) is at `path`.
+bool path_exists(const std::string& path);
+
 // The entry names of an open directory (without . and ..), unsorted.
 // The descriptor is duplicated, so `dirfd` stays open and usable; `shown`
 // names the directory in errors.

@@ -27,9 +27,14 @@ void make_dir(const std::string& dir, mode_t mode) {
   }
 }
 
-bool exists(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0;
+// The layout's directories, created if missing (the database's first,
+// since the store_db member opens it right after).
+store_layout prepared(store_layout layout) {
+  for (auto& d : {layout.db_dir(), layout.store_dir(), layout.gcroots_dir(),
+                  layout.temproots_dir(), layout.profiles_dir(), layout.log_dir(),
+                  layout.pending_dir()})
+    make_dir(d, 0755);
+  return layout;
 }
 
 std::string temp_prefix(std::string_view base_name) {
@@ -39,15 +44,8 @@ std::string temp_prefix(std::string_view base_name) {
 } // namespace
 
 local_store::local_store(store_layout layout)
-  : layout_((make_dir(layout.db_dir(), 0755), std::move(layout))), db_(layout_.db_dir()) {
-  make_directories();
+  : layout_(prepared(std::move(layout))), db_(layout_.db_dir()) {
   cleaned_ = finish_interrupted_adds();
-}
-
-void local_store::make_directories() {
-  for (auto& d : {layout_.store_dir(), layout_.gcroots_dir(), layout_.temproots_dir(),
-                  layout_.profiles_dir(), layout_.log_dir(), layout_.pending_dir()})
-    make_dir(d, 0755);
 }
 
 std::string local_store::real_path(const store_path& p) const {
@@ -65,24 +63,35 @@ std::size_t local_store::finish_interrupted_adds() {
   unique_fd pending(::open(layout_.pending_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!pending)
     throw_errno("opening '" + layout_.pending_dir() + "'");
-  unique_fd store_fd(::open(layout_.store_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!store_fd)
-    throw_errno("opening '" + layout_.store_dir() + "'");
-  auto store_entries = read_directory(store_fd.get(), layout_.store_dir());
+  // The store directory can be huge; it is listed only if an add was interrupted.
+  std::optional<std::vector<std::string>> store_entries;
   for (auto& base : read_directory(pending.get(), layout_.pending_dir())) {
-    store_path p = store_path::from_base_name(base);
+    std::optional<store_path> parsed;
+    try {
+      parsed = store_path::from_base_name(base);
+    } catch (const format_error&) {
+      ::unlinkat(pending.get(), base.c_str(), 0); // not ours to interpret; never block opening
+      continue;
+    }
+    const store_path& p = *parsed;
     auto lock = path_lock::try_acquire(real_path(p));
     if (!lock.held())
       continue; // an add in progress in another process
     if (!db_.is_valid(p)) {
-      if (exists(real_path(p))) {
+      if (path_exists(real_path(p))) {
         remove_tree(real_path(p));
         ++cleaned;
       }
       // Temporaries, and restore_nar's staging directories around them
       // (".kiln-restore-.kiln-tmp-<hash>..."), are known by the hash part.
       std::string marker = ".kiln-tmp-" + std::string(p.hash_part());
-      for (auto& e : store_entries)
+      if (!store_entries) {
+        unique_fd store_fd(::open(layout_.store_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!store_fd)
+          throw_errno("opening '" + layout_.store_dir() + "'");
+        store_entries = read_directory(store_fd.get(), layout_.store_dir());
+      }
+      for (auto& e : *store_entries)
         if (e.find(marker) != std::string::npos) {
           remove_tree(layout_.store_dir() + "/" + e);
           ++cleaned;
@@ -119,7 +128,7 @@ path_info local_store::materialise(path_info info,
     lock.release(true);
     return *existing;
   }
-  if (exists(real))
+  if (path_exists(real))
     remove_tree(real); // an unregistered leftover
   std::string temp = layout_.store_dir() + "/" + temp_prefix(base) + std::to_string(::getpid());
   remove_tree(temp);

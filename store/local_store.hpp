@@ -53,7 +53,6 @@ public:
   std::size_t cleaned_on_open() const { return cleaned_; }
 
 private:
-  void make_directories();
   std::size_t finish_interrupted_adds();
   // Steps 1-5 above; `write_nar` produces the path's NAR.
   path_info materialise(path_info info, const std::function<void(sink&)>& write_nar);

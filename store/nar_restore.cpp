@@ -77,8 +77,7 @@ private:
 } // namespace
 
 void restore_nar(source& in, const std::string& dest, const nar_limits& limits) {
-  struct stat st;
-  if (::lstat(dest.c_str(), &st) == 0)
+  if (path_exists(dest))
     throw error("cannot restore to '" + dest + "': it already exists");
   auto [parent, name] = split_path(dest);
   unique_fd parent_fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

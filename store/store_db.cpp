@@ -2,6 +2,7 @@
 
 #include "store/error.hpp"
 #include "store/fd.hpp"
+#include "store/file_ops.hpp"
 
 #include <ctime>
 #include <fcntl.h>
@@ -48,13 +49,8 @@ create table if not exists DerivationOutputs (
 create index if not exists IndexDerivationOutputs on DerivationOutputs(path);
 )";
 
-bool file_exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
-}
-
 std::optional<int> read_schema_version(const std::string& file) {
-  if (!file_exists(file))
+  if (!path_exists(file))
     return std::nullopt;
   unique_fd fd = open_read_only(file);
   char buf[32];
