@@ -144,18 +144,7 @@ std::string derivation_name(const derivation& drv, std::string_view file_name) {
 }
 
 derivation read_derivation_file(const std::string& path) {
-  unique_fd fd = open_read_only(path);
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    auto n = read_some(fd.get(), buf, sizeof buf, "'" + path + "'");
-    if (n == 0)
-      break;
-    text.append(buf, n);
-    if (text.size() > (64u << 20))
-      throw format_error("derivation '" + path + "' is larger than 64 MiB");
-  }
-  return parse_derivation(text, path);
+  return parse_derivation(read_whole_file(path, 64u << 20, "derivation"), path);
 }
 
 } // namespace kiln

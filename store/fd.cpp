@@ -21,6 +21,19 @@ unique_fd open_read_only(const std::string& path) {
   return unique_fd(fd);
 }
 
+std::string read_whole_file(const std::string& path, std::size_t max_size, std::string_view what) {
+  unique_fd fd = open_read_only(path);
+  std::string text;
+  char buf[65536];
+  while (std::size_t n = read_some(fd.get(), buf, sizeof buf, "'" + path + "'")) {
+    text.append(buf, n);
+    if (text.size() > max_size)
+      throw format_error(std::string(what) + " '" + path + "' is larger than " +
+                         std::to_string(max_size) + " bytes");
+  }
+  return text;
+}
+
 std::size_t read_some(int fd, void* buf, std::size_t n, std::string_view what) {
   for (;;) {
     ssize_t r = ::read(fd, buf, n);

@@ -38,6 +38,10 @@ private:
 // open(path, O_RDONLY | O_CLOEXEC); throws sys_error naming the path.
 unique_fd open_read_only(const std::string& path);
 
+// Reads a whole (small) file. A file larger than `max_size` bytes is
+// refused with a format_error naming `what` it was supposed to be.
+std::string read_whole_file(const std::string& path, std::size_t max_size, std::string_view what);
+
 // One read(2), retried on EINTR; returns 0 at end of file. `what` names the
 // file in the error message.
 std::size_t read_some(int fd, void* buf, std::size_t n, std::string_view what);

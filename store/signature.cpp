@@ -45,21 +45,9 @@ std::pair<std::string, bytes> split_key(std::string_view text, std::size_t size,
   return {name, raw};
 }
 
-std::string read_small_file(const std::string& path) {
-  unique_fd fd = open_read_only(path);
-  std::string text;
-  char buf[4096];
-  while (std::size_t n = read_some(fd.get(), buf, sizeof buf, "'" + path + "'")) {
-    text.append(buf, n);
-    if (text.size() > 65536)
-      throw format_error("key file '" + path + "' is far too large to be a key");
-  }
-  return text;
-}
-
 template <class Key, class Parse>
 Key read_key_file(const std::string& path, Parse parse) {
-  std::string text = read_small_file(path);
+  std::string text = read_whole_file(path, 65536, "key file");
   try {
     return parse(text);
   } catch (const format_error& e) {

@@ -1,6 +1,7 @@
 #include "tools/kiln/cli.hpp"
 
 #include <iostream>
+#include <unistd.h>
 
 namespace kiln::cli {
 
@@ -61,6 +62,12 @@ void expect_positional(const parsed_args& a, std::size_t min, std::size_t max,
     throw usage_error("missing " + what);
   if (a.positional.size() > max)
     throw usage_error("unexpected argument '" + a.positional[max] + "'");
+}
+
+void refuse_binary_to_terminal(const std::string& what) {
+  if (::isatty(STDOUT_FILENO))
+    throw std::runtime_error("refusing to write a binary " + what +
+                             " to a terminal; redirect stdout");
 }
 
 int dispatch(const std::string& prefix, const std::vector<std::string>& args,

@@ -44,6 +44,9 @@ parsed_args parse(const std::vector<std::string>& args, const std::vector<option
 void expect_positional(const parsed_args& a, std::size_t min, std::size_t max,
                        const std::string& what);
 
+// Throws unless stdout is redirected: binary output would garble a terminal.
+void refuse_binary_to_terminal(const std::string& what);
+
 // A subcommand: gets the arguments after its name, returns the exit code.
 using handler = int (*)(const std::vector<std::string>& args);
 

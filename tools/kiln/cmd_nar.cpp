@@ -25,8 +25,7 @@ DEST; DEST must not exist.
 int dump(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {}, "Usage: kiln nar dump PATH\n\nWrites the NAR serialisation of PATH to stdout.\n");
   cli::expect_positional(a, 1, 1, "PATH to dump");
-  if (::isatty(STDOUT_FILENO))
-    throw error("refusing to write a binary NAR to a terminal; redirect stdout");
+  cli::refuse_binary_to_terminal("NAR");
   fd_sink out(STDOUT_FILENO, "standard output", 1 << 20);
   dump_path(a.positional[0], out);
   out.flush();

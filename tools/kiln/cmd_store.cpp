@@ -45,6 +45,20 @@ std::unique_ptr<local_store> open_store(const cli::parsed_args& a) {
   return std::make_unique<local_store>(store_layout::from_uri(a.value_or("--store", "local")));
 }
 
+store_path valid_path(local_store& store, const std::string& text) {
+  auto p = store.parse_path(text);
+  if (!store.db().is_valid(p))
+    throw error("path '" + p.full() + "' is not valid in this store");
+  return p;
+}
+
+store_path_set valid_paths(local_store& store, const std::vector<std::string>& texts) {
+  store_path_set out;
+  for (auto& t : texts)
+    out.insert(valid_path(store, t));
+  return out;
+}
+
 store_path_set valid_paths_mentioned(local_store& store, std::string_view text) {
   store_path_set found;
   const std::string marker = std::string(default_store_dir) + "/";
@@ -89,11 +103,8 @@ int add_fixed(const std::vector<std::string>& args) {
 int add_text(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option}, store_usage);
   cli::expect_positional(a, 2, 2, "NAME FILE");
-  unique_fd fd = open_read_only(a.positional[1]);
-  std::string text;
-  char buf[65536];
-  while (std::size_t n = read_some(fd.get(), buf, sizeof buf, "'" + a.positional[1] + "'"))
-    text.append(buf, n);
+  // Text paths are small (builder scripts, configs); 64 MiB is far beyond any.
+  std::string text = read_whole_file(a.positional[1], 64u << 20, "text file");
   auto store = open_store(a);
   auto refs = valid_paths_mentioned(*store, text);
   std::cout << store->add_text(a.positional[0], text, refs).path.full() << '\n';
@@ -103,12 +114,9 @@ int add_text(const std::vector<std::string>& args) {
 int dump(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option}, store_usage);
   cli::expect_positional(a, 1, 1, "PATH to dump");
-  if (::isatty(STDOUT_FILENO))
-    throw error("refusing to write a binary NAR to a terminal; redirect stdout");
+  cli::refuse_binary_to_terminal("NAR");
   auto store = open_store(a);
-  auto p = store->parse_path(a.positional[0]);
-  if (!store->db().is_valid(p))
-    throw error("path '" + p.full() + "' is not valid in this store");
+  auto p = valid_path(*store, a.positional[0]);
   fd_sink out(STDOUT_FILENO, "standard output", 1 << 20);
   dump_path(store->real_path(p), out);
   out.flush();
@@ -118,16 +126,9 @@ int dump(const std::vector<std::string>& args) {
 int export_(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option}, store_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "PATH to export");
-  if (::isatty(STDOUT_FILENO))
-    throw error("refusing to write a binary export stream to a terminal; redirect stdout");
+  cli::refuse_binary_to_terminal("export stream");
   auto store = open_store(a);
-  store_path_set wanted;
-  for (auto& text : a.positional) {
-    auto p = store->parse_path(text);
-    if (!store->db().is_valid(p))
-      throw error("path '" + p.full() + "' is not valid in this store");
-    wanted.insert(p);
-  }
+  auto wanted = valid_paths(*store, a.positional);
   // The given paths only, but references before referrers, as Nix orders them.
   std::vector<store_path> order;
   for (auto& p : compute_closure(store->db(), wanted))

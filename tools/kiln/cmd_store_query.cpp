@@ -16,20 +16,6 @@ extern const char* store_usage;
 
 namespace {
 
-store_path valid_path(local_store& store, const std::string& text) {
-  auto p = store.parse_path(text);
-  if (!store.db().is_valid(p))
-    throw error("path '" + p.full() + "' is not valid in this store");
-  return p;
-}
-
-store_path_set valid_paths(local_store& store, const std::vector<std::string>& texts) {
-  store_path_set out;
-  for (auto& t : texts)
-    out.insert(valid_path(store, t));
-  return out;
-}
-
 // The fields and order of `nix path-info --json`; narHash as sha256:<base32>
 // as the local-store issue asks (Nix 2.8 itself prints SRI there).
 nlohmann::ordered_json info_json(const path_info& info, bool sigs) {

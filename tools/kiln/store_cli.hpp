@@ -13,6 +13,10 @@ inline const cli::option_spec store_option{"--store", true};
 
 std::unique_ptr<local_store> open_store(const cli::parsed_args& a);
 
+// Parses PATH (/nix/store/... or its real location); throws unless valid.
+store_path valid_path(local_store& store, const std::string& text);
+store_path_set valid_paths(local_store& store, const std::vector<std::string>& texts);
+
 // Store paths mentioned in `text` (as /nix/store/<hash>-...) that are valid.
 store_path_set valid_paths_mentioned(local_store& store, std::string_view text);
 
