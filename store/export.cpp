@@ -3,6 +3,7 @@
 #include "store/error.hpp"
 #include "store/fd.hpp"
 #include "store/nar.hpp"
+#include "store/wire.hpp"
 
 #include <cstdio>
 #include <fcntl.h>
@@ -13,31 +14,13 @@ namespace {
 
 constexpr uint64_t export_magic = 0x4558494e; // "NIXE"
 
-void put_u64(sink& out, uint64_t v) {
-  char b[8];
-  for (int i = 0; i < 8; ++i)
-    b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-  out.write(b, 8);
-}
-
-void put_str(sink& out, std::string_view s) {
-  put_u64(out, s.size());
-  out.write(s.data(), s.size());
-  static const char zeros[8] = {};
-  if (s.size() % 8)
-    out.write(zeros, 8 - s.size() % 8);
-}
-
 class stream_reader {
 public:
   explicit stream_reader(source& in) : in_(in) {}
   uint64_t u64(const char* what) {
     unsigned char b[8];
     read_exact(in_, reinterpret_cast<char*>(b), 8, std::string("export stream (") + what + ")");
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; --i)
-      v = (v << 8) | b[i];
-    return v;
+    return wire::decode_u64(b);
   }
   std::string str(const char* what, std::size_t max = 4096) {
     uint64_t len = u64(what);
@@ -47,12 +30,10 @@ public:
     std::string s(static_cast<std::size_t>(len), '\0');
     read_exact(in_, s.data(), s.size(), std::string("export stream (") + what + ")");
     char pad[8];
-    if (len % 8) {
-      read_exact(in_, pad, 8 - len % 8, "export stream (padding)");
-      for (std::size_t i = 0; i < 8 - len % 8; ++i)
-        if (pad[i])
-          throw format_error(std::string("export stream: non-zero padding after ") + what);
-    }
+    read_exact(in_, pad, wire::padding(len), "export stream (padding)");
+    for (std::size_t i = 0; i < wire::padding(len); ++i)
+      if (pad[i])
+        throw format_error(std::string("export stream: non-zero padding after ") + what);
     return s;
   }
 
@@ -83,22 +64,28 @@ void export_paths(local_store& store, const std::vector<store_path>& paths, sink
     auto info = store.db().query_path_info(p);
     if (!info)
       throw error("cannot export '" + p.full() + "': it is not valid");
-    put_u64(out, 1);
+    std::string frame;
+    wire::append_u64(frame, 1);
+    out.write(frame);
     hash_sink check(hash_algo::sha256);
     tee_sink both(out, check);
     dump_path(store.real_path(p), both);
     if (check.finish() != info->nar_hash)
       throw error("cannot export '" + p.full() + "': its contents no longer match its recorded " +
                   "hash (run 'kiln store verify --check-contents')");
-    put_u64(out, export_magic);
-    put_str(out, p.full());
-    put_u64(out, info->references.size());
+    frame.clear();
+    wire::append_u64(frame, export_magic);
+    wire::append_string(frame, p.full());
+    wire::append_u64(frame, info->references.size());
     for (auto& r : info->references)
-      put_str(out, r.full());
-    put_str(out, info->deriver ? info->deriver->full() : "");
-    put_u64(out, 0); // no legacy signature
+      wire::append_string(frame, r.full());
+    wire::append_string(frame, info->deriver ? info->deriver->full() : "");
+    wire::append_u64(frame, 0); // no legacy signature
+    out.write(frame);
   }
-  put_u64(out, 0);
+  std::string end;
+  wire::append_u64(end, 0);
+  out.write(end);
   out.flush();
 }
 

@@ -3,6 +3,7 @@
 #include "store/fd.hpp"
 #include "store/file_ops.hpp"
 #include "store/nar.hpp"
+#include "store/wire.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -21,20 +22,10 @@ public:
   explicit nar_writer(sink& out) : out_(out) {}
   ~nar_writer() = default;
 
-  void u64(uint64_t v) {
-    char b[8];
-    for (int i = 0; i < 8; ++i)
-      b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-    buf_.append(b, 8);
-  }
-  void padding(uint64_t len) {
-    if (len % 8)
-      buf_.append(8 - len % 8, '\0');
-  }
+  void u64(uint64_t v) { wire::append_u64(buf_, v); }
+  void padding(uint64_t len) { wire::append_padding(buf_, len); }
   void str(std::string_view s) {
-    u64(s.size());
-    buf_.append(s.data(), s.size());
-    padding(s.size());
+    wire::append_string(buf_, s);
     if (buf_.size() >= 4096)
       flush();
   }

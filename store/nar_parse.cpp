@@ -2,6 +2,7 @@
 // so hostile nesting costs heap bounded by nar_limits::max_depth, never stack.
 #include "store/error.hpp"
 #include "store/nar.hpp"
+#include "store/wire.hpp"
 
 #include <vector>
 
@@ -30,18 +31,15 @@ public:
   uint64_t u64() {
     unsigned char b[8];
     read(reinterpret_cast<char*>(b), 8);
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; --i)
-      v = (v << 8) | b[i];
-    return v;
+    return wire::decode_u64(b);
   }
 
   void padding(uint64_t len) {
-    if (len % 8 == 0)
+    std::size_t n = wire::padding(len);
+    if (n == 0)
       return;
     char pad[8];
     uint64_t at = offset_;
-    std::size_t n = 8 - len % 8;
     read(pad, n);
     for (std::size_t i = 0; i < n; ++i)
       if (pad[i] != 0)

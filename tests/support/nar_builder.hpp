@@ -2,6 +2,8 @@
 // honest dumper would produce.
 #pragma once
 
+#include "store/wire.hpp"
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -11,14 +13,11 @@ namespace kiln::test {
 class nar_builder {
 public:
   nar_builder& u64(uint64_t v) {
-    for (int i = 0; i < 8; ++i)
-      bytes += static_cast<char>((v >> (8 * i)) & 0xff);
+    wire::append_u64(bytes, v);
     return *this;
   }
   nar_builder& str(std::string_view s) {
-    u64(s.size());
-    bytes.append(s);
-    bytes.append((8 - s.size() % 8) % 8, '\0');
+    wire::append_string(bytes, s);
     return *this;
   }
   nar_builder& magic() { return str("nix-archive-1"); }
