@@ -34,12 +34,6 @@ void make_big_tree(const std::string& root, int seed) {
   }
 }
 
-hash nar_hash_of(const std::string& path) {
-  hash_sink h(hash_algo::sha256);
-  dump_path(path, h);
-  return h.finish();
-}
-
 int wait_for(pid_t pid) {
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -55,7 +49,7 @@ void check_consistent(local_store& store, std::size_t& valid_paths) {
   for (auto& p : valid) {
     expected.insert(std::string(p.base_name()));
     auto info = store.db().query_path_info(p);
-    BOOST_TEST((nar_hash_of(store.real_path(p)) == info->nar_hash), p.full());
+    BOOST_TEST((hash_path(store.real_path(p)).nar_hash == info->nar_hash), p.full());
   }
   auto entries = test::list_dir(store.layout().store_dir());
   std::string listing;
