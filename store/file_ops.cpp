@@ -41,11 +41,11 @@ std::vector<std::string> read_directory(int dirfd, const std::string& shown) {
   return names;
 }
 
-void remove_tree_at(int dirfd, const std::string& name) {
+uint64_t remove_tree_at(int dirfd, const std::string& name) {
   struct stat st;
   if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT)
-      return;
+      return 0;
     throw_errno("getting the status of '" + name + "'");
   }
   if (S_ISDIR(st.st_mode)) {
@@ -60,13 +60,16 @@ void remove_tree_at(int dirfd, const std::string& name) {
     }
     if ((st.st_mode & 0700) != 0700)
       ::fchmod(fd.get(), 0700);
+    uint64_t freed = 0;
     for (auto& child : read_directory(fd.get(), name))
-      remove_tree_at(fd.get(), child);
+      freed += remove_tree_at(fd.get(), child);
     if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
       throw_errno("removing the directory '" + name + "'");
-  } else if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
-    throw_errno("removing '" + name + "'");
+    return freed;
   }
+  if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT)
+    throw_errno("removing '" + name + "'");
+  return st.st_nlink == 1 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
 namespace {
@@ -109,12 +112,12 @@ std::pair<std::string, std::string> split_path(const std::string& path) {
   return {slash == 0 ? "/" : p.substr(0, slash), p.substr(slash + 1)};
 }
 
-void remove_tree(const std::string& path) {
+uint64_t remove_tree(const std::string& path) {
   auto [parent, name] = split_path(path);
   unique_fd fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd)
     throw_errno("opening '" + parent + "'");
-  remove_tree_at(fd.get(), name);
+  return remove_tree_at(fd.get(), name);
 }
 
 } // namespace kiln

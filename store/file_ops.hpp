@@ -3,6 +3,7 @@
 // (the lesson of CVE-2025-46415).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,10 +19,11 @@ bool path_exists(const std::string& path);
 std::vector<std::string> read_directory(int dirfd, const std::string& shown);
 
 // Removes `name` inside the directory `dirfd` and everything below it,
-// without following symlinks. A missing `name` is not an error.
-void remove_tree_at(int dirfd, const std::string& name);
+// without following symlinks. A missing `name` is not an error. Returns the
+// bytes freed: the sizes of files whose last name this was.
+uint64_t remove_tree_at(int dirfd, const std::string& name);
 // remove_tree_at for a path (split into its parent directory and name).
-void remove_tree(const std::string& path);
+uint64_t remove_tree(const std::string& path);
 
 // fsyncs every regular file and directory at and below `path` (symlinks
 // are made durable by their directory's fsync).

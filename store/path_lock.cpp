@@ -1,9 +1,9 @@
 #include "store/path_lock.hpp"
 
 #include "store/error.hpp"
+#include "store/file_lock.hpp"
 
 #include <cerrno>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,21 +12,11 @@ namespace {
 
 // Returns an fd holding the lock, or an empty one if `wait` is false and
 // the lock is taken.
-unique_fd lock_file(const std::string& file, bool wait) {
+unique_fd lock_path_file(const std::string& file, bool wait) {
   for (;;) {
-    unique_fd fd(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (!fd)
-      throw_errno("opening lock file '" + file + "'");
-    struct flock fl {};
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    while (::fcntl(fd.get(), wait ? F_SETLKW : F_SETLK, &fl) != 0) {
-      if (errno == EINTR)
-        continue;
-      if (!wait && (errno == EACCES || errno == EAGAIN))
-        return unique_fd();
-      throw_errno("locking '" + file + "'");
-    }
+    unique_fd fd = open_lock_file(file);
+    if (!lock_file(fd.get(), lock_kind::exclusive, wait, file))
+      return unique_fd();
     struct stat st;
     if (::fstat(fd.get(), &st) != 0)
       throw_errno("getting the status of lock file '" + file + "'");
@@ -41,14 +31,14 @@ unique_fd lock_file(const std::string& file, bool wait) {
 path_lock path_lock::acquire(const std::string& path) {
   path_lock l;
   l.lock_file_ = path + ".lock";
-  l.fd_ = lock_file(l.lock_file_, true);
+  l.fd_ = lock_path_file(l.lock_file_, true);
   return l;
 }
 
 path_lock path_lock::try_acquire(const std::string& path) {
   path_lock l;
   l.lock_file_ = path + ".lock";
-  l.fd_ = lock_file(l.lock_file_, false);
+  l.fd_ = lock_path_file(l.lock_file_, false);
   return l;
 }
 
@@ -59,7 +49,7 @@ void path_lock::release(bool delete_file) {
     ::unlink(lock_file_.c_str());
     (void)!::write(fd_.get(), "d", 1);
   }
-  fd_.reset(); // closing drops the fcntl lock
+  fd_.reset(); // closing drops the lock
 }
 
 } // namespace kiln

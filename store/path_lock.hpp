@@ -1,4 +1,5 @@
-// Locks on store paths, shared with Nix: an fcntl write lock on `PATH.lock`.
+// Locks on store paths, shared with Nix: an exclusive flock on `PATH.lock`
+// (see file_lock.hpp for why flock).
 // A holder that is done deletes the lock file and marks it stale (writes
 // one byte) before letting go, so a waiter that then gets the lock on the
 // deleted file sees the mark and tries again on a fresh file.
@@ -11,9 +12,8 @@
 
 namespace kiln {
 
-// fcntl locks belong to a process: two path_locks on one path inside the same
-// process do not exclude each other, so in-process callers (the scheduler)
-// must serialise themselves; these locks coordinate processes.
+// The lock belongs to the open file, so it excludes other threads of this
+// process as well as other processes.
 class path_lock {
 public:
   path_lock() = default;

@@ -3,6 +3,8 @@
 #include "store/path_lock.hpp"
 #include "tests/support/test_support.hpp"
 
+#include <csignal>
+#include <cstdlib>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,6 +52,46 @@ BOOST_AUTO_TEST_CASE(a_dead_holder_releases_the_lock) {
   }
   int status = 0;
   ::waitpid(pid, &status, 0);
+  BOOST_TEST(path_lock::try_acquire(path).held());
+}
+
+BOOST_AUTO_TEST_CASE(two_locks_in_one_process_exclude_each_other) {
+  test::temp_dir t;
+  std::string path = t / "p";
+  auto first = path_lock::acquire(path);
+  BOOST_TEST(!path_lock::try_acquire(path).held());
+  first.release(true);
+  BOOST_TEST(path_lock::try_acquire(path).held());
+}
+
+// Nix takes its locks with flock(2), as flock(1) does: a lock held by Kiln
+// must stop flock(1), and one held by flock(1) must stop Kiln.
+BOOST_AUTO_TEST_CASE(excludes_flock_holders_as_nix_is_one) {
+  test::temp_dir t;
+  std::string path = t / "p";
+  {
+    auto l = path_lock::acquire(path);
+    std::string cmd = "flock --nonblock --exclusive '" + path + ".lock' true";
+    BOOST_TEST(WEXITSTATUS(std::system(cmd.c_str())) == 1);
+  }
+  int ready[2];
+  BOOST_REQUIRE(::pipe(ready) == 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(ready[0]);
+    ::dup2(ready[1], 3);
+    // One process, so killing it drops the lock.
+    std::string script = "exec 9>>'" + path + ".lock'; flock --exclusive 9; echo held >&3; " +
+                         "exec 3>&- sleep 30";
+    ::execlp("sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(ready[1]);
+  char buf[8];
+  BOOST_REQUIRE(::read(ready[0], buf, sizeof buf) > 0);
+  BOOST_TEST(!path_lock::try_acquire(path).held());
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
   BOOST_TEST(path_lock::try_acquire(path).held());
 }
 
