@@ -7,6 +7,7 @@
 #include "store/nar.hpp"
 #include "store/path_lock.hpp"
 #include "store/pipe_source.hpp"
+#include "store/temp_roots.hpp"
 
 #include <cerrno>
 #include <fcntl.h>
@@ -104,8 +105,27 @@ std::size_t local_store::finish_interrupted_adds() {
   return cleaned;
 }
 
+void local_store::add_temp_root(const store_path& p) {
+  temp_roots::for_store(layout_.state_dir(), std::string(default_store_dir)).add(p);
+}
+
+void local_store::add_temp_roots_for_references(const path_info& info) {
+  for (auto& r : info.references) {
+    if (r == info.path)
+      continue;
+    add_temp_root(r);
+    if (!db_.is_valid(r))
+      throw error("cannot add '" + info.path.full() + "': its reference '" + r.full() +
+                  "' is not valid");
+  }
+}
+
 path_info local_store::materialise(path_info info,
                                    const std::function<void(sink&)>& write_nar) {
+  // Rooted first, so a collector running now or later leaves it (and, once
+  // registered, its references) alone.
+  add_temp_root(info.path);
+  add_temp_roots_for_references(info);
   if (auto existing = db_.query_path_info(info.path))
     return *existing;
   std::string real = real_path(info.path);
@@ -199,10 +219,6 @@ path_info local_store::add_path(const std::string& source_path, ingestion_method
 
 path_info local_store::add_text(std::string_view name, std::string_view contents,
                                 const store_path_set& references) {
-  for (auto& r : references)
-    if (!db_.is_valid(r))
-      throw error("cannot add text '" + std::string(name) + "': its reference '" + r.full() +
-                  "' is not valid");
   auto h = hash_string(hash_algo::sha256, contents);
   path_info info(make_text_path(name, h, references));
   info.references = references;
@@ -213,10 +229,6 @@ path_info local_store::add_text(std::string_view name, std::string_view contents
 path_info local_store::add_nar(source& nar, path_info info) {
   if (info.nar_size == 0)
     throw error("cannot add '" + info.path.full() + "' from a NAR without its expected size");
-  for (auto& r : info.references)
-    if (r != info.path && !db_.is_valid(r))
-      throw error("cannot add '" + info.path.full() + "': its reference '" + r.full() +
-                  "' is not valid");
   // Exactly nar_size bytes: the NAR may be followed by more data (an export).
   return materialise(info, [&](sink& out) {
     char buf[65536];

@@ -1,6 +1,7 @@
 // A local store: contents under layout.store_dir(), metadata in store_db.
 //
 // Adding a path never leaves it half-there. The steps, each a crash point:
+//   0. add PATH and its references as temp roots (gc.hpp), check references
 //   1. lock PATH (path_lock), re-check validity (another process may have won)
 //   2. record the add in pending/<base name>          (journal)
 //   3. write the content under a temporary name in the store directory,
@@ -49,11 +50,17 @@ public:
   // protocol, import). The NAR's hash and size must match `info`.
   path_info add_nar(source& nar, path_info info);
 
+  // Keeps `p` from the garbage collector until this process exits (Nix's
+  // temp roots; every add roots its path and references itself).
+  void add_temp_root(const store_path& p);
+
   // What the interrupted-add cleanup removed when this store was opened.
   std::size_t cleaned_on_open() const { return cleaned_; }
 
 private:
   std::size_t finish_interrupted_adds();
+  // Roots each reference, then checks it is valid (the closure invariant).
+  void add_temp_roots_for_references(const path_info& info);
   // Steps 1-5 above; `write_nar` produces the path's NAR.
   path_info materialise(path_info info, const std::function<void(sink&)>& write_nar);
 

@@ -1,0 +1,123 @@
+#include "store/gc_roots.hpp"
+
+#include "store/error.hpp"
+#include "store/fd.hpp"
+#include "store/file_ops.hpp"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace kiln {
+namespace {
+
+std::optional<std::string> read_link(const std::string& path) {
+  std::string buf(4096, '\0');
+  ssize_t n = ::readlink(path.c_str(), buf.data(), buf.size());
+  if (n < 0) {
+    if (errno == ENOENT || errno == EINVAL)
+      return std::nullopt;
+    throw_errno("reading the link '" + path + "'");
+  }
+  buf.resize(static_cast<std::size_t>(n));
+  return buf;
+}
+
+bool is_under(const std::string& path, const std::string& dir) {
+  return path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/';
+}
+
+class root_finder {
+public:
+  root_finder(local_store& store, gc_root_map& roots) : store_(store), roots_(roots) {}
+
+  void search(const std::string& path, int depth) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT)
+        return; // removed while we looked
+      throw_errno("getting the status of the root '" + path + "'");
+    }
+    if (S_ISDIR(st.st_mode)) {
+      if (depth > 64)
+        throw error("the GC root directory '" + path + "' is nested too deeply");
+      unique_fd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!dir) {
+        if (errno == ENOENT)
+          return;
+        throw_errno("opening the GC root directory '" + path + "'");
+      }
+      for (auto& name : read_directory(dir.get(), path))
+        search(path + "/" + name, depth + 1);
+    } else if (S_ISLNK(st.st_mode)) {
+      symlink_root(path);
+    } else if (S_ISREG(st.st_mode)) {
+      try {
+        found(path, store_path::from_base_name(split_path(path).second));
+      } catch (const format_error&) {
+        // an ordinary file among the roots roots nothing
+      }
+    }
+  }
+
+private:
+  void symlink_root(const std::string& link) {
+    auto target = read_link(link);
+    if (!target)
+      return;
+    if (auto p = store_path_of_target(store_, *target)) {
+      found(link, *p);
+      return;
+    }
+    // An indirect root: the link points at a link (e.g. ./result) elsewhere.
+    std::string abs = (*target)[0] == '/' ? *target : split_path(link).first + "/" + *target;
+    struct stat st;
+    if (::lstat(abs.c_str(), &st) != 0) {
+      if (errno != ENOENT && errno != ENOTDIR)
+        throw_errno("getting the status of '" + abs + "'");
+      if (is_under(link, store_.layout().gcroots_dir() + "/auto"))
+        ::unlink(link.c_str()); // its target is gone for good: a stale registration
+      return;
+    }
+    if (!S_ISLNK(st.st_mode))
+      return;
+    if (auto final_target = read_link(abs))
+      if (auto p = store_path_of_target(store_, *final_target))
+        found(abs, *p);
+  }
+
+  void found(const std::string& link, const store_path& p) {
+    if (store_.db().is_valid(p))
+      roots_[p].insert(link);
+  }
+
+  local_store& store_;
+  gc_root_map& roots_;
+};
+
+} // namespace
+
+std::optional<store_path> store_path_of_target(const local_store& store, const std::string& target) {
+  for (const std::string& dir : {std::string(default_store_dir), store.layout().store_dir()}) {
+    if (!is_under(target, dir))
+      continue;
+    std::string rest = target.substr(dir.size() + 1);
+    try {
+      return store_path::from_base_name(rest.substr(0, rest.find('/')));
+    } catch (const format_error&) {
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+gc_root_map find_permanent_roots(local_store& store) {
+  gc_root_map roots;
+  root_finder finder(store, roots);
+  finder.search(store.layout().gcroots_dir(), 0);
+  finder.search(store.layout().profiles_dir(), 0);
+  return roots;
+}
+
+} // namespace kiln

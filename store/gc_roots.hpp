@@ -1,0 +1,28 @@
+// Permanent GC roots, found as Nix 2.8 finds them under the state directory
+// (`gcroots` and `profiles`, searched recursively):
+//   - a symlink into the store roots the store path it points into;
+//   - a symlink elsewhere is an indirect root: if its target is itself a
+//     symlink into the store (a `result` link), that path is rooted; an
+//     indirect link under gcroots/auto whose target is gone is deleted;
+//   - a regular file named like a store path roots that path.
+// Only valid paths count as roots.
+#pragma once
+
+#include "store/local_store.hpp"
+
+#include <map>
+#include <set>
+#include <string>
+
+namespace kiln {
+
+// store path -> the links that root it.
+using gc_root_map = std::map<store_path, std::set<std::string>>;
+
+gc_root_map find_permanent_roots(local_store& store);
+
+// The store path `target` points into, if it is inside the store (given
+// either as /nix/store/... or by its real location).
+std::optional<store_path> store_path_of_target(const local_store& store, const std::string& target);
+
+} // namespace kiln

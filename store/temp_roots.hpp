@@ -1,0 +1,58 @@
+// Temporary GC roots, kept as Nix 2.8 keeps them so Kiln and Nix processes
+// can share one store:
+//   - each process appends NUL-terminated store paths to temproots/<pid>,
+//     which it holds exclusively locked for as long as it lives;
+//   - it appends while holding gc.lock shared; if that fails, a collector is
+//     running, so it first tells the collector over gc-socket/socket (a line
+//     "PATH\n", answered "1") and waits for the answer.
+// A collector takes gc.lock exclusively before reading the files, so a root
+// is always either in a file it reads or sent to its socket.
+#pragma once
+
+#include "store/fd.hpp"
+#include "store/store_path.hpp"
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <sys/types.h>
+
+namespace kiln {
+
+class temp_roots {
+public:
+  // This process's temp roots for the store with state directory
+  // `state_dir`: one per process and store, as the file is named by pid.
+  static temp_roots& for_store(const std::string& state_dir, const std::string& store_dir);
+
+  temp_roots(std::string state_dir, std::string store_dir);
+  ~temp_roots(); // removes the file
+  temp_roots(const temp_roots&) = delete;
+  temp_roots& operator=(const temp_roots&) = delete;
+
+  // Keeps `p` (valid or not yet) from the collector until this process exits.
+  void add(const store_path& p);
+
+private:
+  void open_file();
+  // Sends a root to a running collector; false if none answers (yet).
+  bool tell_collector(const std::string& line);
+
+  std::mutex mutex_;
+  pid_t pid_;
+  std::string state_dir_, store_dir_, file_;
+  unique_fd file_fd_, gc_lock_fd_, socket_fd_;
+};
+
+// gc.lock in the state directory.
+std::string gc_lock_path(const std::string& state_dir);
+std::string gc_socket_path(const std::string& state_dir);
+
+// The collector's side: every live process's temp roots, by path. Files of
+// processes that are gone are deleted and marked (as Nix does), so a process
+// that reuses the pid starts afresh. Lines that are not store paths are skipped.
+std::map<store_path, std::set<long>> read_temp_roots(const std::string& temproots_dir,
+                                                    const std::string& store_dir);
+
+} // namespace kiln

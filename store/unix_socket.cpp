@@ -1,0 +1,72 @@
+#include "store/unix_socket.hpp"
+
+#include "store/error.hpp"
+#include "store/file_ops.hpp"
+
+#include <cstring>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace kiln {
+namespace {
+
+// Calls `op` with an address for `path`; `dir_fd` keeps the directory open
+// while a /proc/self/fd address is in use.
+template <typename Op>
+int with_address(const std::string& path, Op op) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string target = path;
+  unique_fd dir_fd;
+  if (path.size() >= sizeof addr.sun_path) {
+    auto [dir, name] = split_path(path);
+    dir_fd.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!dir_fd)
+      throw_errno("opening the directory of the socket '" + path + "'");
+    target = "/proc/self/fd/" + std::to_string(dir_fd.get()) + "/" + name;
+    if (target.size() >= sizeof addr.sun_path)
+      throw error("the socket name in '" + path + "' is too long");
+  }
+  std::memcpy(addr.sun_path, target.c_str(), target.size() + 1);
+  return op(reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(sizeof addr));
+}
+
+unique_fd new_socket() {
+  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd)
+    throw_errno("creating a unix socket");
+  return fd;
+}
+
+} // namespace
+
+unique_fd connect_unix(const std::string& path) {
+  unique_fd fd = new_socket();
+  int rc = with_address(path, [&](sockaddr* a, socklen_t n) {
+    int r;
+    while ((r = ::connect(fd.get(), a, n)) != 0 && errno == EINTR) {
+    }
+    return r;
+  });
+  if (rc != 0)
+    throw_errno("connecting to '" + path + "'");
+  return fd;
+}
+
+unique_fd listen_unix(const std::string& path) {
+  unique_fd fd = new_socket();
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    throw_errno("removing the old socket '" + path + "'");
+  if (with_address(path, [&](sockaddr* a, socklen_t n) { return ::bind(fd.get(), a, n); }) != 0)
+    throw_errno("binding the socket '" + path + "'");
+  if (::chmod(path.c_str(), 0666) != 0)
+    throw_errno("setting the mode of '" + path + "'");
+  if (::listen(fd.get(), 128) != 0)
+    throw_errno("listening on '" + path + "'");
+  return fd;
+}
+
+} // namespace kiln
