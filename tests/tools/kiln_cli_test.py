@@ -36,7 +36,8 @@ for cmd in [[], ["nar"], ["hash"], ["drv"], ["nar", "dump"], ["nar", "restore"],
             ["drv", "path"], ["drv", "outputs"], ["key"], ["key", "generate"], ["key", "public"],
             ["store"], ["store", "add"], ["store", "add-fixed"], ["store", "add-text"], ["store", "path-info"],
             ["store", "query"], ["store", "dump"], ["store", "export"], ["store", "import"],
-            ["store", "verify"], ["store", "sign"], ["store", "verify-sigs"], ["store", "optimise"]]:
+            ["store", "verify"], ["store", "sign"], ["store", "verify-sigs"], ["store", "optimise"],
+            ["store", "gc"], ["store", "delete"]]:
     r = run(*cmd, "--help")
     check(r.returncode == 0 and b"Usage: kiln" in r.stdout, f"--help for {cmd}: {r.stdout[:80]!r}")
 fails_with(run("frobnicate"), "unknown command 'kiln frobnicate'", "unknown command")
@@ -222,6 +223,57 @@ with tempfile.TemporaryDirectory() as tmp:
         f.write("11")
     fails_with(run("store", "add", "--store", f"local:{tmp}/root11", os.path.join(tmp, "note")),
                "schema version 11", "unknown schema version")
+
+with tempfile.TemporaryDirectory() as tmp:
+    # GC: roots keep closures, --print-* agree with what deletion does, delete refuses live paths.
+    opt = ["--store", f"local:{tmp}/root"]
+    gcroots = os.path.join(tmp, "root/nix/var/nix/gcroots")
+
+    def add_text(name, text):
+        f = os.path.join(tmp, name)
+        open(f, "w").write(text)
+        r = run("store", "add-text", *opt, name, f)
+        check(r.returncode == 0, f"add-text {name}: {r.stderr!r}")
+        return r.stdout.decode().strip()
+
+    leaf = add_text("leaf", "leaf")
+    top = add_text("top", "top uses " + leaf)
+    junk = add_text("junk", "junk")
+    os.symlink(top, os.path.join(gcroots, "top"))
+    r = run("store", "gc", *opt, "--print-live")
+    check(r.stdout.decode().split() == sorted([leaf, top]), f"gc --print-live: {r.stdout!r}")
+    r = run("store", "gc", *opt, "--print-dead", "--json")
+    check(json.loads(r.stdout) == [junk], f"gc --print-dead --json: {r.stdout!r}")
+    r = run("store", "gc", *opt, "--print-roots")
+    check(r.stdout.decode() == f"{gcroots}/top -> {top}\n", f"gc --print-roots: {r.stdout!r}")
+    fails_with(run("store", "delete", *opt, leaf), "it is reachable from a root", "delete of a live path")
+    fails_with(run("store", "delete", *opt, top), f"it is a root ({gcroots}/top)", "delete of a root")
+    r = run("store", "gc", *opt)
+    check(r.returncode == 0 and r.stdout.decode().startswith("1 store paths deleted")
+          and f"deleting '{junk}'".encode() in r.stderr, f"gc: {r.stdout!r} {r.stderr!r}")
+    r = run("store", "verify", *opt, "--all")
+    check(r.returncode == 0, f"verify after gc: {r.stderr!r}")
+    os.unlink(os.path.join(gcroots, "top"))
+    fails_with(run("store", "delete", *opt, leaf), f"'{top}' refers to it", "delete of a referred path")
+    r = run("store", "delete", *opt, "--json", top, leaf)
+    j = json.loads(r.stdout) if r.returncode == 0 else {}
+    check(j.get("deleted") == sorted([leaf, top]) and j.get("bytesFreed") == len("leaf") + len("top uses " + leaf),
+          f"delete --json: {r.stdout!r} {r.stderr!r}")
+    check(not [e for e in os.listdir(os.path.join(tmp, "root/nix/store")) if not e.endswith(".lock")],
+          "store empty after deleting everything")
+    fails_with(run("store", "delete", *opt, leaf), "it is not in the store", "delete of a missing path")
+    fails_with(run("store", "gc", *opt, "--print-dead", "--print-live"), "exclude each other", "two gc modes")
+    fails_with(run("store", "gc", *opt, "--max-freed", "lots"), "expected a byte count", "bad --max-freed")
+    fails_with(run("store", "gc", *opt, "--option", "keep-outputs", "maybe"), "expected 'true' or 'false'", "bad bool")
+    fails_with(run("store", "gc", *opt, "--option", "keep-everything", "true"), "unknown setting 'keep-everything'",
+               "unknown setting")
+    fails_with(run("store", "gc", *opt, "--option", "keep-outputs"), "needs two values", "--option with one value")
+    conf = os.path.join(tmp, "kiln.conf")
+    open(conf, "w").write("# comment\nkeep-outputs = true\nkeep-derivations: false\n")
+    r = subprocess.run([kiln, "store", "gc", *opt, "--print-live"], capture_output=True,
+                       env={**os.environ, "KILN_CONF": conf})
+    check(r.returncode != 0 and f"{conf}:3: expected 'name = value'".encode() in r.stderr,
+          f"bad config line: {r.stderr!r}")
 
 print(f"kiln_cli: {checks - failures}/{checks} checks passed")
 sys.exit(1 if failures else 0)

@@ -41,7 +41,12 @@ parsed_args parse(const std::vector<std::string>& args, const std::vector<option
         found = &s;
     if (!found)
       throw usage_error("unknown option '" + name + "'");
-    if (!found->takes_value) {
+    if (found->takes_pair) {
+      if (has_inline || i + 2 >= args.size())
+        throw usage_error("option '" + found->name + "' needs two values: NAME VALUE");
+      out.pairs.emplace_back(args[i + 1], args[i + 2]);
+      i += 2;
+    } else if (!found->takes_value) {
       if (has_inline)
         throw usage_error("option '" + found->name + "' takes no value");
       out.flags.insert(found->name);

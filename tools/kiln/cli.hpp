@@ -23,12 +23,17 @@ struct option_spec {
   std::string name;        // "--type"
   bool takes_value = false;
   std::string alias = {};  // "-L"
+  bool takes_pair = false; // "--option NAME VALUE": two values, collected in order
 };
+
+// `--option NAME VALUE`, for commands that read settings.
+inline const option_spec setting_option{"--option", false, "", true};
 
 struct parsed_args {
   std::map<std::string, std::string> values; // options with a value (last wins)
   std::set<std::string> flags;               // options without
   std::vector<std::string> positional;
+  std::vector<std::pair<std::string, std::string>> pairs; // --option NAME VALUE, in order
 
   bool has(const std::string& flag) const { return flags.count(flag) > 0; }
   std::string value_or(const std::string& name, const std::string& fallback) const;

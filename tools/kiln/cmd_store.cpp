@@ -7,6 +7,7 @@
 #include "tools/kiln/commands.hpp"
 #include "tools/kiln/store_cli.hpp"
 
+#include <cstdlib>
 #include <iostream>
 #include <unistd.h>
 
@@ -28,6 +29,13 @@ const char* store_usage = R"(Usage: kiln store COMMAND [--store local:DIR] ...
   kiln store verify [--check-contents] [--json] --all|PATH...
                                                check that valid paths exist (and hash right);
                                                exit 1 if anything is broken
+  kiln store gc [--print-roots|--print-live|--print-dead] [--max-freed BYTES] [--json]
+                                               delete every path not reachable from a root
+                                               (gcroots/, profiles/, live processes' temp
+                                               roots); --max-freed takes K/M/G/T suffixes;
+                                               keep-outputs/keep-derivations via --option
+  kiln store delete [--json] PATH...           delete these paths; refused if any is live
+                                               or referred to by a path not being deleted
   kiln store optimise [--json]                 hard-link identical files via .links; report bytes freed
   kiln store sign --key-file SECRET-FILE PATH...   add a signature to each path
   kiln store verify-sigs --trusted-public-keys 'NAME:KEY ...' PATH...
@@ -39,10 +47,24 @@ DIR/nix/var/nix/db, laid out exactly as Nix 2.8 does, so Nix's tools read it
 (nix-store --store DIR ...). Without --store: / for root, else
 ~/.local/share/kiln/root. Paths may be given as /nix/store/... or as their
 location under DIR.
+
+Settings come from $KILN_CONF (default /etc/kiln/kiln.conf) as 'name = value'
+lines, then from --option NAME VALUE (e.g. --option keep-outputs true).
 )";
 
 std::unique_ptr<local_store> open_store(const cli::parsed_args& a) {
   return std::make_unique<local_store>(store_layout::from_uri(a.value_or("--store", "local")));
+}
+
+settings load_settings(const cli::parsed_args& a) {
+  settings s;
+  const char* env = std::getenv("KILN_CONF");
+  std::string conf = env ? env : "/etc/kiln/kiln.conf";
+  if (env || ::access(conf.c_str(), F_OK) == 0)
+    s.apply_config(read_whole_file(conf, 1u << 20, "configuration file"), conf);
+  for (auto& [name, value] : a.pairs)
+    s.set(name, value);
+  return s;
 }
 
 store_path valid_path(local_store& store, const std::string& text) {
@@ -170,6 +192,8 @@ int store_path_info(const std::vector<std::string>& args);
 int store_verify(const std::vector<std::string>& args);
 int store_sign(const std::vector<std::string>& args);
 int store_verify_sigs(const std::vector<std::string>& args);
+int store_gc(const std::vector<std::string>& args);
+int store_delete(const std::vector<std::string>& args);
 
 int store(const std::vector<std::string>& args) {
   return cli::dispatch("kiln store", args,
@@ -182,6 +206,8 @@ int store(const std::vector<std::string>& args) {
                         {"export", "", export_},
                         {"import", "", import},
                         {"verify", "", store_verify},
+                        {"gc", "", store_gc},
+                        {"delete", "", store_delete},
                         {"optimise", "", optimise},
                         {"sign", "", store_sign},
                         {"verify-sigs", "", store_verify_sigs}},

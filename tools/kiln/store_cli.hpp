@@ -2,6 +2,7 @@
 #pragma once
 
 #include "store/local_store.hpp"
+#include "store/settings.hpp"
 #include "tools/kiln/cli.hpp"
 
 #include <memory>
@@ -12,6 +13,10 @@ namespace kiln::cmd {
 inline const cli::option_spec store_option{"--store", true};
 
 std::unique_ptr<local_store> open_store(const cli::parsed_args& a);
+
+// Settings from $KILN_CONF (default /etc/kiln/kiln.conf, if present), then
+// each --option NAME VALUE in order.
+settings load_settings(const cli::parsed_args& a);
 
 // Parses PATH (/nix/store/... or its real location); throws unless valid.
 store_path valid_path(local_store& store, const std::string& text);

@@ -1,0 +1,131 @@
+#include "store/settings.hpp"
+
+#include "store/error.hpp"
+
+#include <limits>
+
+namespace kiln {
+namespace {
+
+enum class kind { boolean, size, text };
+
+struct known_setting {
+  const char* name;
+  kind k;
+  const char* default_value;
+};
+
+// Settings the code reads today; the build engine adds its own here.
+const known_setting known[] = {
+    {"keep-outputs", kind::boolean, "false"},
+    {"keep-derivations", kind::boolean, "true"},
+};
+
+const known_setting& lookup(const std::string& name, const std::string& origin) {
+  for (auto& s : known)
+    if (name == s.name)
+      return s;
+  throw format_error(origin + ": unknown setting '" + name + "'");
+}
+
+std::string trim(std::string_view s) {
+  auto b = s.find_first_not_of(" \t\r");
+  if (b == std::string_view::npos)
+    return {};
+  auto e = s.find_last_not_of(" \t\r");
+  return std::string(s.substr(b, e - b + 1));
+}
+
+} // namespace
+
+bool parse_bool_setting(const std::string& value, const std::string& what) {
+  if (value == "true")
+    return true;
+  if (value == "false")
+    return false;
+  throw format_error(what + ": expected 'true' or 'false', got '" + value + "'");
+}
+
+uint64_t parse_size_setting(const std::string& value, const std::string& what) {
+  std::string digits = value;
+  unsigned shift = 0;
+  if (!digits.empty()) {
+    switch (digits.back()) {
+    case 'K': shift = 10; break;
+    case 'M': shift = 20; break;
+    case 'G': shift = 30; break;
+    case 'T': shift = 40; break;
+    default: break;
+    }
+    if (shift)
+      digits.pop_back();
+  }
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
+    throw format_error(what + ": expected a byte count (optionally with K, M, G or T), got '" +
+                       value + "'");
+  uint64_t n = 0;
+  for (char c : digits) {
+    auto d = static_cast<uint64_t>(c - '0');
+    if (n > (std::numeric_limits<uint64_t>::max() - d) / 10)
+      throw format_error(what + ": '" + value + "' is too large");
+    n = n * 10 + d;
+  }
+  if (shift && n > (std::numeric_limits<uint64_t>::max() >> shift))
+    throw format_error(what + ": '" + value + "' is too large");
+  return n << shift;
+}
+
+settings::settings() {
+  for (auto& s : known)
+    values_[s.name] = s.default_value;
+}
+
+void settings::set(const std::string& name, const std::string& value, const std::string& origin) {
+  auto& s = lookup(name, origin);
+  std::string what = origin + ": setting '" + name + "'";
+  if (s.k == kind::boolean)
+    parse_bool_setting(value, what);
+  else if (s.k == kind::size)
+    parse_size_setting(value, what);
+  values_[name] = value;
+}
+
+void settings::apply_config(std::string_view text, const std::string& file_name) {
+  std::size_t line_no = 0;
+  for (std::size_t pos = 0; pos <= text.size();) {
+    auto nl = text.find('\n', pos);
+    std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    pos = nl == std::string_view::npos ? text.size() + 1 : nl + 1;
+    ++line_no;
+    if (auto hash = line.find('#'); hash != std::string_view::npos)
+      line = line.substr(0, hash);
+    std::string t = trim(line);
+    if (t.empty())
+      continue;
+    std::string origin = file_name + ":" + std::to_string(line_no);
+    auto eq = t.find('=');
+    if (eq == std::string::npos)
+      throw format_error(origin + ": expected 'name = value', got '" + t + "'");
+    std::string name = trim(std::string_view(t).substr(0, eq));
+    if (name.empty())
+      throw format_error(origin + ": a setting name is missing before '='");
+    set(name, trim(std::string_view(t).substr(eq + 1)), origin);
+  }
+}
+
+bool settings::get_bool(const std::string& name) const {
+  return parse_bool_setting(get(name), "setting '" + name + "'");
+}
+
+uint64_t settings::get_uint(const std::string& name) const {
+  return parse_size_setting(get(name), "setting '" + name + "'");
+}
+
+const std::string& settings::get(const std::string& name) const {
+  auto it = values_.find(name);
+  if (it == values_.end())
+    throw error("internal: unknown setting '" + name + "' read");
+  return it->second;
+}
+
+} // namespace kiln

@@ -1,0 +1,41 @@
+// Kiln's settings: Nix's names where the meaning is Nix's (design.md,
+// "Configuration"), from kiln.conf lines and `--option NAME VALUE`.
+// Parsing is pure, so a bad line is reported with its file and line number
+// before anything runs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kiln {
+
+class settings {
+public:
+  settings(); // every known setting at its default
+
+  // Sets a known setting; throws format_error for an unknown name or a
+  // value of the wrong kind, naming `origin` ("--option", "kiln.conf:12").
+  void set(const std::string& name, const std::string& value, const std::string& origin = "--option");
+  // Applies kiln.conf text: `name = value` lines, `#` comments, blank lines.
+  void apply_config(std::string_view text, const std::string& file_name);
+
+  bool get_bool(const std::string& name) const;
+  uint64_t get_uint(const std::string& name) const;
+  const std::string& get(const std::string& name) const;
+
+  // name -> current value, for `kiln show-config` and the console.
+  const std::map<std::string, std::string>& all() const { return values_; }
+
+private:
+  std::map<std::string, std::string> values_;
+};
+
+// "true"/"false" as Nix writes booleans.
+bool parse_bool_setting(const std::string& value, const std::string& what);
+// A byte count with an optional K, M, G or T suffix (powers of 1024), as Nix accepts.
+uint64_t parse_size_setting(const std::string& value, const std::string& what);
+
+} // namespace kiln

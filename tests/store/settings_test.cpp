@@ -1,0 +1,61 @@
+#include <boost/test/unit_test.hpp>
+
+#include "store/error.hpp"
+#include "store/settings.hpp"
+
+using namespace kiln;
+
+namespace {
+
+bool error_contains(const std::function<void()>& f, const std::string& fragment) {
+  try {
+    f();
+  } catch (const format_error& e) {
+    return std::string(e.what()).find(fragment) != std::string::npos;
+  }
+  return false;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(settings_tests)
+
+BOOST_AUTO_TEST_CASE(defaults_are_nixs) {
+  settings s;
+  BOOST_TEST(!s.get_bool("keep-outputs"));
+  BOOST_TEST(s.get_bool("keep-derivations"));
+}
+
+BOOST_AUTO_TEST_CASE(config_lines_comments_and_later_values_win) {
+  settings s;
+  s.apply_config("# a comment\n\n  keep-outputs   =  true  # trailing\nkeep-derivations=false\n"
+                 "keep-outputs = false\nkeep-outputs = true",
+                 "kiln.conf");
+  BOOST_TEST(s.get_bool("keep-outputs"));
+  BOOST_TEST(!s.get_bool("keep-derivations"));
+}
+
+BOOST_AUTO_TEST_CASE(bad_lines_name_file_and_line) {
+  settings s;
+  BOOST_TEST(error_contains([&] { s.apply_config("\nkeep-outputs true\n", "k.conf"); },
+                            "k.conf:2: expected 'name = value'"));
+  BOOST_TEST(error_contains([&] { s.apply_config("x=1", "k.conf"); }, "k.conf:1: unknown setting 'x'"));
+  BOOST_TEST(error_contains([&] { s.apply_config(" = 1", "k.conf"); }, "k.conf:1: a setting name is missing"));
+  BOOST_TEST(error_contains([&] { s.apply_config("keep-outputs = yes", "k.conf"); },
+                            "k.conf:1: setting 'keep-outputs': expected 'true' or 'false', got 'yes'"));
+  BOOST_TEST(!s.get_bool("keep-outputs")); // nothing half-applied from the bad line
+}
+
+BOOST_AUTO_TEST_CASE(sizes_with_suffixes) {
+  BOOST_TEST(parse_size_setting("0", "x") == 0u);
+  BOOST_TEST(parse_size_setting("123", "x") == 123u);
+  BOOST_TEST(parse_size_setting("2K", "x") == 2048u);
+  BOOST_TEST(parse_size_setting("3M", "x") == 3u << 20);
+  BOOST_TEST(parse_size_setting("5G", "x") == 5ull << 30);
+  BOOST_TEST(parse_size_setting("1T", "x") == 1ull << 40);
+  BOOST_TEST(parse_size_setting("18446744073709551615", "x") == 18446744073709551615ull);
+  for (auto bad : {"", "K", "-1", "1.5G", "12Q", " 1", "18446744073709551616", "99999999999T"})
+    BOOST_TEST(error_contains([&] { parse_size_setting(bad, "--max-freed"); }, "--max-freed"), bad);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
