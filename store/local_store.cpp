@@ -1,6 +1,7 @@
 #include "store/local_store.hpp"
 
 #include "store/canonicalise.hpp"
+#include "store/derivation.hpp"
 #include "store/error.hpp"
 #include "store/fd.hpp"
 #include "store/file_ops.hpp"
@@ -36,6 +37,23 @@ store_layout prepared(store_layout layout) {
                   layout.pending_dir()})
     make_dir(d, 0755);
   return layout;
+}
+
+// A .drv becomes valid together with the record of its outputs, as in
+// Nix; content that is not a derivation is refused.
+std::map<std::string, store_path> derivation_output_paths(const std::string& file, const store_path& p) {
+  derivation drv;
+  try {
+    drv = parse_derivation(read_whole_file(file, 64u << 20, "derivation"), p.full());
+  } catch (const error& e) {
+    throw format_error("cannot add '" + p.full() + "': it is named like a derivation but is not one: " +
+                       e.what());
+  }
+  std::map<std::string, store_path> outputs;
+  for (auto& [name, out] : drv.outputs)
+    if (!out.path.empty())
+      outputs.emplace(name, parse_store_path(out.path));
+  return outputs;
 }
 
 std::string temp_prefix(std::string_view base_name) {
@@ -167,12 +185,15 @@ path_info local_store::materialise(path_info info,
                   got.to_prefixed(hash_format::base32));
     info.nar_hash = got;
     info.nar_size = hashed.size();
+    derivation_outputs_map drv_outputs;
+    if (info.path.is_derivation())
+      drv_outputs[info.path] = derivation_output_paths(temp, info.path);
     canonicalise_path_metadata(temp);
     fsync_tree(temp);
     if (::rename(temp.c_str(), real.c_str()) != 0)
       throw_errno("moving '" + temp + "' to '" + real + "'");
     fsync_directory(layout_.store_dir());
-    db_.register_valid_paths({info});
+    db_.register_valid_paths({info}, drv_outputs);
   } catch (...) {
     remove_tree(temp);
     if (!db_.is_valid(info.path))
@@ -224,6 +245,15 @@ path_info local_store::add_text(std::string_view name, std::string_view contents
   info.references = references;
   info.ca = text_ca(h);
   return materialise(info, [&](sink& out) { dump_string_as_file(contents, false, out); });
+}
+
+path_info local_store::add_derivation(const derivation& drv, std::string_view name) {
+  store_path_set refs;
+  for (auto& src : drv.input_srcs)
+    refs.insert(parse_store_path(src));
+  for (auto& [in, outputs] : drv.input_drvs)
+    refs.insert(parse_store_path(in));
+  return add_text(std::string(name) + ".drv", print_derivation(drv), refs);
 }
 
 path_info local_store::add_nar(source& nar, path_info info) {

@@ -24,6 +24,8 @@
 
 namespace kiln {
 
+struct derivation;
+
 class local_store {
 public:
   // Creates the layout's directories if missing, opens the database and
@@ -46,6 +48,9 @@ public:
   // builtins.toFile: a text path with the given references (must be valid).
   path_info add_text(std::string_view name, std::string_view contents,
                      const store_path_set& references);
+  // A .drv (`name`.drv), with its input sources and derivations as
+  // references (all must be valid) and its outputs recorded.
+  path_info add_derivation(const derivation& drv, std::string_view name);
   // A NAR whose metadata is known in advance (substitution, the daemon
   // protocol, import). The NAR's hash and size must match `info`.
   path_info add_nar(source& nar, path_info info);

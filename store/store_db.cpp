@@ -217,7 +217,8 @@ std::optional<store_path> store_db::query_path_from_hash_part(std::string_view h
   return parse(found);
 }
 
-void store_db::register_valid_paths(const std::vector<path_info>& infos) {
+void store_db::register_valid_paths(const std::vector<path_info>& infos,
+                                    const derivation_outputs_map& drv_outputs) {
   sqlite_txn txn(*db_);
   store_path_set batch;
   for (auto& i : infos)
@@ -268,6 +269,8 @@ void store_db::register_valid_paths(const std::vector<path_info>& infos) {
       ref.bind(ids.at(i.path)).bind(target);
       ref.run();
     }
+  for (auto& [drv, outputs] : drv_outputs)
+    add_derivation_outputs(drv, outputs);
   txn.commit();
 }
 

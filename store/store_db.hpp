@@ -17,6 +17,9 @@ namespace kiln {
 
 inline constexpr int nix_schema_version = 10;
 
+// .drv path -> output name -> output path.
+using derivation_outputs_map = std::map<store_path, std::map<std::string, store_path>>;
+
 class store_db {
 public:
   // Opens `db_dir`/db.sqlite, creating the schema (and the `schema` file)
@@ -37,8 +40,10 @@ public:
 
   // Registers paths in one transaction. Every reference must be valid
   // already or be in `infos` (the closure invariant); otherwise nothing is
-  // registered. Re-registering a valid path updates its metadata.
-  void register_valid_paths(const std::vector<path_info>& infos);
+  // registered. Re-registering a valid path updates its metadata. The
+  // outputs of .drv paths among them are recorded in the same transaction.
+  void register_valid_paths(const std::vector<path_info>& infos,
+                            const derivation_outputs_map& drv_outputs = {});
   // Records a .drv's outputs (done when a valid .drv is registered).
   void add_derivation_outputs(const store_path& drv, const std::map<std::string, store_path>& outputs);
   // Removes a path that nothing valid refers to (but itself).

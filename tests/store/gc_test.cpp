@@ -3,6 +3,7 @@
 // party), keep-outputs/keep-derivations, deleting named paths.
 #include <boost/test/unit_test.hpp>
 
+#include "store/derivation.hpp"
 #include "store/error.hpp"
 #include "store/file_lock.hpp"
 #include "store/gc.hpp"
@@ -204,10 +205,14 @@ BOOST_AUTO_TEST_CASE(temp_roots_of_live_processes_hold_and_dead_ones_are_cleared
 
 BOOST_AUTO_TEST_CASE(keep_derivations_and_keep_outputs) {
   // A .drv and its output, recorded as Nix records them.
-  store_path drv = text_path("thing.drv", "Derive(...)");
   store_path out = parse_store_path("/nix/store/0s8jcmp0ri4gyxsxgnkx6iqp3g6fsc7p-thing");
+  derivation d;
+  d.outputs["out"].path = out.full();
+  d.platform = "x86_64-linux";
+  d.builder = "/bin/sh";
+  store_path drv = derivation_store_path(d, "thing");
   in_child(layout, [&](local_store& s) {
-    s.add_text("thing.drv", "Derive(...)", {});
+    BOOST_REQUIRE(s.add_derivation(d, "thing").path == drv);
     string_sink nar;
     dump_string_as_file("built", false, nar);
     path_info info(out);
@@ -216,7 +221,6 @@ BOOST_AUTO_TEST_CASE(keep_derivations_and_keep_outputs) {
     info.nar_size = nar.s.size();
     string_source src(nar.s);
     s.add_nar(src, info);
-    s.db().add_derivation_outputs(drv, {{"out", out}});
   });
   auto live_with = [&](const store_path& root, bool keep_outputs, bool keep_derivations) {
     auto live = live_paths(store.db(), {root}, keep_outputs, keep_derivations);

@@ -1,6 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "store/closure.hpp"
+#include "store/derivation.hpp"
 #include "store/error.hpp"
 #include "store/local_store.hpp"
 #include "store/nar.hpp"
@@ -68,6 +69,26 @@ BOOST_AUTO_TEST_CASE(adds_every_vector_tree_at_the_path_nix_gives_it) {
   // Nothing but store paths (and no temporaries, journal or lock files) remain.
   for (auto& e : store_entries())
     BOOST_TEST(e.find(".kiln-tmp") == std::string::npos, e);
+  BOOST_TEST(test::list_dir(store.layout().pending_dir()).empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_drv_is_registered_with_its_outputs_and_must_be_one) {
+  derivation d;
+  d.platform = "x86_64-linux";
+  d.builder = "/bin/sh";
+  d.outputs["out"].path = "/nix/store/0s8jcmp0ri4gyxsxgnkx6iqp3g6fsc7p-thing";
+  d.outputs["dev"].path = "/nix/store/1s8jcmp0ri4gyxsxgnkx6iqp3g6fsc7p-thing-dev";
+  auto info = store.add_derivation(d, "thing");
+  BOOST_TEST(info.path.full() == derivation_store_path(d, "thing").full());
+  auto outs = store.db().query_derivation_outputs(info.path);
+  BOOST_TEST(outs.size() == 2u);
+  BOOST_TEST(outs.at("dev").full() == d.outputs["dev"].path);
+
+  BOOST_CHECK_EXCEPTION(store.add_text("bad.drv", "Derive([", {}), format_error, [](const error& e) {
+    return std::string(e.what()).find("is named like a derivation but is not one") != std::string::npos;
+  });
+  for (auto& e : store_entries())
+    BOOST_TEST((e == std::string(info.path.base_name()) || e.find(".lock") != std::string::npos), e);
   BOOST_TEST(test::list_dir(store.layout().pending_dir()).empty());
 }
 

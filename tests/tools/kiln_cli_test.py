@@ -37,7 +37,7 @@ for cmd in [[], ["nar"], ["hash"], ["drv"], ["nar", "dump"], ["nar", "restore"],
             ["store"], ["store", "add"], ["store", "add-fixed"], ["store", "add-text"], ["store", "path-info"],
             ["store", "query"], ["store", "dump"], ["store", "export"], ["store", "import"],
             ["store", "verify"], ["store", "sign"], ["store", "verify-sigs"], ["store", "optimise"],
-            ["store", "gc"], ["store", "delete"]]:
+            ["store", "gc"], ["store", "delete"], ["store", "missing"]]:
     r = run(*cmd, "--help")
     check(r.returncode == 0 and b"Usage: kiln" in r.stdout, f"--help for {cmd}: {r.stdout[:80]!r}")
 fails_with(run("frobnicate"), "unknown command 'kiln frobnicate'", "unknown command")
@@ -274,6 +274,30 @@ with tempfile.TemporaryDirectory() as tmp:
                        env={**os.environ, "KILN_CONF": conf})
     check(r.returncode != 0 and f"{conf}:3: expected 'name = value'".encode() in r.stderr,
           f"bad config line: {r.stderr!r}")
+
+with tempfile.TemporaryDirectory() as tmp:
+    # The "what is missing" plan for vector derivations added as .drv texts.
+    opt = ["--store", f"local:{tmp}/root"]
+    cases = {c["case"]: c for c in man["derivations"]["cases"]}
+    for name in ["chain1", "chain2"]:
+        c = cases[name]
+        r = run("store", "add-text", *opt, os.path.basename(c["file"])[33:], os.path.join(vdir, c["file"]))
+        check(r.stdout.decode().strip() == c["drv_path"], f"add-text of {name}.drv: {r.stdout!r} {r.stderr!r}")
+    d1, d2 = cases["chain1"]["drv_path"], cases["chain2"]["drv_path"]
+    r = run("store", "missing", *opt, "--json", d2)
+    j = json.loads(r.stdout) if r.returncode == 0 else {}
+    check(j.get("willBuild") == sorted([d1, d2]) and j.get("willSubstitute") == [] and j.get("unknown") == [],
+          f"missing --json: {r.stdout!r} {r.stderr!r}")
+    r = run("store", "missing", *opt, d2 + "^out")
+    check(r.stdout.decode() == f"these 2 derivations will be built:\n  {min(d1, d2)}\n  {max(d1, d2)}\n",
+          f"missing text: {r.stdout!r}")
+    r = run("store", "missing", *opt, "--json", cases["trivial"]["drv_path"] + "^*", "/nix/store/" + "0" * 32 + "-src")
+    check(json.loads(r.stdout or "{}").get("unknown") == sorted([cases["trivial"]["drv_path"], "/nix/store/" + "0" * 32 + "-src"]),
+          f"missing of what is not there: {r.stdout!r}")
+    fails_with(run("store", "missing", *opt, d2 + "^doc"), "has no output 'doc'", "missing with a bad output")
+    fails_with(run("store", "missing", *opt, d2 + "^out,"), "an empty output name", "missing with an empty output")
+    fails_with(run("store", "missing", *opt, cases["chain1"]["outputs"]["out"] + "^out"), "only a .drv path",
+               "^ after a non-drv")
 
 print(f"kiln_cli: {checks - failures}/{checks} checks passed")
 sys.exit(1 if failures else 0)

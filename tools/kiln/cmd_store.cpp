@@ -22,6 +22,9 @@ const char* store_usage = R"(Usage: kiln store COMMAND [--store local:DIR] ...
                                                mentions that are valid become references
   kiln store path-info [--json] [-r] [--sigs] PATH...
   kiln store query --references|--referrers|--requisites|--deriver|--outputs PATH...
+  kiln store missing [--json] DRV[^OUT,...|^*]|PATH...
+                                               what realising these would take: derivations
+                                               to build, paths to substitute, unknown paths
   kiln store dump PATH                         the NAR of a valid path on stdout
   kiln store export PATH...                    the paths (references first) as a
                                                'nix-store --export' stream on stdout
@@ -79,6 +82,30 @@ store_path_set valid_paths(local_store& store, const std::vector<std::string>& t
   for (auto& t : texts)
     out.insert(valid_path(store, t));
   return out;
+}
+
+wanted_path parse_wanted(local_store& store, const std::string& text) {
+  auto caret = text.rfind('^');
+  if (caret == std::string::npos) {
+    auto p = store.parse_path(text);
+    return p.is_derivation() ? wanted_path::built(p) : wanted_path::opaque(p);
+  }
+  auto p = store.parse_path(text.substr(0, caret));
+  if (!p.is_derivation())
+    throw cli::usage_error("'" + text + "': only a .drv path can be followed by ^OUTPUTS");
+  std::string list = text.substr(caret + 1);
+  std::set<std::string> outputs;
+  if (list != "*") {
+    for (std::size_t pos = 0; pos <= list.size();) {
+      auto comma = list.find(',', pos);
+      std::string name = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      if (name.empty())
+        throw cli::usage_error("'" + text + "': an empty output name");
+      outputs.insert(name);
+      pos = comma == std::string::npos ? list.size() + 1 : comma + 1;
+    }
+  }
+  return wanted_path::built(p, outputs);
 }
 
 store_path_set valid_paths_mentioned(local_store& store, std::string_view text) {
@@ -193,6 +220,7 @@ int store_verify(const std::vector<std::string>& args);
 int store_sign(const std::vector<std::string>& args);
 int store_verify_sigs(const std::vector<std::string>& args);
 int store_gc(const std::vector<std::string>& args);
+int store_missing(const std::vector<std::string>& args);
 int store_delete(const std::vector<std::string>& args);
 
 int store(const std::vector<std::string>& args) {
@@ -202,6 +230,7 @@ int store(const std::vector<std::string>& args) {
                         {"add-text", "", add_text},
                         {"path-info", "", store_path_info},
                         {"query", "", store_query},
+                        {"missing", "", store_missing},
                         {"dump", "", dump},
                         {"export", "", export_},
                         {"import", "", import},

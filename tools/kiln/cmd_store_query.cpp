@@ -2,12 +2,14 @@
 #include "store/closure.hpp"
 #include "store/derivation.hpp"
 #include "store/error.hpp"
+#include "store/missing.hpp"
 #include "store/verify.hpp"
 #include "tools/kiln/commands.hpp"
 #include "tools/kiln/store_cli.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <iostream>
 
 namespace kiln::cmd {
@@ -40,6 +42,51 @@ nlohmann::ordered_json info_json(const path_info& info, bool sigs) {
 }
 
 } // namespace
+
+int store_missing(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option, {"--json"}}, store_usage);
+  cli::expect_positional(a, 1, SIZE_MAX, "DRV or PATH");
+  auto store = open_store(a);
+  std::vector<wanted_path> wanted;
+  for (auto& t : a.positional)
+    wanted.push_back(parse_wanted(*store, t));
+  // No substituters yet: binary caches arrive with their own issue.
+  auto plan = query_missing(*store, wanted);
+  auto list = [](const store_path_set& s) {
+    std::vector<std::string> v;
+    for (auto& p : s)
+      v.push_back(p.full());
+    return v;
+  };
+  if (a.has("--json")) {
+    nlohmann::ordered_json j;
+    j["willBuild"] = list(plan.will_build);
+    j["willSubstitute"] = list(plan.will_substitute);
+    j["unknown"] = list(plan.unknown);
+    j["downloadSize"] = plan.download_size;
+    j["narSize"] = plan.nar_size;
+    std::cout << j.dump() << '\n';
+    return 0;
+  }
+  auto section = [&](const store_path_set& s, const std::string& heading) {
+    if (s.empty())
+      return;
+    std::cout << heading << '\n';
+    for (auto& p : s)
+      std::cout << "  " << p.full() << '\n';
+  };
+  section(plan.will_build, "these " + std::to_string(plan.will_build.size()) + " derivations will be built:");
+  char sizes[96];
+  std::snprintf(sizes, sizeof sizes, "(%.2f MiB download, %.2f MiB unpacked)",
+                static_cast<double>(plan.download_size) / 1048576.0,
+                static_cast<double>(plan.nar_size) / 1048576.0);
+  section(plan.will_substitute,
+          "these " + std::to_string(plan.will_substitute.size()) + " paths will be fetched " + sizes + ":");
+  section(plan.unknown, "don't know how to build these paths:");
+  if (plan.will_build.empty() && plan.will_substitute.empty() && plan.unknown.empty())
+    std::cout << "nothing is missing\n";
+  return 0;
+}
 
 int store_path_info(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option, {"--json"}, {"--recursive", false, "-r"}, {"--sigs"}}, store_usage);

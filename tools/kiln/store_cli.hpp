@@ -2,6 +2,7 @@
 #pragma once
 
 #include "store/local_store.hpp"
+#include "store/missing.hpp"
 #include "store/settings.hpp"
 #include "tools/kiln/cli.hpp"
 
@@ -21,6 +22,9 @@ settings load_settings(const cli::parsed_args& a);
 // Parses PATH (/nix/store/... or its real location); throws unless valid.
 store_path valid_path(local_store& store, const std::string& text);
 store_path_set valid_paths(local_store& store, const std::vector<std::string>& texts);
+
+// DRV (all outputs), DRV^OUT1,OUT2, DRV^* or a plain store path.
+wanted_path parse_wanted(local_store& store, const std::string& text);
 
 // Store paths mentioned in `text` (as /nix/store/<hash>-...) that are valid.
 store_path_set valid_paths_mentioned(local_store& store, std::string_view text);
