@@ -74,9 +74,14 @@ public:
     std::string socket_dir = split_path(gc_socket_path(layout.state_dir())).first;
     if (::mkdir(socket_dir.c_str(), 0755) != 0 && errno != EEXIST)
       throw_errno("creating '" + socket_dir + "'");
+    // Temp roots before permanent ones: a process that makes a root link
+    // and exits is then either alive when its temp roots are read, or its
+    // link exists before the gcroots scan. (Nix 2.8 reads them the other
+    // way round; add_permanent_root covers that case.)
+    auto temp = read_temp_roots(layout.temproots_dir(), std::string(default_store_dir));
     result_.roots = find_permanent_roots(store_);
     std::set<std::string> rooted_hashes;
-    for (auto& [p, pids] : read_temp_roots(layout.temproots_dir(), std::string(default_store_dir))) {
+    for (auto& [p, pids] : temp) {
       rooted_hashes.insert(std::string(p.hash_part()));
       for (long pid : pids)
         if (db_.is_valid(p))

@@ -2,9 +2,13 @@
 
 #include "store/error.hpp"
 #include "store/fd.hpp"
+#include "store/file_lock.hpp"
 #include "store/file_ops.hpp"
+#include "store/temp_roots.hpp"
 
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -110,6 +114,47 @@ std::optional<store_path> store_path_of_target(const local_store& store, const s
     }
   }
   return std::nullopt;
+}
+
+namespace {
+
+// Replaces whatever is at `link` with a symlink to `target`, atomically.
+void replace_symlink(const std::string& target, const std::string& link) {
+  std::string temp = link + ".kiln-new-" + std::to_string(::getpid());
+  ::unlink(temp.c_str());
+  if (::symlink(target.c_str(), temp.c_str()) != 0)
+    throw_errno("creating the link '" + temp + "'");
+  if (::rename(temp.c_str(), link.c_str()) != 0) {
+    int err = errno;
+    ::unlink(temp.c_str());
+    throw sys_error("moving the link into place at '" + link + "'", err);
+  }
+}
+
+} // namespace
+
+void add_permanent_root(local_store& store, const std::string& link, const store_path& p) {
+  store.add_temp_root(p);
+  std::string lock_path = gc_lock_path(store.layout().state_dir());
+  unique_fd gc_lock = open_lock_file(lock_path);
+  lock_file(gc_lock.get(), lock_kind::shared, true, lock_path);
+  replace_symlink(p.full(), link);
+}
+
+std::string add_indirect_root(local_store& store, const std::string& link) {
+  // The link's own directory resolved, the link itself not (it is what
+  // gets rewritten when the user rebuilds).
+  auto [parent, name] = split_path(link);
+  char resolved[PATH_MAX];
+  if (!::realpath(parent.c_str(), resolved))
+    throw_errno("resolving the directory of '" + link + "'");
+  std::string abs = std::string(resolved) + (resolved[1] ? "/" : "") + name;
+  std::string dir = store.layout().gcroots_dir() + "/auto";
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    throw_errno("creating '" + dir + "'");
+  std::string auto_link = dir + "/" + hash_string(hash_algo::sha1, abs).to_string(hash_format::base32);
+  replace_symlink(abs, auto_link);
+  return auto_link;
 }
 
 gc_root_map find_permanent_roots(local_store& store) {

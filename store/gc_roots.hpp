@@ -21,6 +21,19 @@ using gc_root_map = std::map<store_path, std::set<std::string>>;
 
 gc_root_map find_permanent_roots(local_store& store);
 
+// Makes `link` a symlink to `p` (replacing whatever is there) that no
+// collector can miss: `p` becomes a temp root first, and the link is made
+// holding gc.lock shared, so a collection that may have scanned the roots
+// already finishes first. Nix 2.8's collector reads permanent roots before
+// temp roots; without the lock, a process that links and exits in between
+// would lose its path. `link` is usually under gcroots/.
+void add_permanent_root(local_store& store, const std::string& link, const store_path& p);
+
+// Registers `link` (a symlink into the store elsewhere, like ./result) as
+// an indirect root: gcroots/auto/<base32 SHA-1 of its absolute path>,
+// named as Nix names it. Returns the auto/ link's path.
+std::string add_indirect_root(local_store& store, const std::string& link);
+
 // The store path `target` points into, if it is inside the store (given
 // either as /nix/store/... or by its real location).
 std::optional<store_path> store_path_of_target(const local_store& store, const std::string& target);

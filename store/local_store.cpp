@@ -56,8 +56,14 @@ std::map<std::string, store_path> derivation_output_paths(const std::string& fil
   return outputs;
 }
 
-std::string temp_prefix(std::string_view base_name) {
-  return ".kiln-tmp-" + std::string(base_name) + "-";
+// Temporaries are named "<hash part>-kiln-tmp-<pid>" (the copy being made)
+// and "<hash part>-kiln-stage-<pid>" (restore_nar's staging directory).
+// Both parse as store paths with the target's hash part, which the adder
+// holds as a temp root: a collector (Kiln's or Nix's, which deletes
+// anything else it does not recognise) leaves them alone while the adder
+// lives. The cleanup on open finds them by the same prefix.
+std::string temp_prefix(const store_path& p) {
+  return std::string(p.hash_part()) + "-kiln-";
 }
 
 } // namespace
@@ -101,9 +107,7 @@ std::size_t local_store::finish_interrupted_adds() {
         remove_tree(real_path(p));
         ++cleaned;
       }
-      // Temporaries, and restore_nar's staging directories around them
-      // (".kiln-restore-.kiln-tmp-<hash>..."), are known by the hash part.
-      std::string marker = ".kiln-tmp-" + std::string(p.hash_part());
+      std::string prefix = temp_prefix(p);
       if (!store_entries) {
         unique_fd store_fd(::open(layout_.store_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!store_fd)
@@ -111,7 +115,7 @@ std::size_t local_store::finish_interrupted_adds() {
         store_entries = read_directory(store_fd.get(), layout_.store_dir());
       }
       for (auto& e : *store_entries)
-        if (e.find(marker) != std::string::npos) {
+        if (e.rfind(prefix, 0) == 0) {
           remove_tree(layout_.store_dir() + "/" + e);
           ++cleaned;
         }
@@ -168,13 +172,16 @@ path_info local_store::materialise(path_info info,
   }
   if (path_exists(real))
     remove_tree(real); // an unregistered leftover
-  std::string temp = layout_.store_dir() + "/" + temp_prefix(base) + std::to_string(::getpid());
-  remove_tree(temp);
+  std::string pid = std::to_string(::getpid());
+  std::string temp = layout_.store_dir() + "/" + temp_prefix(info.path) + "tmp-" + pid;
+  std::string staging = temp_prefix(info.path) + "stage-" + pid;
+  remove_tree(temp); // left by a dead process that had our pid
+  remove_tree(layout_.store_dir() + "/" + staging);
 
   try {
     pipe_source nar(write_nar);
     hashing_source hashed(nar, hash_algo::sha256);
-    restore_nar(hashed, temp);
+    restore_nar(hashed, temp, {}, staging);
     hash got = hashed.finish();
     if (info.nar_size != 0 && hashed.size() != info.nar_size)
       throw error("NAR of '" + info.path.full() + "' has " + std::to_string(hashed.size()) +

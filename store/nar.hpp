@@ -66,6 +66,9 @@ uint64_t parse_nar(source& in, nar_visitor& visitor, bool require_end = true,
 // Restores a NAR into a new file system object at `dest`, which must not
 // exist. Everything is written into a staging directory beside `dest` and
 // renamed into place at the end, so on any error nothing is left at `dest`.
-void restore_nar(source& in, const std::string& dest, const nar_limits& limits = {});
+// `staging_name` chooses that directory's name (it must not exist); by
+// default it is a fresh ".kiln-restore-..." name.
+void restore_nar(source& in, const std::string& dest, const nar_limits& limits = {},
+                 const std::string& staging_name = {});
 
 } // namespace kiln

@@ -76,7 +76,8 @@ private:
 
 } // namespace
 
-void restore_nar(source& in, const std::string& dest, const nar_limits& limits) {
+void restore_nar(source& in, const std::string& dest, const nar_limits& limits,
+                 const std::string& staging_name) {
   if (path_exists(dest))
     throw error("cannot restore to '" + dest + "': it already exists");
   auto [parent, name] = split_path(dest);
@@ -84,9 +85,11 @@ void restore_nar(source& in, const std::string& dest, const nar_limits& limits) 
   if (!parent_fd)
     throw_errno("opening the parent directory of '" + dest + "'");
 
-  std::string staging = ".kiln-restore-" + name.substr(0, 64) + "-XXXXXX";
+  std::string staging = staging_name.empty() ? ".kiln-restore-" + name.substr(0, 64) + "-XXXXXX"
+                                             : staging_name;
   std::string staging_path = parent + "/" + staging;
-  if (!::mkdtemp(staging_path.data()))
+  if (staging_name.empty() ? !::mkdtemp(staging_path.data())
+                           : ::mkdirat(parent_fd.get(), staging.c_str(), 0700) != 0)
     throw_errno("creating a staging directory beside '" + dest + "'");
   staging = split_path(staging_path).second;
 

@@ -109,16 +109,19 @@ void temp_roots::add(const store_path& p) {
   if (!gc_lock_fd_)
     gc_lock_fd_ = open_lock_file(lock_path);
   std::string full = p.full(store_dir_);
+  // The file first: a collector that starts after this write reads it. One
+  // already running (it holds gc.lock, so our shared lock fails) read the
+  // files before, and must hear of the root over its socket. (Writing after
+  // the socket's answer, a collector starting in between would miss it.)
+  std::string entry = full + '\0';
+  write_all(file_fd_.get(), entry.data(), entry.size(), file_);
   for (int attempt = 0;; ++attempt) {
-    bool no_collector = lock_file(gc_lock_fd_.get(), lock_kind::shared, false, lock_path);
-    // Otherwise a collector holds gc.lock and must hear of the root first.
-    if (no_collector || tell_collector(full + "\n")) {
-      std::string entry = full + '\0';
-      write_all(file_fd_.get(), entry.data(), entry.size(), file_);
-      if (no_collector)
-        lock_file(gc_lock_fd_.get(), lock_kind::none, true, lock_path);
+    if (lock_file(gc_lock_fd_.get(), lock_kind::shared, false, lock_path)) {
+      lock_file(gc_lock_fd_.get(), lock_kind::none, true, lock_path);
       return;
     }
+    if (tell_collector(full + "\n"))
+      return;
     std::this_thread::sleep_for(std::chrono::milliseconds(attempt < 20 ? 1 : 10));
   }
 }

@@ -2,11 +2,13 @@
 // can share one store:
 //   - each process appends NUL-terminated store paths to temproots/<pid>,
 //     which it holds exclusively locked for as long as it lives;
-//   - it appends while holding gc.lock shared; if that fails, a collector is
-//     running, so it first tells the collector over gc-socket/socket (a line
+//   - after appending it tries gc.lock shared; if that fails, a collector
+//     is running, so it tells the collector over gc-socket/socket (a line
 //     "PATH\n", answered "1") and waits for the answer.
 // A collector takes gc.lock exclusively before reading the files, so a root
-// is always either in a file it reads or sent to its socket.
+// is always either in a file it reads or sent to its socket. (Nix 2.8
+// appends after the answer instead, which leaves a window: a collector
+// starting right after the previous one answered can miss the root.)
 #pragma once
 
 #include "store/fd.hpp"

@@ -21,9 +21,11 @@ constexpr int adders = 4, chain_length = 40, garbage_makers = 2, nix_adds = 8;
 
 // Adds a chain of text paths, each referring to the one before, and after
 // every add checks that all of its paths are still valid and on disk (they
-// are its temp roots). Every tenth path also gets a permanent root.
+// are its temp roots). Every tenth path also gets a permanent root: a bare
+// symlink, as a user makes one (Kiln's collector reads temp roots first, so
+// that is enough), or with add_permanent_root, which Nix's collector needs.
 // Exit status: 0 fine, 2 a path of ours vanished, 1 an error.
-int run_adder(const store_layout& layout, int id) {
+int run_adder(const store_layout& layout, int id, bool bare_links) {
   try {
     local_store store(layout);
     std::vector<store_path> mine;
@@ -37,7 +39,9 @@ int run_adder(const store_layout& layout, int id) {
       mine.push_back(store.add_text("a" + std::to_string(id) + "-" + std::to_string(i), text, refs).path);
       if (i % 10 == 9) {
         std::string link = layout.gcroots_dir() + "/a" + std::to_string(id) + "-" + std::to_string(i);
-        if (::symlink(mine.back().full().c_str(), link.c_str()) != 0)
+        if (!bare_links)
+          add_permanent_root(store, link, mine.back());
+        else if (::symlink(mine.back().full().c_str(), link.c_str()) != 0)
           return 1;
       }
       for (auto& p : mine)
@@ -104,7 +108,7 @@ BOOST_AUTO_TEST_CASE(gc_never_deletes_a_live_path_while_others_add) {
 
   std::map<pid_t, std::string> children;
   for (int id = 0; id < adders; ++id)
-    children[spawn([&] { return run_adder(layout, id); })] = "adder " + std::to_string(id);
+    children[spawn([&] { return run_adder(layout, id, true); })] = "adder " + std::to_string(id);
   for (int id = 0; id < garbage_makers; ++id)
     children[spawn([&] { return run_garbage_maker(layout, id); })] = "garbage maker";
   children[spawn([&] { return run_nix_adder(layout, tmp.path()); })] = "nix adder";
@@ -157,4 +161,36 @@ BOOST_AUTO_TEST_CASE(gc_never_deletes_a_live_path_while_others_add) {
   sqlite_stmt check(store.db().db(), "pragma integrity_check", "checking the database");
   BOOST_REQUIRE(check.step());
   BOOST_TEST(check.text(0) == "ok");
+}
+
+// The other way round: Nix 2.8 collects in a loop while Kiln adders run, so
+// Kiln's adds must reach Nix's GC socket whenever Nix holds gc.lock.
+BOOST_AUTO_TEST_CASE(nix_gc_never_deletes_a_path_kiln_holds) {
+  test::temp_dir tmp;
+  store_layout layout{tmp / "root"};
+  local_store store(layout);
+  std::map<pid_t, std::string> children;
+  for (int id = 0; id < 2; ++id)
+    children[spawn([&] { return run_adder(layout, id, false); })] = "adder " + std::to_string(id);
+  std::string gc = "nix-store --store '" + layout.root + "' --gc >/dev/null 2>&1";
+  std::size_t rounds = 0;
+  std::map<std::string, int> exits;
+  while (exits.size() < children.size()) {
+    BOOST_REQUIRE(std::system(gc.c_str()) == 0);
+    ++rounds;
+    int status = 0;
+    for (pid_t pid; (pid = ::waitpid(-1, &status, WNOHANG)) > 0;)
+      exits[children[pid]] = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  for (auto& [who, code] : exits)
+    BOOST_TEST(code == 0, who << " exited with " << code);
+  BOOST_TEST_MESSAGE(rounds << " Nix collections while Kiln added " << 2 * chain_length << " paths");
+  BOOST_TEST(rounds >= 2u);
+  BOOST_REQUIRE(std::system(gc.c_str()) == 0);
+  BOOST_TEST(find_permanent_roots(store).size() == std::size_t(2 * chain_length / 10));
+  // Every permanently rooted chain survives whole.
+  for (auto& [p, links] : find_permanent_roots(store))
+    for (auto& q : compute_closure(store.db(), {p}))
+      BOOST_TEST(test::exists(store.real_path(q)), q.full());
+  BOOST_TEST(store.db().query_all_valid_paths().size() == std::size_t(2 * (chain_length / 10) * 10));
 }

@@ -6,6 +6,7 @@
 #include "store/derivation.hpp"
 #include "store/error.hpp"
 #include "store/file_lock.hpp"
+#include "store/file_ops.hpp"
 #include "store/gc.hpp"
 #include "store/gc_root_server.hpp"
 #include "store/local_store.hpp"
@@ -180,6 +181,50 @@ BOOST_AUTO_TEST_CASE(indirect_roots_and_stale_ones_under_auto) {
   BOOST_TEST(test::exists(layout.gcroots_dir() + "/not-auto"));    // only auto/ is cleaned
   ::unlink(result.c_str());
   BOOST_TEST(gc(gc_action::delete_dead).paths == fulls({leaf, mid, top, other}));
+}
+
+// Named as Nix names it: Nix's --add-root --indirect for the same link
+// lands on the same gcroots/auto entry.
+BOOST_AUTO_TEST_CASE(indirect_roots_are_registered_as_nix_registers_them) {
+  std::string result = tmp / "result";
+  link_root(result, top.full());
+  std::string ours = add_indirect_root(store, tmp.path() + "/./result");
+  BOOST_TEST(test::list_dir(layout.gcroots_dir() + "/auto").size() == 1u);
+  char target[4096] = {};
+  BOOST_REQUIRE(::readlink(ours.c_str(), target, sizeof target - 1) > 0);
+  BOOST_TEST(std::string(target) == result);
+  BOOST_TEST(gc(gc_action::print_live).paths == fulls({leaf, mid, top}));
+  ::unlink(ours.c_str());
+  ::unlink(result.c_str());
+  std::string cmd = "nix-store --store '" + layout.root + "' --realise " + top.full() +
+                    " --add-root '" + result + "' --indirect >/dev/null 2>&1";
+  BOOST_REQUIRE(std::system(cmd.c_str()) == 0);
+  BOOST_TEST(test::list_dir(layout.gcroots_dir() + "/auto") ==
+             std::vector<std::string>{split_path(ours).second});
+}
+
+BOOST_AUTO_TEST_CASE(a_permanent_root_waits_for_a_running_collection) {
+  unique_fd gc_lock = open_lock_file(gc_lock_path(layout.state_dir()));
+  lock_file(gc_lock.get(), lock_kind::exclusive, true, "gc.lock");
+  ::mkdir((layout.state_dir() + "/gc-socket").c_str(), 0755);
+  gc_root_server server(gc_socket_path(layout.state_dir()), "/nix/store", {});
+  std::string link = layout.gcroots_dir() + "/o";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    local_store s(layout);
+    add_permanent_root(s, link, other);
+    ::_exit(0);
+  }
+  for (int i = 0; i < 5000 && !server.is_root(other); ++i)
+    ::usleep(1000);
+  BOOST_TEST(server.is_root(other)); // it is a temp root at once
+  ::usleep(100000);
+  BOOST_TEST(!test::exists(link)); // but not linked while the collection runs
+  lock_file(gc_lock.get(), lock_kind::none, true, "gc.lock");
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  BOOST_TEST(WEXITSTATUS(status) == 0);
+  BOOST_TEST(test::exists(link));
 }
 
 BOOST_AUTO_TEST_CASE(a_root_to_an_invalid_path_roots_nothing) {

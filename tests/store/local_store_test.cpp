@@ -68,7 +68,7 @@ BOOST_AUTO_TEST_CASE(adds_every_vector_tree_at_the_path_nix_gives_it) {
   }
   // Nothing but store paths (and no temporaries, journal or lock files) remain.
   for (auto& e : store_entries())
-    BOOST_TEST(e.find(".kiln-tmp") == std::string::npos, e);
+    BOOST_TEST(e.find("-kiln-") == std::string::npos, e);
   BOOST_TEST(test::list_dir(store.layout().pending_dir()).empty());
 }
 
@@ -158,7 +158,7 @@ BOOST_AUTO_TEST_CASE(a_truncated_or_malformed_nar_leaves_nothing_behind) {
   BOOST_CHECK_THROW(store.add_nar(in2, info), error);
   BOOST_TEST(!test::exists(store.real_path(info.path)));
   for (auto& e : store_entries())
-    BOOST_TEST(e.find(".kiln-tmp") == std::string::npos, e);
+    BOOST_TEST(e.find("-kiln-") == std::string::npos, e);
 }
 
 BOOST_AUTO_TEST_CASE(reopening_finishes_an_interrupted_add) {
@@ -169,9 +169,10 @@ BOOST_AUTO_TEST_CASE(reopening_finishes_an_interrupted_add) {
   test::write_file(store.layout().pending_dir() + "/" + base, "");
   ::mkdir(store.real_path(p).c_str(), 0755);
   test::write_file(store.real_path(p) + "/half", "written");
-  ::mkdir((store.layout().store_dir() + "/.kiln-tmp-" + base + "-999999").c_str(), 0755);
+  ::mkdir((store.layout().store_dir() + "/" + std::string(p.hash_part()) + "-kiln-tmp-999999").c_str(), 0755);
+  ::mkdir((store.layout().store_dir() + "/" + std::string(p.hash_part()) + "-kiln-stage-999999").c_str(), 0755);
   local_store reopened(store.layout());
-  BOOST_TEST(reopened.cleaned_on_open() == 2u);
+  BOOST_TEST(reopened.cleaned_on_open() == 3u);
   BOOST_TEST(!test::exists(store.real_path(p)));
   BOOST_TEST(test::list_dir(store.layout().store_dir()).empty());
   BOOST_TEST(test::list_dir(store.layout().pending_dir()).empty());
