@@ -147,7 +147,13 @@ std::map<store_path, std::set<long>> read_temp_roots(const std::string& temproot
     }
     // Only a dead owner lets go of its file's lock.
     if (lock_file(fd.get(), lock_kind::exclusive, false, file)) {
-      ::unlinkat(dir.get(), name.c_str(), 0);
+      // Unlink only if the name is still this file: a new process with the
+      // same pid may have replaced it since we opened it.
+      struct stat mine, named;
+      if (::fstat(fd.get(), &mine) == 0 &&
+          ::fstatat(dir.get(), name.c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+          mine.st_ino == named.st_ino && mine.st_dev == named.st_dev)
+        ::unlinkat(dir.get(), name.c_str(), 0);
       write_all(fd.get(), "d", 1, file);
       continue;
     }
