@@ -37,7 +37,7 @@ for cmd in [[], ["nar"], ["hash"], ["drv"], ["nar", "dump"], ["nar", "restore"],
             ["store"], ["store", "add"], ["store", "add-fixed"], ["store", "add-text"], ["store", "path-info"],
             ["store", "query"], ["store", "dump"], ["store", "export"], ["store", "import"],
             ["store", "verify"], ["store", "sign"], ["store", "verify-sigs"], ["store", "optimise"],
-            ["store", "gc"], ["store", "delete"], ["store", "missing"]]:
+            ["store", "gc"], ["store", "delete"], ["store", "missing"], ["drv", "add"]]:
     r = run(*cmd, "--help")
     check(r.returncode == 0 and b"Usage: kiln" in r.stdout, f"--help for {cmd}: {r.stdout[:80]!r}")
 fails_with(run("frobnicate"), "unknown command 'kiln frobnicate'", "unknown command")
@@ -298,6 +298,57 @@ with tempfile.TemporaryDirectory() as tmp:
     fails_with(run("store", "missing", *opt, d2 + "^out,"), "an empty output name", "missing with an empty output")
     fails_with(run("store", "missing", *opt, cases["chain1"]["outputs"]["out"] + "^out"), "only a .drv path",
                "^ after a non-drv")
+
+with tempfile.TemporaryDirectory() as tmp:
+    # drv add: every vector derivation written as JSON without its output paths
+    # lands on the .drv path Nix gave it (inputs first); as ATerm too.
+    opt = ["--store", f"local:{tmp}/root"]
+    cases = {c["case"]: c for c in man["derivations"]["cases"]}
+    by_path = {c["drv_path"]: c for c in cases.values()}
+    added = set()
+
+    def add_json(c):
+        for dep in c["input_drvs"]:
+            if dep not in added:
+                add_json(by_path[dep])
+        body = json.loads(run("drv", "show", "--json", os.path.join(vdir, c["file"])).stdout)[c["drv_path"]]
+        for name, out in body["outputs"].items():
+            out.pop("path", None)
+            body["env"].pop(name, None)
+        body["name"] = os.path.basename(c["file"])[33:-4]
+        f = os.path.join(tmp, c["case"] + ".json")
+        json.dump(body, open(f, "w"))
+        r = run("drv", "add", *opt, "--json", f)
+        check(r.stdout.decode().strip() == c["drv_path"], f"drv add --json {c['case']}: {r.stdout!r} {r.stderr!r}")
+        added.add(c["drv_path"])
+
+    for c in cases.values():
+        if not c.get("input_srcs") and c["drv_path"] not in added:
+            add_json(c)
+    r = run("store", "query", *opt, "--outputs", cases["multi"]["drv_path"])
+    check(sorted(r.stdout.decode().split()) == sorted(cases["multi"]["outputs"].values()), f"outputs recorded: {r.stdout!r}")
+    r = run("drv", "add", "--store", f"local:{tmp}/root2", os.path.join(vdir, cases["chain1"]["file"]))
+    check(r.stdout.decode().strip() == cases["chain1"]["drv_path"], f"drv add ATerm: {r.stdout!r} {r.stderr!r}")
+    fails_with(run("drv", "add", "--store", f"local:{tmp}/root2", os.path.join(vdir, cases["chain3"]["file"])),
+               "cannot load input derivation", "drv add with a missing input")
+    forged_file = os.path.join(tmp, os.path.basename(trivial["file"]))
+    open(forged_file, "w").write(forged)
+    fails_with(run("drv", "add", *opt, forged_file), "but its content implies", "drv add of a forged .drv")
+    bad = os.path.join(tmp, "bad.json")
+    for text, fragment in [('{"system": 1}', '"outputs": missing'),
+                           ('{"name": "x", "system": "s", "builder": "b", "outputs": {"out": {}}, "colour": 1}',
+                            '"colour": unknown field'),
+                           ('{"name": "x", "system": "s", "builder": "b", "outputs": {}}', "at least one output"),
+                           ('{"name": "x", "system": "s", "builder": "b", "outputs": {"out": {"hash": "00"}}}',
+                            '"hashAlgo" and "hash" go together'),
+                           ('{"name": "x", "system": "s", "builder": "b", "outputs": {"out": {}}, "args": [1]}',
+                            "args[0]: expected a string"),
+                           ('{"name": "x y", "system": "s", "builder": "b", "outputs": {"out": {}}}', '"name"'),
+                           ('{"name": "x", "system": "s", "builder": "b", "outputs": {"out": {}}, '
+                            '"inputDrvs": {"/nix/store/' + "0" * 32 + '-in.drv": ["out"]}}', "cannot load input derivation"),
+                           ('{"name": ', "not valid JSON")]:
+        open(bad, "w").write(text)
+        fails_with(run("drv", "add", *opt, "--json", bad), fragment, f"bad JSON derivation {text[:40]}")
 
 print(f"kiln_cli: {checks - failures}/{checks} checks passed")
 sys.exit(1 if failures else 0)

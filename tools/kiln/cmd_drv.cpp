@@ -2,11 +2,14 @@
 #include "store/derivation_hash.hpp"
 #include "store/derivation_json.hpp"
 #include "store/error.hpp"
+#include "store/fd.hpp"
 #include "store/file_ops.hpp"
 #include "tools/kiln/cli.hpp"
 #include "tools/kiln/commands.hpp"
+#include "tools/kiln/store_cli.hpp"
 
 #include <iostream>
+#include <tuple>
 
 namespace kiln::cmd {
 namespace {
@@ -21,6 +24,16 @@ const char* drv_usage = R"(Usage: kiln drv COMMAND ...
       recompute the output paths from the content, one 'name path' line each;
       input .drv files are found by base name in DIR (default: FILE's
       directory). Fails if the paths recorded in FILE differ.
+
+  kiln drv add [--store local:DIR] FILE.drv
+  kiln drv add [--store local:DIR] --json FILE.json
+      add a derivation to the store and print its .drv path. Its input
+      derivations and sources must be valid there. FILE.drv must record the
+      output paths its content implies; FILE.json (the 'nix show-derivation'
+      body, plus "name") may leave them out and Kiln fills them in:
+        {"name": "hello", "system": "x86_64-linux", "builder": "/bin/sh",
+         "args": ["-c", "echo hi > $out"], "outputs": {"out": {}},
+         "inputDrvs": {}, "inputSrcs": [], "env": {}}
 
 FILE.drv is an ATerm store derivation. Its name comes from the file name
 when that is '<hash>-<name>.drv', else from the 'name' env var.
@@ -121,11 +134,36 @@ int outputs(const std::vector<std::string>& args) {
   return 0;
 }
 
+int add(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option, {"--json"}}, drv_usage);
+  cli::expect_positional(a, 1, 1, "FILE to add");
+  const std::string& file = a.positional[0];
+  auto store = open_store(a);
+  derivation_hasher hasher(directory_loader(store->layout().store_dir()));
+  derivation d;
+  std::string name;
+  if (a.has("--json")) {
+    // JSON derivations are small; 64 MiB is far beyond any.
+    std::tie(d, name) = derivation_from_json(read_whole_file(file, 64u << 20, "JSON derivation"), file);
+    fill_output_paths(d, name, hasher);
+  } else {
+    auto l = load(file);
+    d = l.drv;
+    name = l.name;
+    for (auto& [out_name, p] : compute_output_paths(d, name, hasher))
+      if (d.outputs.at(out_name).path != p.full())
+        throw error("'" + file + "' records output '" + out_name + "' as '" + d.outputs.at(out_name).path +
+                    "', but its content implies " + p.full());
+  }
+  std::cout << store->add_derivation(d, name).path.full() << '\n';
+  return 0;
+}
+
 } // namespace
 
 int drv(const std::vector<std::string>& args) {
   return cli::dispatch("kiln drv", args,
-                       {{"show", "", show}, {"path", "", path}, {"outputs", "", outputs}},
+                       {{"show", "", show}, {"path", "", path}, {"outputs", "", outputs}, {"add", "", add}},
                        drv_usage);
 }
 

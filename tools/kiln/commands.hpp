@@ -8,7 +8,7 @@ namespace kiln::cmd {
 
 int nar(const std::vector<std::string>& args);  // nar dump | restore | ls
 int hash(const std::vector<std::string>& args); // hash path | file | convert
-int drv(const std::vector<std::string>& args);  // drv show | path | outputs
+int drv(const std::vector<std::string>& args);  // drv show | path | outputs | add
 int key(const std::vector<std::string>& args);  // key generate | public
 int store(const std::vector<std::string>& args); // store add | add-fixed | add-text | path-info | query | dump
 
