@@ -54,4 +54,17 @@ std::vector<store_path> compute_closure(store_db& db, const store_path_set& root
   return order;
 }
 
+std::string reference_graph_text(store_db& db, const store_path_set& paths) {
+  auto closure = compute_closure(db, paths);
+  std::string out;
+  for (auto& p : store_path_set(closure.begin(), closure.end())) {
+    auto info = db.query_path_info(p);
+    out += p.full() + "\n" + (info->deriver ? info->deriver->full() : "") + "\n";
+    out += std::to_string(info->references.size()) + "\n";
+    for (auto& r : info->references)
+      out += r.full() + "\n";
+  }
+  return out;
+}
+
 } // namespace kiln
