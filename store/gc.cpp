@@ -106,10 +106,9 @@ public:
     case gc_action::print_dead:
       for (auto& p : dead_valid_paths())
         result_.paths.push_back(p.full());
-      for_each_invalid_entry([&](const std::string& name, const std::optional<store_path>& p) {
-        if (!p || !server.is_root(*p))
+      for (auto& name : store_directory_entries())
+        if (auto p = invalid_entry(name); p && !server.is_root(*p))
           result_.paths.push_back(logical_path(name));
-      });
       break;
     case gc_action::delete_dead:
       delete_valid(dead_valid_paths());
@@ -190,36 +189,44 @@ private:
     return stayed;
   }
 
-  // Entries of the store directory that are not valid paths: interrupted
-  // builds and adds, lock files. Kiln's own temporaries (".kiln-...") are
-  // left to the journal that owns them, other unknown names to the admin.
-  void for_each_invalid_entry(
-      const std::function<void(const std::string&, const std::optional<store_path>&)>& f) {
+  std::vector<std::string> store_directory_entries() {
     const std::string dir = store_.layout().store_dir();
     unique_fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd)
       throw_errno("opening '" + dir + "'");
-    for (auto& name : read_directory(fd.get(), dir)) {
-      if (name[0] == '.' || ends_with(name, ".lock"))
-        continue;
-      std::optional<store_path> p;
-      try {
-        p = store_path::from_base_name(name);
-      } catch (const format_error&) {
-        continue;
-      }
-      if (!db_.is_valid(*p))
-        f(name, p);
-    }
+    return read_directory(fd.get(), dir);
   }
 
+  // A store-directory entry that is named like a store path but is not a
+  // valid one: an interrupted build or add, or a Kiln temporary (named by
+  // its target's hash part, so its adder's temp root protects it). Dot
+  // names and names that are no store path are left to their owners.
+  std::optional<store_path> invalid_entry(const std::string& name) {
+    if (name[0] == '.' || ends_with(name, ".lock"))
+      return std::nullopt;
+    try {
+      auto p = store_path::from_base_name(name);
+      if (!db_.is_valid(p))
+        return p;
+    } catch (const format_error&) {
+    }
+    return std::nullopt;
+  }
+
+  // One pass over the store directory: invalid entries, then lock files
+  // nobody holds (deleted through the lock protocol, so a waiter that had
+  // opened one retries).
   void delete_invalid_entries() {
-    for_each_invalid_entry([&](const std::string& name, const std::optional<store_path>& p) {
+    auto entries = store_directory_entries();
+    for (auto& name : entries) {
       if (budget_spent())
         return;
-      delete_invalid(name, *p);
-    });
-    remove_free_lock_files();
+      if (auto p = invalid_entry(name))
+        delete_invalid(name, *p);
+    }
+    for (auto& name : entries)
+      if (name[0] != '.' && ends_with(name, ".lock"))
+        remove_lock_file_if_free(name);
   }
 
   // An invalid path is being built or added if it is a temp root or its
@@ -239,25 +246,14 @@ private:
     return gone;
   }
 
-  // Lock files nobody holds (of paths not valid or long done): deleted
-  // through the lock protocol, so a waiter that had opened one retries.
-  void remove_free_lock_files() {
-    const std::string dir = store_.layout().store_dir();
-    unique_fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!fd)
-      throw_errno("opening '" + dir + "'");
-    for (auto& name : read_directory(fd.get(), dir)) {
-      if (!ends_with(name, ".lock") || name[0] == '.')
-        continue;
-      std::string base = name.substr(0, name.size() - 5);
-      try {
-        if (db_.is_valid(store_path::from_base_name(name)))
-          continue; // a valid path that happens to be named *.lock
-      } catch (const format_error&) {
-      }
-      auto lock = path_lock::try_acquire(dir + "/" + base);
-      lock.release(true);
+  void remove_lock_file_if_free(const std::string& name) {
+    try {
+      if (db_.is_valid(store_path::from_base_name(name)))
+        return; // a valid path that happens to be named *.lock
+    } catch (const format_error&) {
     }
+    auto lock = path_lock::try_acquire(store_.layout().store_dir() + "/" + name.substr(0, name.size() - 5));
+    lock.release(true);
   }
 
   void remove_unused_links() {

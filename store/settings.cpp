@@ -7,7 +7,7 @@
 namespace kiln {
 namespace {
 
-enum class kind { boolean, size, text };
+enum class kind { boolean };
 
 struct known_setting {
   const char* name;
@@ -85,8 +85,6 @@ void settings::set(const std::string& name, const std::string& value, const std:
   std::string what = origin + ": setting '" + name + "'";
   if (s.k == kind::boolean)
     parse_bool_setting(value, what);
-  else if (s.k == kind::size)
-    parse_size_setting(value, what);
   values_[name] = value;
 }
 
@@ -115,10 +113,6 @@ void settings::apply_config(std::string_view text, const std::string& file_name)
 
 bool settings::get_bool(const std::string& name) const {
   return parse_bool_setting(get(name), "setting '" + name + "'");
-}
-
-uint64_t settings::get_uint(const std::string& name) const {
-  return parse_size_setting(get(name), "setting '" + name + "'");
 }
 
 const std::string& settings::get(const std::string& name) const {

@@ -23,7 +23,6 @@ public:
   void apply_config(std::string_view text, const std::string& file_name);
 
   bool get_bool(const std::string& name) const;
-  uint64_t get_uint(const std::string& name) const;
   const std::string& get(const std::string& name) const;
 
   // name -> current value, for `kiln show-config` and the console.

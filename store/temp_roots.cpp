@@ -6,7 +6,6 @@
 #include "store/unix_socket.hpp"
 
 #include <cerrno>
-#include <csignal>
 #include <fcntl.h>
 #include <memory>
 #include <sys/socket.h>
