@@ -10,10 +10,8 @@ using namespace kiln::sandbox;
 namespace {
 
 derivation vector_drv(const std::string& name) {
-  for (auto& c : test::manifest()["derivations"]["cases"])
-    if (c["case"] == name)
-      return read_derivation_file(test::vectors_dir() + "/" + c["file"].get<std::string>());
-  throw error("no derivation case " + name);
+  auto& c = test::vector_case("derivations", name);
+  return read_derivation_file(test::vectors_dir() + "/" + c["file"].get<std::string>());
 }
 
 } // namespace

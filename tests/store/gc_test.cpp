@@ -258,14 +258,7 @@ BOOST_AUTO_TEST_CASE(keep_derivations_and_keep_outputs) {
   store_path drv = derivation_store_path(d, "thing");
   in_child(layout, [&](local_store& s) {
     BOOST_REQUIRE(s.add_derivation(d, "thing").path == drv);
-    string_sink nar;
-    dump_string_as_file("built", false, nar);
-    path_info info(out);
-    info.deriver = drv;
-    info.nar_hash = hash_string(hash_algo::sha256, nar.s);
-    info.nar_size = nar.s.size();
-    string_source src(nar.s);
-    s.add_nar(src, info);
+    test::add_built_output(s, out, drv);
   });
   auto live_with = [&](const store_path& root, bool keep_outputs, bool keep_derivations) {
     auto live = live_paths(store.db(), {root}, keep_outputs, keep_derivations);

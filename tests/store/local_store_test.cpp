@@ -28,16 +28,9 @@ std::string nar_of(const std::string& path) {
   return s.s;
 }
 
-const nlohmann::json& nar_case(const std::string& name) {
-  for (auto& c : test::manifest()["nar"]["cases"])
-    if (c["case"] == name)
-      return c;
-  throw error("no NAR case " + name);
-}
-
 // The "nested" NAR vector and the path info Nix gave it.
 std::pair<std::string, path_info> nested_vector() {
-  auto& c = nar_case("nested");
+  auto& c = test::vector_case("nar", "nested");
   std::string nar = test::read_file(test::vectors_dir() + "/" + c["nar_file"].get<std::string>());
   path_info info(parse_store_path(c["store_path_if_added"].get<std::string>()));
   info.nar_hash = parse_hash(c["nar_sha256_sri"].get<std::string>());

@@ -14,10 +14,7 @@ using namespace kiln;
 namespace {
 
 const nlohmann::json& drv_case(const std::string& name) {
-  for (auto& c : test::manifest()["derivations"]["cases"])
-    if (c["case"] == name)
-      return c;
-  throw error("no derivation case " + name);
+  return test::vector_case("derivations", name);
 }
 
 store_path sp(const std::string& s) { return parse_store_path(s); }
@@ -40,15 +37,7 @@ struct fixture {
     return p;
   }
   // Makes an output valid, as if it had been built.
-  void make_valid(const std::string& path) {
-    string_sink nar;
-    dump_string_as_file("built", false, nar);
-    path_info info(sp(path));
-    info.nar_hash = hash_string(hash_algo::sha256, nar.s);
-    info.nar_size = nar.s.size();
-    string_source src(nar.s);
-    store.add_nar(src, info);
-  }
+  void make_valid(const std::string& path) { test::add_built_output(store, sp(path)); }
   std::string out_of(const std::string& name, const std::string& output = "out") {
     return drv_case(name)["outputs"][output];
   }

@@ -3,6 +3,7 @@
 #include "store/encoding.hpp"
 #include "store/error.hpp"
 #include "store/file_ops.hpp"
+#include "store/nar.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -23,6 +24,24 @@ std::string vectors_dir() {
 const nlohmann::json& manifest() {
   static const nlohmann::json m = nlohmann::json::parse(read_file(vectors_dir() + "/manifest.json"));
   return m;
+}
+
+const nlohmann::json& vector_case(const std::string& section, const std::string& name) {
+  for (auto& c : manifest()[section]["cases"])
+    if (c["case"] == name)
+      return c;
+  throw error("no " + section + " vector case '" + name + "'");
+}
+
+void add_built_output(local_store& store, const store_path& p, const std::optional<store_path>& deriver) {
+  string_sink nar;
+  dump_string_as_file("built", false, nar);
+  path_info info(p);
+  info.deriver = deriver;
+  info.nar_hash = hash_string(hash_algo::sha256, nar.s);
+  info.nar_size = nar.s.size();
+  string_source src(nar.s);
+  store.add_nar(src, info);
 }
 
 std::string read_file(const std::string& path) {

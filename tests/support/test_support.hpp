@@ -2,7 +2,11 @@
 // temporary directories, and building file trees from their JSON description.
 #pragma once
 
+#include "store/local_store.hpp"
+
 #include <nlohmann/json.hpp>
+
+#include <optional>
 
 #include <string>
 
@@ -11,6 +15,8 @@ namespace kiln::test {
 // The directory holding manifest.json (tests/vectors, a copy of ../shared/vectors).
 std::string vectors_dir();
 const nlohmann::json& manifest();
+// The case named `name` in a manifest section ("nar", "derivations", ...).
+const nlohmann::json& vector_case(const std::string& section, const std::string& name);
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& contents, int mode = 0644);
 
@@ -35,6 +41,11 @@ private:
 };
 
 bool exists(const std::string& path);
+
+// Makes `p` valid with a one-file NAR ("built"), as if a build had made it
+// (optionally recording its deriver).
+void add_built_output(local_store& store, const store_path& p,
+                      const std::optional<store_path>& deriver = std::nullopt);
 // Entries of a directory, sorted, without . and ..
 std::vector<std::string> list_dir(const std::string& path);
 
