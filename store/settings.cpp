@@ -7,7 +7,7 @@
 namespace kiln {
 namespace {
 
-enum class kind { boolean };
+enum class kind { boolean, number, size, text, jobs, log_compression };
 
 struct known_setting {
   const char* name;
@@ -15,11 +15,30 @@ struct known_setting {
   const char* default_value;
 };
 
-// Settings the code reads today; the build engine adds its own here.
+// Settings the code reads today, with Nix's defaults.
 const known_setting known[] = {
     {"keep-outputs", kind::boolean, "false"},
     {"keep-derivations", kind::boolean, "true"},
+    {"max-jobs", kind::jobs, "1"},
+    {"cores", kind::number, "0"},
+    {"keep-going", kind::boolean, "false"},
+    {"keep-failed", kind::boolean, "false"},
+    {"repeat", kind::number, "0"},
+    {"max-silent-time", kind::number, "0"},
+    {"timeout", kind::number, "0"},
+    {"max-log-size", kind::size, "0"},
+    {"log-lines", kind::number, "25"},
+    {"compress-build-log", kind::log_compression, "zstd"},
+    {"secret-key-files", kind::text, ""},
+    {"post-build-hook", kind::text, ""},
+    {"build-dir", kind::text, ""},
 };
+
+uint64_t parse_number(const std::string& value, const std::string& what) {
+  if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos || value.size() > 18)
+    throw format_error(what + ": expected a whole number, got '" + value + "'");
+  return std::stoull(value);
+}
 
 const known_setting& lookup(const std::string& name, const std::string& origin) {
   for (auto& s : known)
@@ -83,8 +102,20 @@ settings::settings() {
 void settings::set(const std::string& name, const std::string& value, const std::string& origin) {
   auto& s = lookup(name, origin);
   std::string what = origin + ": setting '" + name + "'";
-  if (s.k == kind::boolean)
-    parse_bool_setting(value, what);
+  switch (s.k) {
+  case kind::boolean: parse_bool_setting(value, what); break;
+  case kind::number: parse_number(value, what); break;
+  case kind::size: parse_size_setting(value, what); break;
+  case kind::jobs:
+    if (value != "auto")
+      parse_number(value, what);
+    break;
+  case kind::log_compression:
+    if (value != "zstd" && value != "bzip2" && value != "none" && value != "true" && value != "false")
+      throw format_error(what + ": expected zstd, bzip2, none, true or false, got '" + value + "'");
+    break;
+  case kind::text: break;
+  }
   values_[name] = value;
 }
 
@@ -113,6 +144,14 @@ void settings::apply_config(std::string_view text, const std::string& file_name)
 
 bool settings::get_bool(const std::string& name) const {
   return parse_bool_setting(get(name), "setting '" + name + "'");
+}
+
+uint64_t settings::get_number(const std::string& name) const {
+  auto& v = get(name);
+  for (auto& s : known)
+    if (name == s.name && s.k == kind::size)
+      return parse_size_setting(v, "setting '" + name + "'");
+  return parse_number(v, "setting '" + name + "'");
 }
 
 const std::string& settings::get(const std::string& name) const {

@@ -23,6 +23,8 @@ public:
   void apply_config(std::string_view text, const std::string& file_name);
 
   bool get_bool(const std::string& name) const;
+  // A number or byte-count setting (K/M/G/T suffixes for byte counts).
+  uint64_t get_number(const std::string& name) const;
   const std::string& get(const std::string& name) const;
 
   // name -> current value, for `kiln show-config` and the console.

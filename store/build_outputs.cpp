@@ -1,0 +1,204 @@
+#include "store/build_outputs.hpp"
+
+#include "store/canonicalise.hpp"
+#include "store/file_ops.hpp"
+#include "store/local_store.hpp"
+#include "store/nar.hpp"
+#include "store/references.hpp"
+#include "store/store_db.hpp"
+#include "store/stream.hpp"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <sstream>
+
+namespace kiln {
+
+namespace {
+
+std::vector<std::string> words(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string w; in >> w;)
+    out.push_back(w);
+  return out;
+}
+
+// A constraint's words: output names of this derivation or store paths.
+store_path_set constraint_paths(const std::string& attr, const std::string& value,
+                                const std::map<std::string, store_path>& outputs) {
+  store_path_set out;
+  for (auto& w : words(value)) {
+    auto o = outputs.find(w);
+    if (o != outputs.end())
+      out.insert(o->second);
+    else
+      try {
+        out.insert(parse_store_path(w));
+      } catch (const format_error&) {
+        throw output_rejected("derivation attribute '" + attr + "' names '" + w +
+                              "', which is neither an output of the derivation nor a store path");
+      }
+  }
+  return out;
+}
+
+} // namespace
+
+void check_reference_constraints(const derivation& drv, const std::string& output_full_path,
+                                 const store_path_set& references,
+                                 const std::map<std::string, store_path>& outputs,
+                                 const std::function<store_path_set(const store_path_set&)>& closure) {
+  struct rule {
+    const char* attr;
+    bool allowed;   // the listed paths are the only ones allowed
+    bool requisites; // applies to the whole closure, not just direct references
+  };
+  static const rule rules[] = {
+      {"allowedReferences", true, false},
+      {"allowedRequisites", true, true},
+      {"disallowedReferences", false, false},
+      {"disallowedRequisites", false, true},
+  };
+  for (auto& r : rules) {
+    auto it = drv.env.find(r.attr);
+    if (it == drv.env.end())
+      continue;
+    store_path_set listed = constraint_paths(r.attr, it->second, outputs);
+    store_path_set used = r.requisites ? closure(references) : references;
+    std::string bad;
+    for (auto& p : used) {
+      bool offending = r.allowed ? listed.count(p) == 0 : listed.count(p) != 0;
+      // An output is always among its own requisites; that is not a use.
+      if (offending && !(r.requisites && p.full() == output_full_path))
+        bad += "\n  " + p.full();
+    }
+    if (!bad.empty())
+      throw output_rejected("output '" + output_full_path +
+                            "' is not allowed to refer to the following paths:" + bad);
+  }
+}
+
+std::vector<path_info> inspect_build_outputs(local_store& store, const store_path& drv_path,
+                                             const derivation& drv, std::vector<built_output>& outputs,
+                                             const output_inspection& how) {
+  std::set<std::string> hash_parts;
+  std::map<std::string, store_path> by_hash;
+  for (auto& c : how.reference_candidates) {
+    hash_parts.insert(std::string(c.hash_part()));
+    by_hash.emplace(std::string(c.hash_part()), c);
+  }
+  for (auto& o : outputs) {
+    hash_parts.insert(std::string(o.path.hash_part()));
+    by_hash.emplace(std::string(o.path.hash_part()), o.path);
+  }
+
+  std::vector<path_info> infos;
+  for (auto& o : outputs) {
+    struct stat st;
+    if (::lstat(o.location.c_str(), &st) != 0)
+      throw output_rejected("builder for '" + drv_path.full() + "' failed to produce output path for output '" +
+                            o.name + "' at '" + o.path.full() + "'");
+    canonicalise_path_metadata(o.location);
+
+    hash_sink nar_hash(hash_algo::sha256);
+    reference_scanner scanner(hash_parts);
+    tee_sink both(nar_hash, scanner);
+    dump_path(o.location, both);
+
+    path_info info(o.path);
+    info.deriver = drv_path;
+    info.nar_hash = nar_hash.finish();
+    info.nar_size = nar_hash.size();
+    info.ultimate = true;
+    for (auto& h : scanner.found())
+      info.references.insert(by_hash.at(h));
+
+    auto d = drv.outputs.find(o.name);
+    if (d != drv.outputs.end() && d->second.is_fixed()) {
+      ingestion_method method = d->second.method();
+      hash wanted = d->second.fixed_hash();
+      if (method == ingestion_method::flat && (!S_ISREG(st.st_mode) || (st.st_mode & S_IXUSR)))
+        throw output_rejected("output path '" + o.path.full() +
+                              "' should be a non-executable regular file since recursive hashing is not "
+                              "enabled (outputHashMode=flat)");
+      hash got = method == ingestion_method::flat ? hash_file(wanted.algo, o.location)
+                                                  : hash_path(o.location, wanted.algo).nar_hash;
+      if (!info.references.empty()) {
+        std::string refs;
+        for (auto& r : info.references)
+          refs += "\n  " + r.full();
+        throw output_rejected("fixed-output derivation '" + drv_path.full() +
+                              "' must not refer to store paths; output '" + o.path.full() +
+                              "' refers to:" + refs);
+      }
+      if (got != wanted) {
+        std::string what = "hash mismatch in fixed-output derivation '" + drv_path.full() +
+                           "':\n  specified: " + wanted.to_prefixed(hash_format::sri) +
+                           "\n  got:       " + got.to_prefixed(hash_format::sri);
+        if (!how.hash_mode)
+          throw hash_mismatch(what, got);
+        // Hash mode: the content goes where its real hash puts it.
+        store_path actual = make_fixed_output_path(o.path.name(), method, got);
+        std::string dest = store.real_path(actual);
+        if (!store.db().is_valid(actual)) {
+          remove_tree(dest);
+          if (::rename(o.location.c_str(), dest.c_str()) != 0)
+            throw_errno("moving '" + o.location + "' to '" + dest + "'");
+        } else {
+          remove_tree(o.location);
+        }
+        o.path = actual;
+        o.location = dest;
+        info.path = actual;
+      }
+      info.ca = fixed_output_ca(method, got);
+    }
+    infos.push_back(std::move(info));
+  }
+
+  // Requisites reach through the other outputs of this build (not yet
+  // valid) and then through the database.
+  std::map<store_path, const path_info*> fresh;
+  for (auto& i : infos)
+    fresh[i.path] = &i;
+  auto closure = [&](const store_path_set& start) {
+    store_path_set seen;
+    std::vector<store_path> todo(start.begin(), start.end());
+    while (!todo.empty()) {
+      store_path p = todo.back();
+      todo.pop_back();
+      if (!seen.insert(p).second)
+        continue;
+      auto f = fresh.find(p);
+      store_path_set next = f != fresh.end() ? f->second->references : store.db().query_references(p);
+      for (auto& n : next)
+        if (!seen.count(n))
+          todo.push_back(n);
+    }
+    return seen;
+  };
+  std::map<std::string, store_path> names;
+  for (auto& o : outputs)
+    names.emplace(o.name, o.path);
+  for (auto& i : infos)
+    check_reference_constraints(drv, i.path.full(), i.references, names, closure);
+  return infos;
+}
+
+void register_build_outputs(local_store& store, std::vector<path_info>& infos,
+                            const std::vector<secret_key>& keys) {
+  for (auto& i : infos) {
+    std::set<std::string> refs;
+    for (auto& r : i.references)
+      refs.insert(r.full());
+    for (auto& k : keys)
+      i.sigs.insert(k.sign(path_fingerprint(i.path.full(), i.nar_hash, i.nar_size, refs)));
+  }
+  for (auto& i : infos)
+    fsync_tree(store.real_path(i.path));
+  store.db().register_valid_paths(infos);
+}
+
+} // namespace kiln

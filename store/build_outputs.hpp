@@ -1,0 +1,74 @@
+// What happens to a build's outputs before they become valid (the
+// reference's registerOutputs): canonicalise, hash and scan each one for
+// references in one pass, enforce the derivation's reference constraints,
+// check fixed-output hashes, then sign and register all outputs of the
+// build in one transaction.
+#pragma once
+
+#include "store/derivation.hpp"
+#include "store/error.hpp"
+#include "store/path_info.hpp"
+#include "store/signature.hpp"
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kiln {
+
+class local_store;
+class store_db;
+
+// An output the builder produced that may not become valid (the
+// reference's OutputRejected): constraints, illegal references, a flat
+// output that is not a regular file.
+class output_rejected : public error {
+public:
+  using error::error;
+};
+
+// A fixed-output derivation produced something else than it promised.
+class hash_mismatch : public output_rejected {
+public:
+  hash_mismatch(const std::string& what, hash got) : output_rejected(what), got_(got) {}
+  const hash& got() const { return got_; }
+private:
+  hash got_;
+};
+
+struct built_output {
+  std::string name;     // "out", "dev", ...
+  store_path path;      // the store path it is to be registered as
+  std::string location; // where the builder left it on disk
+};
+
+// allowedReferences / allowedRequisites / disallowedReferences /
+// disallowedRequisites for one output. `references` are the output's own;
+// `closure` gives the requisites of a set of paths (itself included).
+// Throws output_rejected listing every offending path. Pure.
+void check_reference_constraints(const derivation& drv, const std::string& output_full_path,
+                                 const store_path_set& references,
+                                 const std::map<std::string, store_path>& outputs,
+                                 const std::function<store_path_set(const store_path_set&)>& closure);
+
+struct output_inspection {
+  // Scan for references to these (the input closure and the outputs).
+  store_path_set reference_candidates;
+  // Hash mode: a fixed output that does not match is moved to the path its
+  // actual content gives instead of being rejected.
+  bool hash_mode = false;
+};
+
+// Canonicalises the outputs where they lie and returns their path infos
+// (deriver set, ultimate, ca for fixed outputs); registers nothing.
+// Throws output_rejected / hash_mismatch.
+std::vector<path_info> inspect_build_outputs(local_store& store, const store_path& drv_path,
+                                             const derivation& drv, std::vector<built_output>& outputs,
+                                             const output_inspection& how);
+
+// Signs with every key, then registers all infos in one transaction.
+void register_build_outputs(local_store& store, std::vector<path_info>& infos,
+                            const std::vector<secret_key>& keys);
+
+} // namespace kiln
