@@ -12,4 +12,6 @@ int drv(const std::vector<std::string>& args);  // drv show | path | outputs | a
 int key(const std::vector<std::string>& args);  // key generate | public
 int store(const std::vector<std::string>& args); // store add | add-fixed | add-text | path-info | query | dump
 
+int build_command(const std::vector<std::string>& args); // build DRV...
+int log_command(const std::vector<std::string>& args);   // log PATH
 } // namespace kiln::cmd

@@ -17,6 +17,8 @@ Kiln realises Nix derivations. Commands:
   drv     show a derivation, compute its store path and output paths
   key     make and inspect Ed25519 signing keys (Nix's key file format)
   store   add to, query and dump a local store laid out as Nix's (--store local:DIR)
+  build   realise derivations: build them (and their inputs) in the local store
+  log     print the build log of a derivation or output path
 
 Run 'kiln COMMAND --help' for a command's options.
 Errors go to stderr and give a non-zero exit status.
@@ -38,7 +40,9 @@ int main(int argc, char** argv) {
                                 {"hash", "hashes", kiln::cmd::hash},
                                 {"drv", "derivations", kiln::cmd::drv},
                                 {"key", "signing keys", kiln::cmd::key},
-                                {"store", "the local store", kiln::cmd::store}},
+                                {"store", "the local store", kiln::cmd::store},
+                                {"build", "build derivations", kiln::cmd::build_command},
+                                {"log", "build logs", kiln::cmd::log_command}},
                                usage);
   } catch (const kiln::cli::help_shown&) {
     return 0;

@@ -1,0 +1,30 @@
+// The engine's actors (design.md, "Goals as actors"). Each spawn function
+// is defined in the file of the same name.
+#pragma once
+
+#include "actors/engine.hpp"
+#include "messages/interfaces.hpp"
+#include "store/local_store.hpp"
+
+#include <functional>
+#include <memory>
+
+namespace kiln {
+
+// Detached: owns the store (database handle) and runs build_steps.
+// The store is opened by the caller, so a bad store is reported before
+// anything is spawned.
+store_actor spawn_store_actor(caf::actor_system& sys, std::shared_ptr<local_store> store, build_options options);
+// Detached: log files are written with blocking I/O.
+logger_actor spawn_logger(caf::actor_system& sys, bool print_build_logs);
+builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger);
+scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, logger_actor logger,
+                                build_options options, event_sink events, std::string store_real_dir);
+// Spawned by the scheduler; they report (done_atom, build_result) to it.
+caf::actor spawn_derivation_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
+                                 logger_actor logger, build_options options, goal_request request,
+                                 std::string store_real_dir);
+caf::actor spawn_substitution_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
+                                   std::string path);
+
+} // namespace kiln

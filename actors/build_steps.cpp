@@ -1,0 +1,369 @@
+#include "actors/build_steps.hpp"
+
+#include "sandbox/builder_env.hpp"
+#include "sandbox/builder_process.hpp"
+#include "store/build_log.hpp"
+#include "store/build_outputs.hpp"
+#include "store/closure.hpp"
+#include "store/error.hpp"
+#include "store/fd.hpp"
+#include "store/file_ops.hpp"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <ctime>
+#include <algorithm>
+#include <thread>
+
+extern char** environ;
+
+namespace kiln {
+
+namespace {
+
+void make_dir(const std::string& d, mode_t mode) {
+  if (::mkdir(d.c_str(), mode) != 0 && errno != EEXIST)
+    throw_errno("creating '" + d + "'");
+}
+
+std::string temp_parent(const build_options& o) {
+  if (!o.build_dir_parent.empty())
+    return o.build_dir_parent;
+  const char* t = std::getenv("TMPDIR");
+  return t && *t ? t : "/tmp";
+}
+
+std::string with_log_tail(std::string msg, const std::vector<std::string>& tail) {
+  if (tail.empty())
+    return msg;
+  msg += ";\nlast " + std::to_string(tail.size()) + " log lines:";
+  for (auto& l : tail)
+    msg += "\n> " + l;
+  return msg;
+}
+
+} // namespace
+
+build_steps::~build_steps() {
+  for (auto& t : hooks_)
+    t.join();
+}
+
+build_steps::build_steps(local_store& store, build_options options)
+    : store_(store), options_(std::move(options)) {
+  for (auto& f : options_.secret_key_files)
+    keys_.push_back(read_secret_key_file(f));
+}
+
+loaded_derivation build_steps::load(const std::string& drv_path) {
+  store_path p = store_.parse_path(drv_path);
+  if (!p.is_derivation())
+    throw format_error("'" + drv_path + "' is not a derivation (.drv) path");
+  store_.add_temp_root(p);
+  if (!store_.db().is_valid(p))
+    throw error("derivation '" + p.full() + "' is not valid in this store (add it with 'kiln drv add')");
+  loaded_derivation l;
+  std::string text = read_whole_file(store_.real_path(p), std::size_t(1) << 30, "derivation");
+  l.drv = parse_derivation(text, p.full());
+  for (auto& [name, out] : l.drv.outputs) {
+    bool ok = false;
+    if (!out.path.empty()) {
+      store_path op = parse_store_path(out.path);
+      store_.add_temp_root(op);
+      ok = store_.db().is_valid(op);
+    }
+    l.output_valid[name] = ok;
+  }
+  return l;
+}
+
+std::vector<std::string> build_steps::invalid(const std::vector<std::string>& paths) {
+  std::vector<std::string> out;
+  for (auto& s : paths) {
+    store_path p = store_.parse_path(s);
+    store_.add_temp_root(p);
+    if (!store_.db().is_valid(p))
+      out.push_back(s);
+  }
+  return out;
+}
+
+prepared_build build_steps::prepare(const std::string& drv_path, const derivation& drv, uint32_t round,
+                                    uint32_t rounds) {
+  store_path dp = store_.parse_path(drv_path);
+  std::string name = derivation_name(drv, dp.base_name());
+  prepared_build b;
+  builder_job& j = b.job;
+  j.drv_path = dp.full();
+
+  std::string tmpl = temp_parent(options_) + "/kiln-build-" + name + "-XXXXXX";
+  if (!::mkdtemp(tmpl.data()))
+    throw_errno("creating a build directory under '" + temp_parent(options_) + "'");
+  j.build_dir = tmpl; // mkdtemp makes it 0700
+
+  sandbox::builder_env_options eo;
+  eo.build_dir = j.build_dir; // no chroot yet: the builder sees the real directory
+  eo.cores = options_.cores;
+  eo.host_env = [](const std::string& n) -> std::optional<std::string> {
+    const char* v = std::getenv(n.c_str());
+    return v ? std::optional<std::string>(v) : std::nullopt;
+  };
+  eo.reference_graph = [&](const std::string& path) {
+    return reference_graph_text(store_.db(), {store_.parse_path(path)});
+  };
+  sandbox::builder_env env = sandbox::plan_builder_env(drv, eo);
+  j.env = env.vars;
+  for (auto& [file, contents] : env.files) {
+    std::string p = j.build_dir + "/" + file;
+    unique_fd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd)
+      throw_errno("writing '" + p + "' for the builder");
+    write_all(fd.get(), contents.data(), contents.size(), p);
+  }
+
+  j.program = drv.builder;
+  j.args = drv.args;
+  j.store_dir = std::string(default_store_dir);
+  j.store_real_dir = store_.layout().store_dir();
+
+  bool existing = false;
+  for (auto& [oname, out] : drv.outputs) {
+    struct stat st;
+    if (!out.path.empty() && ::lstat(store_.real_path(parse_store_path(out.path)).c_str(), &st) == 0)
+      existing = true;
+  }
+  // Check and repair rebuild outputs that exist, and later rounds must not
+  // disturb the first round's: their writes go to an overlay.
+  b.isolated_outputs = round > 1 || (options_.mode != build_mode::normal && existing);
+  if (b.isolated_outputs) {
+    std::string base = store_.layout().kiln_dir() + "/builds";
+    make_dir(store_.layout().kiln_dir(), 0755);
+    make_dir(base, 0700);
+    std::string dir = base + "/" + std::string(dp.base_name()) + "-" + std::to_string(::getpid()) + "-" +
+                      std::to_string(round);
+    remove_tree(dir);
+    make_dir(dir, 0700);
+    j.overlay_upper = dir + "/upper";
+    j.overlay_work = dir + "/work";
+    make_dir(j.overlay_upper, 0755);
+    make_dir(j.overlay_work, 0700);
+  }
+  for (auto& [oname, out] : drv.outputs) {
+    store_path op = parse_store_path(out.path);
+    std::string real = store_.real_path(op);
+    if (b.isolated_outputs) {
+      struct stat st;
+      if (::lstat(real.c_str(), &st) == 0)
+        j.overlay_hide.emplace_back(op.base_name());
+      b.output_locations[oname] = j.overlay_upper + "/" + std::string(op.base_name());
+    } else {
+      // An invalid leftover from an earlier attempt (we hold its lock).
+      if (!store_.db().is_valid(op))
+        remove_tree(real);
+      b.output_locations[oname] = real;
+    }
+  }
+
+  if (round == 1)
+    j.log_path = build_log_path(store_.layout(), dp.base_name(), parse_log_compression(options_.compress_build_log));
+  j.log_compression = options_.compress_build_log;
+  j.max_silent_time = options_.max_silent_time;
+  j.timeout = options_.timeout;
+  j.max_log_size = options_.max_log_size;
+  j.log_lines = options_.log_lines;
+  j.print_build_logs = options_.print_build_logs;
+  return b;
+}
+
+build_result build_steps::finish(const std::string& drv_path, const derivation& drv, prepared_build& build,
+                                 const builder_outcome& outcome, uint32_t round, uint32_t rounds) {
+  build_result r;
+  try {
+    r = judge(drv_path, drv, build, outcome, round, rounds);
+  } catch (const error& e) {
+    r.status = build_status::misc_failure;
+    r.error = e.what();
+  }
+  r.path = drv_path;
+  bool failed = !is_success(r.status);
+  if (!build.job.overlay_upper.empty())
+    remove_tree(split_path(build.job.overlay_upper).first);
+  if (failed && options_.keep_failed) {
+    r.error += "\nnote: keeping build directory '" + build.job.build_dir + "'";
+  } else {
+    remove_tree(build.job.build_dir);
+  }
+  if (failed && !build.isolated_outputs)
+    for (auto& [name, loc] : build.output_locations)
+      if (!store_.db().is_valid(parse_store_path(drv.outputs.at(name).path)))
+        remove_tree(loc);
+  return r;
+}
+
+build_result build_steps::judge(const std::string& drv_path, const derivation& drv, prepared_build& build,
+                                const builder_outcome& outcome, uint32_t round, uint32_t rounds) {
+  build_result r;
+  const bool fixed = drv.is_fixed_output();
+  switch (outcome.limit) {
+  case builder_outcome::setup_failed:
+    r.status = build_status::misc_failure;
+    r.error = outcome.message;
+    return r;
+  case builder_outcome::cancelled:
+    r.status = build_status::misc_failure;
+    r.error = "build of '" + drv_path + "' cancelled: another build failed (--keep-going builds what it can)";
+    return r;
+  case builder_outcome::silent:
+    r.status = build_status::timed_out;
+    r.error = with_log_tail("building of '" + drv_path + "' timed out after " +
+                                std::to_string(options_.max_silent_time) + " seconds of silence",
+                            outcome.log_tail);
+    return r;
+  case builder_outcome::timeout:
+    r.status = build_status::timed_out;
+    r.error = with_log_tail("building of '" + drv_path + "' timed out after " + std::to_string(options_.timeout) +
+                                " seconds",
+                            outcome.log_tail);
+    return r;
+  case builder_outcome::log_size:
+    r.status = build_status::log_limit_exceeded;
+    r.error = "builder for '" + drv_path + "' killed after writing more than " +
+              std::to_string(options_.max_log_size) + " bytes of log output";
+    return r;
+  default:
+    break;
+  }
+  if (outcome.wait_status != 0) {
+    r.status = fixed ? build_status::transient_failure : build_status::permanent_failure;
+    r.error = with_log_tail("builder for '" + drv_path + "' " + sandbox::describe_wait_status(outcome.wait_status),
+                            outcome.log_tail);
+    return r;
+  }
+
+  store_path dp = store_.parse_path(drv_path);
+  std::vector<built_output> outs;
+  for (auto& [name, loc] : build.output_locations)
+    outs.push_back({name, parse_store_path(drv.outputs.at(name).path), loc});
+  output_inspection how;
+  how.hash_mode = options_.mode == build_mode::hash;
+  store_path_set inputs;
+  for (auto& s : drv.input_srcs)
+    inputs.insert(parse_store_path(s));
+  for (auto& [d, wanted] : drv.input_drvs)
+    for (auto& [oname, op] : store_.db().query_derivation_outputs(parse_store_path(d)))
+      if (store_.db().is_valid(op))
+        inputs.insert(op);
+  for (auto& p : compute_closure(store_.db(), inputs))
+    how.reference_candidates.insert(p);
+
+  std::vector<path_info> infos;
+  try {
+    infos = inspect_build_outputs(store_, dp, drv, outs, how);
+  } catch (const hash_mismatch& e) {
+    r.status = build_status::output_rejected;
+    r.hash_mismatch = true;
+    r.error = e.what();
+    return r;
+  } catch (const output_rejected& e) {
+    r.status = build_status::output_rejected;
+    r.error = e.what();
+    return r;
+  }
+  for (auto& o : outs)
+    r.outputs[o.name] = o.path.full();
+  r.status = build_status::built;
+  r.times_built = round;
+
+  // Compare with what this run is checked against: the registered
+  // outputs (check), or the first round's (later rounds).
+  auto differs = [&](const std::vector<path_info>& against, const std::string& what) -> bool {
+    for (std::size_t i = 0; i < infos.size(); ++i) {
+      auto it = std::find_if(against.begin(), against.end(), [&](auto& a) { return a.path == infos[i].path; });
+      if (it == against.end() || it->nar_hash != infos[i].nar_hash) {
+        r.status = build_status::not_deterministic;
+        r.error = "derivation '" + drv_path + "' may not be deterministic: output '" + infos[i].path.full() +
+                  "' differs" + what;
+        if (options_.keep_failed) {
+          std::string kept = store_.real_path(infos[i].path) + "-check";
+          remove_tree(kept);
+          if (::rename(outs[i].location.c_str(), kept.c_str()) == 0)
+            r.error += " from '" + infos[i].path.full() + "-check'";
+        }
+        return true;
+      }
+    }
+    return false;
+  };
+
+  if (round > 1) {
+    differs(first_round_[drv_path], " between round 1 and round " + std::to_string(round));
+    if (r.status != build_status::built || round < rounds)
+      return r;
+    infos = first_round_[drv_path];
+    first_round_.erase(drv_path);
+  } else if (options_.mode == build_mode::check && build.isolated_outputs) {
+    std::vector<path_info> registered;
+    for (auto& i : infos)
+      if (auto reg = store_.db().query_path_info(i.path))
+        registered.push_back(*reg);
+    differs(registered, "");
+    return r;
+  } else if (round < rounds) {
+    first_round_[drv_path] = infos;
+    return r;
+  }
+
+  if (options_.mode == build_mode::repair && build.isolated_outputs) {
+    // Replace each output: the old copy is moved aside, the new one in.
+    for (auto& o : outs) {
+      std::string real = store_.real_path(o.path);
+      std::string old = real + "-kiln-old-" + std::to_string(::getpid());
+      bool had = path_exists(real);
+      if (had && ::rename(real.c_str(), old.c_str()) != 0)
+        throw_errno("moving '" + real + "' aside for repair");
+      if (::rename(o.location.c_str(), real.c_str()) != 0)
+        throw_errno("moving the repaired '" + o.path.full() + "' into place");
+      if (had)
+        remove_tree(old);
+    }
+  }
+  register_build_outputs(store_, infos, keys_);
+  run_post_build_hook(drv_path, infos);
+  return r;
+}
+
+void build_steps::run_post_build_hook(const std::string& drv_path, const std::vector<path_info>& infos) {
+  if (options_.post_build_hook.empty())
+    return;
+  std::string out_paths;
+  for (auto& i : infos)
+    out_paths += (out_paths.empty() ? "" : " ") + i.path.full();
+  std::string hook = options_.post_build_hook;
+  // The hook runs on its own thread so other builds go on meanwhile; the
+  // engine waits for every hook before it stops.
+  hooks_.emplace_back([hook, out_paths, drv_path] {
+    std::vector<std::string> env_s;
+    for (char** e = environ; *e; ++e)
+      env_s.emplace_back(*e);
+    env_s.push_back("OUT_PATHS=" + out_paths);
+    env_s.push_back("DRV_PATH=" + drv_path);
+    std::vector<char*> envp;
+    for (auto& e : env_s)
+      envp.push_back(e.data());
+    envp.push_back(nullptr);
+    char* argv[] = {const_cast<char*>(hook.c_str()), nullptr};
+    pid_t pid;
+    if (::posix_spawn(&pid, hook.c_str(), nullptr, nullptr, argv, envp.data()) != 0)
+      return;
+    int st;
+    ::waitpid(pid, &st, 0);
+  });
+}
+
+} // namespace kiln

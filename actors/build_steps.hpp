@@ -1,0 +1,58 @@
+// The store-side steps of a derivation goal, as plain functions on a local
+// store: load a derivation, prepare a builder run, and judge and register
+// what it produced. No CAF here: the store actor calls these on its own
+// thread, and tests call them directly.
+#pragma once
+
+#include "messages/build_types.hpp"
+#include "store/derivation.hpp"
+#include "store/local_store.hpp"
+#include "store/signature.hpp"
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace kiln {
+
+class build_steps {
+public:
+  build_steps(local_store& store, build_options options);
+  ~build_steps(); // waits for running post-build hooks
+
+  // Reads and parses a valid .drv; throws kiln::error naming it otherwise.
+  loaded_derivation load(const std::string& drv_path);
+  // The store paths among these that are not valid.
+  std::vector<std::string> invalid(const std::vector<std::string>& paths);
+
+  // Creates the private build directory and plans the builder's run.
+  // `round` counts from 1; rounds after the first (and check and repair
+  // builds of existing outputs) write into an overlay, not the store.
+  prepared_build prepare(const std::string& drv_path, const derivation& drv, uint32_t round,
+                         uint32_t rounds);
+
+  // Judges the run: status, registration (in the last round), comparison
+  // with earlier rounds or the registered outputs; removes the build
+  // directory unless --keep-failed keeps a failed one.
+  build_result finish(const std::string& drv_path, const derivation& drv, prepared_build& build,
+                      const builder_outcome& outcome, uint32_t round, uint32_t rounds);
+
+  const build_options& options() const { return options_; }
+
+private:
+  build_result judge(const std::string& drv_path, const derivation& drv, prepared_build& build,
+                     const builder_outcome& outcome, uint32_t round, uint32_t rounds);
+  void run_post_build_hook(const std::string& drv_path, const std::vector<path_info>& infos);
+
+  local_store& store_;
+  build_options options_;
+  std::vector<secret_key> keys_;
+  // Round 1's outputs, compared with each later round's.
+  std::map<std::string, std::vector<path_info>> first_round_;
+  std::vector<std::thread> hooks_;
+};
+
+} // namespace kiln

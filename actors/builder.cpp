@@ -1,0 +1,141 @@
+// The builder actor: one builder run. The process is started and watched
+// on a thread of its own (fork, poll and waitpid block), which posts what
+// happens here; the actor owns the limits: timeout and max-silent-time as
+// delayed messages, max-log-size as a counter, each killing the builder's
+// whole process group.
+#include "actors/actors.hpp"
+#include "sandbox/builder_process.hpp"
+#include "store/build_log.hpp"
+
+#include <signal.h>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+namespace kiln {
+
+namespace {
+
+struct builder_state {
+  builder_job job;
+  caf::typed_response_promise<builder_outcome> promise;
+  builder_outcome outcome;
+  std::unique_ptr<log_tail> tail;
+  pid_t pid = -1;
+  bool exited = false;
+  uint64_t log_bytes = 0;
+  uint64_t silence_generation = 0; // which output the pending silence tick follows
+  static inline const char* name = "builder";
+};
+
+using builder_impl = builder_actor::extend<
+    caf::reacts_to<started_atom, int32_t>, caf::reacts_to<output_atom, std::string>,
+    caf::reacts_to<exited_atom, int32_t, std::string>, caf::reacts_to<limit_atom, uint8_t, uint64_t>>;
+
+sandbox::builder_spec to_spec(const builder_job& j) {
+  sandbox::builder_spec s;
+  s.program = j.program;
+  s.args = j.args;
+  s.env = j.env;
+  s.build_dir = j.build_dir;
+  s.store_dir = j.store_dir;
+  s.store_real_dir = j.store_real_dir;
+  s.overlay_upper = j.overlay_upper;
+  s.overlay_work = j.overlay_work;
+  s.overlay_hide = j.overlay_hide;
+  return s;
+}
+
+// Runs on its own thread: everything blocking about one builder process.
+void watch_builder(builder_impl self, sandbox::builder_spec spec) {
+  try {
+    auto p = sandbox::builder_process::start(spec);
+    caf::anon_send(self, started_atom::value, static_cast<int32_t>(p.pid()));
+    int status = p.watch([&](std::string_view out) { caf::anon_send(self, output_atom::value, std::string(out)); });
+    caf::anon_send(self, exited_atom::value, static_cast<int32_t>(status), std::string());
+  } catch (const std::exception& e) {
+    caf::anon_send(self, exited_atom::value, int32_t(-1), std::string(e.what()));
+  }
+}
+
+builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<builder_state> self, logger_actor logger) {
+  auto kill = [self](uint8_t why, std::string message) {
+    auto& st = self->state;
+    if (st.exited || st.outcome.limit != builder_outcome::none)
+      return;
+    st.outcome.limit = why;
+    st.outcome.message = std::move(message);
+    if (st.pid > 0)
+      ::kill(-st.pid, SIGKILL);
+  };
+  auto arm_silence = [self] {
+    auto& st = self->state;
+    if (st.job.max_silent_time)
+      self->delayed_send(self, std::chrono::seconds(st.job.max_silent_time), limit_atom::value,
+                         uint8_t(builder_outcome::silent), ++st.silence_generation);
+  };
+  return {
+      [=](run_atom, builder_job& job) -> caf::typed_response_promise<builder_outcome> {
+        auto& st = self->state;
+        st.job = std::move(job);
+        st.tail = std::make_unique<log_tail>(st.job.log_lines);
+        st.promise = self->make_response_promise<builder_outcome>();
+        self->send(logger, log_open_atom::value, st.job.drv_path, st.job.log_path, st.job.log_compression);
+        if (st.job.timeout)
+          self->delayed_send(self, std::chrono::seconds(st.job.timeout), limit_atom::value,
+                             uint8_t(builder_outcome::timeout), uint64_t(0));
+        arm_silence();
+        std::thread(watch_builder, builder_impl(self), to_spec(st.job)).detach();
+        return st.promise;
+      },
+      [=](started_atom, int32_t pid) {
+        self->state.pid = pid;
+        // A limit that fired before the pid was known.
+        if (self->state.outcome.limit != builder_outcome::none)
+          ::kill(-pid, SIGKILL);
+      },
+      [=](output_atom, const std::string& bytes) {
+        auto& st = self->state;
+        if (st.outcome.limit != builder_outcome::none)
+          return; // killed: what it still printed is not shown
+        st.log_bytes += bytes.size();
+        if (st.job.max_log_size && st.log_bytes > st.job.max_log_size) {
+          kill(builder_outcome::log_size, "log limit");
+          return;
+        }
+        st.tail->feed(bytes);
+        self->send(logger, log_atom::value, st.job.drv_path, bytes);
+        arm_silence();
+      },
+      [=](limit_atom, uint8_t kind, uint64_t generation) {
+        if (kind == builder_outcome::silent && generation != self->state.silence_generation)
+          return; // output came since this tick was armed
+        kill(kind, kind == builder_outcome::silent ? "silent" : "timeout");
+      },
+      [=](exited_atom, int32_t status, const std::string& setup_error) {
+        auto& st = self->state;
+        st.exited = true;
+        st.outcome.wait_status = status;
+        if (!setup_error.empty()) {
+          st.outcome.limit = builder_outcome::setup_failed;
+          st.outcome.message = setup_error;
+        }
+        st.tail->finish();
+        for (auto& l : st.tail->lines())
+          st.outcome.log_tail.push_back(l);
+        self->send(logger, log_close_atom::value, st.job.drv_path);
+        st.promise.deliver(st.outcome);
+        self->quit();
+      },
+      [=](cancel_atom) { kill(builder_outcome::cancelled, "cancelled"); },
+  };
+}
+
+} // namespace
+
+builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger) {
+  return caf::actor_cast<builder_actor>(sys.spawn(builder_behavior, std::move(logger)));
+}
+
+} // namespace kiln

@@ -1,0 +1,332 @@
+// The derivation goal: one derivation's way from its .drv to valid outputs,
+// in the reference's states, each a function below:
+//   get_derivation -> have_derivation -> outputs_substituted ->
+//   inputs_realised -> try_to_build -> build_round (1..n) -> done
+// Store work goes to the store actor, inputs to the scheduler (which
+// deduplicates goals), the run itself to a builder actor. The behaviour
+// only takes the messages that can come at any time (cancel, more wanted
+// outputs, lock retries); each state continues from a request's reply.
+#include "actors/actors.hpp"
+#include "store/path_lock.hpp"
+#include "store/store_path.hpp"
+
+#include <chrono>
+#include <ctime>
+
+namespace kiln {
+
+namespace {
+
+struct drv_goal_state {
+  goal_request request;
+  build_options options;
+  scheduler_actor scheduler;
+  store_actor store;
+  logger_actor logger;
+  std::string store_real_dir;
+  loaded_derivation loaded;
+  std::vector<path_lock> locks;
+  bool has_lease = false;
+  uint64_t lease = 0;
+  uint32_t round = 0, rounds = 1;
+  builder_actor builder;
+  bool cancelled = false;
+  bool waiting_noted = false;
+  std::size_t pending = 0;
+  std::vector<std::string> failed_inputs;
+  int64_t start_time = 0;
+  static inline const char* name = "derivation_goal";
+};
+
+using goal_ptr = caf::stateful_actor<drv_goal_state>*;
+
+void get_derivation(goal_ptr self);
+void have_derivation(goal_ptr self);
+void outputs_substituted(goal_ptr self);
+void inputs_realised(goal_ptr self);
+void try_to_build(goal_ptr self);
+void build_round(goal_ptr self);
+void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome& o);
+void done(goal_ptr self, build_result r);
+
+build_result failure(build_status s, std::string text) {
+  build_result r;
+  r.status = s;
+  r.error = std::move(text);
+  return r;
+}
+
+const std::string& drv_path(goal_ptr self) { return self->state.request.drv_path; }
+
+std::set<std::string> wanted_outputs(goal_ptr self) {
+  auto& st = self->state;
+  if (!st.request.outputs.empty())
+    return st.request.outputs;
+  std::set<std::string> all;
+  for (auto& [name, out] : st.loaded.drv.outputs)
+    all.insert(name);
+  return all;
+}
+
+bool wanted_all_valid(goal_ptr self) {
+  for (auto& name : wanted_outputs(self)) {
+    auto it = self->state.loaded.output_valid.find(name);
+    if (it == self->state.loaded.output_valid.end() || !it->second)
+      return false;
+  }
+  return true;
+}
+
+void get_derivation(goal_ptr self) {
+  self->request(self->state.store, caf::infinite, load_atom::value, drv_path(self))
+      .then([=](loaded_derivation& l) {
+              self->state.loaded = std::move(l);
+              have_derivation(self);
+            },
+            [=](caf::error& e) { done(self, failure(build_status::input_rejected, error_text(e))); });
+}
+
+void have_derivation(goal_ptr self) {
+  auto& st = self->state;
+  for (auto& name : st.request.outputs)
+    if (!st.loaded.drv.outputs.count(name))
+      return done(self, failure(build_status::input_rejected,
+                                "derivation '" + drv_path(self) + "' does not have an output named '" + name + "'"));
+  if (st.options.mode == build_mode::normal && wanted_all_valid(self)) {
+    build_result r;
+    r.status = build_status::already_valid;
+    return done(self, r);
+  }
+  if (st.options.mode == build_mode::check) {
+    for (auto& [name, valid] : st.loaded.output_valid)
+      if (!valid)
+        return done(self, failure(build_status::misc_failure,
+                                  "some outputs of '" + drv_path(self) + "' are not valid, so checking is not possible"));
+  }
+  // The reference tries substitutes for invalid outputs here. With no
+  // substituters configured (binary caches come with a later issue) that
+  // is its "no substituters" path: straight on to the inputs.
+  outputs_substituted(self);
+}
+
+void input_finished(goal_ptr self, const build_result& r, const std::string& what) {
+  auto& st = self->state;
+  if (!is_success(r.status))
+    st.failed_inputs.push_back(what);
+  if (--st.pending == 0)
+    inputs_realised(self);
+}
+
+void outputs_substituted(goal_ptr self) {
+  auto& st = self->state;
+  const derivation& drv = st.loaded.drv;
+  st.pending = drv.input_drvs.size() + drv.input_srcs.size();
+  if (st.pending == 0)
+    return inputs_realised(self);
+  for (auto& [input, outputs] : drv.input_drvs) {
+    std::string in = input;
+    self->request(st.scheduler, caf::infinite, want_atom::value, goal_request{input, outputs}, false)
+        .then([=](build_result& r) { input_finished(self, r, in); },
+              [=](caf::error& e) { input_finished(self, failure(build_status::misc_failure, error_text(e)), in); });
+  }
+  for (auto& src : drv.input_srcs) {
+    std::string in = src;
+    self->request(st.scheduler, caf::infinite, want_path_atom::value, src)
+        .then([=](build_result& r) { input_finished(self, r, in); },
+              [=](caf::error& e) { input_finished(self, failure(build_status::misc_failure, error_text(e)), in); });
+  }
+}
+
+bool platform_ok(const std::string& platform) {
+  return platform == "x86_64-linux" || platform == "i686-linux" || platform == "builtin";
+}
+
+void inputs_realised(goal_ptr self) {
+  auto& st = self->state;
+  if (st.cancelled)
+    return done(self, failure(build_status::misc_failure, "build of '" + drv_path(self) + "' cancelled: another build failed"));
+  if (!st.failed_inputs.empty()) {
+    std::string text = "cannot build derivation '" + drv_path(self) + "': " +
+                       std::to_string(st.failed_inputs.size()) + " dependencies couldn't be built:";
+    for (auto& f : st.failed_inputs)
+      text += "\n  " + f;
+    return done(self, failure(build_status::dependency_failed, text));
+  }
+  if (!platform_ok(st.loaded.drv.platform))
+    return done(self, failure(build_status::input_rejected,
+                              "a '" + st.loaded.drv.platform + "' is required to build '" + drv_path(self) +
+                                  "', but I am a 'x86_64-linux'"));
+  try_to_build(self);
+}
+
+// Output locks: another process (Kiln or Nix) building the same outputs
+// holds them; we wait, and if it built them, there is nothing left to do.
+bool take_locks(goal_ptr self) {
+  auto& st = self->state;
+  std::vector<path_lock> got;
+  for (auto& [name, out] : st.loaded.drv.outputs) {
+    if (out.path.empty())
+      continue;
+    std::string real = st.store_real_dir + "/" + std::string(parse_store_path(out.path).base_name());
+    auto l = path_lock::try_acquire(real);
+    if (!l.held())
+      return false; // the ones we got are released as `got` goes
+    got.push_back(std::move(l));
+  }
+  st.locks = std::move(got);
+  return true;
+}
+
+void try_to_build(goal_ptr self) {
+  auto& st = self->state;
+  if (st.cancelled)
+    return done(self, failure(build_status::misc_failure, "build of '" + drv_path(self) + "' cancelled: another build failed"));
+  bool locked = false;
+  try {
+    locked = take_locks(self);
+  } catch (const std::exception& e) {
+    return done(self, failure(build_status::misc_failure, e.what()));
+  }
+  if (!locked) {
+    if (!st.waiting_noted) {
+      st.waiting_noted = true;
+      self->send(st.scheduler, status_atom::value, drv_path(self),
+                 std::string("waiting for another process to finish building '" + drv_path(self) + "'"));
+    }
+    self->delayed_send(self, std::chrono::milliseconds(50), retry_atom::value);
+    return;
+  }
+  // With the locks held, look again: whoever held them may have built it.
+  self->request(st.store, caf::infinite, load_atom::value, drv_path(self))
+      .then(
+          [=](loaded_derivation& l) {
+            self->state.loaded.output_valid = std::move(l.output_valid);
+            if (self->state.options.mode == build_mode::normal && wanted_all_valid(self)) {
+              build_result r;
+              r.status = build_status::already_valid;
+              return done(self, r);
+            }
+            self->request(self->state.scheduler, caf::infinite, slot_atom::value)
+                .then(
+                    [=](uint64_t lease) {
+                      self->state.has_lease = true;
+                      self->state.lease = lease;
+                      if (self->state.cancelled)
+                        return done(self, failure(build_status::misc_failure,
+                                                  "build of '" + drv_path(self) + "' cancelled: another build failed"));
+                      self->state.start_time = std::time(nullptr);
+                      build_round(self);
+                    },
+                    [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
+          },
+          [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
+}
+
+// Judged (and in the last round registered) by the store actor; then the
+// next round, or done.
+void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome& o) {
+  auto& st = self->state;
+  self->request(st.store, caf::infinite, finish_atom::value, drv_path(self), st.loaded.drv, b, o, st.round, st.rounds)
+      .then(
+          [=](build_result& r) {
+            auto& st = self->state;
+            if (r.status == build_status::built && st.round < st.rounds && !st.cancelled)
+              return build_round(self);
+            done(self, std::move(r));
+          },
+          [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
+}
+
+void build_round(goal_ptr self) {
+  auto& st = self->state;
+  ++st.round;
+  std::string what = "building '" + drv_path(self) + "'";
+  if (st.rounds > 1)
+    what += " (round " + std::to_string(st.round) + "/" + std::to_string(st.rounds) + ")";
+  self->send(st.scheduler, status_atom::value, drv_path(self), what);
+  self->request(st.store, caf::infinite, prepare_atom::value, drv_path(self), st.loaded.drv, st.round, st.rounds)
+      .then(
+          [=](prepared_build& b) {
+            auto& st = self->state;
+            if (st.cancelled) {
+              builder_outcome o;
+              o.limit = builder_outcome::cancelled;
+              return finish_round(self, b, o);
+            }
+            st.builder = spawn_builder(self->system(), st.logger);
+            self->request(st.builder, caf::infinite, run_atom::value, b.job)
+                .then(
+                    [=](builder_outcome& o) {
+                      self->state.builder = nullptr;
+                      finish_round(self, b, o);
+                    },
+                    [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
+          },
+          [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
+}
+
+void done(goal_ptr self, build_result r) {
+  auto& st = self->state;
+  if (st.has_lease) {
+    self->send(st.scheduler, release_atom::value, st.lease);
+    st.has_lease = false;
+  }
+  st.locks.clear();
+  // Someone asked for more outputs after AlreadyValid was decided: look again.
+  if (r.status == build_status::already_valid && !wanted_all_valid(self) && !st.cancelled) {
+    st.round = 0;
+    return get_derivation(self);
+  }
+  r.path = drv_path(self);
+  r.start_time = st.start_time ? st.start_time : r.start_time;
+  r.stop_time = st.start_time ? std::time(nullptr) : 0;
+  if (r.status == build_status::already_valid || r.status == build_status::built)
+    for (auto& [name, out] : st.loaded.drv.outputs)
+      if (!out.path.empty() && !r.outputs.count(name))
+        r.outputs[name] = out.path;
+  self->send(st.scheduler, done_atom::value, std::move(r));
+  self->quit();
+}
+
+caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_actor store, logger_actor logger,
+                              build_options options, goal_request request, std::string store_real_dir) {
+  auto& st = self->state;
+  st.scheduler = std::move(scheduler);
+  st.store = std::move(store);
+  st.logger = std::move(logger);
+  st.options = std::move(options);
+  st.request = std::move(request);
+  st.store_real_dir = std::move(store_real_dir);
+  st.rounds = 1 + st.options.repeat;
+  get_derivation(self);
+  return {
+      [=](retry_atom) { try_to_build(self); },
+      [=](add_outputs_atom, const std::set<std::string>& more) {
+        if (self->state.request.outputs.empty())
+          return; // already wants all of them
+        if (more.empty())
+          self->state.request.outputs.clear();
+        else
+          self->state.request.outputs.insert(more.begin(), more.end());
+      },
+      [=](cancel_atom) {
+        auto& st = self->state;
+        st.cancelled = true;
+        if (st.builder)
+          self->send(st.builder, cancel_atom::value);
+        else if (!st.has_lease && st.pending == 0 && st.locks.empty())
+          done(self, failure(build_status::misc_failure, "build of '" + drv_path(self) + "' cancelled: another build failed"));
+      },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_derivation_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
+                                 logger_actor logger, build_options options, goal_request request,
+                                 std::string store_real_dir) {
+  return parent->spawn(derivation_goal, std::move(scheduler), std::move(store), std::move(logger), std::move(options),
+                       std::move(request), std::move(store_real_dir));
+}
+
+} // namespace kiln

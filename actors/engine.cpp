@@ -1,0 +1,53 @@
+// The embedded engine: an actor system in this process with the store
+// actor, logger and scheduler, run until every requested goal is done.
+#include "actors/actors.hpp"
+#include "store/error.hpp"
+
+#include <thread>
+
+namespace kiln {
+
+namespace {
+
+struct engine_config : caf::actor_system_config {
+  engine_config() {
+    kiln::add_message_types(*this);
+    // CAF's default is max(cores, 4) threads; builds block on their own
+    // threads, so the scheduler needs no more than the cores.
+    set("scheduler.max-threads", std::max(2u, std::thread::hardware_concurrency()));
+  }
+};
+
+} // namespace
+
+engine_run run_builds(const store_layout& layout, const build_options& options,
+                      const std::vector<goal_request>& requests, const event_sink& events) {
+  auto store = std::make_shared<local_store>(layout);
+  engine_run run;
+  {
+    engine_config cfg;
+    caf::actor_system sys{cfg};
+    auto store_actor = spawn_store_actor(sys, store, options);
+    auto logger = spawn_logger(sys, options.print_build_logs);
+    auto sched = spawn_scheduler(sys, store_actor, logger, options, events, layout.store_dir());
+    caf::scoped_actor self{sys};
+    std::string failure;
+    self->request(sched, caf::infinite, want_atom::value, requests)
+        .receive([&](std::vector<build_result>& all) { run.all = std::move(all); },
+                 [&](caf::error& e) { failure = sys.render(e); });
+    self->send_exit(sched, caf::exit_reason::user_shutdown);
+    self->send_exit(logger, caf::exit_reason::user_shutdown);
+    self->send_exit(store_actor, caf::exit_reason::user_shutdown);
+    if (!failure.empty())
+      throw kiln::error("the build engine failed: " + failure);
+  }
+  for (auto& req : requests)
+    for (auto& r : run.all)
+      if (r.path == req.drv_path && r.top_level) {
+        run.top_level.push_back(r);
+        break;
+      }
+  return run;
+}
+
+} // namespace kiln

@@ -1,0 +1,34 @@
+// The build engine as one call, for the CLI and tests: runs the scheduler,
+// goals, builders, logger and store actor in this process (the embedded
+// default) until every requested goal has its result. No CAF in this
+// header, so its users compile quickly.
+#pragma once
+
+#include "messages/build_types.hpp"
+#include "store/store_layout.hpp"
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace kiln {
+
+// What the engine tells whoever runs it (the CLI prints these).
+struct engine_event {
+  enum kind_t { building, status, finished } kind = status;
+  std::string drv_path;
+  std::string text; // "building '...'", a result's error, ...
+  std::size_t built = 0, running = 0, queued = 0, failed = 0;
+};
+using event_sink = std::function<void(const engine_event&)>;
+
+struct engine_run {
+  std::vector<build_result> top_level; // in the order asked
+  std::vector<build_result> all;       // every goal's result, dependencies included
+};
+
+// Throws kiln::error if the store cannot be opened.
+engine_run run_builds(const store_layout& layout, const build_options& options,
+                      const std::vector<goal_request>& requests, const event_sink& events);
+
+} // namespace kiln

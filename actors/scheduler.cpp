@@ -1,0 +1,272 @@
+// The scheduler: the goal table and the build slots.
+// - One goal per derivation and per store path. A second request joins the
+//   running goal (its wanted outputs merged in) or gets the finished
+//   goal's result; only an AlreadyValid that did not cover newly wanted
+//   outputs starts the goal again.
+// - `max-jobs` build slots, leased to goals and queued in request order;
+//   a lease comes back when its goal releases it or dies (monitor).
+// - Without --keep-going the first failure cancels every other goal.
+#include "actors/actors.hpp"
+
+#include <deque>
+#include <map>
+
+namespace kiln {
+
+namespace {
+
+using result_callback = std::function<void(const build_result&)>;
+
+struct goal_entry {
+  caf::actor goal; // null once finished
+  std::set<std::string> outputs; // wanted; empty = all
+  std::vector<result_callback> waiters;
+  std::optional<build_result> result;
+  bool top_level = false;
+  bool is_path = false;
+};
+
+struct queued_slot {
+  caf::typed_response_promise<uint64_t> promise;
+  caf::actor_addr holder;
+};
+
+struct scheduler_state {
+  store_actor store;
+  logger_actor logger;
+  build_options options;
+  event_sink events;
+  std::string store_real_dir;
+  std::map<std::string, goal_entry> drv_goals, path_goals;
+  std::map<caf::actor_addr, std::string> by_actor;
+  uint64_t next_lease = 1;
+  std::map<uint64_t, caf::actor_addr> leases;
+  std::deque<queued_slot> slot_queue;
+  std::vector<build_result> results;
+  std::size_t built = 0, failed = 0;
+  bool cancelling = false;
+  static inline const char* name = "scheduler";
+};
+
+using sched_ptr = scheduler_actor::stateful_pointer<scheduler_state>;
+
+void emit(sched_ptr self, engine_event::kind_t kind, const std::string& drv, const std::string& text) {
+  auto& st = self->state;
+  if (!st.events)
+    return;
+  engine_event e;
+  e.kind = kind;
+  e.drv_path = drv;
+  e.text = text;
+  e.built = st.built;
+  e.failed = st.failed;
+  e.running = st.leases.size();
+  e.queued = st.slot_queue.size();
+  st.events(e);
+}
+
+bool covers(const goal_entry& e, const std::set<std::string>& outputs) {
+  if (e.outputs.empty())
+    return true;
+  if (outputs.empty())
+    return false;
+  for (auto& o : outputs)
+    if (!e.outputs.count(o))
+      return false;
+  return true;
+}
+
+void start_goal(sched_ptr self, const std::string& key, goal_entry& e) {
+  auto& st = self->state;
+  auto me = caf::actor_cast<scheduler_actor>(self);
+  if (e.is_path)
+    e.goal = spawn_substitution_goal(self, me, st.store, key);
+  else
+    e.goal = spawn_derivation_goal(self, me, st.store, st.logger, st.options, goal_request{key, e.outputs},
+                                   st.store_real_dir);
+  self->monitor(e.goal);
+  st.by_actor[e.goal.address()] = key;
+  if (st.cancelling)
+    caf::anon_send(e.goal, cancel_atom::value);
+}
+
+void want(sched_ptr self, const goal_request& req, bool is_path, bool top_level, result_callback cb) {
+  auto& st = self->state;
+  auto& table = is_path ? st.path_goals : st.drv_goals;
+  auto [it, fresh] = table.try_emplace(req.drv_path);
+  goal_entry& e = it->second;
+  e.is_path = is_path;
+  e.top_level |= top_level;
+  if (fresh) {
+    e.outputs = req.outputs;
+    e.waiters.push_back(std::move(cb));
+    return start_goal(self, req.drv_path, e);
+  }
+  if (e.result) {
+    bool reusable = !is_success(e.result->status) || e.result->status != build_status::already_valid ||
+                    covers(e, req.outputs);
+    if (reusable) {
+      build_result r = *e.result;
+      r.top_level = top_level;
+      return cb(r);
+    }
+    // AlreadyValid for fewer outputs than now wanted: run the goal again.
+    e.result.reset();
+    e.outputs = req.outputs.empty() ? std::set<std::string>{} : e.outputs;
+    e.outputs.insert(req.outputs.begin(), req.outputs.end());
+    e.waiters.push_back(std::move(cb));
+    return start_goal(self, req.drv_path, e);
+  }
+  if (!covers(e, req.outputs)) {
+    if (req.outputs.empty())
+      e.outputs.clear();
+    else
+      e.outputs.insert(req.outputs.begin(), req.outputs.end());
+    caf::anon_send(e.goal, add_outputs_atom::value, req.outputs);
+  }
+  e.waiters.push_back(std::move(cb));
+}
+
+void grant_slots(sched_ptr self) {
+  auto& st = self->state;
+  while (!st.slot_queue.empty() && st.leases.size() < st.options.max_jobs) {
+    auto q = std::move(st.slot_queue.front());
+    st.slot_queue.pop_front();
+    uint64_t lease = st.next_lease++;
+    st.leases[lease] = q.holder;
+    q.promise.deliver(lease);
+  }
+}
+
+void cancel_all(sched_ptr self) {
+  auto& st = self->state;
+  if (st.cancelling)
+    return;
+  st.cancelling = true;
+  for (auto& table : {&st.drv_goals, &st.path_goals})
+    for (auto& [key, e] : *table)
+      if (e.goal)
+        caf::anon_send(e.goal, cancel_atom::value);
+  for (auto& q : st.slot_queue)
+    q.promise.deliver(caf::make_error(engine_errc::cancelled, std::string("cancelled: another build failed")));
+  st.slot_queue.clear();
+}
+
+void goal_done(sched_ptr self, const std::string& key, bool is_path, build_result r) {
+  auto& st = self->state;
+  auto& table = is_path ? st.path_goals : st.drv_goals;
+  auto it = table.find(key);
+  if (it == table.end() || it->second.result)
+    return;
+  goal_entry& e = it->second;
+  st.by_actor.erase(e.goal.address());
+  e.goal = nullptr;
+  r.top_level = e.top_level;
+  e.result = r;
+  st.results.push_back(r);
+  if (r.status == build_status::built)
+    ++st.built;
+  if (!is_success(r.status))
+    ++st.failed;
+  emit(self, engine_event::finished, key, r.error);
+  auto waiters = std::move(e.waiters);
+  e.waiters.clear();
+  for (auto& w : waiters)
+    w(r);
+  if (!is_success(r.status) && !st.options.keep_going && r.status != build_status::dependency_failed)
+    cancel_all(self);
+}
+
+scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logger_actor logger,
+                                         build_options options, event_sink events, std::string store_real_dir) {
+  auto& st = self->state;
+  st.store = std::move(store);
+  st.logger = std::move(logger);
+  st.options = std::move(options);
+  st.events = std::move(events);
+  st.store_real_dir = std::move(store_real_dir);
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& st = self->state;
+    // Leases of a goal that is gone come back.
+    for (auto it = st.leases.begin(); it != st.leases.end();)
+      it = it->second == dm.source ? st.leases.erase(it) : std::next(it);
+    grant_slots(self);
+    auto g = st.by_actor.find(dm.source);
+    if (g == st.by_actor.end())
+      return; // finished normally
+    std::string key = g->second;
+    bool is_path = st.path_goals.count(key) && st.path_goals[key].goal.address() == dm.source;
+    build_result r;
+    r.path = key;
+    r.status = build_status::misc_failure;
+    r.error = "the goal for '" + key + "' died: " + caf::to_string(dm.reason);
+    goal_done(self, key, is_path, r);
+  });
+  return {
+      [=](want_atom, const goal_request& req, bool top_level) -> caf::typed_response_promise<build_result> {
+        auto rp = self->make_response_promise<build_result>();
+        want(self, req, false, top_level, [rp](const build_result& r) mutable { rp.deliver(r); });
+        return rp;
+      },
+      [=](want_atom, const std::vector<goal_request>& reqs) -> caf::typed_response_promise<std::vector<build_result>> {
+        auto rp = self->make_response_promise<std::vector<build_result>>();
+        auto left = std::make_shared<std::size_t>(reqs.size());
+        auto finish = [self, rp]() mutable { rp.deliver(self->state.results); };
+        if (reqs.empty())
+          finish();
+        for (auto& req : reqs)
+          want(self, req, false, true, [left, finish](const build_result&) mutable {
+            if (--*left == 0)
+              finish();
+          });
+        return rp;
+      },
+      [=](want_path_atom, const std::string& path) -> caf::typed_response_promise<build_result> {
+        auto rp = self->make_response_promise<build_result>();
+        want(self, goal_request{path, {}}, true, false, [rp](const build_result& r) mutable { rp.deliver(r); });
+        return rp;
+      },
+      [=](slot_atom) -> caf::typed_response_promise<uint64_t> {
+        auto rp = self->make_response_promise<uint64_t>();
+        auto& st = self->state;
+        if (st.options.max_jobs == 0) {
+          rp.deliver(caf::make_error(engine_errc::no_build_slots,
+                                     std::string("unable to start any build; either increase '--max-jobs' or "
+                                                 "enable remote builds")));
+        } else if (st.cancelling) {
+          rp.deliver(caf::make_error(engine_errc::cancelled, std::string("cancelled: another build failed")));
+        } else {
+          st.slot_queue.push_back({rp, self->current_sender() ? self->current_sender()->address() : caf::actor_addr()});
+          grant_slots(self);
+        }
+        return rp;
+      },
+      [=](release_atom, uint64_t lease) {
+        self->state.leases.erase(lease);
+        grant_slots(self);
+      },
+      [=](done_atom, build_result& r) {
+        auto& st = self->state;
+        auto sender = self->current_sender() ? self->current_sender()->address() : caf::actor_addr();
+        auto g = st.by_actor.find(sender);
+        if (g == st.by_actor.end())
+          return;
+        std::string key = g->second;
+        bool is_path = st.path_goals.count(key) && st.path_goals[key].goal.address() == sender;
+        goal_done(self, key, is_path, std::move(r));
+      },
+      [=](status_atom, const std::string& drv, const std::string& what) {
+        emit(self, engine_event::building, drv, what);
+      },
+  };
+}
+
+} // namespace
+
+scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, logger_actor logger,
+                                build_options options, event_sink events, std::string store_real_dir) {
+  return sys.spawn(scheduler, std::move(store), std::move(logger), std::move(options), std::move(events),
+                   std::move(store_real_dir));
+}
+
+} // namespace kiln

@@ -1,0 +1,56 @@
+// The store actor: the one owner of the store's database handle in this
+// process. It runs detached, since every request does blocking I/O
+// (SQLite, reading .drv files, hashing outputs).
+#include "actors/actors.hpp"
+#include "actors/build_steps.hpp"
+
+#include <memory>
+
+namespace kiln {
+
+namespace {
+
+struct store_state {
+  std::shared_ptr<local_store> store;
+  std::unique_ptr<build_steps> steps;
+  static inline const char* name = "store";
+};
+
+// Store-library exceptions become error values at this boundary.
+template <class F>
+auto guarded(F f) -> caf::result<decltype(f())> {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return caf::make_error(engine_errc::store_failure, std::string(e.what()));
+  }
+}
+
+store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_state> self,
+                                          std::shared_ptr<local_store> store, build_options options) {
+  self->state.store = std::move(store);
+  self->state.steps = std::make_unique<build_steps>(*self->state.store, options);
+  auto steps = [self]() -> build_steps& { return *self->state.steps; };
+  return {
+      [=](load_atom, const std::string& drv) { return guarded([&] {
+        return steps().load(drv); }); },
+      [=](invalid_atom, const std::vector<std::string>& paths) {
+        return guarded([&] { return steps().invalid(paths); });
+      },
+      [=](prepare_atom, const std::string& drv, const derivation& d, uint32_t round, uint32_t rounds) {
+        return guarded([&] { return steps().prepare(drv, d, round, rounds); });
+      },
+      [=](finish_atom, const std::string& drv, const derivation& d, prepared_build& b, const builder_outcome& o,
+          uint32_t round, uint32_t rounds) {
+        return guarded([&] { return steps().finish(drv, d, b, o, round, rounds); });
+      },
+  };
+}
+
+} // namespace
+
+store_actor spawn_store_actor(caf::actor_system& sys, std::shared_ptr<local_store> store, build_options options) {
+  return sys.spawn<caf::detached>(store_behavior, std::move(store), std::move(options));
+}
+
+} // namespace kiln

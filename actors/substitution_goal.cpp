@@ -1,0 +1,69 @@
+// The substitution goal: make one store path valid without building it,
+// in the reference's states:
+//   init -> try_next_substituter -> (references_valid -> try_to_run) -> finished
+// No substituters exist yet (binary caches are a later issue), so an
+// invalid path ends in try_next_substituter with the reference's message.
+#include "actors/actors.hpp"
+
+namespace kiln {
+
+namespace {
+
+struct subst_goal_state {
+  std::string path;
+  scheduler_actor scheduler;
+  store_actor store;
+  std::vector<std::string> substituters; // none yet
+  std::size_t next = 0;
+  static inline const char* name = "substitution_goal";
+};
+
+using subst_ptr = caf::stateful_actor<subst_goal_state>*;
+
+void finished(subst_ptr self, build_status status, std::string text) {
+  build_result r;
+  r.path = self->state.path;
+  r.status = status;
+  r.error = std::move(text);
+  if (is_success(status))
+    r.outputs["out"] = self->state.path;
+  self->send(self->state.scheduler, done_atom::value, std::move(r));
+  self->quit();
+}
+
+void try_next_substituter(subst_ptr self) {
+  auto& st = self->state;
+  if (st.next >= st.substituters.size())
+    return finished(self, build_status::misc_failure,
+                    "path '" + st.path + "' is required, but there is no substituter that can build it");
+  ++st.next; // querying a substituter arrives with the binary-cache issue
+  try_next_substituter(self);
+}
+
+void init(subst_ptr self) {
+  self->request(self->state.store, caf::infinite, invalid_atom::value, std::vector<std::string>{self->state.path})
+      .then(
+          [=](const std::vector<std::string>& invalid) {
+            if (invalid.empty())
+              return finished(self, build_status::already_valid, "");
+            try_next_substituter(self);
+          },
+          [=](caf::error& e) { finished(self, build_status::misc_failure, error_text(e)); });
+}
+
+caf::behavior substitution_goal(subst_ptr self, scheduler_actor scheduler, store_actor store, std::string path) {
+  self->state.scheduler = std::move(scheduler);
+  self->state.store = std::move(store);
+  self->state.path = std::move(path);
+  init(self);
+  return {[=](cancel_atom) { finished(self, build_status::misc_failure, "cancelled"); }};
+}
+
+} // namespace
+
+caf::actor spawn_substitution_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
+                                   std::string path) {
+  return parent->spawn(substitution_goal, std::move(scheduler), std::move(store), std::move(path));
+}
+
+} // namespace kiln

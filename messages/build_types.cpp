@@ -1,0 +1,50 @@
+#include "messages/build_types.hpp"
+
+namespace kiln {
+
+std::string_view to_string(build_status s) {
+  switch (s) {
+  case build_status::built: return "Built";
+  case build_status::substituted: return "Substituted";
+  case build_status::already_valid: return "AlreadyValid";
+  case build_status::permanent_failure: return "PermanentFailure";
+  case build_status::input_rejected: return "InputRejected";
+  case build_status::output_rejected: return "OutputRejected";
+  case build_status::transient_failure: return "TransientFailure";
+  case build_status::timed_out: return "TimedOut";
+  case build_status::misc_failure: return "MiscFailure";
+  case build_status::dependency_failed: return "DependencyFailed";
+  case build_status::log_limit_exceeded: return "LogLimitExceeded";
+  case build_status::not_deterministic: return "NotDeterministic";
+  }
+  return "Unknown";
+}
+
+bool is_success(build_status s) {
+  return s == build_status::built || s == build_status::substituted || s == build_status::already_valid;
+}
+
+int exit_status(const std::vector<build_result>& results) {
+  bool failed = false, permanent = false, timed_out = false, mismatch = false, not_deterministic = false;
+  for (auto& r : results) {
+    failed |= !is_success(r.status);
+    permanent |= r.status == build_status::permanent_failure;
+    timed_out |= r.status == build_status::timed_out;
+    mismatch |= r.hash_mismatch;
+    not_deterministic |= r.status == build_status::not_deterministic;
+  }
+  int mask = 0;
+  if (permanent || timed_out || mismatch)
+    mask |= 0x04;
+  if (timed_out)
+    mask |= 0x01;
+  if (mismatch)
+    mask |= 0x02;
+  if (not_deterministic)
+    mask |= 0x08;
+  if (mask)
+    return mask | 0x60;
+  return failed ? 1 : 0;
+}
+
+} // namespace kiln

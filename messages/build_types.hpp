@@ -1,0 +1,166 @@
+// The build vocabulary: what is asked of the engine, how a goal ends, and
+// what a builder is given and reports. Plain structs with inspect(), so a
+// later issue can move builders into worker processes without changing
+// them; only caf/meta is included, so tools can use these without CAF.
+#pragma once
+
+#include "caf/meta/type_name.hpp"
+#include "store/derivation.hpp"
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kiln {
+
+// The reference's twelve BuildResult statuses.
+enum class build_status : uint8_t {
+  built, substituted, already_valid, permanent_failure, input_rejected, output_rejected,
+  transient_failure, timed_out, misc_failure, dependency_failed, log_limit_exceeded,
+  not_deterministic
+};
+// "Built", "AlreadyValid", ... as the reference spells them.
+std::string_view to_string(build_status s);
+bool is_success(build_status s);
+
+struct build_result {
+  std::string path;      // the .drv (or store path) the goal was for
+  build_status status = build_status::misc_failure;
+  std::string error;     // why it failed, with the log tail where there is one
+  uint32_t times_built = 0;
+  int64_t start_time = 0, stop_time = 0; // unix seconds; 0 if nothing ran
+  std::map<std::string, std::string> outputs; // output name -> store path
+  bool hash_mismatch = false; // a fixed output came out different (exit code +2)
+  bool top_level = false;     // asked for on the command line
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, build_result& x) {
+  uint8_t& status = reinterpret_cast<uint8_t&>(x.status);
+  return f(caf::meta::type_name("build_result"), x.path, status, x.error, x.times_built,
+           x.start_time, x.stop_time, x.outputs, x.hash_mismatch, x.top_level);
+}
+
+// The reference's exit status over a run's results: 1 for any other
+// failure, else 100 + 1 (timed out) + 2 (hash mismatch) + 4 (not
+// deterministic); 0 when everything succeeded.
+int exit_status(const std::vector<build_result>& results);
+
+enum class build_mode : uint8_t { normal, repair, check, hash };
+
+// Everything about how to build that the command line and kiln.conf set.
+struct build_options {
+  build_mode mode = build_mode::normal;
+  uint32_t repeat = 0;        // extra rounds to compare (--repeat)
+  uint32_t max_jobs = 1;
+  uint32_t cores = 1;
+  bool keep_going = false;
+  bool keep_failed = false;
+  bool print_build_logs = false; // -L
+  uint64_t max_silent_time = 0;  // seconds, 0 = none
+  uint64_t timeout = 0;          // seconds, 0 = none
+  uint64_t max_log_size = 0;     // bytes, 0 = none
+  uint32_t log_lines = 25;
+  std::string compress_build_log = "zstd";
+  std::vector<std::string> secret_key_files;
+  std::string post_build_hook;
+  std::string build_dir_parent; // where build directories go ("" = $TMPDIR or /tmp)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, build_options& x) {
+  uint8_t& mode = reinterpret_cast<uint8_t&>(x.mode);
+  return f(caf::meta::type_name("build_options"), mode, x.repeat, x.max_jobs, x.cores,
+           x.keep_going, x.keep_failed, x.print_build_logs, x.max_silent_time, x.timeout,
+           x.max_log_size, x.log_lines, x.compress_build_log, x.secret_key_files,
+           x.post_build_hook, x.build_dir_parent);
+}
+
+// DRV^out1,out2 (outputs empty = all of them).
+struct goal_request {
+  std::string drv_path;
+  std::set<std::string> outputs;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, goal_request& x) {
+  return f(caf::meta::type_name("goal_request"), x.drv_path, x.outputs);
+}
+
+// One run of one builder: the process to start and the limits it runs under.
+struct builder_job {
+  std::string drv_path;
+  std::string program;
+  std::vector<std::string> args;
+  std::map<std::string, std::string> env;
+  std::string build_dir;
+  std::string store_dir, store_real_dir;
+  std::string overlay_upper, overlay_work;
+  std::vector<std::string> overlay_hide;
+  std::string log_path;          // "" = no log file (rounds after the first)
+  std::string log_compression;
+  uint64_t max_silent_time = 0, timeout = 0, max_log_size = 0;
+  uint32_t log_lines = 25;
+  bool print_build_logs = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, builder_job& x) {
+  return f(caf::meta::type_name("builder_job"), x.drv_path, x.program, x.args, x.env,
+           x.build_dir, x.store_dir, x.store_real_dir, x.overlay_upper, x.overlay_work,
+           x.overlay_hide, x.log_path, x.log_compression, x.max_silent_time, x.timeout,
+           x.max_log_size, x.log_lines, x.print_build_logs);
+}
+
+// How a builder run ended. `limit` names a limit that killed it.
+struct builder_outcome {
+  enum limit_kind : uint8_t { none, silent, timeout, log_size, setup_failed, cancelled };
+  int32_t wait_status = 0;
+  uint8_t limit = none;
+  std::string message;               // setup failure text, or the limit hit
+  std::vector<std::string> log_tail; // the last log-lines lines
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, builder_outcome& x) {
+  return f(caf::meta::type_name("builder_outcome"), x.wait_status, x.limit, x.message, x.log_tail);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, derivation_output& x) {
+  return f(caf::meta::type_name("derivation_output"), x.path, x.hash_algo, x.hash);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, derivation& x) {
+  return f(caf::meta::type_name("derivation"), x.outputs, x.input_drvs, x.input_srcs, x.platform,
+           x.builder, x.args, x.env);
+}
+
+// A derivation as its goal needs it: parsed, with its outputs' validity.
+struct loaded_derivation {
+  derivation drv;
+  std::map<std::string, bool> output_valid; // output name -> valid now
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, loaded_derivation& x) {
+  return f(caf::meta::type_name("loaded_derivation"), x.drv, x.output_valid);
+}
+
+// A builder run being prepared or finished: its job and where its outputs go.
+struct prepared_build {
+  builder_job job;
+  std::map<std::string, std::string> output_locations; // name -> where the builder writes it
+  bool isolated_outputs = false; // check/repair/later rounds: outputs land in an overlay
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, prepared_build& x) {
+  return f(caf::meta::type_name("prepared_build"), x.job, x.output_locations, x.isolated_outputs);
+}
+
+} // namespace kiln

@@ -1,0 +1,45 @@
+#include "messages/interfaces.hpp"
+
+namespace kiln {
+
+std::string to_string(engine_errc e) {
+  switch (e) {
+  case engine_errc::no_build_slots: return "no_build_slots";
+  case engine_errc::cancelled: return "cancelled";
+  case engine_errc::store_failure: return "store_failure";
+  }
+  return "unknown";
+}
+
+std::string error_text(const caf::error& e) {
+  auto& ctx = e.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return caf::to_string(e);
+}
+
+void add_message_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<build_result>("kiln.build_result");
+  cfg.add_message_type<build_options>("kiln.build_options");
+  cfg.add_message_type<goal_request>("kiln.goal_request");
+  cfg.add_message_type<builder_job>("kiln.builder_job");
+  cfg.add_message_type<builder_outcome>("kiln.builder_outcome");
+  cfg.add_message_type<derivation>("kiln.derivation");
+  cfg.add_message_type<derivation_output>("kiln.derivation_output");
+  cfg.add_message_type<loaded_derivation>("kiln.loaded_derivation");
+  cfg.add_message_type<prepared_build>("kiln.prepared_build");
+  cfg.add_message_type<std::map<std::string, derivation_output>>("kiln.output_map");
+  cfg.add_message_type<std::map<std::string, std::set<std::string>>>("kiln.input_drv_map");
+  cfg.add_message_type<std::map<std::string, std::string>>("kiln.string_map");
+  cfg.add_message_type<std::map<std::string, bool>>("kiln.bool_map");
+  cfg.add_message_type<std::set<std::string>>("kiln.string_set");
+  cfg.add_message_type<store_actor>("kiln.store_actor");
+  cfg.add_message_type<logger_actor>("kiln.logger_actor");
+  cfg.add_message_type<builder_actor>("kiln.builder_actor");
+  cfg.add_message_type<scheduler_actor>("kiln.scheduler_actor");
+  cfg.add_error_category(caf::atom("kiln"), [](uint8_t code, caf::atom_value, const caf::message&) {
+    return "kiln::" + to_string(static_cast<engine_errc>(code));
+  });
+}
+
+} // namespace kiln

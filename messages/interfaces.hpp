@@ -1,0 +1,88 @@
+// The engine's atoms and typed actor interfaces, in one place, so a reader
+// sees every conversation between actors here (design.md, "Goals as actors").
+#pragma once
+
+#include "messages/build_types.hpp"
+
+#include "caf/all.hpp"
+
+#include <string>
+#include <vector>
+
+namespace kiln {
+
+// Scheduler
+using want_atom = caf::atom_constant<caf::atom("want")>;       // realise a derivation's outputs
+using want_path_atom = caf::atom_constant<caf::atom("wantpath")>; // make a store path valid
+using slot_atom = caf::atom_constant<caf::atom("slot")>;       // lease a build slot
+using release_atom = caf::atom_constant<caf::atom("release")>; // give a lease back
+using done_atom = caf::atom_constant<caf::atom("done")>;       // a goal has its result
+using status_atom = caf::atom_constant<caf::atom("status")>;   // goal -> scheduler: what it is doing
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;   // stop: another build failed
+using add_outputs_atom = caf::atom_constant<caf::atom("addouts")>; // merge wanted outputs
+// Store actor
+using load_atom = caf::atom_constant<caf::atom("load")>;
+using invalid_atom = caf::atom_constant<caf::atom("invalid")>;
+using prepare_atom = caf::atom_constant<caf::atom("prepare")>;
+using finish_atom = caf::atom_constant<caf::atom("finish")>;
+// Builder
+using run_atom = caf::atom_constant<caf::atom("run")>;
+using started_atom = caf::atom_constant<caf::atom("started")>;
+using output_atom = caf::atom_constant<caf::atom("output")>;
+using exited_atom = caf::atom_constant<caf::atom("exited")>;
+using limit_atom = caf::atom_constant<caf::atom("limit")>;
+// Logger
+using log_open_atom = caf::atom_constant<caf::atom("logopen")>;
+using log_atom = caf::atom_constant<caf::atom("log")>;
+using log_close_atom = caf::atom_constant<caf::atom("logclose")>;
+// Goals
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+
+// Owns the store database; every store step of a goal goes through it.
+using store_actor = caf::typed_actor<
+    caf::replies_to<load_atom, std::string>::with<loaded_derivation>,
+    // The paths among these that are not valid.
+    caf::replies_to<invalid_atom, std::vector<std::string>>::with<std::vector<std::string>>,
+    caf::replies_to<prepare_atom, std::string, derivation, uint32_t, uint32_t>::with<prepared_build>,
+    caf::replies_to<finish_atom, std::string, derivation, prepared_build, builder_outcome, uint32_t,
+                    uint32_t>::with<build_result>>;
+
+// Writes build logs (and with -L shows their lines), one file per build.
+using logger_actor = caf::typed_actor<
+    caf::reacts_to<log_open_atom, std::string /*drv*/, std::string /*file*/, std::string /*compression*/>,
+    caf::reacts_to<log_atom, std::string /*drv*/, std::string /*bytes*/>,
+    caf::reacts_to<log_close_atom, std::string /*drv*/>>;
+
+// Runs one builder under its limits.
+using builder_actor = caf::typed_actor<
+    caf::replies_to<run_atom, builder_job>::with<builder_outcome>,
+    caf::reacts_to<cancel_atom>>;
+
+// The goal table and the build slots.
+using scheduler_actor = caf::typed_actor<
+    caf::replies_to<want_atom, goal_request, bool /*top level*/>::with<build_result>,
+    // Every top-level goal at once; answers with every goal's result
+    // (dependencies included) once the last top-level goal is done.
+    caf::replies_to<want_atom, std::vector<goal_request>>::with<std::vector<build_result>>,
+    caf::replies_to<want_path_atom, std::string>::with<build_result>,
+    caf::replies_to<slot_atom>::with<uint64_t>,
+    caf::reacts_to<release_atom, uint64_t>,
+    caf::reacts_to<done_atom, build_result>,
+    caf::reacts_to<status_atom, std::string /*drv*/, std::string /*what*/>>;
+
+// Error category for failures that are values between actors.
+enum class engine_errc : uint8_t { no_build_slots = 1, cancelled, store_failure };
+
+// The text of an engine error (its context string, or its rendering).
+std::string error_text(const caf::error& e);
+
+} // namespace kiln
+
+CAF_ERROR_CODE_ENUM(kiln::engine_errc, "kiln")
+
+namespace kiln {
+std::string to_string(engine_errc e);
+// Registers every message type and the error category. Every process that
+// takes part in builds calls this on its config.
+void add_message_types(caf::actor_system_config& cfg);
+} // namespace kiln

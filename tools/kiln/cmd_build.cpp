@@ -1,0 +1,218 @@
+// `kiln build` and `kiln log`: the build engine from the command line,
+// embedded (no daemon), and the logs it leaves.
+#include "actors/engine.hpp"
+#include "store/build_log.hpp"
+#include "store/error.hpp"
+#include "tools/kiln/commands.hpp"
+#include "tools/kiln/store_cli.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+namespace kiln::cmd {
+
+namespace {
+
+const char* build_usage = R"(Usage: kiln build [OPTIONS] DRV[^OUTPUTS]...
+
+Realises derivations in the local store with the embedded build engine (no
+daemon needed): inputs first, each derivation once, up to -j builds at a time.
+DRV is a .drv store path (or its real location); ^out,dev picks outputs, ^* all.
+Prints the output paths of the derivations asked for, one per line.
+
+Options:
+  --store local:DIR      the store to build in (default: the user's store)
+  -j, --max-jobs N       builds at once (default 1; 'auto' = cores)
+  --keep-going, -k       build what can be built when something fails
+  --keep-failed, -K      keep the build directory of a failed build
+  --check                rebuild valid outputs and compare (NotDeterministic)
+  --repair               rebuild and replace valid outputs
+  --hash                 fixed-output derivations: register what was fetched
+                         at its content's path, whatever the declared hash
+  --repeat N             build N more times and compare the rounds
+  --max-silent-time S    kill a build silent for S seconds (TimedOut)
+  --timeout S            kill a build running longer than S seconds (TimedOut)
+  --max-log-size BYTES   kill a build that logs more (LogLimitExceeded)
+  -L, --print-build-logs show build output as it comes
+  --json                 print every goal's result as JSON instead of paths
+  --option NAME VALUE    any kiln.conf setting (max-jobs, cores, log-lines,
+                         compress-build-log, secret-key-files, post-build-hook, ...)
+
+Exit status: 0 all built; 100 a build failed, +1 one timed out, +2 a fixed
+output's hash did not match, +4 a build was not deterministic; 1 other errors.
+)";
+
+const char* log_usage = R"(Usage: kiln log [--store local:DIR] PATH
+
+Prints the build log of PATH: a .drv, or an output path (its deriver's log),
+whichever compression it was written with (zstd, bzip2 as Nix writes, none).
+)";
+
+build_options options_from(const settings& s, const cli::parsed_args& a) {
+  build_options o;
+  auto jobs = a.value_or("--max-jobs", s.get("max-jobs"));
+  if (jobs == "auto")
+    o.max_jobs = std::max(1u, std::thread::hardware_concurrency());
+  else
+    o.max_jobs = static_cast<uint32_t>(parse_size_setting(jobs, "--max-jobs"));
+  o.cores = static_cast<uint32_t>(s.get_number("cores"));
+  if (o.cores == 0)
+    o.cores = std::max(1u, std::thread::hardware_concurrency());
+  o.keep_going = s.get_bool("keep-going") || a.has("--keep-going");
+  o.keep_failed = s.get_bool("keep-failed") || a.has("--keep-failed");
+  o.print_build_logs = a.has("--print-build-logs");
+  auto number = [&](const char* flag, const char* setting) {
+    return a.values.count(flag) ? parse_size_setting(a.values.at(flag), flag) : s.get_number(setting);
+  };
+  o.repeat = static_cast<uint32_t>(number("--repeat", "repeat"));
+  o.max_silent_time = number("--max-silent-time", "max-silent-time");
+  o.timeout = number("--timeout", "timeout");
+  o.max_log_size = number("--max-log-size", "max-log-size");
+  o.log_lines = static_cast<uint32_t>(s.get_number("log-lines"));
+  o.compress_build_log = s.get("compress-build-log");
+  std::istringstream keys(s.get("secret-key-files"));
+  for (std::string k; keys >> k;)
+    o.secret_key_files.push_back(k);
+  o.post_build_hook = s.get("post-build-hook");
+  o.build_dir_parent = s.get("build-dir");
+  int modes = a.has("--check") + a.has("--repair") + a.has("--hash");
+  if (modes > 1)
+    throw cli::usage_error("--check, --repair and --hash exclude each other");
+  o.mode = a.has("--check") ? build_mode::check : a.has("--repair") ? build_mode::repair
+         : a.has("--hash") ? build_mode::hash : build_mode::normal;
+  if (o.repeat && o.mode != build_mode::normal)
+    throw cli::usage_error("--repeat cannot be combined with --check, --repair or --hash");
+  return o;
+}
+
+goal_request parse_goal(local_store& store, const std::string& text) {
+  goal_request g;
+  std::string path = text;
+  auto caret = text.rfind('^');
+  if (caret != std::string::npos) {
+    path = text.substr(0, caret);
+    std::string outs = text.substr(caret + 1);
+    if (outs.empty())
+      throw cli::usage_error("'" + text + "': no outputs after '^'");
+    if (outs != "*") {
+      std::istringstream in(outs);
+      for (std::string o; std::getline(in, o, ',');) {
+        if (o.empty())
+          throw cli::usage_error("'" + text + "': an empty output name");
+        g.outputs.insert(o);
+      }
+    }
+  }
+  store_path p = store.parse_path(path);
+  if (!p.is_derivation())
+    throw cli::usage_error("'" + path + "' is not a derivation (.drv)");
+  g.drv_path = p.full();
+  return g;
+}
+
+nlohmann::ordered_json to_json(const build_result& r) {
+  nlohmann::ordered_json j;
+  j["path"] = r.path;
+  j["status"] = std::string(to_string(r.status));
+  j["success"] = is_success(r.status);
+  j["errorMsg"] = r.error;
+  j["timesBuilt"] = r.times_built;
+  j["startTime"] = r.start_time;
+  j["stopTime"] = r.stop_time;
+  j["builtOutputs"] = r.outputs;
+  j["topLevel"] = r.top_level;
+  if (r.hash_mismatch)
+    j["hashMismatch"] = true;
+  return j;
+}
+
+// Events to stderr: a live status line on a terminal, plain lines otherwise.
+event_sink progress_printer(bool json) {
+  bool tty = ::isatty(2);
+  return [tty, json](const engine_event& e) {
+    if (tty) {
+      std::string line = "[" + std::to_string(e.built) + " built, " + std::to_string(e.running) + " running, " +
+                         std::to_string(e.queued) + " queued, " + std::to_string(e.failed) + " failed]";
+      if (e.kind == engine_event::building)
+        line += " " + e.text;
+      if (line.size() > 160)
+        line.resize(160);
+      std::cerr << "\r\033[K" << line << std::flush;
+    } else if (e.kind == engine_event::building && !json) {
+      std::cerr << e.text << "...\n";
+    }
+  };
+}
+
+int build(const std::vector<std::string>& args) {
+  auto a = cli::parse(args,
+                      {store_option, cli::setting_option, {"--max-jobs", true, "-j"}, {"--keep-going", false, "-k"},
+                       {"--keep-failed", false, "-K"}, {"--check"}, {"--repair"}, {"--hash"}, {"--repeat", true},
+                       {"--max-silent-time", true}, {"--timeout", true}, {"--max-log-size", true},
+                       {"--print-build-logs", false, "-L"}, {"--json"}},
+                      build_usage);
+  cli::expect_positional(a, 1, SIZE_MAX, "a derivation to build");
+  build_options options = options_from(load_settings(a), a);
+  auto store = open_store(a);
+  std::vector<goal_request> goals;
+  for (auto& p : a.positional)
+    goals.push_back(parse_goal(*store, p));
+  store_layout layout = store->layout();
+  store.reset(); // the engine opens its own
+  bool json = a.has("--json");
+  engine_run run = run_builds(layout, options, goals, progress_printer(json));
+  if (::isatty(2))
+    std::cerr << "\r\033[K" << std::flush;
+
+  if (json) {
+    nlohmann::ordered_json all = nlohmann::ordered_json::array();
+    for (auto& r : run.all)
+      all.push_back(to_json(r));
+    std::cout << all.dump(2) << '\n';
+  } else {
+    for (auto& r : run.top_level)
+      if (is_success(r.status))
+        for (auto& [name, path] : r.outputs)
+          std::cout << path << '\n';
+  }
+  // Root causes first, then what failed because of them.
+  for (bool dependency : {false, true})
+    for (auto& r : run.all)
+      if (!is_success(r.status) && (r.status == build_status::dependency_failed) == dependency)
+        std::cerr << "error: " << r.error << '\n';
+  return exit_status(run.all);
+}
+
+int log(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option}, log_usage);
+  cli::expect_positional(a, 1, 1, "a store path");
+  auto store = open_store(a);
+  store_path p = store->parse_path(a.positional[0]);
+  std::vector<store_path> drvs;
+  if (p.is_derivation()) {
+    drvs.push_back(p);
+  } else {
+    for (auto& d : store->db().query_valid_derivers(p))
+      drvs.push_back(d);
+    if (auto info = store->db().query_path_info(p); info && info->deriver)
+      drvs.push_back(*info->deriver);
+  }
+  for (auto& d : drvs)
+    if (auto text = read_build_log(store->layout(), d.base_name())) {
+      std::cout << *text << std::flush;
+      return 0;
+    }
+  throw error("build log of '" + p.full() + "' is not available");
+}
+
+} // namespace
+
+int build_command(const std::vector<std::string>& args) { return build(args); }
+int log_command(const std::vector<std::string>& args) { return log(args); }
+
+} // namespace kiln::cmd
