@@ -3,12 +3,102 @@
 #include "store/error.hpp"
 #include "store/hash.hpp"
 
+#include <nlohmann/json.hpp>
+
+#include <cctype>
+#include <cmath>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <vector>
 
 namespace kiln::sandbox {
 namespace {
+
+// Nix's shell quoting: '...' with each ' written as '\''.
+std::string shell_escape(const std::string& s) {
+  std::string r = "'";
+  for (char c : s)
+    r += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return r + "'";
+}
+
+// A JSON value as a bash word, if it is simple (what .attrs.sh can hold).
+std::optional<std::string> simple_word(const nlohmann::json& v) {
+  if (v.is_string())
+    return shell_escape(v.get<std::string>());
+  if (v.is_number_integer())
+    return v.dump();
+  if (v.is_number_float()) {
+    double d = v.get<double>();
+    if (std::ceil(d) == d)
+      return std::to_string(static_cast<long long>(d));
+    return std::nullopt;
+  }
+  if (v.is_null())
+    return std::string("''");
+  if (v.is_boolean())
+    return std::string(v.get<bool>() ? "1" : "");
+  return std::nullopt;
+}
+
+bool shell_name(const std::string& n) {
+  if (n.empty() || !(std::isalpha(static_cast<unsigned char>(n[0])) || n[0] == '_'))
+    return false;
+  for (char c : n)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_'))
+      return false;
+  return true;
+}
+
+// .attrs.json (with "outputs" mapping names to paths) and .attrs.sh (bash
+// declarations of every simple value, array and map), as Nix 2.8 writes them.
+void write_structured_attrs(const derivation& drv, const std::string& text, builder_env& env) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    throw format_error(std::string("derivation attribute '__json' is not valid JSON: ") + e.what());
+  }
+  if (!j.is_object())
+    throw format_error("derivation attribute '__json' is not a JSON object");
+  nlohmann::json outputs = nlohmann::json::object();
+  for (auto& [name, out] : drv.outputs)
+    outputs[name] = out.path;
+  j["outputs"] = outputs;
+  env.files[".attrs.json"] = j.dump();
+  std::string sh;
+  for (auto& [key, value] : j.items()) {
+    if (!shell_name(key))
+      continue;
+    if (auto w = simple_word(value)) {
+      sh += "declare " + key + "=" + *w + "\n";
+    } else if (value.is_array()) {
+      std::string words;
+      bool ok = true;
+      for (auto& x : value) {
+        auto w2 = simple_word(x);
+        if (!(ok = w2.has_value()))
+          break;
+        words += *w2 + " ";
+      }
+      if (ok)
+        sh += "declare -a " + key + "=(" + words + ")\n";
+    } else if (value.is_object()) {
+      std::string words;
+      bool ok = true;
+      for (auto& [k2, x] : value.items()) {
+        auto w2 = simple_word(x);
+        if (!(ok = w2.has_value()))
+          break;
+        words += "[" + shell_escape(k2) + "]=" + *w2 + " ";
+      }
+      if (ok)
+        sh += "declare -A " + key + "=(" + words + ")\n";
+    }
+  }
+  env.files[".attrs.sh"] = sh;
+}
 
 std::vector<std::string> words(const std::string& s) {
   std::istringstream in(s);
@@ -44,6 +134,11 @@ builder_env plan_builder_env(const derivation& drv, const builder_env_options& o
 
   // The derivation's own variables, except those passed as files (they can
   // exceed what exec's environment may hold).
+  if (auto json = drv.env.find("__json"); json != drv.env.end()) {
+    // Structured attributes: the builder reads .attrs.json / .attrs.sh
+    // instead of the environment, and the derivation's variables stay out.
+    write_structured_attrs(drv, json->second, env);
+  } else {
   std::set<std::string> as_file;
   if (auto it = drv.env.find("passAsFile"); it != drv.env.end())
     for (auto& w : words(it->second))
@@ -59,6 +154,7 @@ builder_env plan_builder_env(const derivation& drv, const builder_env_options& o
     v[name + "Path"] = o.build_dir + "/" + file;
   }
 
+  }
   v["NIX_BUILD_TOP"] = o.build_dir;
   v["TMPDIR"] = v["TEMPDIR"] = v["TMP"] = v["TEMP"] = o.build_dir;
   // Explicit, since a chrooted builder cannot always work out its cwd.

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Build throughput: Kiln vs Nix 2.8 on the same freshly made graphs.
+
+Usage: build_bench.py KILN [--wide 500] [--chain 200] [--valid 100000]
+Wide: N trivial leaves + one top; chain: N steps, each depending on the last.
+Kiln: `kiln build -j 8` on a temporary store. Nix: `nix-store --realise
+--option sandbox false -j 8` on the same .drv files (exported from Kiln's
+store), run in a private mount namespace whose /nix is a temporary directory,
+so the machine's own store is never touched. Prints ms per derivation and the
+ratio; then plans and finishes a graph whose outputs are all valid, printing
+its time and peak RSS. Run by hand (root, nix-bin installed), not in CI.
+"""
+import argparse, json, os, resource, subprocess, sys, tempfile, time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("kiln")
+ap.add_argument("--wide", type=int, default=500)
+ap.add_argument("--chain", type=int, default=200)
+ap.add_argument("--valid", type=int, default=100000)
+a = ap.parse_args()
+tmp = tempfile.mkdtemp(prefix="kiln-build-bench-")
+
+
+def kiln(*args, **kw):
+    return subprocess.run([a.kiln, *args], capture_output=True, text=True, check=True, **kw).stdout
+
+
+def make_graph(store, kind, n, tag):
+    """Adds the graph's derivations to `store`; returns (top drv, all drvs)."""
+    drvs, prev = [], None
+    for i in range(n):
+        body = {"name": f"{kind}-{tag}-{i}", "outputs": {"out": {}}, "inputSrcs": [],
+                "inputDrvs": ({prev: ["out"]} if kind == "chain" and prev else {}), "system": "x86_64-linux",
+                "builder": "/bin/sh", "args": ["-c", "echo x > $out"], "env": {}}
+        f = f"{tmp}/g.json"
+        json.dump(body, open(f, "w"))
+        prev = kiln("drv", "add", "--store", store, "--json", f).strip()
+        drvs.append(prev)
+    if kind == "wide":
+        body = {"name": f"wide-{tag}-top", "outputs": {"out": {}}, "inputSrcs": [],
+                "inputDrvs": {d: ["out"] for d in drvs}, "system": "x86_64-linux",
+                "builder": "/bin/sh", "args": ["-c", "echo x > $out"], "env": {}}
+        json.dump(body, open(f"{tmp}/g.json", "w"))
+        prev = kiln("drv", "add", "--store", store, "--json", f"{tmp}/g.json").strip()
+        drvs.append(prev)
+    return prev, drvs
+
+
+def bench(kind, n):
+    tag = str(time.time_ns())  # fresh names: nothing valid anywhere yet
+    kstore = f"local:{tmp}/k-{kind}"
+    top, drvs = make_graph(kstore, kind, n, tag)
+    t0 = time.perf_counter()
+    kiln("build", "--store", kstore, "-j", "8", top)
+    k_ms = (time.perf_counter() - t0) * 1000 / len(drvs)
+    nixroot = f"{tmp}/n-{kind}"
+    os.makedirs(f"{nixroot}/store", exist_ok=True)
+    exp = subprocess.run([a.kiln, "store", "export", "--store", kstore, *drvs], capture_output=True, check=True).stdout
+    script = (f"mount --bind {nixroot} /nix && nix-store --import > /dev/null && "
+              f"start=$(date +%s%N) && nix-store --realise --option sandbox false --option substituters '' -j 8 {top} "
+              f"> /dev/null && echo $(( ($(date +%s%N) - start) / 1000000 ))")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], input=exp, capture_output=True)
+    if r.returncode != 0:
+        print(f"{kind}: nix failed: {r.stderr.decode()[-400:]}")
+        return
+    n_ms = int(r.stdout.decode().split()[-1]) / len(drvs)
+    print(f"{kind:5} {len(drvs):4} drvs: kiln {k_ms:6.2f} ms/drv   nix 2.8 {n_ms:6.2f} ms/drv   ratio {n_ms / k_ms:5.1f}x")
+
+
+bench("wide", a.wide)
+bench("chain", a.chain)
+
+# All-valid graph: a chain whose outputs are all valid plans and finishes.
+kstore = f"local:{tmp}/valid"
+top, drvs = make_graph(kstore, "wide", a.valid, "valid") if a.valid <= 2000 else (None, None)
+if top is None:
+    print(f"valid: building a {a.valid}-node graph through 'kiln drv add' is too slow for this script; "
+          "see tests/bench/README.md")
+else:
+    kiln("build", "--store", kstore, "-j", "8", top)
+    t0 = time.perf_counter()
+    kiln("build", "--store", kstore, "-j", "8", top)
+    secs = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"valid {len(drvs)} drvs all valid: {secs:.2f} s, peak RSS {rss:.0f} MB")
+subprocess.run(["rm", "-rf", tmp])
