@@ -99,8 +99,8 @@ prepared_build build_steps::prepare(const std::string& drv_path, const derivatio
   store_path dp = store_.parse_path(drv_path);
   std::string name = derivation_name(drv, dp.base_name());
   prepared_build b;
-  builder_job& j = b.job;
-  j.drv_path = dp.full();
+  b.job.drv_path = dp.full();
+  sandbox::builder_spec& j = b.job.process;
 
   std::string tmpl = temp_parent(options_) + "/kiln-build-" + name + "-XXXXXX";
   if (!::mkdtemp(tmpl.data()))
@@ -171,13 +171,12 @@ prepared_build build_steps::prepare(const std::string& drv_path, const derivatio
   }
 
   if (round == 1)
-    j.log_path = build_log_path(store_.layout(), dp.base_name(), parse_log_compression(options_.compress_build_log));
-  j.log_compression = options_.compress_build_log;
-  j.max_silent_time = options_.max_silent_time;
-  j.timeout = options_.timeout;
-  j.max_log_size = options_.max_log_size;
-  j.log_lines = options_.log_lines;
-  j.print_build_logs = options_.print_build_logs;
+    b.job.log_path = build_log_path(store_.layout(), dp.base_name(), parse_log_compression(options_.compress_build_log));
+  b.job.log_compression = options_.compress_build_log;
+  b.job.max_silent_time = options_.max_silent_time;
+  b.job.timeout = options_.timeout;
+  b.job.max_log_size = options_.max_log_size;
+  b.job.log_lines = options_.log_lines;
   return b;
 }
 
@@ -192,12 +191,12 @@ build_result build_steps::finish(const std::string& drv_path, const derivation& 
   }
   r.path = drv_path;
   bool failed = !is_success(r.status);
-  if (!build.job.overlay_upper.empty())
-    remove_tree(split_path(build.job.overlay_upper).first);
+  if (!build.job.process.overlay_upper.empty())
+    remove_tree(split_path(build.job.process.overlay_upper).first);
   if (failed && options_.keep_failed) {
-    r.error += "\nnote: keeping build directory '" + build.job.build_dir + "'";
+    r.error += "\nnote: keeping build directory '" + build.job.process.build_dir + "'";
   } else {
-    remove_tree(build.job.build_dir);
+    remove_tree(build.job.process.build_dir);
   }
   if (failed && !build.isolated_outputs)
     for (auto& [name, loc] : build.output_locations)

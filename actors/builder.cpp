@@ -33,20 +33,6 @@ using builder_impl = builder_actor::extend<
     caf::reacts_to<started_atom, int32_t>, caf::reacts_to<output_atom, std::string>,
     caf::reacts_to<exited_atom, int32_t, std::string>, caf::reacts_to<limit_atom, uint8_t, uint64_t>>;
 
-sandbox::builder_spec to_spec(const builder_job& j) {
-  sandbox::builder_spec s;
-  s.program = j.program;
-  s.args = j.args;
-  s.env = j.env;
-  s.build_dir = j.build_dir;
-  s.store_dir = j.store_dir;
-  s.store_real_dir = j.store_real_dir;
-  s.overlay_upper = j.overlay_upper;
-  s.overlay_work = j.overlay_work;
-  s.overlay_hide = j.overlay_hide;
-  return s;
-}
-
 // Runs on its own thread: everything blocking about one builder process.
 void watch_builder(builder_impl self, sandbox::builder_spec spec) {
   try {
@@ -86,7 +72,7 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
           self->delayed_send(self, std::chrono::seconds(st.job.timeout), limit_atom::value,
                              uint8_t(builder_outcome::timeout), uint64_t(0));
         arm_silence();
-        std::thread(watch_builder, builder_impl(self), to_spec(st.job)).detach();
+        std::thread(watch_builder, builder_impl(self), st.job.process).detach();
         return st.promise;
       },
       [=](started_atom, int32_t pid) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "caf/meta/type_name.hpp"
+#include "sandbox/builder_process.hpp"
 #include "store/derivation.hpp"
 
 #include <cstdint>
@@ -90,29 +91,35 @@ typename Inspector::result_type inspect(Inspector& f, goal_request& x) {
   return f(caf::meta::type_name("goal_request"), x.drv_path, x.outputs);
 }
 
-// One run of one builder: the process to start and the limits it runs under.
+} // namespace kiln
+
+namespace kiln::sandbox {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, builder_spec& x) {
+  return f(caf::meta::type_name("builder_spec"), x.program, x.args, x.env, x.build_dir, x.store_dir,
+           x.store_real_dir, x.overlay_upper, x.overlay_work, x.overlay_hide);
+}
+
+} // namespace kiln::sandbox
+
+namespace kiln {
+
+// One run of one builder: the process to start (the executor's own
+// description) and the limits and log it runs under.
 struct builder_job {
   std::string drv_path;
-  std::string program;
-  std::vector<std::string> args;
-  std::map<std::string, std::string> env;
-  std::string build_dir;
-  std::string store_dir, store_real_dir;
-  std::string overlay_upper, overlay_work;
-  std::vector<std::string> overlay_hide;
+  sandbox::builder_spec process;
   std::string log_path;          // "" = no log file (rounds after the first)
   std::string log_compression;
   uint64_t max_silent_time = 0, timeout = 0, max_log_size = 0;
   uint32_t log_lines = 25;
-  bool print_build_logs = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, builder_job& x) {
-  return f(caf::meta::type_name("builder_job"), x.drv_path, x.program, x.args, x.env,
-           x.build_dir, x.store_dir, x.store_real_dir, x.overlay_upper, x.overlay_work,
-           x.overlay_hide, x.log_path, x.log_compression, x.max_silent_time, x.timeout,
-           x.max_log_size, x.log_lines, x.print_build_logs);
+  return f(caf::meta::type_name("builder_job"), x.drv_path, x.process, x.log_path, x.log_compression,
+           x.max_silent_time, x.timeout, x.max_log_size, x.log_lines);
 }
 
 // How a builder run ended. `limit` names a limit that killed it.
