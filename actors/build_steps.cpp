@@ -215,9 +215,7 @@ build_result build_steps::judge(const std::string& drv_path, const derivation& d
     r.error = outcome.message;
     return r;
   case builder_outcome::cancelled:
-    r.status = build_status::misc_failure;
-    r.error = "build of '" + drv_path + "' cancelled: another build failed (--keep-going builds what it can)";
-    return r;
+    return cancelled_result(drv_path);
   case builder_outcome::silent:
     r.status = build_status::timed_out;
     r.error = with_log_tail("building of '" + drv_path + "' timed out after " +

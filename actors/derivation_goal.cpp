@@ -144,7 +144,7 @@ bool platform_ok(const std::string& platform) {
 void inputs_realised(goal_ptr self) {
   auto& st = self->state;
   if (st.cancelled)
-    return done(self, failure(build_status::misc_failure, "build of '" + drv_path(self) + "' cancelled: another build failed"));
+    return done(self, cancelled_result(drv_path(self)));
   if (!st.failed_inputs.empty()) {
     std::string text = "cannot build derivation '" + drv_path(self) + "': " +
                        std::to_string(st.failed_inputs.size()) + " dependencies couldn't be built:";
@@ -180,7 +180,7 @@ bool take_locks(goal_ptr self) {
 void try_to_build(goal_ptr self) {
   auto& st = self->state;
   if (st.cancelled)
-    return done(self, failure(build_status::misc_failure, "build of '" + drv_path(self) + "' cancelled: another build failed"));
+    return done(self, cancelled_result(drv_path(self)));
   bool locked = false;
   try {
     locked = take_locks(self);
@@ -212,12 +212,14 @@ void try_to_build(goal_ptr self) {
                       self->state.has_lease = true;
                       self->state.lease = lease;
                       if (self->state.cancelled)
-                        return done(self, failure(build_status::misc_failure,
-                                                  "build of '" + drv_path(self) + "' cancelled: another build failed"));
+                        return done(self, cancelled_result(drv_path(self)));
                       self->state.start_time = std::time(nullptr);
                       build_round(self);
                     },
-                    [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
+                    [=](caf::error& e) {
+                      done(self, e == engine_errc::cancelled ? cancelled_result(drv_path(self))
+                                                             : failure(build_status::misc_failure, error_text(e)));
+                    });
           },
           [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
 }
@@ -302,12 +304,7 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
   return {
       [=](retry_atom) { try_to_build(self); },
       [=](add_outputs_atom, const std::set<std::string>& more) {
-        if (self->state.request.outputs.empty())
-          return; // already wants all of them
-        if (more.empty())
-          self->state.request.outputs.clear();
-        else
-          self->state.request.outputs.insert(more.begin(), more.end());
+        merge_outputs(self->state.request.outputs, more);
       },
       [=](cancel_atom) {
         auto& st = self->state;
@@ -315,7 +312,7 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
         if (st.builder)
           self->send(st.builder, cancel_atom::value);
         else if (!st.has_lease && st.pending == 0 && st.locks.empty())
-          done(self, failure(build_status::misc_failure, "build of '" + drv_path(self) + "' cancelled: another build failed"));
+          done(self, cancelled_result(drv_path(self)));
       },
   };
 }

@@ -20,16 +20,15 @@ struct engine_config : caf::actor_system_config {
 
 } // namespace
 
-engine_run run_builds(const store_layout& layout, const build_options& options,
+engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,
                       const std::vector<goal_request>& requests, const event_sink& events) {
-  auto store = std::make_shared<local_store>(layout);
   engine_run run;
   {
     engine_config cfg;
     caf::actor_system sys{cfg};
     auto store_actor = spawn_store_actor(sys, store, options);
     auto logger = spawn_logger(sys, options.print_build_logs);
-    auto sched = spawn_scheduler(sys, store_actor, logger, options, events, layout.store_dir());
+    auto sched = spawn_scheduler(sys, store_actor, logger, options, events, store->layout().store_dir());
     caf::scoped_actor self{sys};
     std::string failure;
     self->request(sched, caf::infinite, want_atom::value, requests)

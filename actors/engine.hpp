@@ -5,9 +5,10 @@
 #pragma once
 
 #include "messages/build_types.hpp"
-#include "store/store_layout.hpp"
+#include "store/local_store.hpp"
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,8 +28,8 @@ struct engine_run {
   std::vector<build_result> all;       // every goal's result, dependencies included
 };
 
-// Throws kiln::error if the store cannot be opened.
-engine_run run_builds(const store_layout& layout, const build_options& options,
+// `store` is the caller's open store; the store actor takes it over.
+engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,
                       const std::vector<goal_request>& requests, const event_sink& events);
 
 } // namespace kiln

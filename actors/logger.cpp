@@ -3,6 +3,7 @@
 // name as the reference does. Detached, because it writes files.
 #include "actors/actors.hpp"
 #include "store/build_log.hpp"
+#include "store/store_path.hpp"
 
 #include <iostream>
 #include <map>
@@ -23,14 +24,10 @@ struct logger_state {
   static inline const char* name = "logger";
 };
 
+// "hello" for /nix/store/<hash>-hello.drv: what -L puts before each line.
 std::string short_name(const std::string& drv_path) {
-  auto slash = drv_path.rfind('/');
-  std::string base = drv_path.substr(slash == std::string::npos ? 0 : slash + 1);
-  if (base.size() > 33)
-    base = base.substr(33);
-  if (base.size() > 4 && base.compare(base.size() - 4, 4, ".drv") == 0)
-    base.resize(base.size() - 4);
-  return base;
+  std::string_view name = parse_store_path(drv_path).name();
+  return std::string(name.substr(0, name.size() - 4));
 }
 
 void show(open_log& l) {

@@ -65,17 +65,6 @@ void emit(sched_ptr self, engine_event::kind_t kind, const std::string& drv, con
   st.events(e);
 }
 
-bool covers(const goal_entry& e, const std::set<std::string>& outputs) {
-  if (e.outputs.empty())
-    return true;
-  if (outputs.empty())
-    return false;
-  for (auto& o : outputs)
-    if (!e.outputs.count(o))
-      return false;
-  return true;
-}
-
 void start_goal(sched_ptr self, const std::string& key, goal_entry& e) {
   auto& st = self->state;
   auto me = caf::actor_cast<scheduler_actor>(self);
@@ -103,8 +92,7 @@ void want(sched_ptr self, const goal_request& req, bool is_path, bool top_level,
     return start_goal(self, req.drv_path, e);
   }
   if (e.result) {
-    bool reusable = !is_success(e.result->status) || e.result->status != build_status::already_valid ||
-                    covers(e, req.outputs);
+    bool reusable = e.result->status != build_status::already_valid || covers_outputs(e.outputs, req.outputs);
     if (reusable) {
       build_result r = *e.result;
       r.top_level = top_level;
@@ -112,16 +100,12 @@ void want(sched_ptr self, const goal_request& req, bool is_path, bool top_level,
     }
     // AlreadyValid for fewer outputs than now wanted: run the goal again.
     e.result.reset();
-    e.outputs = req.outputs.empty() ? std::set<std::string>{} : e.outputs;
-    e.outputs.insert(req.outputs.begin(), req.outputs.end());
+    merge_outputs(e.outputs, req.outputs);
     e.waiters.push_back(std::move(cb));
     return start_goal(self, req.drv_path, e);
   }
-  if (!covers(e, req.outputs)) {
-    if (req.outputs.empty())
-      e.outputs.clear();
-    else
-      e.outputs.insert(req.outputs.begin(), req.outputs.end());
+  if (!covers_outputs(e.outputs, req.outputs)) {
+    merge_outputs(e.outputs, req.outputs);
     caf::anon_send(e.goal, add_outputs_atom::value, req.outputs);
   }
   e.waiters.push_back(std::move(cb));

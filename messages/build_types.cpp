@@ -24,6 +24,34 @@ bool is_success(build_status s) {
   return s == build_status::built || s == build_status::substituted || s == build_status::already_valid;
 }
 
+bool covers_outputs(const std::set<std::string>& wanted, const std::set<std::string>& asked) {
+  if (wanted.empty())
+    return true;
+  if (asked.empty())
+    return false;
+  for (auto& o : asked)
+    if (!wanted.count(o))
+      return false;
+  return true;
+}
+
+void merge_outputs(std::set<std::string>& wanted, const std::set<std::string>& more) {
+  if (wanted.empty())
+    return; // already all of them
+  if (more.empty())
+    wanted.clear();
+  else
+    wanted.insert(more.begin(), more.end());
+}
+
+build_result cancelled_result(const std::string& drv_path) {
+  build_result r;
+  r.path = drv_path;
+  r.status = build_status::misc_failure;
+  r.error = "build of '" + drv_path + "' cancelled: another build failed (--keep-going builds what it can)";
+  return r;
+}
+
 int exit_status(const std::vector<build_result>& results) {
   bool failed = false, permanent = false, timed_out = false, mismatch = false, not_deterministic = false;
   for (auto& r : results) {

@@ -86,6 +86,13 @@ struct goal_request {
   std::set<std::string> outputs;
 };
 
+// Sets of wanted outputs, in which the empty set means all of them.
+bool covers_outputs(const std::set<std::string>& wanted, const std::set<std::string>& asked);
+void merge_outputs(std::set<std::string>& wanted, const std::set<std::string>& more);
+
+// The result of a goal stopped because another build failed (no --keep-going).
+build_result cancelled_result(const std::string& drv_path);
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, goal_request& x) {
   return f(caf::meta::type_name("goal_request"), x.drv_path, x.outputs);

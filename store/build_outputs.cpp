@@ -123,8 +123,10 @@ std::vector<path_info> inspect_build_outputs(local_store& store, const store_pat
         throw output_rejected("output path '" + o.path.full() +
                               "' should be a non-executable regular file since recursive hashing is not "
                               "enabled (outputHashMode=flat)");
-      hash got = method == ingestion_method::flat ? hash_file(wanted.algo, o.location)
-                                                  : hash_path(o.location, wanted.algo).nar_hash;
+      // The usual recursive SHA-256 is the NAR hash computed above.
+      hash got = method == ingestion_method::flat       ? hash_file(wanted.algo, o.location)
+                 : wanted.algo == hash_algo::sha256 ? info.nar_hash
+                                                    : hash_path(o.location, wanted.algo).nar_hash;
       if (!info.references.empty()) {
         std::string refs;
         for (auto& r : info.references)

@@ -149,7 +149,9 @@ event_sink progress_printer(bool json) {
   };
 }
 
-int build(const std::vector<std::string>& args) {
+} // namespace
+
+int build_command(const std::vector<std::string>& args) {
   auto a = cli::parse(args,
                       {store_option, cli::setting_option, {"--max-jobs", true, "-j"}, {"--keep-going", false, "-k"},
                        {"--keep-failed", false, "-K"}, {"--check"}, {"--repair"}, {"--hash"}, {"--repeat", true},
@@ -158,14 +160,12 @@ int build(const std::vector<std::string>& args) {
                       build_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "a derivation to build");
   build_options options = options_from(load_settings(a), a);
-  auto store = open_store(a);
+  std::shared_ptr<local_store> store = open_store(a);
   std::vector<goal_request> goals;
   for (auto& p : a.positional)
     goals.push_back(parse_goal(*store, p));
-  store_layout layout = store->layout();
-  store.reset(); // the engine opens its own
   bool json = a.has("--json");
-  engine_run run = run_builds(layout, options, goals, progress_printer(json));
+  engine_run run = run_builds(std::move(store), options, goals, progress_printer(json));
   if (::isatty(2))
     std::cerr << "\r\033[K" << std::flush;
 
@@ -188,7 +188,7 @@ int build(const std::vector<std::string>& args) {
   return exit_status(run.all);
 }
 
-int log(const std::vector<std::string>& args) {
+int log_command(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option}, log_usage);
   cli::expect_positional(a, 1, 1, "a store path");
   auto store = open_store(a);
@@ -210,9 +210,5 @@ int log(const std::vector<std::string>& args) {
   throw error("build log of '" + p.full() + "' is not available");
 }
 
-} // namespace
-
-int build_command(const std::vector<std::string>& args) { return build(args); }
-int log_command(const std::vector<std::string>& args) { return log(args); }
 
 } // namespace kiln::cmd
