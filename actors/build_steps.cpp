@@ -132,15 +132,18 @@ prepared_build build_steps::prepare(const std::string& drv_path, const derivatio
   j.store_dir = std::string(default_store_dir);
   j.store_real_dir = store_.layout().store_dir();
 
-  bool existing = false;
+  // Outputs already on disk (valid, or left over).
+  std::vector<std::string> existing;
   for (auto& [oname, out] : drv.outputs) {
     struct stat st;
-    if (!out.path.empty() && ::lstat(store_.real_path(parse_store_path(out.path)).c_str(), &st) == 0)
-      existing = true;
+    store_path op = parse_store_path(out.path);
+    if (::lstat(store_.real_path(op).c_str(), &st) == 0)
+      existing.emplace_back(op.base_name());
   }
   // Check and repair rebuild outputs that exist, and later rounds must not
-  // disturb the first round's: their writes go to an overlay.
-  b.isolated_outputs = round > 1 || (options_.mode != build_mode::normal && existing);
+  // disturb the first round's: their writes go to an overlay, which hides
+  // the existing ones from the builder.
+  b.isolated_outputs = round > 1 || (options_.mode != build_mode::normal && !existing.empty());
   if (b.isolated_outputs) {
     std::string base = store_.layout().kiln_dir() + "/builds";
     make_dir(store_.layout().kiln_dir(), 0755);
@@ -153,14 +156,12 @@ prepared_build build_steps::prepare(const std::string& drv_path, const derivatio
     j.overlay_work = dir + "/work";
     make_dir(j.overlay_upper, 0755);
     make_dir(j.overlay_work, 0700);
+    j.overlay_hide = existing;
   }
   for (auto& [oname, out] : drv.outputs) {
     store_path op = parse_store_path(out.path);
     std::string real = store_.real_path(op);
     if (b.isolated_outputs) {
-      struct stat st;
-      if (::lstat(real.c_str(), &st) == 0)
-        j.overlay_hide.emplace_back(op.base_name());
       b.output_locations[oname] = j.overlay_upper + "/" + std::string(op.base_name());
     } else {
       // An invalid leftover from an earlier attempt (we hold its lock).

@@ -38,7 +38,8 @@ struct scheduler_state {
   event_sink events;
   std::string store_real_dir;
   std::map<std::string, goal_entry> drv_goals, path_goals;
-  std::map<caf::actor_addr, std::string> by_actor;
+  // A running goal's key and table (true: path_goals).
+  std::map<caf::actor_addr, std::pair<std::string, bool>> by_actor;
   uint64_t next_lease = 1;
   std::map<uint64_t, caf::actor_addr> leases;
   std::deque<queued_slot> slot_queue;
@@ -74,7 +75,7 @@ void start_goal(sched_ptr self, const std::string& key, goal_entry& e) {
     e.goal = spawn_derivation_goal(self, me, st.store, st.logger, st.options, goal_request{key, e.outputs},
                                    st.store_real_dir);
   self->monitor(e.goal);
-  st.by_actor[e.goal.address()] = key;
+  st.by_actor[e.goal.address()] = {key, e.is_path};
   if (st.cancelling)
     caf::anon_send(e.goal, cancel_atom::value);
 }
@@ -136,14 +137,15 @@ void cancel_all(sched_ptr self) {
   st.slot_queue.clear();
 }
 
-void goal_done(sched_ptr self, const std::string& key, bool is_path, build_result r) {
+// Records the result of the goal `who`; nothing if it is not running.
+void goal_done(sched_ptr self, const caf::actor_addr& who, build_result r) {
   auto& st = self->state;
-  auto& table = is_path ? st.path_goals : st.drv_goals;
-  auto it = table.find(key);
-  if (it == table.end() || it->second.result)
+  auto running = st.by_actor.find(who);
+  if (running == st.by_actor.end())
     return;
-  goal_entry& e = it->second;
-  st.by_actor.erase(e.goal.address());
+  auto [key, is_path] = running->second;
+  st.by_actor.erase(running);
+  goal_entry& e = (is_path ? st.path_goals : st.drv_goals).at(key);
   e.goal = nullptr;
   r.top_level = e.top_level;
   e.result = r;
@@ -178,13 +180,11 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logg
     auto g = st.by_actor.find(dm.source);
     if (g == st.by_actor.end())
       return; // finished normally
-    std::string key = g->second;
-    bool is_path = st.path_goals.count(key) && st.path_goals[key].goal.address() == dm.source;
     build_result r;
-    r.path = key;
+    r.path = g->second.first;
     r.status = build_status::misc_failure;
-    r.error = "the goal for '" + key + "' died: " + caf::to_string(dm.reason);
-    goal_done(self, key, is_path, r);
+    r.error = "the goal for '" + r.path + "' died: " + caf::to_string(dm.reason);
+    goal_done(self, dm.source, r);
   });
   return {
       [=](want_atom, const goal_request& req, bool top_level) -> caf::typed_response_promise<build_result> {
@@ -230,14 +230,8 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logg
         grant_slots(self);
       },
       [=](done_atom, build_result& r) {
-        auto& st = self->state;
-        auto sender = self->current_sender() ? self->current_sender()->address() : caf::actor_addr();
-        auto g = st.by_actor.find(sender);
-        if (g == st.by_actor.end())
-          return;
-        std::string key = g->second;
-        bool is_path = st.path_goals.count(key) && st.path_goals[key].goal.address() == sender;
-        goal_done(self, key, is_path, std::move(r));
+        if (auto sender = self->current_sender())
+          goal_done(self, sender->address(), std::move(r));
       },
       [=](status_atom, const std::string& drv, const std::string& what) {
         emit(self, engine_event::building, drv, what);
