@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
+#include <memory>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -47,7 +48,7 @@ private:
 
 class dumper {
 public:
-  explicit dumper(sink& out) : w_(out), buf_(1 << 20) {}
+  explicit dumper(sink& out) : w_(out) {}
 
   void dump_root(const std::string& path) {
     w_.str(nar_magic);
@@ -88,8 +89,9 @@ private:
     if (!S_ISREG(st.st_mode))
       throw error("file '" + shown + "' changed type while being archived");
     uint64_t size = static_cast<uint64_t>(st.st_size), left = size;
-    if (size > buf_.size())
+    if (size > max_buffer)
       ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+    reserve_buffer(static_cast<std::size_t>(std::min<uint64_t>(size + 1, max_buffer)));
     w_.str("regular");
     if (st.st_mode & S_IXUSR) {
       w_.str("executable");
@@ -100,11 +102,11 @@ private:
     // Asking for one byte more than is left detects growth without an extra
     // read at the end: a short read of a regular file means end of file.
     for (;;) {
-      std::size_t want = static_cast<std::size_t>(std::min<uint64_t>(left + 1, buf_.size()));
-      std::size_t n = read_some(fd.get(), buf_.data(), want, "'" + shown + "'");
+      std::size_t want = static_cast<std::size_t>(std::min<uint64_t>(left + 1, buf_size_));
+      std::size_t n = read_some(fd.get(), buf_.get(), want, "'" + shown + "'");
       if (n > left)
         throw error("file '" + shown + "' grew while being archived");
-      w_.raw(buf_.data(), n);
+      w_.raw(buf_.get(), n);
       left -= n;
       if (n < want)
         break;
@@ -149,8 +151,20 @@ private:
     }
   }
 
+  // Sized to the largest file seen so far (up to max_buffer) and never
+  // zero-filled: outputs are mostly tiny, and touching a fresh megabyte per
+  // dump cost more than hashing them.
+  void reserve_buffer(std::size_t n) {
+    if (n > buf_size_) {
+      buf_.reset(new char[n]);
+      buf_size_ = n;
+    }
+  }
+
+  static constexpr std::size_t max_buffer = 1 << 20;
   nar_writer w_;
-  std::vector<char> buf_;
+  std::unique_ptr<char[]> buf_;
+  std::size_t buf_size_ = 0;
 };
 
 } // namespace
