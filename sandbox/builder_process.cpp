@@ -92,20 +92,11 @@ int run_child(void* arg) {
   const child_plan& c = *static_cast<const child_plan*>(arg);
   const builder_spec& spec = *c.spec;
   int rfd = c.report_fd;
-  // Handlers the parent installed would run on the parent's memory; the
-  // builder starts with every signal at its default and none blocked.
-  for (int sig = 1; sig < NSIG; ++sig) {
-    struct sigaction old;
-    if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler != SIG_DFL &&
-        (old.sa_handler != SIG_IGN || sig == SIGPIPE)) {
-      struct sigaction dfl {};
-      dfl.sa_handler = SIG_DFL;
-      ::sigaction(sig, &dfl, nullptr);
-    }
-  }
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // Every signal stays blocked (the parent blocked them before the clone)
+  // until just before exec, so no handler of the parent's runs on its
+  // memory here; execve itself resets handled signals to their defaults.
+  // Ignored ones stay ignored across exec, and the builder must get SIGPIPE.
+  ::signal(SIGPIPE, SIG_DFL);
   if (::setsid() < 0)
     fail(rfd, step::new_session);
   if (c.remount) {
@@ -135,6 +126,11 @@ int run_child(void* arg) {
     fail(rfd, step::build_dir);
   if (::dup2(c.null_fd, 0) < 0 || ::dup2(c.out_fd, 1) < 0 || ::dup2(c.out_fd, 2) < 0)
     fail(rfd, step::io);
+  // From here to exec nothing can signal the child: it is in a session of
+  // its own and nobody knows its pid yet.
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
   ::execve(c.argv[0], c.argv, c.envp);
   fail(rfd, step::exec);
 }

@@ -41,16 +41,6 @@ std::string log_stem(const store_layout& layout, std::string_view base) {
   return layout.log_dir() + "/" + std::string(base.substr(0, 2)) + "/" + std::string(base.substr(2));
 }
 
-void make_dirs(const std::string& dir) {
-  std::string sofar;
-  for (std::size_t i = 1; i <= dir.size(); ++i)
-    if (i == dir.size() || dir[i] == '/') {
-      sofar = dir.substr(0, i);
-      if (::mkdir(sofar.c_str(), 0755) != 0 && errno != EEXIST)
-        throw_errno("creating log directory '" + sofar + "'");
-    }
-}
-
 std::string unzstd(const std::string& in, const std::string& path) {
   std::string out;
   ZSTD_DStream* d = ZSTD_createDStream();
@@ -148,7 +138,7 @@ build_log_writer::build_log_writer(const std::string& path, log_compression comp
     : impl_(std::make_unique<impl>()) {
   impl_->path = path;
   impl_->compression = compression;
-  make_dirs(split_path(path).first);
+  make_directories(split_path(path).first);
   impl_->fd = unique_fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!impl_->fd)
     throw_errno("creating build log '" + path + "'");

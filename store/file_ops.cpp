@@ -92,6 +92,19 @@ void fsync_at(int dirfd, const std::string& name, const std::string& shown) {
 
 } // namespace
 
+void make_directories(const std::string& dir, unsigned mode) {
+  if (dir.empty() || ::mkdir(dir.c_str(), mode) == 0 || errno == EEXIST)
+    return;
+  if (errno != ENOENT)
+    throw_errno("creating the directory '" + dir + "'");
+  auto slash = dir.find_last_of('/');
+  if (slash == std::string::npos || slash == 0)
+    throw_errno("creating the directory '" + dir + "'");
+  make_directories(dir.substr(0, slash), mode);
+  if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST)
+    throw_errno("creating the directory '" + dir + "'");
+}
+
 void fsync_tree(const std::string& path) {
   fsync_at(AT_FDCWD, path, path);
 }

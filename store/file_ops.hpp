@@ -31,6 +31,10 @@ void fsync_tree(const std::string& path);
 // fsyncs one directory, so an entry created or renamed in it is durable.
 void fsync_directory(const std::string& dir);
 
+// Creates `dir` and any missing parents with `mode` (mkdir -p). The
+// common case, only the last component missing or none, costs one call.
+void make_directories(const std::string& dir, unsigned mode = 0755);
+
 // Splits "a/b/c" into "a/b" and "c"; "c" gives "." and "c".
 std::pair<std::string, std::string> split_path(const std::string& path);
 

@@ -18,24 +18,13 @@
 namespace kiln {
 namespace {
 
-void make_dir(const std::string& dir, mode_t mode) {
-  std::string partial;
-  for (std::size_t pos = 1; pos <= dir.size(); ++pos) {
-    if (pos == dir.size() || dir[pos] == '/') {
-      partial = dir.substr(0, pos);
-      if (::mkdir(partial.c_str(), mode) != 0 && errno != EEXIST)
-        throw_errno("creating the directory '" + partial + "'");
-    }
-  }
-}
-
 // The layout's directories, created if missing (the database's first,
 // since the store_db member opens it right after).
 store_layout prepared(store_layout layout) {
   for (auto& d : {layout.db_dir(), layout.store_dir(), layout.gcroots_dir(),
                   layout.temproots_dir(), layout.profiles_dir(), layout.log_dir(),
                   layout.pending_dir()})
-    make_dir(d, 0755);
+    make_directories(d);
   return layout;
 }
 
