@@ -231,8 +231,8 @@ void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome&
   self->request(st.store, caf::infinite, finish_atom::value, drv_path(self), st.loaded.drv, b, o, st.round, st.rounds)
       .then(
           [=](build_result& r) {
-            auto& st = self->state;
-            if (r.status == build_status::built && st.round < st.rounds && !st.cancelled)
+            auto& state = self->state;
+            if (r.status == build_status::built && state.round < state.rounds && !state.cancelled)
               return build_round(self);
             done(self, std::move(r));
           },
@@ -249,14 +249,14 @@ void build_round(goal_ptr self) {
   self->request(st.store, caf::infinite, prepare_atom::value, drv_path(self), st.loaded.drv, st.round, st.rounds)
       .then(
           [=](prepared_build& b) {
-            auto& st = self->state;
-            if (st.cancelled) {
+            auto& state = self->state;
+            if (state.cancelled) {
               builder_outcome o;
               o.limit = builder_outcome::cancelled;
               return finish_round(self, b, o);
             }
-            st.builder = spawn_builder(self->system(), st.logger);
-            self->request(st.builder, caf::infinite, run_atom::value, b.job)
+            state.builder = spawn_builder(self->system(), state.logger);
+            self->request(state.builder, caf::infinite, run_atom::value, b.job)
                 .then(
                     [=](builder_outcome& o) {
                       self->state.builder = nullptr;
@@ -307,11 +307,11 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
         merge_outputs(self->state.request.outputs, more);
       },
       [=](cancel_atom) {
-        auto& st = self->state;
-        st.cancelled = true;
-        if (st.builder)
-          self->send(st.builder, cancel_atom::value);
-        else if (!st.has_lease && st.pending == 0 && st.locks.empty())
+        auto& state = self->state;
+        state.cancelled = true;
+        if (state.builder)
+          self->send(state.builder, cancel_atom::value);
+        else if (!state.has_lease && state.pending == 0 && state.locks.empty())
           done(self, cancelled_result(drv_path(self)));
       },
   };

@@ -1,8 +1,10 @@
 // The embedded engine: an actor system in this process with the store
 // actor, logger and scheduler, run until every requested goal is done.
 #include "actors/actors.hpp"
+#include "actors/valid_targets.hpp"
 #include "store/error.hpp"
 
+#include <map>
 #include <thread>
 
 namespace kiln {
@@ -27,29 +29,40 @@ struct engine_config : caf::actor_system_config {
 engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,
                       const std::vector<goal_request>& requests, const event_sink& events) {
   engine_run run;
-  {
+  settled_targets settled;
+  if (options.mode == build_mode::normal)
+    settled = settle_valid_targets(*store, requests);
+  else
+    settled.remaining = requests;
+  run.all = std::move(settled.already_valid);
+  if (!settled.remaining.empty()) {
     engine_config cfg;
     caf::actor_system sys{cfg};
-    auto store_actor = spawn_store_actor(sys, store, options);
+    auto storer = spawn_store_actor(sys, store, options);
     auto logger = spawn_logger(sys, options.print_build_logs);
-    auto sched = spawn_scheduler(sys, store_actor, logger, options, events, store->layout().store_dir());
+    auto sched = spawn_scheduler(sys, storer, logger, options, events, store->layout().store_dir());
     caf::scoped_actor self{sys};
     std::string failure;
-    self->request(sched, caf::infinite, want_atom::value, requests)
-        .receive([&](std::vector<build_result>& all) { run.all = std::move(all); },
-                 [&](caf::error& e) { failure = sys.render(e); });
+    self->request(sched, caf::infinite, want_atom::value, settled.remaining)
+        .receive(
+            [&](std::vector<build_result>& all) {
+              run.all.insert(run.all.end(), std::make_move_iterator(all.begin()),
+                             std::make_move_iterator(all.end()));
+            },
+            [&](caf::error& e) { failure = sys.render(e); });
     self->send_exit(sched, caf::exit_reason::user_shutdown);
     self->send_exit(logger, caf::exit_reason::user_shutdown);
-    self->send_exit(store_actor, caf::exit_reason::user_shutdown);
+    self->send_exit(storer, caf::exit_reason::user_shutdown);
     if (!failure.empty())
       throw kiln::error("the build engine failed: " + failure);
   }
+  std::map<std::string, const build_result*> top_level;
+  for (auto& r : run.all)
+    if (r.top_level)
+      top_level.emplace(r.path, &r);
   for (auto& req : requests)
-    for (auto& r : run.all)
-      if (r.path == req.drv_path && r.top_level) {
-        run.top_level.push_back(r);
-        break;
-      }
+    if (auto it = top_level.find(req.drv_path); it != top_level.end())
+      run.top_level.push_back(*it->second);
   return run;
 }
 

@@ -120,6 +120,10 @@ void local_store::add_temp_root(const store_path& p) {
   temp_roots::for_store(layout_.state_dir(), std::string(default_store_dir)).add(p);
 }
 
+void local_store::add_temp_roots(const std::vector<store_path>& paths) {
+  temp_roots::for_store(layout_.state_dir(), std::string(default_store_dir)).add(paths);
+}
+
 void local_store::add_temp_roots_for_references(const path_info& info) {
   for (auto& r : info.references) {
     if (r == info.path)

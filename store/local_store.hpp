@@ -58,6 +58,7 @@ public:
   // Keeps `p` from the garbage collector until this process exits (Nix's
   // temp roots; every add roots its path and references itself).
   void add_temp_root(const store_path& p);
+  void add_temp_roots(const std::vector<store_path>& paths);
 
   // What the interrupted-add cleanup removed when this store was opened.
   std::size_t cleaned_on_open() const { return cleaned_; }

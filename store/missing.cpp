@@ -2,6 +2,7 @@
 
 #include "store/derivation.hpp"
 #include "store/error.hpp"
+#include "store/sqlite.hpp"
 
 namespace kiln {
 namespace {
@@ -12,6 +13,11 @@ public:
     : store_(store), substituters_(substituters) {}
 
   void want(const wanted_path& w) { todo_.push_back(w); }
+  void want_target(const wanted_path& w) {
+    if (w.outputs)
+      targets_.insert(w.path);
+    want(w);
+  }
 
   // A worklist rather than recursion: dependency chains can be very long.
   void run() {
@@ -78,8 +84,13 @@ private:
     for (auto& name : wanted)
       if (!drv.outputs.count(name))
         throw error("derivation '" + drv_path.full() + "' has no output '" + name + "'");
-    if (invalid.empty())
+    if (invalid.empty()) {
+      if (targets_.count(drv_path))
+        for (auto& [name, out] : drv.outputs)
+          if (!out.path.empty())
+            plan.satisfied[drv_path].emplace(name, parse_store_path(out.path));
       return;
+    }
     auto found = ask(invalid);
     if (found.size() == invalid.size()) {
       for (auto& [p, info] : found)
@@ -101,6 +112,7 @@ private:
   local_store& store_;
   const substitutable_query& substituters_;
   std::vector<wanted_path> todo_;
+  store_path_set targets_;
   std::set<std::pair<store_path, std::set<std::string>>> seen_;
 };
 
@@ -110,7 +122,8 @@ missing_plan query_missing(local_store& store, const std::vector<wanted_path>& t
                            const substitutable_query& substituters) {
   planner p(store, substituters);
   for (auto& t : targets)
-    p.want(t);
+    p.want_target(t);
+  sqlite_read_txn snapshot(store.db().db());
   p.run();
   return p.plan;
 }

@@ -46,6 +46,9 @@ struct missing_plan {
   store_path_set unknown;
   uint64_t download_size = 0;
   uint64_t nar_size = 0;
+  // Derivation targets whose wanted outputs are all valid already, with
+  // every output path the derivation names (output name -> path).
+  std::map<store_path, std::map<std::string, store_path>> satisfied;
 };
 
 // Throws for a malformed .drv in the store (naming it). A derivation whose

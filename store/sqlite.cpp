@@ -27,7 +27,27 @@ sqlite_db::sqlite_db(const std::string& path, bool create) : path_(path) {
 }
 
 sqlite_db::~sqlite_db() {
+  for (auto& [sql, stmt] : idle_)
+    sqlite3_finalize(stmt);
   sqlite3_close_v2(db_);
+}
+
+sqlite3_stmt* sqlite_db::take_statement(const std::string& sql, std::string_view purpose) {
+  if (auto it = idle_.find(sql); it != idle_.end()) {
+    sqlite3_stmt* stmt = it->second;
+    idle_.erase(it);
+    return stmt;
+  }
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK)
+    fail(db_, "preparing to " + std::string(purpose), path_);
+  return stmt;
+}
+
+void sqlite_db::return_statement(const std::string& sql, sqlite3_stmt* stmt) {
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  idle_.emplace(sql, stmt);
 }
 
 void sqlite_db::exec(const std::string& sql, std::string_view purpose) {
@@ -40,13 +60,10 @@ int64_t sqlite_db::last_insert_rowid() const {
 }
 
 sqlite_stmt::sqlite_stmt(sqlite_db& db, const std::string& sql, std::string purpose)
-  : db_(db), purpose_(std::move(purpose)) {
-  if (sqlite3_prepare_v2(db.handle(), sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK)
-    fail(db.handle(), "preparing to " + purpose_, db.path());
-}
+  : db_(db), stmt_(db.take_statement(sql, purpose)), sql_(sql), purpose_(std::move(purpose)) {}
 
 sqlite_stmt::~sqlite_stmt() {
-  sqlite3_finalize(stmt_);
+  db_.return_statement(sql_, stmt_);
 }
 
 sqlite_stmt& sqlite_stmt::bind(std::string_view text) {
@@ -124,6 +141,14 @@ sqlite_txn::~sqlite_txn() {
 void sqlite_txn::commit() {
   db_.exec("commit", "committing a transaction");
   done_ = true;
+}
+
+sqlite_read_txn::sqlite_read_txn(sqlite_db& db) : db_(db) {
+  db_.exec("begin", "starting a read transaction");
+}
+
+sqlite_read_txn::~sqlite_read_txn() {
+  sqlite3_exec(db_.handle(), "commit", nullptr, nullptr, nullptr);
 }
 
 } // namespace kiln

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,8 +29,17 @@ public:
   const std::string& path() const { return path_; }
 
 private:
+  friend class sqlite_stmt;
+  // Statements are prepared once per connection and reused: a store
+  // answering many small queries (a big build graph) spent more time
+  // compiling SQL than running it. An idle statement waits here; one in
+  // use is taken out, so nested uses of the same SQL each get their own.
+  sqlite3_stmt* take_statement(const std::string& sql, std::string_view purpose);
+  void return_statement(const std::string& sql, sqlite3_stmt* stmt);
+
   sqlite3* db_ = nullptr;
   std::string path_;
+  std::multimap<std::string, sqlite3_stmt*> idle_;
 };
 
 class sqlite_stmt {
@@ -61,6 +71,7 @@ public:
 private:
   sqlite_db& db_;
   sqlite3_stmt* stmt_ = nullptr;
+  std::string sql_;
   std::string purpose_;
   int next_ = 1;
 };
@@ -76,6 +87,21 @@ public:
 private:
   sqlite_db& db_;
   bool done_ = false;
+};
+
+// One consistent snapshot for a run of queries: a read transaction (plain
+// "begin", deferred), ended when the value goes. Each statement outside a
+// transaction takes and drops WAL read locks of its own, which dominated
+// planning a large graph; inside one, they are taken once.
+class sqlite_read_txn {
+public:
+  explicit sqlite_read_txn(sqlite_db& db);
+  ~sqlite_read_txn();
+  sqlite_read_txn(const sqlite_read_txn&) = delete;
+  sqlite_read_txn& operator=(const sqlite_read_txn&) = delete;
+
+private:
+  sqlite_db& db_;
 };
 
 } // namespace kiln

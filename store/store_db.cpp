@@ -99,6 +99,9 @@ store_db::store_db(const std::string& db_dir, std::string store_dir) : store_dir
   db_->exec("pragma foreign_keys = on", "enabling foreign keys");
   db_->exec("pragma journal_mode = wal", "switching to WAL mode");
   db_->exec("pragma synchronous = normal", "setting the sync mode");
+  // More pages stay cached than SQLite's default 2 MB: looking up 100,000
+  // paths was mostly page reads.
+  db_->exec("pragma cache_size = -16384", "sizing the page cache");
   if (fresh) {
     sqlite_txn txn(*db_);
     db_->exec(schema_sql, "creating the store schema");

@@ -101,25 +101,35 @@ bool temp_roots::tell_collector(const std::string& line) {
 }
 
 void temp_roots::add(const store_path& p) {
+  add(std::vector<store_path>{p});
+}
+
+void temp_roots::add(const std::vector<store_path>& paths) {
+  if (paths.empty())
+    return;
   std::lock_guard<std::mutex> g(mutex_);
   if (!file_fd_)
     open_file();
   std::string lock_path = gc_lock_path(state_dir_);
   if (!gc_lock_fd_)
     gc_lock_fd_ = open_lock_file(lock_path);
-  std::string full = p.full(store_dir_);
   // The file first: a collector that starts after this write reads it. One
   // already running (it holds gc.lock, so our shared lock fails) read the
-  // files before, and must hear of the root over its socket. (Writing after
-  // the socket's answer, a collector starting in between would miss it.)
-  std::string entry = full + '\0';
-  write_all(file_fd_.get(), entry.data(), entry.size(), file_);
+  // files before, and must hear of the roots over its socket. (Writing after
+  // the socket's answer, a collector starting in between would miss them.)
+  std::string entries;
+  for (auto& p : paths)
+    entries += p.full(store_dir_) + '\0';
+  write_all(file_fd_.get(), entries.data(), entries.size(), file_);
+  std::size_t told = 0;
   for (int attempt = 0;; ++attempt) {
     if (lock_file(gc_lock_fd_.get(), lock_kind::shared, false, lock_path)) {
       lock_file(gc_lock_fd_.get(), lock_kind::none, true, lock_path);
       return;
     }
-    if (tell_collector(full + "\n"))
+    while (told < paths.size() && tell_collector(paths[told].full(store_dir_) + "\n"))
+      ++told;
+    if (told == paths.size())
       return;
     std::this_thread::sleep_for(std::chrono::milliseconds(attempt < 20 ? 1 : 10));
   }

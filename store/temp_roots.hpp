@@ -19,6 +19,7 @@
 #include <set>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace kiln {
 
@@ -35,6 +36,8 @@ public:
 
   // Keeps `p` (valid or not yet) from the collector until this process exits.
   void add(const store_path& p);
+  // The same for many paths at once: one write and one look for a collector.
+  void add(const std::vector<store_path>& paths);
 
 private:
   void open_file();

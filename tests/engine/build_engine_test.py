@@ -82,6 +82,20 @@ r = build(top)
 check(r.returncode == 0 and r.stdout.strip() == top_out, f"plain output is the output path: {r.stdout!r}")
 r = build("--json", top)
 check(results(r)[top]["status"] == "AlreadyValid", f"AlreadyValid: {r.stdout[:300]}")
+# --stdin: valid targets settle without building, a new one builds, outputs in the order asked.
+fresh = drv("fresh", "echo fresh > $out")
+r = subprocess.run([kiln, "build", "--store", store, "--stdin", "--json"], input=f"{top}^out\n{fresh}  {leaf}\n",
+                   capture_output=True, text=True, timeout=120)
+res = results(r) if r.returncode == 0 else {}
+check(r.returncode == 0 and res.get(top, {}).get("status") == "AlreadyValid" and res.get(leaf, {}).get("status") ==
+      "AlreadyValid" and res.get(fresh, {}).get("status") == "Built" and len(res) == 3,
+      f"--stdin mixes valid and new targets: {r.stdout[:500]} {r.stderr[:300]}")
+check(res.get(top, {}).get("builtOutputs") == {"out": top_out}, f"a settled target names its outputs: {res.get(top)}")
+r = subprocess.run([kiln, "build", "--store", store, "--stdin", top], input=f"{leaf}\n", capture_output=True,
+                   text=True, timeout=120)
+check(r.returncode == 0 and r.stdout.split() == [top_out, leaf_out], f"--stdin after arguments, in order: {r.stdout!r}")
+r = subprocess.run([kiln, "build", "--store", store, "--stdin"], input="", capture_output=True, text=True)
+check(r.returncode == 1 and "missing a derivation" in r.stderr, f"--stdin with nothing: {r.stderr[:200]}")
 r = run("log", "--store", store, leaf)
 check(r.returncode == 0 and r.stdout == "building leaf\n", f"kiln log of the .drv: {r.stdout!r} {r.stderr}")
 r = run("log", "--store", store, leaf_out)

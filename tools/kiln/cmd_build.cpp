@@ -40,6 +40,8 @@ Options:
   --max-log-size BYTES   kill a build that logs more (LogLimitExceeded)
   -L, --print-build-logs show build output as it comes
   --json                 print every goal's result as JSON instead of paths
+  --stdin                also read DRV[^OUTPUTS] arguments from standard input
+                         (separated by white space; for graphs too big for argv)
   --option NAME VALUE    any kiln.conf setting (max-jobs, cores, log-lines,
                          compress-build-log, secret-key-files, post-build-hook, ...)
 
@@ -156,13 +158,18 @@ int build_command(const std::vector<std::string>& args) {
                       {store_option, cli::setting_option, {"--max-jobs", true, "-j"}, {"--keep-going", false, "-k"},
                        {"--keep-failed", false, "-K"}, {"--check"}, {"--repair"}, {"--hash"}, {"--repeat", true},
                        {"--max-silent-time", true}, {"--timeout", true}, {"--max-log-size", true},
-                       {"--print-build-logs", false, "-L"}, {"--json"}},
+                       {"--print-build-logs", false, "-L"}, {"--json"}, {"--stdin"}},
                       build_usage);
-  cli::expect_positional(a, 1, SIZE_MAX, "a derivation to build");
+  std::vector<std::string> wanted = a.positional;
+  if (a.has("--stdin"))
+    for (std::string word; std::cin >> word;)
+      wanted.push_back(word);
+  if (wanted.empty())
+    throw cli::usage_error("missing a derivation to build");
   build_options options = options_from(load_settings(a), a);
   std::shared_ptr<local_store> store = open_store(a);
   std::vector<goal_request> goals;
-  for (auto& p : a.positional)
+  for (auto& p : wanted)
     goals.push_back(parse_goal(*store, p));
   bool json = a.has("--json");
   engine_run run = run_builds(std::move(store), options, goals, progress_printer(json));
