@@ -2,6 +2,7 @@
 
 #include "sandbox/builder_env.hpp"
 #include "sandbox/builder_process.hpp"
+#include "sandbox/builtin_builders.hpp"
 #include "store/build_log.hpp"
 #include "store/build_outputs.hpp"
 #include "store/closure.hpp"
@@ -127,8 +128,13 @@ prepared_build build_steps::prepare(const std::string& drv_path, const derivatio
     write_all(fd.get(), contents.data(), contents.size(), p);
   }
 
-  j.program = drv.builder;
-  j.args = drv.args;
+  if (auto builtin = sandbox::builtin_command(drv.builder)) {
+    j.program = (*builtin)[0];
+    j.args.assign(builtin->begin() + 1, builtin->end());
+  } else {
+    j.program = drv.builder;
+    j.args = drv.args;
+  }
   j.store_dir = std::string(default_store_dir);
   j.store_real_dir = store_.layout().store_dir();
 

@@ -204,6 +204,77 @@ transient = drv("fixedfail", "exit 1", fixed={"hashAlgo": "sha256", "hash": good
 r = build("--json", transient)
 check(r.returncode == 1 and results(r)[transient]["status"] == "TransientFailure", f"TransientFailure: {r.returncode} {r.stdout[:200]}")
 
+# builtin:fetchurl from file:// and from an HTTP server on loopback: flat, executable,
+# unpacked NAR; a 404, a wrong hash and a missing attribute fail with the reason.
+import http.server, shutil, threading
+served = f"{tmp}/served"
+os.makedirs(served)
+open(f"{served}/hello.txt", "wb").write(b"hello fetch\n")
+nar_src = f"{tmp}/nar-src"
+os.makedirs(f"{nar_src}/bin")
+open(f"{nar_src}/bin/tool", "w").write("#!/bin/sh\necho tool\n")
+os.chmod(f"{nar_src}/bin/tool", 0o755)
+open(f"{served}/tree.nar", "wb").write(subprocess.run([kiln, "nar", "dump", nar_src], capture_output=True).stdout)
+nar_hash = subprocess.run([kiln, "hash", "path", "--type", "sha256", "--base16", nar_src], capture_output=True,
+                          text=True).stdout.strip()
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, directory=served, **kw)
+
+    def log_message(self, *a):
+        pass
+
+
+httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+threading.Thread(target=httpd.serve_forever, daemon=True).start()
+base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+hello_hash = hashlib.sha256(b"hello fetch\n").hexdigest()
+
+
+def fetch(name, url, hash_=hello_hash, mode=None, **env):
+    body = {"url": url, **env}
+    fixed = {"hashAlgo": ("r:sha256" if mode == "recursive" else "sha256"), "hash": hash_}
+    return drv(name, "", env=body, fixed=fixed, system="builtin", builder="builtin:fetchurl")
+
+
+for label, url in (("file", f"file://{served}/hello.txt"), ("http", f"{base_url}/hello.txt")):
+    f = fetch(f"hello-{label}", url)
+    r = build("--json", f)
+    res = results(r) if r.returncode == 0 else {}
+    out = res.get(f, {}).get("builtOutputs", {}).get("out", "")
+    check(res.get(f, {}).get("status") == "Built" and open(real(out), "rb").read() == b"hello fetch\n",
+          f"builtin:fetchurl from {label}: {r.returncode} {r.stderr[-400:]}")
+    check(f"downloading '{url}'" in run("log", "--store", store, f).stdout, f"the {label} download is logged")
+# As <nix/fetchurl.nix> does it: an executable download is hashed recursively.
+shutil.copy(f"{served}/hello.txt", f"{tmp}/hello-exec")
+os.chmod(f"{tmp}/hello-exec", 0o755)
+exec_hash = subprocess.run([kiln, "hash", "path", "--type", "sha256", "--base16", f"{tmp}/hello-exec"],
+                           capture_output=True, text=True).stdout.strip()
+f = fetch("tool-exec", f"{base_url}/hello.txt", hash_=exec_hash, mode="recursive", executable="1")
+r = build(f)
+check(r.returncode == 0 and os.stat(real(r.stdout.strip())).st_mode & 0o111, f"executable = 1: {r.stderr[-300:]}")
+f = fetch("tree", f"{base_url}/tree.nar", hash_=nar_hash, mode="recursive", unpack="1")
+r = build(f)
+out = r.stdout.strip()
+check(r.returncode == 0 and os.path.exists(real(out) + "/bin/tool") and os.access(real(out) + "/bin/tool", os.X_OK),
+      f"unpack = 1 restores the NAR: {r.stderr[-300:]}")
+f = fetch("missing", f"{base_url}/nothing.txt")
+r = build("--json", f)
+check(r.returncode == 1 and results(r)[f]["status"] == "TransientFailure" and "HTTP error 404" in r.stderr,
+      f"a 404 fails with the reason: {r.returncode} {r.stderr[-300:]}")
+f = fetch("wronghash", f"{base_url}/hello.txt", hash_=good)
+r = build(f)
+check(r.returncode == 102 and "hash mismatch" in r.stderr, f"a fetched file with the wrong hash: {r.stderr[-300:]}")
+f = drv("nourl", "", env={}, fixed={"hashAlgo": "sha256", "hash": hello_hash}, system="builtin", builder="builtin:fetchurl")
+r = build(f)
+check(r.returncode == 1 and "attribute 'url' missing" in r.stderr, f"no url: {r.stderr[-300:]}")
+f = drv("nobuiltin", "", fixed={"hashAlgo": "sha256", "hash": hello_hash}, system="builtin", builder="builtin:frobnicate")
+r = build(f)
+check(r.returncode == 1 and "unsupported builtin builder 'builtin:frobnicate'" in r.stderr, f"unknown builtin: {r.stderr[-300:]}")
+httpd.shutdown()
+
 # TimedOut (exit 101): --timeout and --max-silent-time kill the whole group.
 slow = drv("slow", f"/bin/sleep 30 & echo $! > {events}/slow.pid; wait")
 t0 = time.time()

@@ -1,0 +1,118 @@
+#include "sandbox/builtin_builders.hpp"
+
+#include "store/error.hpp"
+#include "store/fd.hpp"
+#include "store/file_ops.hpp"
+#include "store/nar.hpp"
+#include "store/stream.hpp"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <memory>
+
+namespace kiln::sandbox {
+
+namespace {
+
+std::string executable_dir() {
+  std::string self(4096, '\0');
+  ssize_t n = ::readlink("/proc/self/exe", self.data(), self.size());
+  if (n <= 0)
+    return ".";
+  self.resize(static_cast<std::size_t>(n));
+  return split_path(self).first;
+}
+
+const std::string& attribute(const std::map<std::string, std::string>& env, const std::string& name) {
+  auto it = env.find(name);
+  if (it == env.end())
+    throw error("attribute '" + name + "' missing");
+  return it->second;
+}
+
+struct curl_deleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+
+size_t write_to_fd(char* data, size_t size, size_t n, void* fd) {
+  write_all(*static_cast<int*>(fd), data, size * n, "the download");
+  return size * n;
+}
+
+// Downloads `url` into the open file `fd`, following redirects.
+void download(const std::string& url, int fd) {
+  static bool initialised = curl_global_init(CURL_GLOBAL_DEFAULT) == 0;
+  std::unique_ptr<CURL, curl_deleter> c(initialised ? curl_easy_init() : nullptr);
+  if (!c)
+    throw error("unable to download '" + url + "': cannot initialise libcurl");
+  char detail[CURL_ERROR_SIZE] = "";
+  curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c.get(), CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(c.get(), CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(c.get(), CURLOPT_USERAGENT, "curl/" LIBCURL_VERSION " Kiln");
+  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, write_to_fd);
+  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &fd);
+  curl_easy_setopt(c.get(), CURLOPT_ERRORBUFFER, detail);
+  curl_easy_setopt(c.get(), CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c.get(), CURLOPT_CONNECTTIMEOUT, 300L);
+  CURLcode rc;
+  try {
+    rc = curl_easy_perform(c.get());
+  } catch (const std::exception& e) {
+    throw error("unable to download '" + url + "': " + e.what());
+  }
+  long status = 0;
+  curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &status);
+  if (rc == CURLE_OK && status >= 400)
+    throw error("unable to download '" + url + "': HTTP error " + std::to_string(status));
+  if (rc != CURLE_OK)
+    throw error("unable to download '" + url + "': " + curl_easy_strerror(rc) +
+                (detail[0] ? std::string(" (") + detail + ")" : std::string()));
+}
+
+} // namespace
+
+std::optional<std::vector<std::string>> builtin_command(std::string_view builder) {
+  constexpr std::string_view prefix = "builtin:";
+  if (builder.substr(0, prefix.size()) != prefix)
+    return std::nullopt;
+  return std::vector<std::string>{executable_dir() + "/kiln-builtin", std::string(builder.substr(prefix.size()))};
+}
+
+void builtin_fetchurl(const std::map<std::string, std::string>& env) {
+  const std::string& out = attribute(env, "out");
+  const std::string& url = attribute(env, "url");
+  bool unpack = env.count("unpack") && env.at("unpack") == "1";
+  bool executable = env.count("executable") && env.at("executable") == "1";
+  std::cerr << "downloading '" << url << "'..." << std::endl;
+  if (!unpack) {
+    unique_fd fd(::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0755 : 0644));
+    if (!fd)
+      throw_errno("creating '" + out + "'");
+    download(url, fd.get());
+    return;
+  }
+  // A NAR: fetched whole into the build directory first, then restored
+  // (restore_nar leaves nothing at `out` if the NAR is bad).
+  std::string nar = "download.nar";
+  {
+    unique_fd fd(::open(nar.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd)
+      throw_errno("creating '" + nar + "' in the build directory");
+    download(url, fd.get());
+  }
+  unique_fd in(::open(nar.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in)
+    throw_errno("reading the downloaded '" + nar + "'");
+  fd_source raw(in.get(), "the NAR downloaded from '" + url + "'");
+  buffered_source buffered(raw);
+  restore_nar(buffered, out);
+  if (executable && ::chmod(out.c_str(), 0755) != 0)
+    throw_errno("making '" + out + "' executable");
+}
+
+} // namespace kiln::sandbox
