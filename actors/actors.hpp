@@ -25,6 +25,6 @@ caf::actor spawn_derivation_goal(caf::local_actor* parent, scheduler_actor sched
                                  logger_actor logger, build_options options, goal_request request,
                                  std::string store_real_dir);
 caf::actor spawn_substitution_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
-                                   std::string path);
+                                   std::string path, uint32_t substituters);
 
 } // namespace kiln

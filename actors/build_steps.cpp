@@ -60,6 +60,16 @@ build_steps::build_steps(local_store& store, build_options options)
     : store_(store), options_(std::move(options)) {
   for (auto& f : options_.secret_key_files)
     keys_.push_back(read_secret_key_file(f));
+  trusted_ = make_trusted_keys(options_.trusted_public_keys);
+  substituters_.resize(options_.substituters.size());
+}
+
+std::string build_steps::substitute(const std::string& path, uint32_t index) {
+  if (index >= substituters_.size())
+    throw error("there is no substituter number " + std::to_string(index));
+  if (!substituters_[index])
+    substituters_[index] = std::make_unique<local_substituter>(options_.substituters[index]);
+  return substituters_[index]->substitute(store_, store_.parse_path(path), trusted_, options_.require_sigs);
 }
 
 loaded_derivation build_steps::load(const std::string& drv_path) {

@@ -7,9 +7,11 @@
 #include "messages/build_types.hpp"
 #include "store/derivation.hpp"
 #include "store/local_store.hpp"
+#include "store/local_substituter.hpp"
 #include "store/signature.hpp"
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -27,6 +29,9 @@ public:
   loaded_derivation load(const std::string& drv_path);
   // The store paths among these that are not valid.
   std::vector<std::string> invalid(const std::vector<std::string>& paths);
+  // Tries substituter number `index` (of build_options::substituters) for
+  // `path`: "" once it is valid, else why not.
+  std::string substitute(const std::string& path, uint32_t index);
 
   // Creates the private build directory and plans the builder's run.
   // `round` counts from 1; rounds after the first (and check and repair
@@ -50,6 +55,8 @@ private:
   local_store& store_;
   build_options options_;
   std::vector<secret_key> keys_;
+  trusted_keys trusted_;
+  std::vector<std::unique_ptr<local_substituter>> substituters_; // made on first use
   // Round 1's outputs, compared with each later round's.
   std::map<std::string, std::vector<path_info>> first_round_;
   std::vector<std::thread> hooks_;

@@ -1,6 +1,6 @@
 // The derivation goal: one derivation's way from its .drv to valid outputs,
 // in the reference's states, each a function below:
-//   get_derivation -> have_derivation -> outputs_substituted ->
+//   get_derivation -> have_derivation -> try_substitutes -> outputs_substituted ->
 //   inputs_realised -> try_to_build -> build_round (1..n) -> done
 // Store work goes to the store actor, inputs to the scheduler (which
 // deduplicates goals), the run itself to a builder actor. The behaviour
@@ -42,6 +42,7 @@ using goal_ptr = caf::stateful_actor<drv_goal_state>*;
 
 void get_derivation(goal_ptr self);
 void have_derivation(goal_ptr self);
+void try_substitutes(goal_ptr self, uint32_t index);
 void outputs_substituted(goal_ptr self);
 void inputs_realised(goal_ptr self);
 void try_to_build(goal_ptr self);
@@ -103,10 +104,39 @@ void have_derivation(goal_ptr self) {
         return done(self, failure(build_status::misc_failure,
                                   "some outputs of '" + drv_path(self) + "' are not valid, so checking is not possible"));
   }
-  // The reference tries substitutes for invalid outputs here. With no
-  // substituters configured (binary caches come with a later issue) that
-  // is its "no substituters" path: straight on to the inputs.
+  // Substitutes for invalid outputs first; with no substituters this is
+  // the reference's "no substituters" path, straight on to the inputs.
+  if (st.options.mode == build_mode::normal && !st.options.substituters.empty())
+    return try_substitutes(self, 0);
   outputs_substituted(self);
+}
+
+// Asks substituter `index` for every wanted output still invalid, then the
+// next one; all valid -> Substituted, substituters exhausted -> build.
+void try_substitutes(goal_ptr self, uint32_t index) {
+  auto& st = self->state;
+  std::vector<std::string> missing;
+  for (auto& name : wanted_outputs(self))
+    if (!st.loaded.output_valid[name])
+      missing.push_back(name);
+  if (missing.empty()) {
+    build_result r;
+    r.status = build_status::substituted;
+    return done(self, r);
+  }
+  if (index >= st.options.substituters.size() || st.cancelled)
+    return outputs_substituted(self);
+  st.pending = missing.size();
+  for (auto& name : missing) {
+    auto after = [=](bool valid) {
+      if (valid)
+        self->state.loaded.output_valid[name] = true;
+      if (--self->state.pending == 0)
+        try_substitutes(self, index + 1);
+    };
+    self->request(st.store, caf::infinite, subst_atom::value, st.loaded.drv.outputs.at(name).path, index)
+        .then([=](const std::string& why_not) { after(why_not.empty()); }, [=](caf::error&) { after(false); });
+  }
 }
 
 void input_finished(goal_ptr self, const build_result& r, const std::string& what) {
@@ -282,7 +312,8 @@ void done(goal_ptr self, build_result r) {
   r.path = drv_path(self);
   r.start_time = st.start_time ? st.start_time : r.start_time;
   r.stop_time = st.start_time ? std::time(nullptr) : 0;
-  if (r.status == build_status::already_valid || r.status == build_status::built)
+  if (r.status == build_status::already_valid || r.status == build_status::built ||
+      r.status == build_status::substituted)
     for (auto& [name, out] : st.loaded.drv.outputs)
       if (!out.path.empty() && !r.outputs.count(name))
         r.outputs[name] = out.path;

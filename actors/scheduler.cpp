@@ -70,7 +70,8 @@ void start_goal(sched_ptr self, const std::string& key, goal_entry& e) {
   auto& st = self->state;
   auto me = caf::actor_cast<scheduler_actor>(self);
   if (e.is_path)
-    e.goal = spawn_substitution_goal(self, me, st.store, key);
+    e.goal = spawn_substitution_goal(self, me, st.store, key,
+                                     static_cast<uint32_t>(st.options.substituters.size()));
   else
     e.goal = spawn_derivation_goal(self, me, st.store, st.logger, st.options, goal_request{key, e.outputs},
                                    st.store_real_dir);
@@ -165,12 +166,12 @@ void goal_done(sched_ptr self, const caf::actor_addr& who, build_result r) {
 
 scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logger_actor logger,
                                          build_options options, event_sink events, std::string store_real_dir) {
-  auto& st = self->state;
-  st.store = std::move(store);
-  st.logger = std::move(logger);
-  st.options = std::move(options);
-  st.events = std::move(events);
-  st.store_real_dir = std::move(store_real_dir);
+  auto& initial = self->state;
+  initial.store = std::move(store);
+  initial.logger = std::move(logger);
+  initial.options = std::move(options);
+  initial.events = std::move(events);
+  initial.store_real_dir = std::move(store_real_dir);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     // Leases of a goal that is gone come back.

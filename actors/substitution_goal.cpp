@@ -1,8 +1,10 @@
 // The substitution goal: make one store path valid without building it,
 // in the reference's states:
-//   init -> try_next_substituter -> (references_valid -> try_to_run) -> finished
-// No substituters exist yet (binary caches are a later issue), so an
-// invalid path ends in try_next_substituter with the reference's message.
+//   init -> try_next_substituter -> finished
+// Each substituter is tried in order by the store actor, which copies the
+// path with its missing references (the reference's references_valid and
+// try_to_run steps happen there, in one piece). Binary caches are a later
+// issue; today's substituters are other local stores.
 #include "actors/actors.hpp"
 
 namespace kiln {
@@ -13,8 +15,9 @@ struct subst_goal_state {
   std::string path;
   scheduler_actor scheduler;
   store_actor store;
-  std::vector<std::string> substituters; // none yet
-  std::size_t next = 0;
+  uint32_t substituters = 0;
+  uint32_t next = 0;
+  std::string reasons; // why each substituter could not help
   static inline const char* name = "substitution_goal";
 };
 
@@ -33,11 +36,21 @@ void finished(subst_ptr self, build_status status, std::string text) {
 
 void try_next_substituter(subst_ptr self) {
   auto& st = self->state;
-  if (st.next >= st.substituters.size())
+  if (st.next >= st.substituters)
     return finished(self, build_status::misc_failure,
-                    "path '" + st.path + "' is required, but there is no substituter that can build it");
-  ++st.next; // querying a substituter arrives with the binary-cache issue
-  try_next_substituter(self);
+                    "path '" + st.path + "' is required, but there is no substituter that can build it" + st.reasons);
+  self->request(st.store, caf::infinite, subst_atom::value, st.path, st.next++)
+      .then(
+          [=](const std::string& why_not) {
+            if (why_not.empty())
+              return finished(self, build_status::substituted, "");
+            self->state.reasons += "\n  " + why_not;
+            try_next_substituter(self);
+          },
+          [=](caf::error& e) {
+            self->state.reasons += "\n  " + error_text(e);
+            try_next_substituter(self);
+          });
 }
 
 void init(subst_ptr self) {
@@ -51,7 +64,9 @@ void init(subst_ptr self) {
           [=](caf::error& e) { finished(self, build_status::misc_failure, error_text(e)); });
 }
 
-caf::behavior substitution_goal(subst_ptr self, scheduler_actor scheduler, store_actor store, std::string path) {
+caf::behavior substitution_goal(subst_ptr self, scheduler_actor scheduler, store_actor store, std::string path,
+                                uint32_t substituters) {
+  self->state.substituters = substituters;
   self->state.scheduler = std::move(scheduler);
   self->state.store = std::move(store);
   self->state.path = std::move(path);
@@ -62,8 +77,8 @@ caf::behavior substitution_goal(subst_ptr self, scheduler_actor scheduler, store
 } // namespace
 
 caf::actor spawn_substitution_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
-                                   std::string path) {
-  return parent->spawn(substitution_goal, std::move(scheduler), std::move(store), std::move(path));
+                                   std::string path, uint32_t substituters) {
+  return parent->spawn(substitution_goal, std::move(scheduler), std::move(store), std::move(path), substituters);
 }
 
 } // namespace kiln

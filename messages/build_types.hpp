@@ -69,6 +69,9 @@ struct build_options {
   std::vector<std::string> secret_key_files;
   std::string post_build_hook;
   std::string build_dir_parent; // where build directories go ("" = $TMPDIR or /tmp)
+  std::vector<std::string> substituters;        // local:DIR[?trusted=1] stores, tried in order
+  std::vector<std::string> trusted_public_keys; // "name:base64"
+  bool require_sigs = true;
 };
 
 template <class Inspector>
@@ -77,7 +80,7 @@ typename Inspector::result_type inspect(Inspector& f, build_options& x) {
   return f(caf::meta::type_name("build_options"), mode, x.repeat, x.max_jobs, x.cores,
            x.keep_going, x.keep_failed, x.print_build_logs, x.max_silent_time, x.timeout,
            x.max_log_size, x.log_lines, x.compress_build_log, x.secret_key_files,
-           x.post_build_hook, x.build_dir_parent);
+           x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs);
 }
 
 // DRV^out1,out2 (outputs empty = all of them).

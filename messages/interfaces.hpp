@@ -23,6 +23,7 @@ using add_outputs_atom = caf::atom_constant<caf::atom("addouts")>; // merge want
 // Store actor
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using invalid_atom = caf::atom_constant<caf::atom("invalid")>;
+using subst_atom = caf::atom_constant<caf::atom("subst")>;
 using prepare_atom = caf::atom_constant<caf::atom("prepare")>;
 using finish_atom = caf::atom_constant<caf::atom("finish")>;
 // Builder
@@ -43,6 +44,7 @@ using store_actor = caf::typed_actor<
     caf::replies_to<load_atom, std::string>::with<loaded_derivation>,
     // The paths among these that are not valid.
     caf::replies_to<invalid_atom, std::vector<std::string>>::with<std::vector<std::string>>,
+    caf::replies_to<subst_atom, std::string, uint32_t>::with<std::string>,
     caf::replies_to<prepare_atom, std::string, derivation, uint32_t, uint32_t>::with<prepared_build>,
     caf::replies_to<finish_atom, std::string, derivation, prepared_build, builder_outcome, uint32_t,
                     uint32_t>::with<build_result>>;

@@ -32,6 +32,9 @@ const known_setting known[] = {
     {"secret-key-files", kind::text, ""},
     {"post-build-hook", kind::text, ""},
     {"build-dir", kind::text, ""},
+    {"substituters", kind::text, ""},
+    {"trusted-public-keys", kind::text, ""},
+    {"require-sigs", kind::boolean, "true"},
 };
 
 uint64_t parse_number(const std::string& value, const std::string& what) {

@@ -357,13 +357,63 @@ check(r.returncode == 0 and open(f"{events}/hook").read().strip() == f"{hooked} 
       f"post-build-hook: {r.stderr[:200]}")
 
 # Signing with secret-key-files.
-key = f"{tmp}/key"
-subprocess.run([kiln, "key", "generate", "--name", "test-1", "--out", key], check=False, capture_output=True)
-if os.path.exists(key):
-    signed = drv("signed", "echo > $out")
-    r = build("--option", "secret-key-files", key, signed)
-    info = json.loads(run("store", "path-info", "--store", store, "--json", "--sigs", r.stdout.strip()).stdout)
-    check("test-1:" in json.dumps(info), f"output signed: {info}")
+key, pub = f"{tmp}/key", f"{tmp}/key.pub"
+r = run("key", "generate", "test-1", key, pub)
+check(r.returncode == 0, f"key pair made: {r.stderr}")
+signed = drv("signed", "echo signed > $out")
+r = build("--option", "secret-key-files", key, signed)
+signed_out = r.stdout.strip()
+info = run("store", "path-info", "--store", store, "--json", "--sigs", signed_out).stdout
+check(r.returncode == 0 and "test-1:" in info, f"output signed: {info} {r.stderr[-300:]}")
+
+# Substituted: another store holding the output, signed by a trusted key, is copied from, not built.
+# Unsigned or untrusted paths are refused (then built); ?trusted=1 takes them as they are.
+mirror = f"local:{tmp}/mirror"
+marker = f"{events}/subst-built"
+
+
+def both(name, script, inputs=()):
+    """The same derivation in the test store and in the mirror store."""
+    d = drv(name, script, inputs=inputs)
+    f = f"{tmp}/d{counter[0]}.json"
+    r = run("drv", "add", "--store", mirror, "--json", f)
+    assert r.returncode == 0 and r.stdout.strip() == d, r.stderr
+    return d
+
+
+dep_script = f"echo built >> {marker}; echo dep > $out"
+sub_dep = both("subdep", dep_script)
+sub_dep_out = out_of(sub_dep)
+sub = both("subtop", f"echo built >> {marker}; echo {sub_dep_out} > $out", inputs=[sub_dep])
+r = run("build", "--store", mirror, "--option", "secret-key-files", key, sub)
+check(r.returncode == 0, f"mirror built: {r.stderr[-300:]}")
+open(marker, "w").close()
+trusted = open(pub).read()
+r = build("--json", "--option", "substituters", mirror, "--option", "trusted-public-keys", trusted, sub)
+res = results(r) if r.returncode == 0 else {}
+sub_out = res.get(sub, {}).get("builtOutputs", {}).get("out", "")
+check(res.get(sub, {}).get("status") == "Substituted" and open(marker).read() == "",
+      f"Substituted, nothing built: {r.stdout[:300]} {r.stderr[-300:]} {open(marker).read()!r}")
+check(sub_out and open(real(sub_out)).read() == f"{sub_dep_out}\n" and os.path.exists(real(sub_dep_out)),
+      f"the output and the path it refers to were copied: {sub_out!r} {sub_dep_out!r}")
+check(run("store", "verify", "--store", store, "--check-contents", sub_out, sub_dep_out).returncode == 0,
+      "substituted paths verify")
+unsigned = both("subunsigned", f"echo built >> {marker}; echo u > $out")
+check(run("build", "--store", mirror, unsigned).returncode == 0, "mirror built an unsigned path")
+open(marker, "w").close()
+r = build("--json", "--option", "substituters", mirror, "--option", "trusted-public-keys", trusted, unsigned)
+res = results(r) if r.returncode == 0 else {}
+check(res.get(unsigned, {}).get("status") == "Built" and open(marker).read() == "built\n",
+      f"an unsigned substitute is refused and the path built: {r.stdout[:300]} {r.stderr[-300:]}")
+unsigned2 = both("subunsigned2", f"echo built >> {marker}; echo u2 > $out")
+check(run("build", "--store", mirror, unsigned2).returncode == 0, "mirror built another unsigned path")
+open(marker, "w").close()
+r = build("--json", "--option", "substituters", f"{mirror}?trusted=1", unsigned2)
+check(r.returncode == 0 and results(r)[unsigned2]["status"] == "Substituted" and open(marker).read() == "",
+      f"?trusted=1 takes unsigned paths: {r.stdout[:300]} {r.stderr[-300:]}")
+r = build("--json", "--option", "substituters", "https://cache.example.org", drv("subhttps", "echo > $out"))
+check(r.returncode == 0 and list(results(r).values())[0]["status"] == "Built",
+      f"an unsupported substituter is skipped, the path built: {r.stderr[-300:]}")
 
 # Slots: 6 builds that each take 0.4 s with -j 2: never more than 2 at once, and 2 do run together.
 log = f"{events}/slots"

@@ -43,7 +43,10 @@ Options:
   --stdin                also read DRV[^OUTPUTS] arguments from standard input
                          (separated by white space; for graphs too big for argv)
   --option NAME VALUE    any kiln.conf setting (max-jobs, cores, log-lines,
-                         compress-build-log, secret-key-files, post-build-hook, ...)
+                         compress-build-log, secret-key-files, post-build-hook,
+                         substituters, trusted-public-keys, require-sigs, ...)
+                         substituters: other stores, local:DIR[?trusted=1],
+                         whose signed paths are copied instead of built
 
 Exit status: 0 all built; 100 a build failed, +1 one timed out, +2 a fixed
 output's hash did not match, +4 a build was not deterministic; 1 other errors.
@@ -82,6 +85,12 @@ build_options options_from(const settings& s, const cli::parsed_args& a) {
     o.secret_key_files.push_back(k);
   o.post_build_hook = s.get("post-build-hook");
   o.build_dir_parent = s.get("build-dir");
+  std::istringstream subs(s.get("substituters")), trusted(s.get("trusted-public-keys"));
+  for (std::string u; subs >> u;)
+    o.substituters.push_back(u);
+  for (std::string k; trusted >> k;)
+    o.trusted_public_keys.push_back(k);
+  o.require_sigs = s.get_bool("require-sigs");
   int modes = a.has("--check") + a.has("--repair") + a.has("--hash");
   if (modes > 1)
     throw cli::usage_error("--check, --repair and --hash exclude each other");
