@@ -124,7 +124,9 @@ void try_substitutes(goal_ptr self, uint32_t index) {
     r.status = build_status::substituted;
     return done(self, r);
   }
-  if (index >= st.options.substituters.size() || st.cancelled)
+  if (st.cancelled)
+    return done(self, cancelled_result(drv_path(self)));
+  if (index >= st.options.substituters.size())
     return outputs_substituted(self);
   st.pending = missing.size();
   for (auto& name : missing) {

@@ -38,9 +38,22 @@ struct curl_deleter {
   void operator()(CURL* c) const { curl_easy_cleanup(c); }
 };
 
-size_t write_to_fd(char* data, size_t size, size_t n, void* fd) {
-  write_all(*static_cast<int*>(fd), data, size * n, "the download");
-  return size * n;
+struct download_file {
+  int fd;
+  std::string error; // why writing failed; libcurl then stops with a write error
+};
+
+// No exception may cross libcurl's C frames: a failed write is reported by
+// returning 0, which aborts the transfer, and the reason kept for later.
+size_t write_to_file(char* data, size_t size, size_t n, void* arg) {
+  auto* file = static_cast<download_file*>(arg);
+  try {
+    write_all(file->fd, data, size * n, "the download");
+    return size * n;
+  } catch (const std::exception& e) {
+    file->error = e.what();
+    return 0;
+  }
 }
 
 // Downloads `url` into the open file `fd`, following redirects.
@@ -54,17 +67,15 @@ void download(const std::string& url, int fd) {
   curl_easy_setopt(c.get(), CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(c.get(), CURLOPT_MAXREDIRS, 10L);
   curl_easy_setopt(c.get(), CURLOPT_USERAGENT, "curl/" LIBCURL_VERSION " Kiln");
-  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, write_to_fd);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &fd);
+  download_file file{fd, {}};
+  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, write_to_file);
+  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &file);
   curl_easy_setopt(c.get(), CURLOPT_ERRORBUFFER, detail);
   curl_easy_setopt(c.get(), CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c.get(), CURLOPT_CONNECTTIMEOUT, 300L);
-  CURLcode rc;
-  try {
-    rc = curl_easy_perform(c.get());
-  } catch (const std::exception& e) {
-    throw error("unable to download '" + url + "': " + e.what());
-  }
+  CURLcode rc = curl_easy_perform(c.get());
+  if (!file.error.empty())
+    throw error("unable to download '" + url + "': " + file.error);
   long status = 0;
   curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &status);
   if (rc == CURLE_OK && status >= 400)
