@@ -2,6 +2,7 @@
 
 #include "sandbox/builder_env.hpp"
 #include "sandbox/builder_process.hpp"
+#include "sandbox/sandbox_spec.hpp"
 #include "sandbox/builtin_builders.hpp"
 #include "store/build_log.hpp"
 #include "store/build_outputs.hpp"
@@ -105,21 +106,105 @@ std::vector<std::string> build_steps::invalid(const std::vector<std::string>& pa
   return out;
 }
 
+namespace {
+
+std::string words_of(const std::vector<std::string>& v) {
+  std::string out;
+  for (auto& w : v)
+    out += (out.empty() ? "" : " ") + w;
+  return out;
+}
+
+} // namespace
+
+// Runs the pre-build-hook (DRV, and the sandbox's root if there is one) and
+// returns the extra sandbox paths it answers with.
+std::vector<sandbox_path> build_steps::pre_build_hook_paths(const std::string& drv_path, const std::string& root) {
+  if (options_.pre_build_hook.empty())
+    return {};
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0)
+    throw_errno("creating a pipe for the pre-build-hook");
+  unique_fd r(out[0]), w(out[1]);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, w.get(), 1);
+  std::string hook = options_.pre_build_hook, drv = drv_path, root_arg = root;
+  char* argv[] = {hook.data(), drv.data(), root_arg.empty() ? nullptr : root_arg.data(), nullptr};
+  pid_t pid;
+  int err = ::posix_spawn(&pid, hook.c_str(), &fa, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  w.reset();
+  if (err != 0) {
+    errno = err;
+    throw_errno("running the pre-build-hook '" + hook + "'");
+  }
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(r.get(), buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  int status;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (status != 0)
+    throw error("the pre-build-hook '" + hook + "' " + sandbox::describe_wait_status(status));
+  return sandbox::parse_pre_build_hook_output(text);
+}
+
 prepared_build build_steps::prepare(const std::string& drv_path, const derivation& drv, uint32_t round,
                                     uint32_t rounds) {
+  prepared_build b;
+  try {
+    prepare_into(b, drv_path, drv, round, rounds);
+  } catch (...) {
+    // Nothing of a build that cannot start is left behind.
+    release(b, false);
+    throw;
+  }
+  return b;
+}
+
+void build_steps::prepare_into(prepared_build& b, const std::string& drv_path, const derivation& drv, uint32_t round,
+                               uint32_t rounds) {
   store_path dp = store_.parse_path(drv_path);
   std::string name = derivation_name(drv, dp.base_name());
-  prepared_build b;
   b.job.drv_path = dp.full();
-  sandbox::builder_spec& j = b.job.process;
+  sandbox::sandbox_spec& j = b.job.process;
 
+  // Sandboxed unless off, or relaxed for a __noChroot derivation, or the
+  // host cannot (then sandbox-fallback decides).
+  auto mode = static_cast<sandbox::sandbox_mode>(options_.sandbox);
+  bool isolate = mode == sandbox::sandbox_mode::on ||
+                 (mode == sandbox::sandbox_mode::relaxed && !sandbox::derivation_flag(drv, "__noChroot"));
+  if (mode == sandbox::sandbox_mode::on && sandbox::derivation_flag(drv, "__noChroot"))
+    throw error("derivation '" + dp.full() + "' has '__noChroot' set, but that is not allowed when 'sandbox' is 'true'");
+  if (isolate && !sandbox::sandbox_unavailable_reason().empty()) {
+    if (!options_.sandbox_fallback)
+      throw error("cannot build '" + dp.full() + "' in a sandbox: " + sandbox::sandbox_unavailable_reason() +
+                  " (set 'sandbox = false', or 'sandbox-fallback = true' to build without one)");
+    b.job.notice = "warning: building without a sandbox: " + sandbox::sandbox_unavailable_reason();
+    isolate = false;
+  }
+
+  // The build directory sits inside a private (0700) directory of the
+  // daemon's, so no other local user reaches it (CVE-2024-38531).
   std::string tmpl = temp_parent(options_) + "/kiln-build-" + name + "-XXXXXX";
   if (!::mkdtemp(tmpl.data()))
     throw_errno("creating a build directory under '" + temp_parent(options_) + "'");
-  j.build_dir = tmpl; // mkdtemp makes it 0700
+  b.build_top = tmpl;
+  j.build_dir = b.build_top;
+  if (isolate) {
+    j.build_dir = b.build_top + "/build";
+    make_dir(j.build_dir, 0700);
+  }
 
   sandbox::builder_env_options eo;
-  eo.build_dir = j.build_dir; // no chroot yet: the builder sees the real directory
+  eo.build_dir = isolate ? options_.sandbox_build_dir : j.build_dir;
   eo.cores = options_.cores;
   eo.host_env = [](const std::string& n) -> std::optional<std::string> {
     const char* v = std::getenv(n.c_str());
@@ -147,6 +232,7 @@ prepared_build build_steps::prepare(const std::string& drv_path, const derivatio
   }
   j.store_dir = std::string(default_store_dir);
   j.store_real_dir = store_.layout().store_dir();
+  j.limits = {options_.memory_max, options_.pids_max, options_.cpu_max_percent};
 
   // Outputs already on disk (valid, or left over).
   std::vector<std::string> existing;
@@ -157,10 +243,13 @@ prepared_build build_steps::prepare(const std::string& drv_path, const derivatio
       existing.emplace_back(op.base_name());
   }
   // Check and repair rebuild outputs that exist, and later rounds must not
-  // disturb the first round's: their writes go to an overlay, which hides
-  // the existing ones from the builder.
+  // disturb the first round's: their outputs stay apart from the store (in
+  // the sandbox's own store directory, or an overlay without a sandbox).
   b.isolated_outputs = round > 1 || (options_.mode != build_mode::normal && !existing.empty());
-  if (b.isolated_outputs) {
+
+  if (isolate) {
+    plan_isolation(b, dp, drv);
+  } else if (b.isolated_outputs) {
     std::string base = store_.layout().kiln_dir() + "/builds";
     make_dir(store_.layout().kiln_dir(), 0755);
     make_dir(base, 0700);
@@ -177,14 +266,16 @@ prepared_build build_steps::prepare(const std::string& drv_path, const derivatio
   for (auto& [oname, out] : drv.outputs) {
     store_path op = parse_store_path(out.path);
     std::string real = store_.real_path(op);
-    if (b.isolated_outputs) {
+    if (isolate) {
+      b.output_locations[oname] = j.chroot_store_dir + "/" + std::string(op.base_name());
+    } else if (b.isolated_outputs) {
       b.output_locations[oname] = j.overlay_upper + "/" + std::string(op.base_name());
     } else {
-      // An invalid leftover from an earlier attempt (we hold its lock).
-      if (!store_.db().is_valid(op))
-        remove_tree(real);
       b.output_locations[oname] = real;
     }
+    // An invalid leftover from an earlier attempt (we hold its lock).
+    if (!b.isolated_outputs && !store_.db().is_valid(op))
+      remove_tree(real);
   }
 
   if (round == 1)
@@ -194,31 +285,155 @@ prepared_build build_steps::prepare(const std::string& drv_path, const derivatio
   b.job.timeout = options_.timeout;
   b.job.max_log_size = options_.max_log_size;
   b.job.log_lines = options_.log_lines;
-  return b;
+}
+
+// The sandbox's own directory (<drv>.chroot in the store, as Nix names it):
+// root/ is the mount point of the new root, store/ the store the builder
+// sees (on the store's file system, so outputs move out by rename).
+void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const derivation& drv) {
+  sandbox::sandbox_spec& j = b.job.process;
+  const bool root = ::geteuid() == 0;
+  if (root) {
+    auto user = sandbox::acquire_build_user(options_.build_users_group, store_.layout().state_dir());
+    j.host_uid = user.uid;
+    j.host_gid = user.gid;
+    users_[dp.full()] = std::move(user);
+  } else {
+    j.host_uid = ::geteuid();
+    j.host_gid = ::getegid();
+  }
+  b.chroot_dir = store_.real_path(dp) + ".chroot";
+  remove_tree(b.chroot_dir);
+  make_dir(b.chroot_dir, 0700);
+  j.root_dir = b.chroot_dir + "/root";
+  j.chroot_store_dir = b.chroot_dir + "/store";
+  make_dir(j.root_dir, 0755);
+  make_dir(j.chroot_store_dir, 0755);
+  if (root) {
+    // The build user may create its outputs here and nothing else.
+    if (::chown(j.chroot_store_dir.c_str(), 0, j.host_gid) != 0 || ::chmod(j.chroot_store_dir.c_str(), 01775) != 0)
+      throw_errno("preparing '" + j.chroot_store_dir + "' for the build user");
+    chown_tree(j.build_dir, j.host_uid, j.host_gid);
+  }
+
+  store_path_set inputs;
+  for (auto& s : drv.input_srcs)
+    inputs.insert(parse_store_path(s));
+  for (auto& [d, wanted] : drv.input_drvs)
+    for (auto& [oname, op] : store_.db().query_derivation_outputs(parse_store_path(d)))
+      if (store_.db().is_valid(op))
+        inputs.insert(op);
+  std::vector<std::string> closure;
+  for (auto& p : compute_closure(store_.db(), inputs))
+    closure.push_back(p.full());
+
+  sandbox::sandbox_settings ss;
+  ss.mode = static_cast<sandbox::sandbox_mode>(options_.sandbox);
+  ss.build_dir_inside = options_.sandbox_build_dir;
+  ss.allowed_impure_host_deps = options_.allowed_impure_host_deps;
+  ss.paths = parse_sandbox_paths(words_of(options_.sandbox_paths), "sandbox-paths");
+  for (auto& p : pre_build_hook_paths(dp.full(), j.root_dir))
+    ss.paths.push_back(p);
+  if (sandbox::builtin_command(drv.builder)) {
+    for (auto& f : sandbox::builtin_sandbox_files())
+      ss.paths.push_back({f, f, false});
+    ss.paths.push_back({"/etc/ssl/certs", "/etc/ssl/certs", true}); // https
+  }
+  ss.limits = j.limits;
+  sandbox::host_view host;
+  host.is_directory = [](const std::string& p) -> std::optional<bool> {
+    struct stat st;
+    if (::stat(p.c_str(), &st) != 0)
+      return std::nullopt;
+    return S_ISDIR(st.st_mode);
+  };
+  try {
+    sandbox::plan_sandbox(j, drv, closure, ss, host);
+  } catch (const sandbox::sandbox_refused& e) {
+    throw error("cannot build '" + dp.full() + "': " + e.what());
+  }
+}
+
+// Everything a build run holds outside its result: the sandbox's
+// directory, the build user, the build directory (unless kept).
+void build_steps::release(prepared_build& b, bool keep_build_dir) {
+  if (!b.chroot_dir.empty())
+    remove_tree(b.chroot_dir);
+  users_.erase(b.job.drv_path);
+  if (!b.build_top.empty() && !keep_build_dir)
+    remove_tree(b.build_top);
+}
+
+// A sandboxed build's outputs move from its own store directory into the
+// store. A fixed output is copied instead, into new inodes through a fresh
+// directory in the store (never inside the sandbox, where the builder
+// could have planted a symlink): a descriptor another process kept to the
+// file the builder wrote cannot change what gets registered (CVE-2024-27297,
+// without CVE-2026-39860's mistake).
+void build_steps::move_sandbox_outputs(prepared_build& b, const derivation& drv) {
+  unique_fd from(::open(b.job.process.chroot_store_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!from)
+    throw_errno("opening '" + b.job.process.chroot_store_dir + "'");
+  for (auto& [oname, loc] : b.output_locations) {
+    store_path op = parse_store_path(drv.outputs.at(oname).path);
+    std::string base(op.base_name()), real = store_.real_path(op);
+    struct stat st;
+    if (::fstatat(from.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      loc = real; // not produced: judged missing there
+      continue;
+    }
+    if (!drv.is_fixed_output()) {
+      if (::renameat(from.get(), base.c_str(), AT_FDCWD, real.c_str()) != 0)
+        throw_errno("moving '" + op.full() + "' out of the sandbox");
+    } else {
+      std::string tmp = store_.layout().store_dir() + "/" + std::string(op.hash_part()) + "-kiln-fresh-" +
+                        std::to_string(::getpid());
+      remove_tree(tmp);
+      if (::mkdir(tmp.c_str(), 0700) != 0)
+        throw_errno("creating '" + tmp + "'");
+      unique_fd to(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!to)
+        throw_errno("opening '" + tmp + "'");
+      copy_tree_fresh_at(from.get(), base, to.get(), base);
+      if (::renameat(to.get(), base.c_str(), AT_FDCWD, real.c_str()) != 0)
+        throw_errno("moving the copy of '" + op.full() + "' into the store");
+      remove_tree(tmp);
+    }
+    loc = real;
+  }
 }
 
 build_result build_steps::finish(const std::string& drv_path, const derivation& drv, prepared_build& build,
                                  const builder_outcome& outcome, uint32_t round, uint32_t rounds) {
   build_result r;
   try {
+    if (!build.chroot_dir.empty() && !build.isolated_outputs && outcome.limit == builder_outcome::none &&
+        outcome.wait_status == 0)
+      move_sandbox_outputs(build, drv);
     r = judge(drv_path, drv, build, outcome, round, rounds);
   } catch (const error& e) {
     r.status = build_status::misc_failure;
     r.error = e.what();
   }
   r.path = drv_path;
+  r.cpu_user_us = outcome.cpu_user_us;
+  r.cpu_system_us = outcome.cpu_system_us;
+  r.peak_memory = outcome.peak_memory;
   bool failed = !is_success(r.status);
   if (!build.job.process.overlay_upper.empty())
     remove_tree(split_path(build.job.process.overlay_upper).first);
-  if (failed && options_.keep_failed) {
+  bool keep = failed && options_.keep_failed;
+  if (keep) {
+    // Handed to the user who asked, by handles, once nothing of the build
+    // runs any more (its control group and PID namespace are gone).
+    chown_tree(build.build_top, ::getuid(), ::getgid());
     r.error += "\nnote: keeping build directory '" + build.job.process.build_dir + "'";
-  } else {
-    remove_tree(build.job.process.build_dir);
   }
   if (failed && !build.isolated_outputs)
     for (auto& [name, loc] : build.output_locations)
       if (!store_.db().is_valid(parse_store_path(drv.outputs.at(name).path)))
         remove_tree(loc);
+  release(build, keep);
   return r;
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "messages/build_types.hpp"
+#include "sandbox/build_users.hpp"
 #include "store/derivation.hpp"
 #include "store/local_store.hpp"
 #include "store/local_substituter.hpp"
@@ -51,6 +52,12 @@ private:
   build_result judge(const std::string& drv_path, const derivation& drv, prepared_build& build,
                      const builder_outcome& outcome, uint32_t round, uint32_t rounds);
   void run_post_build_hook(const std::string& drv_path, const std::vector<path_info>& infos);
+  void prepare_into(prepared_build& b, const std::string& drv_path, const derivation& drv, uint32_t round,
+                    uint32_t rounds);
+  void plan_isolation(prepared_build& b, const store_path& drv_path, const derivation& drv);
+  std::vector<sandbox_path> pre_build_hook_paths(const std::string& drv_path, const std::string& root);
+  void move_sandbox_outputs(prepared_build& b, const derivation& drv);
+  void release(prepared_build& b, bool keep_build_dir);
 
   local_store& store_;
   build_options options_;
@@ -60,6 +67,7 @@ private:
   // Round 1's outputs, compared with each later round's.
   std::map<std::string, std::vector<path_info>> first_round_;
   std::vector<std::thread> hooks_;
+  std::map<std::string, sandbox::build_user> users_; // by .drv, held while it builds
 };
 
 } // namespace kiln

@@ -31,14 +31,17 @@ struct builder_state {
 
 using builder_impl = builder_actor::extend<
     caf::reacts_to<started_atom, int32_t>, caf::reacts_to<output_atom, std::string>,
-    caf::reacts_to<exited_atom, int32_t, std::string>, caf::reacts_to<limit_atom, uint8_t, uint64_t>>;
+    caf::reacts_to<exited_atom, int32_t, std::string>, caf::reacts_to<limit_atom, uint8_t, uint64_t>,
+    caf::reacts_to<usage_atom, uint64_t, uint64_t, uint64_t>>;
 
 // Runs on its own thread: everything blocking about one builder process.
-void watch_builder(builder_impl self, sandbox::builder_spec spec) {
+void watch_builder(builder_impl self, sandbox::sandbox_spec spec) {
   try {
     auto p = sandbox::builder_process::start(spec);
     caf::anon_send(self, started_atom::value, static_cast<int32_t>(p.pid()));
     int status = p.watch([&](std::string_view out) { caf::anon_send(self, output_atom::value, std::string(out)); });
+    auto& u = p.usage();
+    caf::anon_send(self, usage_atom::value, u.cpu_user_us, u.cpu_system_us, u.peak_memory);
     caf::anon_send(self, exited_atom::value, static_cast<int32_t>(status), std::string());
   } catch (const std::exception& e) {
     caf::anon_send(self, exited_atom::value, int32_t(-1), std::string(e.what()));
@@ -68,6 +71,8 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
         st.tail = std::make_unique<log_tail>(st.job.log_lines);
         st.promise = self->make_response_promise<builder_outcome>();
         self->send(logger, log_open_atom::value, st.job.drv_path, st.job.log_path, st.job.log_compression);
+        if (!st.job.notice.empty())
+          self->send(logger, log_atom::value, st.job.drv_path, st.job.notice + "\n");
         if (st.job.timeout)
           self->delayed_send(self, std::chrono::seconds(st.job.timeout), limit_atom::value,
                              uint8_t(builder_outcome::timeout), uint64_t(0));
@@ -115,6 +120,12 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
         self->quit();
       },
       [=](cancel_atom) { kill(builder_outcome::cancelled, "cancelled"); },
+      [=](usage_atom, uint64_t user, uint64_t system, uint64_t peak) {
+        auto& o = self->state.outcome;
+        o.cpu_user_us = user;
+        o.cpu_system_us = system;
+        o.peak_memory = peak;
+      },
   };
 }
 

@@ -36,13 +36,16 @@ struct build_result {
   std::map<std::string, std::string> outputs; // output name -> store path
   bool hash_mismatch = false; // a fixed output came out different (exit code +2)
   bool top_level = false;     // asked for on the command line
+  // The build's whole process tree (its control group), when one ran.
+  uint64_t cpu_user_us = 0, cpu_system_us = 0, peak_memory = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, build_result& x) {
   uint8_t& status = reinterpret_cast<uint8_t&>(x.status);
   return f(caf::meta::type_name("build_result"), x.path, status, x.error, x.times_built,
-           x.start_time, x.stop_time, x.outputs, x.hash_mismatch, x.top_level);
+           x.start_time, x.stop_time, x.outputs, x.hash_mismatch, x.top_level, x.cpu_user_us,
+           x.cpu_system_us, x.peak_memory);
 }
 
 // The reference's exit status over a run's results: 1 for any other
@@ -72,6 +75,16 @@ struct build_options {
   std::vector<std::string> substituters;        // local:DIR[?trusted=1] stores, tried in order
   std::vector<std::string> trusted_public_keys; // "name:base64"
   bool require_sigs = true;
+  // The sandbox (sandbox/sandbox_spec.hpp): mode 0 off, 1 relaxed, 2 on.
+  uint8_t sandbox = 2;
+  bool sandbox_fallback = true;
+  std::vector<std::string> sandbox_paths; // sandbox-paths + extra-sandbox-paths words
+  std::string sandbox_build_dir = "/build";
+  std::vector<std::string> allowed_impure_host_deps;
+  std::string pre_build_hook;
+  std::string build_users_group;
+  uint64_t memory_max = 0, pids_max = 0;
+  uint32_t cpu_max_percent = 0;
 };
 
 template <class Inspector>
@@ -80,7 +93,9 @@ typename Inspector::result_type inspect(Inspector& f, build_options& x) {
   return f(caf::meta::type_name("build_options"), mode, x.repeat, x.max_jobs, x.cores,
            x.keep_going, x.keep_failed, x.print_build_logs, x.max_silent_time, x.timeout,
            x.max_log_size, x.log_lines, x.compress_build_log, x.secret_key_files,
-           x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs);
+           x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs,
+           x.sandbox, x.sandbox_fallback, x.sandbox_paths, x.sandbox_build_dir, x.allowed_impure_host_deps,
+           x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent);
 }
 
 // DRV^out1,out2 (outputs empty = all of them).
@@ -106,9 +121,21 @@ typename Inspector::result_type inspect(Inspector& f, goal_request& x) {
 namespace kiln::sandbox {
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, builder_spec& x) {
-  return f(caf::meta::type_name("builder_spec"), x.program, x.args, x.env, x.build_dir, x.store_dir,
-           x.store_real_dir, x.overlay_upper, x.overlay_work, x.overlay_hide);
+typename Inspector::result_type inspect(Inspector& f, mount_step& x) {
+  return f(caf::meta::type_name("mount_step"), x.kind, x.source, x.target, x.mode, x.optional, x.source_is_dir);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cgroup_limits& x) {
+  return f(caf::meta::type_name("cgroup_limits"), x.memory_max, x.pids_max, x.cpu_max_percent);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sandbox_spec& x) {
+  return f(caf::meta::type_name("sandbox_spec"), x.program, x.args, x.env, x.cwd, x.build_dir, x.store_dir,
+           x.store_real_dir, x.overlay_upper, x.overlay_work, x.overlay_hide, x.isolated, x.network, x.hostname,
+           x.domainname, x.sandbox_uid, x.sandbox_gid, x.host_uid, x.host_gid, x.chroot_store_dir, x.root_dir,
+           x.mounts, x.personality, x.seccomp, x.limits);
 }
 
 } // namespace kiln::sandbox
@@ -119,17 +146,18 @@ namespace kiln {
 // description) and the limits and log it runs under.
 struct builder_job {
   std::string drv_path;
-  sandbox::builder_spec process;
+  sandbox::sandbox_spec process;
   std::string log_path;          // "" = no log file (rounds after the first)
   std::string log_compression;
   uint64_t max_silent_time = 0, timeout = 0, max_log_size = 0;
   uint32_t log_lines = 25;
+  std::string notice; // a line for the log before the builder's output (e.g. no sandbox)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, builder_job& x) {
   return f(caf::meta::type_name("builder_job"), x.drv_path, x.process, x.log_path, x.log_compression,
-           x.max_silent_time, x.timeout, x.max_log_size, x.log_lines);
+           x.max_silent_time, x.timeout, x.max_log_size, x.log_lines, x.notice);
 }
 
 // How a builder run ended. `limit` names a limit that killed it.
@@ -139,11 +167,13 @@ struct builder_outcome {
   uint8_t limit = none;
   std::string message;               // setup failure text, or the limit hit
   std::vector<std::string> log_tail; // the last log-lines lines
+  uint64_t cpu_user_us = 0, cpu_system_us = 0, peak_memory = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, builder_outcome& x) {
-  return f(caf::meta::type_name("builder_outcome"), x.wait_status, x.limit, x.message, x.log_tail);
+  return f(caf::meta::type_name("builder_outcome"), x.wait_status, x.limit, x.message, x.log_tail,
+           x.cpu_user_us, x.cpu_system_us, x.peak_memory);
 }
 
 template <class Inspector>
@@ -173,11 +203,14 @@ struct prepared_build {
   builder_job job;
   std::map<std::string, std::string> output_locations; // name -> where the builder writes it
   bool isolated_outputs = false; // check/repair/later rounds: outputs land in an overlay
+  std::string chroot_dir;  // sandboxed: the build's own root and store (removed after)
+  std::string build_top;   // the private directory holding the build directory
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, prepared_build& x) {
-  return f(caf::meta::type_name("prepared_build"), x.job, x.output_locations, x.isolated_outputs);
+  return f(caf::meta::type_name("prepared_build"), x.job, x.output_locations, x.isolated_outputs, x.chroot_dir,
+           x.build_top);
 }
 
 } // namespace kiln

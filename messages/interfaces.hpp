@@ -32,6 +32,7 @@ using started_atom = caf::atom_constant<caf::atom("started")>;
 using output_atom = caf::atom_constant<caf::atom("output")>;
 using exited_atom = caf::atom_constant<caf::atom("exited")>;
 using limit_atom = caf::atom_constant<caf::atom("limit")>;
+using usage_atom = caf::atom_constant<caf::atom("usage")>;
 // Logger
 using log_open_atom = caf::atom_constant<caf::atom("logopen")>;
 using log_atom = caf::atom_constant<caf::atom("log")>;

@@ -1,42 +1,74 @@
 #include "sandbox/builder_process.hpp"
 
+#include "sandbox/build_users.hpp"
+#include "sandbox/seccomp_filter.hpp"
+
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
-#include <sys/syscall.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <grp.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <memory>
 #include <pthread.h>
+#include <vector>
 
 namespace kiln::sandbox {
 
 namespace {
 
 // The steps the child can fail at, in the order it takes them. The child
-// sends only {step, errno}; the parent words the message, since building
-// strings after fork in a threaded process is not safe.
+// sends only {step, errno, mount index}; the parent words the message,
+// since building strings in the child is not safe (see run_child).
 enum class step : int {
-  new_session, user_namespace, uid_map, mount_namespace, private_mounts, store_mount,
-  core_limit, build_dir, io, exec
+  cgroup, new_session, user_namespace, uid_map, mount_namespace, private_mounts, store_mount,
+  new_root, mount_step, hostname, loopback, pivot_root, build_user, capabilities, death_signal,
+  no_new_privs, personality, core_limit, seccomp, build_dir, io, exec
 };
 
 struct failure {
   int at;
   int err;
+  int index;
 };
 
-std::string describe(const builder_spec& spec, failure f) {
+std::string describe_mount(const mount_step& m) {
+  switch (m.kind) {
+  case mount_step::dir: return "creating the directory '" + m.target + "'";
+  case mount_step::bind:
+  case mount_step::bind_ro: return "bind-mounting '" + m.source + "' on '" + m.target + "'";
+  case mount_step::tmpfs: return "mounting a tmpfs on '" + m.target + "'";
+  case mount_step::proc: return "mounting /proc";
+  case mount_step::devpts: return "mounting /dev/pts";
+  case mount_step::symlink: return "creating the symlink '" + m.target + "'";
+  case mount_step::file: return "writing '" + m.target + "'";
+  }
+  return "mount step";
+}
+
+std::string describe(const sandbox_spec& spec, failure f) {
   std::string what;
   switch (static_cast<step>(f.at)) {
+  case step::cgroup: what = "joining the build's control group"; break;
   case step::new_session: what = "creating a process group"; break;
   case step::user_namespace: what = "creating a user namespace"; break;
   case step::uid_map: what = "mapping the build user"; break;
@@ -46,60 +78,232 @@ std::string describe(const builder_spec& spec, failure f) {
     what = spec.overlay_upper.empty() ? "bind-mounting '" + spec.store_real_dir + "' on '" + spec.store_dir + "'"
                                       : "mounting an overlay of '" + spec.store_real_dir + "' on '" + spec.store_dir + "'";
     break;
+  case step::new_root: what = "mounting the sandbox's root on '" + spec.root_dir + "'"; break;
+  case step::mount_step:
+    what = f.index >= 0 && static_cast<std::size_t>(f.index) < spec.mounts.size()
+               ? describe_mount(spec.mounts[static_cast<std::size_t>(f.index)])
+               : "preparing the sandbox";
+    break;
+  case step::hostname: what = "setting the host name"; break;
+  case step::loopback: what = "bringing up the loopback interface"; break;
+  case step::pivot_root: what = "changing to the sandbox's root"; break;
+  case step::build_user: what = "switching to the build user"; break;
+  case step::capabilities: what = "dropping capabilities"; break;
+  case step::death_signal: what = "arranging to die with the daemon"; break;
+  case step::no_new_privs: what = "setting no_new_privs"; break;
+  case step::personality: what = "setting the personality"; break;
   case step::core_limit: what = "disabling core dumps"; break;
-  case step::build_dir: what = "changing to the build directory '" + spec.build_dir + "'"; break;
+  case step::seccomp: what = "loading the system call filter"; break;
+  case step::build_dir: what = "changing to the build directory '" + (spec.isolated ? spec.cwd : spec.build_dir) + "'"; break;
   case step::io: what = "redirecting the builder's output"; break;
   case step::exec: what = "executing '" + spec.program + "'"; break;
   }
   return "while setting up the build environment: " + what + ": " + std::strerror(f.err);
 }
 
-[[noreturn]] void fail(int report_fd, step at) {
-  failure f{static_cast<int>(at), errno};
-  ssize_t unused = ::write(report_fd, &f, sizeof f);
-  (void)unused;
-  ::_exit(1);
-}
-
-bool write_proc_file(const char* path, const std::string& text) {
-  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0)
-    return false;
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ::close(fd);
-  return ok;
-}
-
-} // namespace
-
-namespace {
+// A mount step with every string ready and every target an absolute host
+// path under the new root's mount point.
+struct child_mount {
+  uint8_t kind;
+  bool optional, source_is_dir;
+  mode_t mode;
+  const char* source;
+  std::size_t source_size;
+  char* target; // writable: the child cuts it at each '/' to make parents
+};
 
 // What the child needs, prepared before the clone: in the child only
 // system calls run, since it shares the parent's memory and must not touch
 // the allocator or any lock another thread may hold.
 struct child_plan {
-  const builder_spec* spec;
+  const sandbox_spec* spec;
   char** argv;
   char** envp;
-  bool remount, overlay, as_root;
+  bool remount, overlay, as_root, isolated;
   const char* uid_map;
   const char* gid_map;
   const char* overlay_options;
+  const char* root_dir;
+  const char* cwd;
+  const child_mount* mounts;
+  std::size_t mount_count;
+  int userns_fd; // root: the build user's namespace, joined after the mounts
+  const int* cgroup_fds;
+  std::size_t cgroup_count;
+  const seccomp_programs* filters;
   int report_fd, null_fd, out_fd;
 };
 
+[[noreturn]] void fail(int report_fd, step at, int index = -1) {
+  failure f{static_cast<int>(at), errno, index};
+  ssize_t unused = ::write(report_fd, &f, sizeof f);
+  (void)unused;
+  ::_exit(1);
+}
+
+bool write_file(const char* path, const char* text, std::size_t size, int flags, mode_t mode) {
+  int fd = ::open(path, flags | O_WRONLY | O_CLOEXEC, mode);
+  if (fd < 0)
+    return false;
+  bool ok = ::write(fd, text, size) == static_cast<ssize_t>(size);
+  ::close(fd);
+  return ok;
+}
+
+bool write_proc_file(const char* path, const char* text) {
+  return write_file(path, text, std::strlen(text), 0, 0);
+}
+
+// mkdir -p of the directories above `path` (which the child owns).
+bool make_parents(char* path) {
+  for (char* p = path + 1; *p; ++p) {
+    if (*p != '/')
+      continue;
+    *p = 0;
+    int r = ::mkdir(path, 0755);
+    *p = '/';
+    if (r != 0 && errno != EEXIST)
+      return false;
+  }
+  return true;
+}
+
+// The flags a read-only remount must keep: in a user namespace the kernel
+// refuses to clear nosuid/nodev/noexec that the source mount has.
+unsigned long kept_flags(const char* target) {
+  struct statfs st;
+  if (::statfs(target, &st) != 0)
+    return 0;
+  unsigned long f = 0;
+  if (st.f_flags & ST_NOSUID) f |= MS_NOSUID;
+  if (st.f_flags & ST_NODEV) f |= MS_NODEV;
+  if (st.f_flags & ST_NOEXEC) f |= MS_NOEXEC;
+  if (st.f_flags & ST_NOATIME) f |= MS_NOATIME;
+  if (st.f_flags & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (st.f_flags & ST_RELATIME) f |= MS_RELATIME;
+  return f;
+}
+
+bool apply(const child_mount& m) {
+  switch (m.kind) {
+  case mount_step::dir:
+    if (!make_parents(m.target) || (::mkdir(m.target, m.mode) != 0 && errno != EEXIST))
+      return false;
+    return ::chmod(m.target, m.mode) == 0;
+  case mount_step::bind:
+  case mount_step::bind_ro: {
+    if (!make_parents(m.target))
+      return false;
+    if (m.source_is_dir) {
+      if (::mkdir(m.target, 0755) != 0 && errno != EEXIST)
+        return false;
+    } else {
+      int fd = ::open(m.target, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+      if (fd < 0)
+        return false;
+      ::close(fd);
+    }
+    if (::mount(m.source, m.target, nullptr, MS_BIND | MS_REC, nullptr) != 0)
+      return m.optional && errno == ENOENT;
+    if (m.kind == mount_step::bind_ro)
+      return ::mount(nullptr, m.target, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(m.target), nullptr) == 0;
+    return true;
+  }
+  case mount_step::tmpfs: return ::mount("tmpfs", m.target, "tmpfs", MS_NOSUID | MS_NODEV, m.source) == 0;
+  case mount_step::proc: return ::mount("proc", m.target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0;
+  case mount_step::devpts: return ::mount("devpts", m.target, "devpts", MS_NOSUID | MS_NOEXEC, m.source) == 0;
+  case mount_step::symlink: return make_parents(m.target) && ::symlink(m.source, m.target) == 0;
+  case mount_step::file:
+    return make_parents(m.target) && write_file(m.target, m.source, m.source_size, O_CREAT | O_EXCL, m.mode);
+  }
+  errno = EINVAL;
+  return false;
+}
+
+bool loopback_up() {
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0)
+    return false;
+  struct ifreq ifr;
+  std::memset(&ifr, 0, sizeof ifr);
+  std::memcpy(ifr.ifr_name, "lo", 3);
+  ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
+  bool ok = ::ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
+  ::close(s);
+  return ok;
+}
+
+bool drop_capabilities() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2];
+  std::memset(data, 0, sizeof data);
+  return ::syscall(SYS_capset, &header, data) == 0 &&
+         (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == 0 || errno == EINVAL);
+}
+
+// The sandbox, in this order:
+//   1. join the build's control groups (so everything after is counted);
+//   2. a session of its own; for an unprivileged daemon, map itself to the
+//      build uid in the user namespace the clone made;
+//   3. mounts private, then a fresh tmpfs as the new root, filled by the
+//      planned mount steps (store, inputs read-only, /dev, /proc, /build,
+//      /etc, sandbox-paths);
+//   4. host name, loopback (no other interface exists without network);
+//   5. pivot_root into the new root and detach the old one;
+//   6. become the build user (a root daemon joins the user namespace that
+//      maps it only now, so the builder holds no capability over the
+//      mounts above), drop every capability, die with the daemon;
+//   7. no_new_privs, personality, no core dumps, seccomp filters;
+//   8. build directory, standard descriptors, signals, exec.
 int run_child(void* arg) {
   const child_plan& c = *static_cast<const child_plan*>(arg);
-  const builder_spec& spec = *c.spec;
+  const sandbox_spec& spec = *c.spec;
   int rfd = c.report_fd;
   // Every signal stays blocked (the parent blocked them before the clone)
   // until just before exec, so no handler of the parent's runs on its
   // memory here; execve itself resets handled signals to their defaults.
   // Ignored ones stay ignored across exec, and the builder must get SIGPIPE.
   ::signal(SIGPIPE, SIG_DFL);
+  ::umask(0);
+  for (std::size_t i = 0; i < c.cgroup_count; ++i)
+    if (::write(c.cgroup_fds[i], "0", 1) != 1)
+      fail(rfd, step::cgroup);
   if (::setsid() < 0)
     fail(rfd, step::new_session);
-  if (c.remount) {
+  if (c.isolated) {
+    if (!c.as_root && (!write_proc_file("/proc/self/setgroups", "deny") ||
+                       !write_proc_file("/proc/self/uid_map", c.uid_map) ||
+                       !write_proc_file("/proc/self/gid_map", c.gid_map)))
+      fail(rfd, step::uid_map);
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      fail(rfd, step::private_mounts);
+    if (::mount("tmpfs", c.root_dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0)
+      fail(rfd, step::new_root);
+    for (std::size_t i = 0; i < c.mount_count; ++i)
+      if (!apply(c.mounts[i]))
+        fail(rfd, step::mount_step, static_cast<int>(i));
+    if (::sethostname(spec.hostname.data(), spec.hostname.size()) != 0 ||
+        ::setdomainname(spec.domainname.data(), spec.domainname.size()) != 0)
+      fail(rfd, step::hostname);
+    if (!spec.network && !loopback_up())
+      fail(rfd, step::loopback);
+    if (::chdir(c.root_dir) != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 || ::umount2(".", MNT_DETACH) != 0)
+      fail(rfd, step::pivot_root);
+    if (c.as_root && (::setns(c.userns_fd, CLONE_NEWUSER) != 0 || ::setgroups(0, nullptr) != 0))
+      fail(rfd, step::build_user);
+    if (::setresgid(spec.sandbox_gid, spec.sandbox_gid, spec.sandbox_gid) != 0 ||
+        ::setresuid(spec.sandbox_uid, spec.sandbox_uid, spec.sandbox_uid) != 0)
+      fail(rfd, step::build_user);
+    if (!drop_capabilities())
+      fail(rfd, step::capabilities);
+    // After the uid change, which clears it.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+      fail(rfd, step::death_signal);
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+      fail(rfd, step::no_new_privs);
+    if (::personality(spec.personality) < 0)
+      fail(rfd, step::personality);
+  } else if (c.remount) {
     if (!c.as_root) {
       // An ordinary user gets a mount namespace through a user namespace
       // in which it keeps its own uid and gid.
@@ -122,10 +326,14 @@ int run_child(void* arg) {
   struct rlimit no_core {0, 0};
   if (::setrlimit(RLIMIT_CORE, &no_core) != 0)
     fail(rfd, step::core_limit);
-  if (::chdir(spec.build_dir.c_str()) != 0)
+  if (c.filters && (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &c.filters->guard) != 0 ||
+                    ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &c.filters->rules) != 0))
+    fail(rfd, step::seccomp);
+  if (::chdir(c.cwd) != 0)
     fail(rfd, step::build_dir);
   if (::dup2(c.null_fd, 0) < 0 || ::dup2(c.out_fd, 1) < 0 || ::dup2(c.out_fd, 2) < 0)
     fail(rfd, step::io);
+  ::umask(022);
   // From here to exec nothing can signal the child: it is in a session of
   // its own and nobody knows its pid yet.
   sigset_t none;
@@ -152,9 +360,40 @@ private:
   sigset_t saved_;
 };
 
+constexpr int sandbox_namespaces = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+
+// Runs a clone of the real one's shape (vfork-style, with `flags`) whose
+// child exits at once: 0 if it worked, else errno.
+int probe_clone(int flags) {
+  constexpr std::size_t stack_size = 16 * 1024;
+  std::unique_ptr<char[]> stack(new char[stack_size]);
+  pid_t pid;
+  {
+    signals_blocked quiet;
+    pid = ::clone([](void*) -> int { ::_exit(0); }, stack.get() + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD | flags,
+                  nullptr);
+  }
+  if (pid < 0)
+    return errno;
+  int status;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return 0;
+}
+
 } // namespace
 
-builder_process builder_process::start(const builder_spec& spec) {
+const std::string& sandbox_unavailable_reason() {
+  static const std::string reason = [] {
+    int flags = sandbox_namespaces | CLONE_NEWNET | (::geteuid() == 0 ? 0 : CLONE_NEWUSER);
+    int err = probe_clone(flags);
+    return err == 0 ? std::string()
+                    : std::string("cannot create the sandbox's namespaces: ") + std::strerror(err);
+  }();
+  return reason;
+}
+
+builder_process builder_process::start(const sandbox_spec& spec) {
   std::vector<std::string> argv_s{spec.program};
   argv_s.insert(argv_s.end(), spec.args.begin(), spec.args.end());
   std::vector<char*> argv;
@@ -169,9 +408,16 @@ builder_process builder_process::start(const builder_spec& spec) {
     envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
 
-  const bool overlay = !spec.overlay_upper.empty();
-  std::string uid_map = std::to_string(::geteuid()) + " " + std::to_string(::geteuid()) + " 1\n";
-  std::string gid_map = std::to_string(::getegid()) + " " + std::to_string(::getegid()) + " 1\n";
+  const bool as_root = ::geteuid() == 0;
+  const bool overlay = !spec.isolated && !spec.overlay_upper.empty();
+  std::string uid_map, gid_map;
+  if (spec.isolated) {
+    uid_map = std::to_string(spec.sandbox_uid) + " " + std::to_string(::geteuid()) + " 1\n";
+    gid_map = std::to_string(spec.sandbox_gid) + " " + std::to_string(::getegid()) + " 1\n";
+  } else {
+    uid_map = std::to_string(::geteuid()) + " " + std::to_string(::geteuid()) + " 1\n";
+    gid_map = std::to_string(::getegid()) + " " + std::to_string(::getegid()) + " 1\n";
+  }
   std::string overlay_options = "lowerdir=" + spec.store_real_dir + ",upperdir=" + spec.overlay_upper +
                                 ",workdir=" + spec.overlay_work;
   if (overlay)
@@ -181,6 +427,32 @@ builder_process builder_process::start(const builder_spec& spec) {
       if (::mknod(w.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0 && errno != EEXIST)
         throw_errno("hiding '" + name + "' from the check build");
     }
+
+  // Mount targets as host paths under the new root, in writable buffers.
+  std::vector<std::string> targets;
+  std::vector<child_mount> mounts;
+  if (spec.isolated) {
+    targets.reserve(spec.mounts.size());
+    for (auto& m : spec.mounts)
+      targets.push_back(spec.root_dir + m.target);
+    for (std::size_t i = 0; i < spec.mounts.size(); ++i) {
+      auto& m = spec.mounts[i];
+      mounts.push_back({m.kind, m.optional, m.source_is_dir, static_cast<mode_t>(m.mode), m.source.c_str(),
+                        m.source.size(), targets[i].data()});
+    }
+  }
+  int userns_fd = -1;
+  if (spec.isolated && as_root)
+    userns_fd = user_namespace_for(spec.host_uid, spec.host_gid, spec.sandbox_uid, spec.sandbox_gid);
+  const seccomp_programs* filters = spec.isolated && spec.seccomp ? &builder_seccomp_programs() : nullptr;
+
+  static std::atomic<uint64_t> builds{0};
+  std::optional<build_cgroup> cgroup =
+      build_cgroup::create("build-" + std::to_string(::getpid()) + "-" + std::to_string(++builds), spec.limits);
+  std::vector<int> cgroup_fds;
+  if (cgroup)
+    for (auto& fd : cgroup->join_fds())
+      cgroup_fds.push_back(fd.get());
 
   int out[2], report[2];
   if (::pipe2(out, O_CLOEXEC) != 0)
@@ -198,13 +470,25 @@ builder_process builder_process::start(const builder_spec& spec) {
                   envp.data(),
                   overlay || spec.store_real_dir != spec.store_dir,
                   overlay,
-                  ::geteuid() == 0,
+                  as_root,
+                  spec.isolated,
                   uid_map.c_str(),
                   gid_map.c_str(),
                   overlay_options.c_str(),
+                  spec.root_dir.c_str(),
+                  spec.isolated ? spec.cwd.c_str() : spec.build_dir.c_str(),
+                  mounts.data(),
+                  mounts.size(),
+                  userns_fd,
+                  cgroup_fds.data(),
+                  cgroup_fds.size(),
+                  filters,
                   report_w.get(),
                   null_in.get(),
                   out_w.get()};
+  int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+  if (spec.isolated)
+    flags |= sandbox_namespaces | (spec.network ? 0 : CLONE_NEWNET) | (as_root ? 0 : CLONE_NEWUSER);
   // A vfork-style clone: the child borrows our memory until it execs, so
   // starting a builder costs no copy of this (large, threaded) process's
   // page tables and no copy-on-write faults afterwards. This thread waits
@@ -214,14 +498,15 @@ builder_process builder_process::start(const builder_spec& spec) {
   pid_t pid;
   {
     signals_blocked quiet;
-    pid = ::clone(run_child, stack.get() + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+    pid = ::clone(run_child, stack.get() + stack_size, flags, &plan);
   }
   if (pid < 0)
-    throw_errno("starting the builder");
+    throw_errno(spec.isolated ? "starting the builder in its sandbox" : "starting the builder");
 
   builder_process p;
   p.pid_ = pid;
   p.output_ = std::move(out_r);
+  p.cgroup_ = std::move(cgroup);
   out_w.reset();
   report_w.reset();
   failure f{};
@@ -238,7 +523,7 @@ builder_process builder_process::start(const builder_spec& spec) {
   }
   p.exited_ = unique_fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!p.exited_) {
-    p.kill_group();
+    p.kill_all();
     throw_errno("watching the builder (pidfd_open)");
   }
   return p;
@@ -246,14 +531,16 @@ builder_process builder_process::start(const builder_spec& spec) {
 
 builder_process::~builder_process() {
   if (pid_ > 0 && !reaped_) {
-    kill_group();
+    kill_all();
     int status;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
   }
 }
 
-void builder_process::kill_group() const {
+void builder_process::kill_all() const {
+  if (cgroup_)
+    cgroup_->kill_all();
   if (pid_ > 0 && !reaped_)
     ::kill(-pid_, SIGKILL);
 }
@@ -276,7 +563,7 @@ int builder_process::watch(const std::function<void(std::string_view)>& on_outpu
       break; // killed group, nothing more came within a second
     if (!exited && (fds[1].revents & POLLIN)) {
       exited = true;
-      ::kill(-pid_, SIGKILL);
+      kill_all();
     }
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t n = ::read(output_.get(), buf, sizeof buf);
@@ -294,6 +581,10 @@ int builder_process::watch(const std::function<void(std::string_view)>& on_outpu
       throw_errno("reaping the builder");
   }
   reaped_ = true;
+  if (cgroup_) {
+    cgroup_->wait_empty();
+    usage_ = cgroup_->usage();
+  }
   return status;
 }
 

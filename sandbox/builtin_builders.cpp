@@ -8,7 +8,9 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -26,6 +28,53 @@ std::string executable_dir() {
   self.resize(static_cast<std::size_t>(n));
   return split_path(self).first;
 }
+
+} // namespace
+
+const std::vector<std::string>& builtin_sandbox_files() {
+  static const std::vector<std::string> files = [] {
+    std::string program = executable_dir() + "/kiln-builtin";
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) != 0)
+      throw_errno("creating a pipe");
+    unique_fd r(out[0]), w(out[1]);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, w.get(), 1);
+    char* argv[] = {program.data(), const_cast<char*>("--print-files"), nullptr};
+    char* envp[] = {nullptr};
+    pid_t pid;
+    int err = ::posix_spawn(&pid, program.c_str(), &fa, nullptr, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    w.reset();
+    if (err != 0) {
+      errno = err;
+      throw_errno("running '" + program + " --print-files'");
+    }
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(r.get(), buf, sizeof buf)) != 0;) {
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        break;
+      text.append(buf, static_cast<std::size_t>(n));
+    }
+    int status;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    std::vector<std::string> found;
+    std::size_t pos = 0;
+    for (std::size_t nl; (nl = text.find('\n', pos)) != std::string::npos; pos = nl + 1)
+      found.push_back(text.substr(pos, nl - pos));
+    if (status != 0 || found.empty())
+      throw error("'" + program + " --print-files' failed");
+    return found;
+  }();
+  return files;
+}
+
+namespace {
 
 const std::string& attribute(const std::map<std::string, std::string>& env, const std::string& name) {
   auto it = env.find(name);

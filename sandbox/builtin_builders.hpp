@@ -17,6 +17,10 @@ namespace kiln::sandbox {
 // kiln-builtin is looked for next to the running executable.
 std::optional<std::vector<std::string>> builtin_command(std::string_view builder);
 
+// The host files a sandbox must show for kiln-builtin to run: the program
+// and the shared objects it loads (asked of it once, then remembered).
+const std::vector<std::string>& builtin_sandbox_files();
+
 // builtin:fetchurl (Nix 2.8's attributes): downloads `url` (http, https or
 // file) to `out`; with unpack = "1" the download is a NAR restored at `out`;
 // executable = "1" makes the file executable. Progress and errors go to

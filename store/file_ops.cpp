@@ -72,6 +72,81 @@ uint64_t remove_tree_at(int dirfd, const std::string& name) {
   return st.st_nlink == 1 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
+void chown_tree_at(int dirfd, const std::string& name, unsigned uid, unsigned gid) {
+  struct stat st;
+  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    throw_errno("getting the status of '" + name + "'");
+  if (S_ISDIR(st.st_mode)) {
+    unique_fd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd)
+      throw_errno("opening the directory '" + name + "'");
+    if (::fchown(fd.get(), uid, gid) != 0)
+      throw_errno("changing the owner of '" + name + "'");
+    for (auto& child : read_directory(fd.get(), name))
+      chown_tree_at(fd.get(), child, uid, gid);
+    return;
+  }
+  if (::fchownat(dirfd, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0)
+    throw_errno("changing the owner of '" + name + "'");
+}
+
+void copy_tree_fresh_at(int from_dir, const std::string& name, int to_dir, const std::string& to_name) {
+  struct stat st;
+  if (::fstatat(from_dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    throw_errno("getting the status of '" + name + "'");
+  if (S_ISLNK(st.st_mode)) {
+    std::string target(static_cast<std::size_t>(st.st_size) + 1, '\0');
+    ssize_t n = ::readlinkat(from_dir, name.c_str(), target.data(), target.size());
+    if (n < 0 || static_cast<std::size_t>(n) >= target.size())
+      throw_errno("reading the symlink '" + name + "'");
+    target.resize(static_cast<std::size_t>(n));
+    if (::symlinkat(target.c_str(), to_dir, to_name.c_str()) != 0)
+      throw_errno("creating the symlink '" + to_name + "'");
+  } else if (S_ISDIR(st.st_mode)) {
+    unique_fd from(::openat(from_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!from)
+      throw_errno("opening the directory '" + name + "'");
+    if (::mkdirat(to_dir, to_name.c_str(), 0700) != 0)
+      throw_errno("creating the directory '" + to_name + "'");
+    unique_fd to(::openat(to_dir, to_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!to)
+      throw_errno("opening the directory '" + to_name + "'");
+    for (auto& child : read_directory(from.get(), name))
+      copy_tree_fresh_at(from.get(), child, to.get(), child);
+    if (::fchmod(to.get(), 0755) != 0)
+      throw_errno("setting the mode of '" + to_name + "'");
+  } else if (S_ISREG(st.st_mode)) {
+    unique_fd from(::openat(from_dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!from)
+      throw_errno("opening '" + name + "'");
+    mode_t mode = (st.st_mode & S_IXUSR) ? 0755 : 0644;
+    unique_fd to(::openat(to_dir, to_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+    if (!to)
+      throw_errno("creating '" + to_name + "'");
+    char buf[1 << 16];
+    for (;;) {
+      ssize_t n = ::read(from.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        throw_errno("reading '" + name + "'");
+      if (n == 0)
+        break;
+      write_all(to.get(), buf, static_cast<std::size_t>(n), to_name);
+    }
+  } else {
+    throw error("'" + name + "' is not a regular file, directory or symlink");
+  }
+}
+
+void chown_tree(const std::string& path, unsigned uid, unsigned gid) {
+  auto [parent, name] = split_path(path);
+  unique_fd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir)
+    throw_errno("opening '" + parent + "'");
+  chown_tree_at(dir.get(), name, uid, gid);
+}
+
 namespace {
 
 void fsync_at(int dirfd, const std::string& name, const std::string& shown) {

@@ -25,6 +25,19 @@ uint64_t remove_tree_at(int dirfd, const std::string& name);
 // remove_tree_at for a path (split into its parent directory and name).
 uint64_t remove_tree(const std::string& path);
 
+// Gives `name` inside `dirfd` and everything below it to uid:gid, through
+// directory handles and without following symlinks (a kept build tree is
+// handed over this way, so a symlink or a swapped directory cannot turn
+// the chown onto another file: CVE-2021-27851's race).
+void chown_tree_at(int dirfd, const std::string& name, unsigned uid, unsigned gid);
+void chown_tree(const std::string& path, unsigned uid, unsigned gid);
+
+// Copies `name` in `from_dir` to `to_name` in `to_dir` as new inodes: files
+// by content (keeping only the owner-execute bit), directories, symlinks as
+// symlinks; nothing followed, devices, sockets and fifos refused. A process
+// holding a descriptor to the original cannot change the copy.
+void copy_tree_fresh_at(int from_dir, const std::string& name, int to_dir, const std::string& to_name);
+
 // fsyncs every regular file and directory at and below `path` (symlinks
 // are made durable by their directory's fsync).
 void fsync_tree(const std::string& path);

@@ -7,7 +7,7 @@
 namespace kiln {
 namespace {
 
-enum class kind { boolean, number, size, text, jobs, log_compression };
+enum class kind { boolean, number, size, text, jobs, log_compression, sandbox, paths };
 
 struct known_setting {
   const char* name;
@@ -35,6 +35,18 @@ const known_setting known[] = {
     {"substituters", kind::text, ""},
     {"trusted-public-keys", kind::text, ""},
     {"require-sigs", kind::boolean, "true"},
+    {"sandbox", kind::sandbox, "true"},
+    {"sandbox-fallback", kind::boolean, "true"},
+    {"sandbox-paths", kind::paths, ""},
+    {"extra-sandbox-paths", kind::paths, ""},
+    {"sandbox-build-dir", kind::text, "/build"},
+    {"allowed-impure-host-deps", kind::text, ""},
+    {"pre-build-hook", kind::text, ""},
+    {"build-users-group", kind::text, ""},
+    // Kiln's own: limits on each build's control group (0 = none).
+    {"build-memory-max", kind::size, "0"},
+    {"build-pids-max", kind::number, "0"},
+    {"build-cpu-max", kind::number, "0"},
 };
 
 uint64_t parse_number(const std::string& value, const std::string& what) {
@@ -117,6 +129,11 @@ void settings::set(const std::string& name, const std::string& value, const std:
     if (value != "zstd" && value != "bzip2" && value != "none" && value != "true" && value != "false")
       throw format_error(what + ": expected zstd, bzip2, none, true or false, got '" + value + "'");
     break;
+  case kind::sandbox:
+    if (value != "true" && value != "false" && value != "relaxed")
+      throw format_error(what + ": expected 'true', 'false' or 'relaxed', got '" + value + "'");
+    break;
+  case kind::paths: parse_sandbox_paths(value, what); break;
   case kind::text: break;
   }
   values_[name] = value;
@@ -162,6 +179,34 @@ const std::string& settings::get(const std::string& name) const {
   if (it == values_.end())
     throw error("internal: unknown setting '" + name + "' read");
   return it->second;
+}
+
+sandbox_path parse_sandbox_path(const std::string& word, const std::string& what) {
+  sandbox_path p;
+  std::string w = word;
+  if (!w.empty() && w.back() == '?') {
+    p.optional = true;
+    w.pop_back();
+  }
+  auto eq = w.find('=');
+  p.target = w.substr(0, eq);
+  p.source = eq == std::string::npos ? p.target : w.substr(eq + 1);
+  if (p.target.empty() || p.source.empty())
+    throw format_error(what + ": '" + word + "' has an empty path");
+  if (p.target[0] != '/' || p.source[0] != '/')
+    throw format_error(what + ": '" + word + "' is not an absolute path (or TARGET=SOURCE of two)");
+  return p;
+}
+
+std::vector<sandbox_path> parse_sandbox_paths(const std::string& words, const std::string& what) {
+  std::vector<sandbox_path> out;
+  std::size_t pos = 0;
+  while ((pos = words.find_first_not_of(" \t\n", pos)) != std::string::npos) {
+    auto end = words.find_first_of(" \t\n", pos);
+    out.push_back(parse_sandbox_path(words.substr(pos, end - pos), what));
+    pos = end;
+  }
+  return out;
 }
 
 } // namespace kiln

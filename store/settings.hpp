@@ -39,4 +39,19 @@ bool parse_bool_setting(const std::string& value, const std::string& what);
 // A byte count with an optional K, M, G or T suffix (powers of 1024), as Nix accepts.
 uint64_t parse_size_setting(const std::string& value, const std::string& what);
 
+// One word of sandbox-paths (and extra-sandbox-paths, the pre-build-hook's
+// answer): "/path" or "/target=/source", either with a trailing "?" for
+// optional (a missing source is skipped instead of failing the build).
+struct sandbox_path {
+  std::string target, source;
+  bool optional = false;
+  bool operator==(const sandbox_path& o) const {
+    return target == o.target && source == o.source && optional == o.optional;
+  }
+};
+// Throws format_error naming `what` for a relative path or an empty side.
+sandbox_path parse_sandbox_path(const std::string& word, const std::string& what);
+// Every word of a space-separated list.
+std::vector<sandbox_path> parse_sandbox_paths(const std::string& words, const std::string& what);
+
 } // namespace kiln

@@ -232,12 +232,14 @@ def compare_builds(kiln, vdir, tmp, check):
     exp = run([kiln, "store", "export", "--store", f"local:{kstore}", *drvs])
     imp = subprocess.run(["nix-store", "--store", nroot, "--import"], input=exp.stdout, capture_output=True)
     check(exp.returncode == 0 and imp.returncode == 0, f"export to nix: {exp.stderr[:200]!r} {imp.stderr[:200]!r}")
-    kb = run([kiln, "build", "--store", f"local:{kstore}", "-j", "2", "--json", *drvs])
+    # Both sandboxed, with the host's shell and tools bound in.
+    kb = run([kiln, "build", "--store", f"local:{kstore}", "-j", "2", "--json",
+              "--option", "sandbox-paths", "/bin /lib /lib64 /usr", *drvs])
     check(kb.returncode == 0, f"kiln build of the vectors: {kb.stderr[-600:]!r}")
     results = {r["path"]: r for r in json.loads(kb.stdout or b"[]")}
     for c in cases:
         nb = run(["nix-store", "--store", nroot, "--realise", c["drv_path"], "--option", "substituters", "",
-                  "--option", "sandbox-paths", "/bin /lib /lib64 /usr"])
+                  "--option", "sandbox", "true", "--option", "sandbox-paths", "/bin /lib /lib64 /usr"])
         check(nb.returncode == 0, f"nix-store --realise {c['case']}: {nb.stderr[-300:]!r}")
         for name, out in c["outputs"].items():
             built = results.get(c["drv_path"], {}).get("builtOutputs", {}).get(name)

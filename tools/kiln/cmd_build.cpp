@@ -47,6 +47,12 @@ Options:
                          substituters, trusted-public-keys, require-sigs, ...)
                          substituters: other stores, local:DIR[?trusted=1],
                          whose signed paths are copied instead of built
+                         sandbox true|false|relaxed (default true): builds see
+                         only their inputs, /dev, /proc, /build and the
+                         sandbox-paths (e.g. '/bin /lib /lib64 /usr'), with
+                         no network unless fixed-output
+                         build-memory-max, build-pids-max, build-cpu-max
+                         (percent of one CPU): limits per build
 
 Exit status: 0 all built; 100 a build failed, +1 one timed out, +2 a fixed
 output's hash did not match, +4 a build was not deterministic; 1 other errors.
@@ -91,6 +97,21 @@ build_options options_from(const settings& s, const cli::parsed_args& a) {
   for (std::string k; trusted >> k;)
     o.trusted_public_keys.push_back(k);
   o.require_sigs = s.get_bool("require-sigs");
+  const std::string& sb = s.get("sandbox");
+  o.sandbox = sb == "false" ? 0 : sb == "relaxed" ? 1 : 2;
+  o.sandbox_fallback = s.get_bool("sandbox-fallback");
+  std::istringstream paths(s.get("sandbox-paths") + " " + s.get("extra-sandbox-paths"));
+  for (std::string p; paths >> p;)
+    o.sandbox_paths.push_back(p);
+  o.sandbox_build_dir = s.get("sandbox-build-dir");
+  std::istringstream impure(s.get("allowed-impure-host-deps"));
+  for (std::string p; impure >> p;)
+    o.allowed_impure_host_deps.push_back(p);
+  o.pre_build_hook = s.get("pre-build-hook");
+  o.build_users_group = s.get("build-users-group");
+  o.memory_max = s.get_number("build-memory-max");
+  o.pids_max = s.get_number("build-pids-max");
+  o.cpu_max_percent = static_cast<uint32_t>(s.get_number("build-cpu-max"));
   int modes = a.has("--check") + a.has("--repair") + a.has("--hash");
   if (modes > 1)
     throw cli::usage_error("--check, --repair and --hash exclude each other");
@@ -137,6 +158,11 @@ nlohmann::ordered_json to_json(const build_result& r) {
   j["stopTime"] = r.stop_time;
   j["builtOutputs"] = r.outputs;
   j["topLevel"] = r.top_level;
+  if (r.times_built) {
+    j["cpuUserMicros"] = r.cpu_user_us;
+    j["cpuSystemMicros"] = r.cpu_system_us;
+    j["peakMemoryBytes"] = r.peak_memory;
+  }
   if (r.hash_mismatch)
     j["hashMismatch"] = true;
   return j;
