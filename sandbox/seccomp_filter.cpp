@@ -86,13 +86,20 @@ std::vector<sock_filter> make_rules() {
 #endif
   // Setting the "no new privileges" bit is the executor's job, in order.
   check(seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0), "leaving no_new_privs to the executor");
+  // Other ABIs (x32) are the guard's to refuse; fail them, do not kill.
+  check(seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS)), "setting the other-ABI action");
 
   struct mode_arg {
     const char* name;
     int fallback;
     unsigned arg;
   };
-  for (auto m : {mode_arg{"chmod", -1, 1}, mode_arg{"fchmod", -1, 1}, mode_arg{"fchmodat", -1, 2}}) {
+  // The mode argument of every call that sets one: chmod's family, and
+  // the calls that create a file with a mode (open with O_CREAT honours
+  // S_ISUID as chmod does).
+  for (auto m : {mode_arg{"chmod", -1, 1}, mode_arg{"fchmod", -1, 1}, mode_arg{"fchmodat", -1, 2},
+                 mode_arg{"open", -1, 2}, mode_arg{"openat", -1, 3}, mode_arg{"creat", -1, 1},
+                 mode_arg{"mknod", -1, 1}, mode_arg{"mknodat", -1, 2}}) {
     int nr = syscall_number(m.name, m.fallback);
     for (unsigned bit : {unsigned(S_ISUID), unsigned(S_ISGID)}) {
       scmp_arg_cmp cmp{m.arg, SCMP_CMP_MASKED_EQ, bit, bit};
@@ -101,8 +108,10 @@ std::vector<sock_filter> make_rules() {
   }
   for (auto x : {mode_arg{"setxattr", -1, 0}, mode_arg{"lsetxattr", -1, 0}, mode_arg{"fsetxattr", -1, 0}})
     check(seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(ENOTSUP), syscall_number(x.name, x.fallback), 0), x.name);
+  // openat2 passes its mode inside a struct the filter cannot read: refused
+  // (ENOSYS, so callers fall back to openat).
   for (auto u : {mode_arg{"io_uring_setup", nr_io_uring_setup, 0}, mode_arg{"io_uring_enter", nr_io_uring_enter, 0},
-                 mode_arg{"io_uring_register", nr_io_uring_register, 0}})
+                 mode_arg{"io_uring_register", nr_io_uring_register, 0}, mode_arg{"openat2", 437, 0}})
     check(seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(ENOSYS), syscall_number(u.name, u.fallback), 0), u.name);
 
   // libseccomp writes the program to a descriptor; read it back.

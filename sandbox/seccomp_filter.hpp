@@ -10,8 +10,9 @@
 //     newer than libseccomp's table: fchmodat2 (no setuid/setgid bits) and
 //     setxattrat (ENOTSUP).
 //   - the rules, made with libseccomp for the native ABI and, on x86_64,
-//     i386: no setuid/setgid bits through chmod, fchmod, fchmodat or
-//     fchmodat2 (EPERM); no extended attributes set (ACLs and file
+//     i386: no setuid/setgid bits through chmod, fchmod, fchmodat, or
+//     a create's mode (open, openat, creat, mknod, mknodat; openat2, whose
+//     mode the filter cannot see, is refused) (EPERM); no extended attributes set (ACLs and file
 //     capabilities are xattrs; ENOTSUP, as Nix answers); io_uring refused
 //     (ENOSYS), since its operations are not seen by seccomp at all.
 #pragma once

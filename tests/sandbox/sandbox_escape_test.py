@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""Hostile builders against Kiln's sandbox (issue 5's "done when").
+
+Usage: sandbox_escape_test.py KILN
+Each attack is a real build in a temporary store, run as root with the
+default sandbox; the builders are Python scripts (the host's /usr is bound
+in, as the benchmark gives Nix). Every attack is checked from outside too:
+the host file unchanged, the server never reached, no process left.
+"""
+import array, hashlib, json, os, socket, subprocess, sys, tempfile, threading, time
+
+kiln = sys.argv[1]
+failures = checks = 0
+
+
+def check(ok, what):
+    global failures, checks
+    checks += 1
+    if not ok:
+        failures += 1
+        print("FAIL", what)
+
+
+tmp = tempfile.mkdtemp(prefix="kiln-sandbox-test-")
+os.chmod(tmp, 0o755)
+store = f"local:{tmp}/store"
+conf = f"{tmp}/kiln.conf"
+open(conf, "w").write("sandbox-paths = /bin /lib /lib64 /usr\n")
+os.environ["KILN_CONF"] = conf
+counter = [0]
+
+
+def run(*args, timeout=120, **kw):
+    return subprocess.run([kiln, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def drv(name, script, inputs=(), srcs=(), env=None, fixed=None, py=True, attrs=None):
+    """A derivation whose builder is `script` (Python, or sh with py=False)."""
+    counter[0] += 1
+    body = {"name": name, "outputs": {"out": fixed or {}}, "inputSrcs": list(srcs),
+            "inputDrvs": {d: ["out"] for d in inputs}, "system": "x86_64-linux",
+            "builder": "/usr/bin/python3" if py else "/bin/sh", "args": ["-c", script],
+            "env": dict(env or {}, **(attrs or {}))}
+    f = f"{tmp}/d{counter[0]}.json"
+    json.dump(body, open(f, "w"))
+    r = run("drv", "add", "--store", store, "--json", f)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def build(*args, timeout=120):
+    r = run("build", "--store", store, "--json", *args, timeout=timeout)
+    try:
+        res = {x["path"]: x for x in json.loads(r.stdout)}
+    except ValueError:
+        res = {}
+    return r, res
+
+
+def real(p):
+    return f"{tmp}/store{p}"
+
+
+def output(res, d):
+    p = res.get(d, {}).get("builtOutputs", {}).get("out")
+    return open(real(p)).read() if p and os.path.isfile(real(p)) else None
+
+
+def running(argv):
+    """Live host processes whose command line is exactly `argv`."""
+    found = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")[:-1] == argv and \
+                    open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(p)
+        except OSError:
+            pass
+    return found
+
+
+def fixed_flat(content):
+    return {"hashAlgo": "sha256", "hash": hashlib.sha256(content).hexdigest()}
+
+
+# --- Network: no loopback server for a non-fixed-output build; a fixed-output one has the network.
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(8)
+port = server.getsockname()[1]
+accepted = []
+threading.Thread(target=lambda: [accepted.append(server.accept()) for _ in range(8)], daemon=True).start()
+connect = f"""
+import os, socket
+try:
+    socket.create_connection(('127.0.0.1', {port}), 2); r = 'connected'
+except OSError as e:
+    r = 'refused: %s' % e
+open(os.environ['out'], 'w').write(r)
+"""
+net = drv("net", connect)
+r, res = build(net)
+check(output(res, net) is not None and output(res, net).startswith("refused"), f"no network: {output(res, net)!r} {r.stderr[-300:]}")
+time.sleep(0.2)
+check(accepted == [], "the loopback server outside was not reached")
+fod_net = drv("fod-net", f"""
+import os, socket
+socket.create_connection(('127.0.0.1', {port}), 2)
+open(os.environ['out'], 'w').write('ok')
+""", fixed=fixed_flat(b"ok"))
+r, res = build(fod_net)
+time.sleep(0.2)
+check(res.get(fod_net, {}).get("status") == "Built" and len(accepted) == 1,
+      f"a fixed-output build keeps the network: {r.stderr[-300:]}")
+
+# --- Files: a host file outside the closure, an input path, /proc/1/root.
+secret = f"{tmp}/secret"
+open(secret, "w").write("host secret\n")
+os.chmod(secret, 0o644)
+src_dir = f"{tmp}/src"
+os.makedirs(src_dir)
+open(f"{src_dir}/data", "w").write("input\n")
+src = run("store", "add", "--store", store, src_dir).stdout.strip()
+check(src.startswith("/nix/store/"), f"input source added: {src!r}")
+probe = drv("probe", f"""
+import os
+res = []
+for p in ['{secret}', '/proc/1/root{secret}', '/etc/shadow', '/proc/1/root/etc/shadow']:
+    try:
+        open(p).read(); res.append('read ' + p)
+    except OSError as e:
+        res.append('denied ' + p)
+for p in ['{src}/data', '{src}/new']:
+    try:
+        open(p, 'a').write('x'); res.append('wrote ' + p)
+    except OSError as e:
+        res.append('denied ' + p)
+try:
+    os.chmod('{src}', 0o777); res.append('chmod input')
+except OSError:
+    res.append('denied chmod')
+res.append('store: ' + ' '.join(sorted(os.listdir('/nix/store'))))
+res.append('root: ' + ' '.join(sorted(os.listdir('/proc/1/root'))))
+open(os.environ['out'], 'w').write(chr(10).join(res))
+""", srcs=[src])
+r, res = build(probe)
+out = output(res, probe) or ""
+check(out and "read " not in out and "wrote " not in out and "chmod input" not in out,
+      f"no host file read, no input written: {out!r} {r.stderr[-300:]}")
+store_line = [l for l in out.splitlines() if l.startswith("store: ")]
+check(store_line == [f"store: {os.path.basename(src)}"], f"the store shows only the closure: {store_line}")
+root_line = [l for l in out.splitlines() if l.startswith("root: ")]
+check(root_line and "build" in root_line[0] and "home" not in root_line[0] and "work" not in root_line[0],
+      f"/proc/1/root is the sandbox's root: {root_line}")
+check(open(f"{tmp}/store{src}/data").read() == "input\n" and not os.path.exists(f"{tmp}/store{src}/new"),
+      "the input path is unchanged")
+
+# --- Processes: a host process is invisible, cannot be signalled or traced.
+victim = subprocess.Popen(["/bin/sleep", "123.45"])
+procs = drv("procs", f"""
+import ctypes, os, signal
+res = []
+cmdlines = []
+for p in os.listdir('/proc'):
+    if p.isdigit():
+        try:
+            cmdlines.append(open('/proc/%s/cmdline' % p, 'rb').read())
+        except OSError:
+            pass
+res.append('pids %d' % len(cmdlines))
+needle = ('123' + '.45').encode()
+res.append('victim seen' if any(needle in c for c in cmdlines) else 'victim unseen')
+try:
+    os.kill({victim.pid}, signal.SIGKILL); res.append('killed')
+except OSError as e:
+    res.append('kill failed')
+if os.getpid() == 1:  # in its own PID namespace (never run this unsandboxed)
+    try:
+        os.kill(-1, signal.SIGKILL)  # everything it may signal: only its own namespace
+    except OSError:
+        pass
+libc = ctypes.CDLL(None, use_errno=True)
+res.append('ptrace ok' if libc.ptrace(16, {victim.pid}, 0, 0) == 0 else 'ptrace failed')
+open(os.environ['out'], 'w').write(chr(10).join(res))
+""")
+r, res = build(procs)
+out = output(res, procs) or ""
+check("victim unseen" in out and "kill failed" in out and "ptrace failed" in out,
+      f"host processes invisible, unsignallable, untraceable: {out!r} {r.stderr[-300:]}")
+check(victim.poll() is None, "the host process is alive")
+victim.kill()
+
+# --- setuid/setgid bits and xattrs by every syscall; io_uring; a syscall newer than the filter.
+suid = drv("suid", """
+import ctypes, os, stat
+libc = ctypes.CDLL(None, use_errno=True)
+out = os.environ['out']
+os.mkdir(out)
+f = out + '/f'
+open(f, 'w').close()
+res = []
+def attempt(name, fn):
+    r = fn()
+    res.append('%s %s' % (name, 'ok' if r == 0 else 'errno=%d' % ctypes.get_errno()))
+for bit, bname in [(stat.S_ISUID, 'suid'), (stat.S_ISGID, 'sgid')]:
+    mode = 0o755 | bit
+    attempt('chmod-' + bname, lambda: libc.syscall(90, f.encode(), mode))
+    fd = os.open(f, os.O_RDONLY)
+    attempt('fchmod-' + bname, lambda: libc.syscall(91, fd, mode))
+    os.close(fd)
+    attempt('fchmodat-' + bname, lambda: libc.syscall(268, -100, f.encode(), mode))
+    attempt('fchmodat2-' + bname, lambda: libc.syscall(452, -100, f.encode(), mode, 0))
+    attempt('open-' + bname, lambda: 0 if libc.syscall(2, (out + '/o' + bname).encode(), os.O_CREAT | os.O_WRONLY, mode) >= 0 else -1)
+    attempt('openat-' + bname, lambda: 0 if libc.syscall(257, -100, (out + '/a' + bname).encode(), os.O_CREAT | os.O_WRONLY, mode) >= 0 else -1)
+    attempt('creat-' + bname, lambda: 0 if libc.syscall(85, (out + '/c' + bname).encode(), mode) >= 0 else -1)
+    attempt('mknod-' + bname, lambda: libc.syscall(133, (out + '/n' + bname).encode(), stat.S_IFREG | mode, 0))
+    attempt('mknodat-' + bname, lambda: libc.syscall(259, -100, (out + '/m' + bname).encode(), stat.S_IFREG | mode, 0))
+    libc.syscall(83, (out + '/d' + bname).encode(), mode)  # mkdir: the bits are ignored or stripped
+how = ctypes.create_string_buffer(24)
+ctypes.memmove(how, (ctypes.c_uint64 * 3)(os.O_CREAT | os.O_WRONLY, 0o4755, 0), 24)
+attempt('openat2', lambda: 0 if libc.syscall(437, -100, (out + '/t').encode(), how, 24) >= 0 else -1)
+attempt('setxattr', lambda: libc.syscall(188, f.encode(), b'user.x', b'v', 1, 0))
+attempt('lsetxattr', lambda: libc.syscall(189, f.encode(), b'system.posix_acl_access', b'\\x02\\0\\0\\0', 4, 0))
+fd = os.open(f, os.O_RDONLY)
+attempt('fsetxattr', lambda: libc.syscall(190, fd, b'security.capability', b'v', 1, 0))
+os.close(fd)
+attempt('io_uring_setup', lambda: libc.syscall(425, 8, ctypes.create_string_buffer(120)))
+attempt('syscall-470', lambda: libc.syscall(470, 0, 0, 0))
+attempt('x32-chmod', lambda: libc.syscall(0x40000000 | 90, f.encode(), 0o4755))
+open(out + '/results', 'w').write(chr(10).join(res))
+""")
+r, res = build(suid)
+p = res.get(suid, {}).get("builtOutputs", {}).get("out")
+lines = open(real(p) + "/results").read().splitlines() if p else []
+bad = [l for l in lines if l.endswith(" ok")]
+check(len(lines) == 25 and not bad, f"every setuid/setgid/xattr/io_uring/new-syscall attempt refused: {lines} {r.stderr[-300:]}")
+errno_of = dict(l.split(" ", 1) for l in lines)
+check(errno_of.get("fchmodat2-suid") == "errno=1" and errno_of.get("syscall-470") == "errno=38" and
+      errno_of.get("io_uring_setup") == "errno=38" and errno_of.get("setxattr") == "errno=95" and
+      errno_of.get("open-suid") == "errno=1" and errno_of.get("openat2") == "errno=38",
+      f"fchmodat2 EPERM, new syscalls and io_uring ENOSYS, xattrs ENOTSUP: {errno_of}")
+modes = [os.lstat(os.path.join(dp, n)).st_mode for dp, ds, fs in os.walk(real(p)) for n in ds + fs] if p else []
+check(modes and not any(m & (0o4000 | 0o2000) for m in modes), "the output has no setuid/setgid bits")
+
+# --- Two cooperating fixed-output builds: A passes a descriptor to its output to B over an
+# abstract unix socket; B writes through it after A is registered. A's registered output
+# stays what was hashed. A also leaves a symlink to a host file, which must stay a symlink.
+sock_name = f"kiln-test-{os.getpid()}"
+victim_file = f"{tmp}/victim"
+open(victim_file, "w").write("untouched\n")
+os.chmod(victim_file, 0o666)
+good = b"good\n"
+fod_a = drv("fod-a", f"""
+import os, socket, array, time
+out = os.environ['out']
+open(out, 'w').write('good' + chr(10))
+fd = os.open(out, os.O_RDWR)
+for _ in range(100):
+    try:
+        s = socket.socket(socket.AF_UNIX); s.connect('\\0{sock_name}'); break
+    except OSError:
+        time.sleep(0.05)
+s.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [fd]))])
+""", fixed=fixed_flat(good))
+fod_b = drv("fod-b", f"""
+import os, socket, array, time
+s = socket.socket(socket.AF_UNIX); s.bind('\\0{sock_name}'); s.listen(1)
+c, _ = s.accept()
+msg, anc, _, _ = c.recvmsg(1, socket.CMSG_LEN(4))
+fd = array.array('i', anc[0][2])[0]
+time.sleep(2)  # A is registered by now
+os.lseek(fd, 0, 0); os.write(fd, b'evil' + bytes([10]))
+open(os.environ['out'], 'w').write('b')
+""", fixed=fixed_flat(b"b"))
+r, res = build("-j", "2", fod_b, fod_a)
+a_out = res.get(fod_a, {}).get("builtOutputs", {}).get("out")
+check(res.get(fod_b, {}).get("status") == "Built" and a_out and open(real(a_out)).read() == "good\n",
+      f"an fd passed out of a fixed-output build cannot change its registered output: "
+      f"{a_out and open(real(a_out)).read()!r} {r.stderr[-300:]}")
+check(a_out and run("store", "verify", "--store", store, "--check-contents", a_out).returncode == 0,
+      "A's output verifies")
+os.symlink(victim_file, f"{tmp}/link")
+link_hash = run("hash", "path", "--base16", f"{tmp}/link").stdout.strip()
+link_fod = drv("fod-link", f"import os; os.symlink('{victim_file}', os.environ['out'])",
+               fixed={"hashAlgo": "r:sha256", "hash": link_hash})
+r, res = build(link_fod)
+lp = res.get(link_fod, {}).get("builtOutputs", {}).get("out")
+check(lp and os.path.islink(real(lp)) and os.readlink(real(lp)) == victim_file and
+      open(victim_file).read() == "untouched\n", f"a planted symlink is copied as a symlink, not followed: {r.stderr[-300:]}")
+
+# --- Process trees: a double-forked daemon dies with the build; a fork bomb meets the pids
+# limit; max-silent-time kills a tree that ignores SIGTERM.
+daemon = drv("daemon", "(trap '' TERM HUP; setsid /bin/sleep 77.75 </dev/null >/dev/null 2>&1 &) ; echo > $out",
+             py=False)
+r, res = build(daemon)
+time.sleep(0.3)
+check(res.get(daemon, {}).get("status") == "Built" and running([b"/bin/sleep", b"77.75"]) == [],
+      f"the double-forked daemon is dead after the build: {r.stderr[-300:]}")
+bomb_script = """
+import os, time
+n = 0
+try:
+    while n < 2000:
+        if os.fork() == 0:
+            time.sleep(30); os._exit(0)
+        n += 1
+except OSError:
+    pass
+open(os.environ['out'], 'w').write(str(n))
+"""
+bomb = drv("bomb", bomb_script)
+t0 = time.time()
+r, res = build("--option", "build-pids-max", "64", bomb, timeout=60)
+forked = output(res, bomb)
+check(forked is not None and int(forked) < 64 and time.time() - t0 < 20,
+      f"a fork bomb is bounded by the pids limit: {forked!r} {r.stderr[-300:]}")
+time.sleep(0.3)
+check(running([b"/usr/bin/python3", b"-c", bomb_script.encode()]) == [], "the bomb's processes are gone")
+stubborn = drv("stubborn", "trap '' TERM; (trap '' TERM; /bin/sleep 66.5) & echo started; wait", py=False)
+t0 = time.time()
+r, res = build("--max-silent-time", "1", stubborn, timeout=60)
+time.sleep(0.3)
+check(res.get(stubborn, {}).get("status") == "TimedOut" and time.time() - t0 < 10 and
+      running([b"/bin/sleep", b"66.5"]) == [], f"max-silent-time kills a tree ignoring SIGTERM: {r.stderr[-300:]}")
+
+# --- Accounting: CPU time and peak memory of the whole tree in every build result.
+busy = drv("busy", "import os\nx = bytearray(64 << 20)\nsum(range(3000000))\nopen(os.environ['out'], 'w').write('b')")
+r, res = build(busy)
+b = res.get(busy, {})
+check(b.get("cpuUserMicros", 0) + b.get("cpuSystemMicros", 0) > 10000 and b.get("peakMemoryBytes", 0) > 64 << 20,
+      f"CPU time and peak memory reported: {b}")
+hog = drv("hog", "import os\nx = bytearray(256 << 20)\nopen(os.environ['out'], 'w').write('h')")
+r, res = build("--option", "build-memory-max", "64M", hog)
+check(res.get(hog, {}).get("status") == "PermanentFailure", f"build-memory-max stops a build using more: {r.stderr[-300:]}")
+
+# --- Settings: __noChroot, relaxed, extra-sandbox-paths, pre-build-hook, impure host deps.
+nochroot = drv("nochroot", f"import os; open(os.environ['out'], 'w').write(open('{secret}').read())",
+               attrs={"__noChroot": "1"})
+r, res = build(nochroot)
+check(r.returncode == 1 and "'__noChroot' set, but that is not allowed" in r.stderr, f"__noChroot refused: {r.stderr[-300:]}")
+r, res = build("--option", "sandbox", "relaxed", nochroot)
+check(output(res, nochroot) == "host secret\n", f"__noChroot builds unsandboxed when relaxed: {r.stderr[-300:]}")
+reader = drv("reader", f"import os; open(os.environ['out'], 'w').write(open('/secret-dir/secret').read())")
+r, res = build("--option", "extra-sandbox-paths", f"/secret-dir={tmp}", reader)
+check(output(res, reader) == "host secret\n", f"extra-sandbox-paths TARGET=SOURCE: {r.stderr[-300:]}")
+r, res = build("--option", "extra-sandbox-paths", f"/missing=/nonexistent-{os.getpid()}?", net)
+check(r.returncode == 0, f"an optional missing sandbox path is skipped: {r.stderr[-300:]}")
+hook = f"{tmp}/hook.sh"
+open(hook, "w").write(f"#!/bin/sh\necho extra-sandbox-paths\necho /secret-dir={tmp}\necho\n")
+os.chmod(hook, 0o755)
+reader2 = drv("reader2", f"import os; open(os.environ['out'], 'w').write(open('/secret-dir/secret').read())")
+r, res = build("--option", "pre-build-hook", hook, reader2)
+check(output(res, reader2) == "host secret\n", f"pre-build-hook's extra-sandbox-paths: {r.stderr[-300:]}")
+impure = drv("impure", f"import os; open(os.environ['out'], 'w').write(open('{secret}').read())",
+             attrs={"__impureHostDeps": secret})
+r, res = build(impure)
+check(r.returncode == 1 and "not in 'allowed-impure-host-deps'" in r.stderr, f"impure host dep refused: {r.stderr[-300:]}")
+r, res = build("--option", "allowed-impure-host-deps", tmp, impure)
+check(output(res, impure) == "host secret\n", f"impure host dep allowed by prefix: {r.stderr[-300:]}")
+r = run("build", "--store", store, "--option", "sandbox-paths", "relative/path", net)
+check(r.returncode == 1 and "is not an absolute path" in r.stderr, f"a bad sandbox path is refused: {r.stderr[-300:]}")
+
+# --- Failures leave nothing behind; --keep-failed hands the build directory over.
+fail = drv("fail", "echo partial > $out; echo kept > marker; exit 3", py=False)
+r, res = build("--keep-failed", fail)
+fail_out = json.loads(run("drv", "show", "--json", real(fail)).stdout)[fail]["outputs"]["out"]["path"]
+check(res.get(fail, {}).get("status") == "PermanentFailure" and not os.path.lexists(real(fail_out)) and
+      not os.path.exists(real(fail) + ".chroot"), f"a failed build leaves no output and no sandbox: {r.stderr[-300:]}")
+import re
+m = re.search(r"keeping build directory '([^']+)'", r.stderr)
+kept = m.group(1) if m else ""
+check(kept and open(f"{kept}/marker").read() == "kept\n" and
+      all(os.lstat(os.path.join(dp, n)).st_uid == os.getuid() for dp, ds, fs in os.walk(kept) for n in ds + fs + ["."]),
+      f"--keep-failed keeps the build directory, owned by the user who asked: {kept}")
+left = [n for n in os.listdir(f"{tmp}/store/nix/store") if n.endswith(".chroot") or "-kiln-fresh-" in n]
+check(left == [], f"no sandbox or copy directories left in the store: {left}")
+
+print(f"{checks - failures}/{checks} checks passed")
+sys.exit(1 if failures else 0)
