@@ -3,8 +3,10 @@
 
 Usage: build_bench.py KILN [--wide 500] [--chain 200] [--valid 100000]
 Wide: N trivial leaves + one top; chain: N steps, each depending on the last.
+Each graph twice: unsandboxed (sandbox false) and sandboxed (sandbox true),
+both with sandbox-paths '/bin /lib /lib64 /usr' (the builders are /bin/sh).
 Kiln: `kiln build -j 8` on a temporary store. Nix: `nix-store --realise
---option sandbox false -j 8` on the same .drv files (exported from Kiln's
+--option sandbox ... -j 8` on the same .drv files (exported from Kiln's
 store), run in a private mount namespace whose /nix is a temporary directory,
 so the machine's own store is never touched. Prints ms per derivation and the
 ratio; then asks for every derivation of a graph whose outputs are all valid
@@ -47,29 +49,37 @@ def make_graph(store, kind, n, tag):
     return prev, drvs
 
 
-def bench(kind, n):
+SANDBOX_PATHS = "/bin /lib /lib64 /usr"
+
+
+def bench(kind, n, sandboxed):
     tag = str(time.time_ns())  # fresh names: nothing valid anywhere yet
-    kstore = f"local:{tmp}/k-{kind}"
+    mode = "sandboxed" if sandboxed else "plain"
+    kstore = f"local:{tmp}/k-{kind}-{mode}"
     top, drvs = make_graph(kstore, kind, n, tag)
+    opts = ["--option", "sandbox", "true" if sandboxed else "false", "--option", "sandbox-paths", SANDBOX_PATHS]
     t0 = time.perf_counter()
-    kiln("build", "--store", kstore, "-j", "8", top)
+    kiln("build", "--store", kstore, "-j", "8", *opts, top)
     k_ms = (time.perf_counter() - t0) * 1000 / len(drvs)
-    nixroot = f"{tmp}/n-{kind}"
+    nixroot = f"{tmp}/n-{kind}-{mode}"
     os.makedirs(f"{nixroot}/store", exist_ok=True)
     exp = subprocess.run([a.kiln, "store", "export", "--store", kstore, *drvs], capture_output=True, check=True).stdout
     script = (f"mount --bind {nixroot} /nix && nix-store --import > /dev/null && "
-              f"start=$(date +%s%N) && nix-store --realise --option sandbox false --option substituters '' -j 8 {top} "
+              f"start=$(date +%s%N) && nix-store --realise --option sandbox {'true' if sandboxed else 'false'} "
+              f"--option sandbox-paths '{SANDBOX_PATHS}' --option substituters '' -j 8 {top} "
               f"> /dev/null && echo $(( ($(date +%s%N) - start) / 1000000 ))")
     r = subprocess.run(["unshare", "-m", "sh", "-c", script], input=exp, capture_output=True)
     if r.returncode != 0:
         print(f"{kind}: nix failed: {r.stderr.decode()[-400:]}")
         return
     n_ms = int(r.stdout.decode().split()[-1]) / len(drvs)
-    print(f"{kind:5} {len(drvs):4} drvs: kiln {k_ms:6.2f} ms/drv   nix 2.8 {n_ms:6.2f} ms/drv   ratio {n_ms / k_ms:5.1f}x")
+    print(f"{kind:5} {mode:9} {len(drvs):4} drvs: kiln {k_ms:6.2f} ms/drv   nix 2.8 {n_ms:6.2f} ms/drv   "
+          f"ratio {n_ms / k_ms:5.1f}x")
 
 
-bench("wide", a.wide)
-bench("chain", a.chain)
+for sandboxed in (False, True):
+    bench("wide", a.wide, sandboxed)
+    bench("chain", a.chain, sandboxed)
 
 # All-valid graph: N derivations whose outputs are all valid (made directly
 # by kiln-bench-valid-graph: building them first would take minutes), all
