@@ -2,6 +2,7 @@
 
 #include "sandbox/builder_env.hpp"
 #include "sandbox/builder_process.hpp"
+#include "sandbox/run_capture.hpp"
 #include "sandbox/sandbox_spec.hpp"
 #include "sandbox/builtin_builders.hpp"
 #include "store/build_log.hpp"
@@ -122,38 +123,13 @@ std::string words_of(const std::vector<std::string>& v) {
 std::vector<sandbox_path> build_steps::pre_build_hook_paths(const std::string& drv_path, const std::string& root) {
   if (options_.pre_build_hook.empty())
     return {};
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0)
-    throw_errno("creating a pipe for the pre-build-hook");
-  unique_fd r(out[0]), w(out[1]);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, w.get(), 1);
-  std::string hook = options_.pre_build_hook, drv = drv_path, root_arg = root;
-  char* argv[] = {hook.data(), drv.data(), root_arg.empty() ? nullptr : root_arg.data(), nullptr};
-  pid_t pid;
-  int err = ::posix_spawn(&pid, hook.c_str(), &fa, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  w.reset();
-  if (err != 0) {
-    errno = err;
-    throw_errno("running the pre-build-hook '" + hook + "'");
-  }
-  std::string text;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(r.get(), buf, sizeof buf)) != 0;) {
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      break;
-    text.append(buf, static_cast<std::size_t>(n));
-  }
-  int status;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (status != 0)
-    throw error("the pre-build-hook '" + hook + "' " + sandbox::describe_wait_status(status));
-  return sandbox::parse_pre_build_hook_output(text);
+  std::vector<std::string> args{drv_path};
+  if (!root.empty())
+    args.push_back(root);
+  auto r = sandbox::run_capture(options_.pre_build_hook, args, environ, "the pre-build-hook");
+  if (r.status != 0)
+    throw error("the pre-build-hook '" + options_.pre_build_hook + "' " + sandbox::describe_wait_status(r.status));
+  return sandbox::parse_pre_build_hook_output(r.output);
 }
 
 prepared_build build_steps::prepare(const std::string& drv_path, const derivation& drv, uint32_t round,
@@ -316,15 +292,8 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
     chown_tree(j.build_dir, j.host_uid, j.host_gid);
   }
 
-  store_path_set inputs;
-  for (auto& s : drv.input_srcs)
-    inputs.insert(parse_store_path(s));
-  for (auto& [d, wanted] : drv.input_drvs)
-    for (auto& [oname, op] : store_.db().query_derivation_outputs(parse_store_path(d)))
-      if (store_.db().is_valid(op))
-        inputs.insert(op);
   std::vector<std::string> closure;
-  for (auto& p : compute_closure(store_.db(), inputs))
+  for (auto& p : input_closure(drv))
     closure.push_back(p.full());
 
   sandbox::sandbox_settings ss;
@@ -352,6 +321,19 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
   } catch (const sandbox::sandbox_refused& e) {
     throw error("cannot build '" + dp.full() + "': " + e.what());
   }
+}
+
+// The closure of the derivation's input sources and its inputs' valid
+// outputs: what the sandbox shows and what its outputs may refer to.
+std::vector<store_path> build_steps::input_closure(const derivation& drv) {
+  store_path_set inputs;
+  for (auto& s : drv.input_srcs)
+    inputs.insert(parse_store_path(s));
+  for (auto& [d, wanted] : drv.input_drvs)
+    for (auto& [oname, op] : store_.db().query_derivation_outputs(parse_store_path(d)))
+      if (store_.db().is_valid(op))
+        inputs.insert(op);
+  return compute_closure(store_.db(), inputs);
 }
 
 // Everything a build run holds outside its result: the sandbox's
@@ -481,14 +463,7 @@ build_result build_steps::judge(const std::string& drv_path, const derivation& d
     outs.push_back({name, parse_store_path(drv.outputs.at(name).path), loc});
   output_inspection how;
   how.hash_mode = options_.mode == build_mode::hash;
-  store_path_set inputs;
-  for (auto& s : drv.input_srcs)
-    inputs.insert(parse_store_path(s));
-  for (auto& [d, wanted] : drv.input_drvs)
-    for (auto& [oname, op] : store_.db().query_derivation_outputs(parse_store_path(d)))
-      if (store_.db().is_valid(op))
-        inputs.insert(op);
-  for (auto& p : compute_closure(store_.db(), inputs))
+  for (auto& p : input_closure(drv))
     how.reference_candidates.insert(p);
 
   std::vector<path_info> infos;

@@ -58,6 +58,7 @@ private:
   std::vector<sandbox_path> pre_build_hook_paths(const std::string& drv_path, const std::string& root);
   void move_sandbox_outputs(prepared_build& b, const derivation& drv);
   void release(prepared_build& b, bool keep_build_dir);
+  std::vector<store_path> input_closure(const derivation& drv);
 
   local_store& store_;
   build_options options_;

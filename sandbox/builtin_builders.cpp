@@ -1,5 +1,7 @@
 #include "sandbox/builtin_builders.hpp"
 
+#include "sandbox/run_capture.hpp"
+
 #include "store/error.hpp"
 #include "store/fd.hpp"
 #include "store/file_ops.hpp"
@@ -34,40 +36,13 @@ std::string executable_dir() {
 const std::vector<std::string>& builtin_sandbox_files() {
   static const std::vector<std::string> files = [] {
     std::string program = executable_dir() + "/kiln-builtin";
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0)
-      throw_errno("creating a pipe");
-    unique_fd r(out[0]), w(out[1]);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, w.get(), 1);
-    char* argv[] = {program.data(), const_cast<char*>("--print-files"), nullptr};
-    char* envp[] = {nullptr};
-    pid_t pid;
-    int err = ::posix_spawn(&pid, program.c_str(), &fa, nullptr, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    w.reset();
-    if (err != 0) {
-      errno = err;
-      throw_errno("running '" + program + " --print-files'");
-    }
-    std::string text;
-    char buf[4096];
-    for (ssize_t n; (n = ::read(r.get(), buf, sizeof buf)) != 0;) {
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        break;
-      text.append(buf, static_cast<std::size_t>(n));
-    }
-    int status;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    char* no_env[] = {nullptr};
+    auto r = run_capture(program, {"--print-files"}, no_env, "'" + program + " --print-files'");
     std::vector<std::string> found;
     std::size_t pos = 0;
-    for (std::size_t nl; (nl = text.find('\n', pos)) != std::string::npos; pos = nl + 1)
-      found.push_back(text.substr(pos, nl - pos));
-    if (status != 0 || found.empty())
+    for (std::size_t nl; (nl = r.output.find('\n', pos)) != std::string::npos; pos = nl + 1)
+      found.push_back(r.output.substr(pos, nl - pos));
+    if (r.status != 0 || found.empty())
       throw error("'" + program + " --print-files' failed");
     return found;
   }();

@@ -1,0 +1,20 @@
+// Runs a helper program to completion and keeps what it printed: the
+// pre-build-hook, kiln-builtin --print-files. Not for builders (those go
+// through builder_process, with the sandbox and the limits).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kiln::sandbox {
+
+struct captured {
+  int status = 0;     // wait status
+  std::string output; // its standard output
+};
+
+// `what` names the program in errors (it could not be started).
+captured run_capture(const std::string& program, const std::vector<std::string>& args, char** envp,
+                     const std::string& what);
+
+} // namespace kiln::sandbox
