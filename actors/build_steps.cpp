@@ -107,31 +107,6 @@ std::vector<std::string> build_steps::invalid(const std::vector<std::string>& pa
   return out;
 }
 
-namespace {
-
-std::string words_of(const std::vector<std::string>& v) {
-  std::string out;
-  for (auto& w : v)
-    out += (out.empty() ? "" : " ") + w;
-  return out;
-}
-
-} // namespace
-
-// Runs the pre-build-hook (DRV, and the sandbox's root if there is one) and
-// returns the extra sandbox paths it answers with.
-std::vector<sandbox_path> build_steps::pre_build_hook_paths(const std::string& drv_path, const std::string& root) {
-  if (options_.pre_build_hook.empty())
-    return {};
-  std::vector<std::string> args{drv_path};
-  if (!root.empty())
-    args.push_back(root);
-  auto r = sandbox::run_capture(options_.pre_build_hook, args, environ, "the pre-build-hook");
-  if (r.status != 0)
-    throw error("the pre-build-hook '" + options_.pre_build_hook + "' " + sandbox::describe_wait_status(r.status));
-  return sandbox::parse_pre_build_hook_output(r.output);
-}
-
 prepared_build build_steps::prepare(const std::string& drv_path, const derivation& drv, uint32_t round,
                                     uint32_t rounds) {
   prepared_build b;
@@ -154,11 +129,12 @@ void build_steps::prepare_into(prepared_build& b, const std::string& drv_path, c
 
   // Sandboxed unless off, or relaxed for a __noChroot derivation, or the
   // host cannot (then sandbox-fallback decides).
-  auto mode = static_cast<sandbox::sandbox_mode>(options_.sandbox);
-  bool isolate = mode == sandbox::sandbox_mode::on ||
-                 (mode == sandbox::sandbox_mode::relaxed && !sandbox::derivation_flag(drv, "__noChroot"));
-  if (mode == sandbox::sandbox_mode::on && sandbox::derivation_flag(drv, "__noChroot"))
-    throw error("derivation '" + dp.full() + "' has '__noChroot' set, but that is not allowed when 'sandbox' is 'true'");
+  bool isolate;
+  try {
+    isolate = sandbox::sandbox_isolates(drv, static_cast<sandbox::sandbox_mode>(options_.sandbox));
+  } catch (const sandbox::sandbox_refused& e) {
+    throw error("cannot build '" + dp.full() + "': " + e.what());
+  }
   if (isolate && !sandbox::sandbox_unavailable_reason().empty()) {
     if (!options_.sandbox_fallback)
       throw error("cannot build '" + dp.full() + "' in a sandbox: " + sandbox::sandbox_unavailable_reason() +
@@ -263,66 +239,6 @@ void build_steps::prepare_into(prepared_build& b, const std::string& drv_path, c
   b.job.log_lines = options_.log_lines;
 }
 
-// The sandbox's own directory (<drv>.chroot in the store, as Nix names it):
-// root/ is the mount point of the new root, store/ the store the builder
-// sees (on the store's file system, so outputs move out by rename).
-void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const derivation& drv) {
-  sandbox::sandbox_spec& j = b.job.process;
-  const bool root = ::geteuid() == 0;
-  if (root) {
-    auto user = sandbox::acquire_build_user(options_.build_users_group, store_.layout().state_dir());
-    j.host_uid = user.uid;
-    j.host_gid = user.gid;
-    users_[dp.full()] = std::move(user);
-  } else {
-    j.host_uid = ::geteuid();
-    j.host_gid = ::getegid();
-  }
-  b.chroot_dir = store_.real_path(dp) + ".chroot";
-  remove_tree(b.chroot_dir);
-  make_dir(b.chroot_dir, 0700);
-  j.root_dir = b.chroot_dir + "/root";
-  j.chroot_store_dir = b.chroot_dir + "/store";
-  make_dir(j.root_dir, 0755);
-  make_dir(j.chroot_store_dir, 0755);
-  if (root) {
-    // The build user may create its outputs here and nothing else.
-    if (::chown(j.chroot_store_dir.c_str(), 0, j.host_gid) != 0 || ::chmod(j.chroot_store_dir.c_str(), 01775) != 0)
-      throw_errno("preparing '" + j.chroot_store_dir + "' for the build user");
-    chown_tree(j.build_dir, j.host_uid, j.host_gid);
-  }
-
-  std::vector<std::string> closure;
-  for (auto& p : input_closure(drv))
-    closure.push_back(p.full());
-
-  sandbox::sandbox_settings ss;
-  ss.mode = static_cast<sandbox::sandbox_mode>(options_.sandbox);
-  ss.build_dir_inside = options_.sandbox_build_dir;
-  ss.allowed_impure_host_deps = options_.allowed_impure_host_deps;
-  ss.paths = parse_sandbox_paths(words_of(options_.sandbox_paths), "sandbox-paths");
-  for (auto& p : pre_build_hook_paths(dp.full(), j.root_dir))
-    ss.paths.push_back(p);
-  if (sandbox::builtin_command(drv.builder)) {
-    for (auto& f : sandbox::builtin_sandbox_files())
-      ss.paths.push_back({f, f, false});
-    ss.paths.push_back({"/etc/ssl/certs", "/etc/ssl/certs", true}); // https
-  }
-  ss.limits = j.limits;
-  sandbox::host_view host;
-  host.is_directory = [](const std::string& p) -> std::optional<bool> {
-    struct stat st;
-    if (::stat(p.c_str(), &st) != 0)
-      return std::nullopt;
-    return S_ISDIR(st.st_mode);
-  };
-  try {
-    sandbox::plan_sandbox(j, drv, closure, ss, host);
-  } catch (const sandbox::sandbox_refused& e) {
-    throw error("cannot build '" + dp.full() + "': " + e.what());
-  }
-}
-
 // The closure of the derivation's input sources and its inputs' valid
 // outputs: what the sandbox shows and what its outputs may refer to.
 std::vector<store_path> build_steps::input_closure(const derivation& drv) {
@@ -344,45 +260,6 @@ void build_steps::release(prepared_build& b, bool keep_build_dir) {
   users_.erase(b.job.drv_path);
   if (!b.build_top.empty() && !keep_build_dir)
     remove_tree(b.build_top);
-}
-
-// A sandboxed build's outputs move from its own store directory into the
-// store. A fixed output is copied instead, into new inodes through a fresh
-// directory in the store (never inside the sandbox, where the builder
-// could have planted a symlink): a descriptor another process kept to the
-// file the builder wrote cannot change what gets registered (CVE-2024-27297,
-// without CVE-2026-39860's mistake).
-void build_steps::move_sandbox_outputs(prepared_build& b, const derivation& drv) {
-  unique_fd from(::open(b.job.process.chroot_store_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!from)
-    throw_errno("opening '" + b.job.process.chroot_store_dir + "'");
-  for (auto& [oname, loc] : b.output_locations) {
-    store_path op = parse_store_path(drv.outputs.at(oname).path);
-    std::string base(op.base_name()), real = store_.real_path(op);
-    struct stat st;
-    if (::fstatat(from.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      loc = real; // not produced: judged missing there
-      continue;
-    }
-    if (!drv.is_fixed_output()) {
-      if (::renameat(from.get(), base.c_str(), AT_FDCWD, real.c_str()) != 0)
-        throw_errno("moving '" + op.full() + "' out of the sandbox");
-    } else {
-      std::string tmp = store_.layout().store_dir() + "/" + std::string(op.hash_part()) + "-kiln-fresh-" +
-                        std::to_string(::getpid());
-      remove_tree(tmp);
-      if (::mkdir(tmp.c_str(), 0700) != 0)
-        throw_errno("creating '" + tmp + "'");
-      unique_fd to(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!to)
-        throw_errno("opening '" + tmp + "'");
-      copy_tree_fresh_at(from.get(), base, to.get(), base);
-      if (::renameat(to.get(), base.c_str(), AT_FDCWD, real.c_str()) != 0)
-        throw_errno("moving the copy of '" + op.full() + "' into the store");
-      remove_tree(tmp);
-    }
-    loc = real;
-  }
 }
 
 build_result build_steps::finish(const std::string& drv_path, const derivation& drv, prepared_build& build,

@@ -98,14 +98,20 @@ std::string sandbox_group(const sandbox_spec& spec) {
   return "root:x:0:\nnixbld:!:" + std::to_string(spec.sandbox_gid) + ":\nnogroup:x:65534:\n";
 }
 
+bool sandbox_isolates(const derivation& drv, sandbox_mode mode) {
+  if (mode == sandbox_mode::off)
+    return false;
+  bool no_chroot = derivation_flag(drv, "__noChroot");
+  if (no_chroot && mode == sandbox_mode::on)
+    throw sandbox_refused("derivation has '__noChroot' set, but that is not allowed when 'sandbox' is 'true'");
+  return !no_chroot;
+}
+
 void plan_sandbox(sandbox_spec& spec, const derivation& drv, const std::vector<std::string>& input_closure,
                   const sandbox_settings& settings, const host_view& host) {
-  const bool no_chroot = derivation_flag(drv, "__noChroot");
-  if (no_chroot && settings.mode == sandbox_mode::on)
-    throw sandbox_refused("derivation has '__noChroot' set, but that is not allowed when 'sandbox' is 'true'");
   spec.limits = settings.limits;
   spec.mounts.clear();
-  spec.isolated = settings.mode == sandbox_mode::on || (settings.mode == sandbox_mode::relaxed && !no_chroot);
+  spec.isolated = sandbox_isolates(drv, settings.mode);
   if (!spec.isolated)
     return;
 

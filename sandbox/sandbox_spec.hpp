@@ -111,6 +111,11 @@ public:
   using std::runtime_error::runtime_error;
 };
 
+// Whether `drv` runs isolated under `mode`: not when off, nor for a
+// __noChroot derivation when relaxed; __noChroot under "on" throws
+// sandbox_refused.
+bool sandbox_isolates(const derivation& drv, sandbox_mode mode);
+
 // Plans the isolation part of `spec` (program, args, env, store dirs and
 // build_dir already filled): namespaces, mounts, /etc files, limits.
 // `input_closure` is the closure of the derivation's inputs (store paths).

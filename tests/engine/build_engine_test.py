@@ -9,6 +9,9 @@ keep-going vs stop), limits, check/repeat/repair/hash modes, registration
 """
 import json, os, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from host_processes import running  # noqa: E402
+
 kiln = sys.argv[1]
 failures = checks = 0
 
@@ -295,17 +298,6 @@ check(r.returncode == 101 and results(r)[slow]["status"] == "TimedOut" and "time
 check(took < 10, f"the timeout stopped it early ({took:.1f}s)")
 
 
-def running(argv):
-    """Host processes (not zombies) whose command line is exactly `argv`."""
-    found = []
-    for p in os.listdir("/proc"):
-        try:
-            if p.isdigit() and open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")[:-1] == argv and \
-                    open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
-                found.append(p)
-        except OSError:
-            pass
-    return found
 
 
 check(running([b"/bin/sleep", b"31.25"]) == [], "the builder's child died with it")
@@ -445,10 +437,10 @@ os.chmod(log, 0o666)  # appended to by builds of different build users
 wide = [drv(f"slot{i}", f"echo S >> {log}; /bin/sleep 0.4; echo E >> {log}; echo > $out") for i in range(6)]
 wtop = drv("slottop", "echo > $out", inputs=wide)
 r = build("-j", "2", wtop)
-running = peak = 0
+inflight = peak = 0
 for line in open(log).read().split():
-    running += 1 if line == "S" else -1
-    peak = max(peak, running)
+    inflight += 1 if line == "S" else -1
+    peak = max(peak, inflight)
 check(r.returncode == 0 and peak == 2, f"slots: peak {peak} with -j 2 ({r.stderr[:200]})")
 
 # Two kiln build processes on overlapping graphs: each derivation built once.

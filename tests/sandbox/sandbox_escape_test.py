@@ -9,6 +9,9 @@ the host file unchanged, the server never reached, no process left.
 """
 import array, hashlib, json, os, socket, subprocess, sys, tempfile, threading, time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from host_processes import running  # noqa: E402
+
 kiln = sys.argv[1]
 failures = checks = 0
 
@@ -66,17 +69,6 @@ def output(res, d):
     return open(real(p)).read() if p and os.path.isfile(real(p)) else None
 
 
-def running(argv):
-    """Live host processes whose command line is exactly `argv`."""
-    found = []
-    for p in os.listdir("/proc"):
-        try:
-            if p.isdigit() and open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")[:-1] == argv and \
-                    open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
-                found.append(p)
-        except OSError:
-            pass
-    return found
 
 
 def fixed_flat(content):
