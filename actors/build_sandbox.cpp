@@ -50,9 +50,24 @@ std::vector<sandbox_path> build_steps::pre_build_hook_paths(const std::string& d
   return sandbox::parse_pre_build_hook_output(r.output);
 }
 
-// The sandbox's own directory (<drv>.chroot in the store, as Nix names it):
-// root/ is the mount point of the new root, store/ the store the builder
-// sees (on the store's file system, so outputs move out by rename).
+// Where every sandbox's new root is mounted: one empty directory, made once.
+// Each builder mounts its root there inside its own mount namespace, so
+// builds share it without seeing each other and none makes or removes a
+// directory for it.
+const std::string& build_steps::sandbox_root_dir() {
+  if (sandbox_root_dir_.empty()) {
+    std::string dir = store_.layout().kiln_dir() + "/sandbox-root";
+    make_dir(store_.layout().kiln_dir(), 0755);
+    make_dir(dir, 0700);
+    sandbox_root_dir_ = dir;
+  }
+  return sandbox_root_dir_;
+}
+
+// The sandbox's own store (<drv>.chroot in the store, as Nix names the
+// sandbox's directory): the builder sees it as the store and writes its
+// outputs there; it is on the store's file system, so outputs move out by
+// rename.
 void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const derivation& drv) {
   sandbox::sandbox_spec& j = b.job.process;
   const bool root = ::geteuid() == 0;
@@ -67,11 +82,9 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
   }
   b.chroot_dir = store_.real_path(dp) + ".chroot";
   remove_tree(b.chroot_dir);
-  make_dir(b.chroot_dir, 0700);
-  j.root_dir = b.chroot_dir + "/root";
-  j.chroot_store_dir = b.chroot_dir + "/store";
-  make_dir(j.root_dir, 0755);
-  make_dir(j.chroot_store_dir, 0755);
+  make_dir(b.chroot_dir, 0755);
+  j.root_dir = sandbox_root_dir();
+  j.chroot_store_dir = b.chroot_dir;
   if (root) {
     // The build user may create its outputs here and nothing else.
     if (::chown(j.chroot_store_dir.c_str(), 0, j.host_gid) != 0 || ::chmod(j.chroot_store_dir.c_str(), 01775) != 0)
@@ -88,7 +101,7 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
   ss.build_dir_inside = options_.sandbox_build_dir;
   ss.allowed_impure_host_deps = options_.allowed_impure_host_deps;
   ss.paths = parse_sandbox_paths(words_of(options_.sandbox_paths), "sandbox-paths");
-  for (auto& p : pre_build_hook_paths(dp.full(), j.root_dir))
+  for (auto& p : pre_build_hook_paths(dp.full(), b.chroot_dir))
     ss.paths.push_back(p);
   if (sandbox::builtin_command(drv.builder)) {
     for (auto& f : sandbox::builtin_sandbox_files())

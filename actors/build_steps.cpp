@@ -56,6 +56,21 @@ std::string with_log_tail(std::string msg, const std::vector<std::string>& tail)
 build_steps::~build_steps() {
   for (auto& t : hooks_)
     t.join();
+  if (!private_dir_.empty())
+    ::rmdir(private_dir_.c_str()); // stays while it holds a kept build directory
+}
+
+// Build directories live in one private (0700) directory of the engine's,
+// made once, so no other local user reaches them (CVE-2024-38531) and each
+// build makes and removes just its own directory.
+const std::string& build_steps::private_dir() {
+  if (private_dir_.empty()) {
+    std::string tmpl = temp_parent(options_) + "/kiln-builds-XXXXXX";
+    if (!::mkdtemp(tmpl.data()))
+      throw_errno("creating a private directory for builds under '" + temp_parent(options_) + "'");
+    private_dir_ = tmpl;
+  }
+  return private_dir_;
 }
 
 build_steps::build_steps(local_store& store, build_options options)
@@ -143,17 +158,11 @@ void build_steps::prepare_into(prepared_build& b, const std::string& drv_path, c
     isolate = false;
   }
 
-  // The build directory sits inside a private (0700) directory of the
-  // daemon's, so no other local user reaches it (CVE-2024-38531).
-  std::string tmpl = temp_parent(options_) + "/kiln-build-" + name + "-XXXXXX";
+  std::string tmpl = private_dir() + "/kiln-build-" + name + "-XXXXXX";
   if (!::mkdtemp(tmpl.data()))
-    throw_errno("creating a build directory under '" + temp_parent(options_) + "'");
+    throw_errno("creating a build directory under '" + private_dir() + "'");
   b.build_top = tmpl;
   j.build_dir = b.build_top;
-  if (isolate) {
-    j.build_dir = b.build_top + "/build";
-    make_dir(j.build_dir, 0700);
-  }
 
   sandbox::builder_env_options eo;
   eo.build_dir = isolate ? options_.sandbox_build_dir : j.build_dir;

@@ -24,7 +24,7 @@ namespace kiln {
 class build_steps {
 public:
   build_steps(local_store& store, build_options options);
-  ~build_steps(); // waits for running post-build hooks
+  ~build_steps(); // waits for running post-build hooks; removes private_dir_ if empty
 
   // Reads and parses a valid .drv; throws kiln::error naming it otherwise.
   loaded_derivation load(const std::string& drv_path);
@@ -59,6 +59,8 @@ private:
   void move_sandbox_outputs(prepared_build& b, const derivation& drv);
   void release(prepared_build& b, bool keep_build_dir);
   std::vector<store_path> input_closure(const derivation& drv);
+  const std::string& private_dir();
+  const std::string& sandbox_root_dir();
 
   local_store& store_;
   build_options options_;
@@ -69,6 +71,8 @@ private:
   std::map<std::string, std::vector<path_info>> first_round_;
   std::vector<std::thread> hooks_;
   std::map<std::string, sandbox::build_user> users_; // by .drv, held while it builds
+  std::string private_dir_;      // 0700, holds this engine's build directories
+  std::string sandbox_root_dir_; // mount point of every sandbox's new root
 };
 
 } // namespace kiln

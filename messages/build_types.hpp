@@ -203,8 +203,8 @@ struct prepared_build {
   builder_job job;
   std::map<std::string, std::string> output_locations; // name -> where the builder writes it
   bool isolated_outputs = false; // check/repair/later rounds: outputs land in an overlay
-  std::string chroot_dir;  // sandboxed: the build's own root and store (removed after)
-  std::string build_top;   // the private directory holding the build directory
+  std::string chroot_dir;  // sandboxed: the store the builder writes into (removed after)
+  std::string build_top;   // the build directory on the host (in build_steps' private directory)
 };
 
 template <class Inspector>

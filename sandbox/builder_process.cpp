@@ -1,6 +1,7 @@
 #include "sandbox/builder_process.hpp"
 
 #include "sandbox/build_users.hpp"
+#include "sandbox/network_namespaces.hpp"
 #include "sandbox/sandbox_child.hpp"
 #include "sandbox/seccomp_filter.hpp"
 
@@ -110,13 +111,13 @@ builder_process builder_process::start(const sandbox_spec& spec) {
         throw_errno("hiding '" + name + "' from the check build");
     }
 
-  // Mount targets as host paths under the new root, in writable buffers.
+  // Mount targets relative to the new root, in writable buffers.
   std::vector<std::string> targets;
   std::vector<child_mount> mounts;
   if (spec.isolated) {
     targets.reserve(spec.mounts.size());
     for (auto& m : spec.mounts)
-      targets.push_back(spec.root_dir + m.target);
+      targets.push_back("." + m.target);
     for (std::size_t i = 0; i < spec.mounts.size(); ++i) {
       auto& m = spec.mounts[i];
       mounts.push_back({m.kind, m.optional, m.source_is_dir, static_cast<mode_t>(m.mode), m.source.c_str(),
@@ -126,7 +127,10 @@ builder_process builder_process::start(const sandbox_spec& spec) {
   int userns_fd = -1;
   if (spec.isolated && as_root)
     userns_fd = user_namespace_for(spec.host_uid, spec.host_gid, spec.sandbox_uid, spec.sandbox_gid);
-  const seccomp_programs* filters = spec.isolated && spec.seccomp ? &builder_seccomp_programs() : nullptr;
+  unique_fd netns;
+  if (spec.isolated && !spec.network)
+    netns = take_network_namespace();
+  const sock_fprog* filter = spec.isolated && spec.seccomp ? &builder_seccomp_program() : nullptr;
 
   static std::atomic<uint64_t> builds{0};
   std::optional<build_cgroup> cgroup =
@@ -162,15 +166,16 @@ builder_process builder_process::start(const sandbox_spec& spec) {
                   mounts.data(),
                   mounts.size(),
                   userns_fd,
+                  netns ? netns.get() : -1,
                   cgroup_fds.data(),
                   cgroup_fds.size(),
-                  filters,
+                  filter,
                   report_w.get(),
                   null_in.get(),
                   out_w.get()};
   int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
   if (spec.isolated)
-    flags |= sandbox_namespaces | (spec.network ? 0 : CLONE_NEWNET) | (as_root ? 0 : CLONE_NEWUSER);
+    flags |= sandbox_namespaces | (spec.network || netns ? 0 : CLONE_NEWNET) | (as_root ? 0 : CLONE_NEWUSER);
   // A vfork-style clone: the child borrows our memory until it execs, so
   // starting a builder costs no copy of this (large, threaded) process's
   // page tables and no copy-on-write faults afterwards. This thread waits

@@ -1,18 +1,17 @@
 #include "sandbox/sandbox_child.hpp"
 
+#include "sandbox/network_namespaces.hpp"
+
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/seccomp.h>
-#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -31,7 +30,7 @@ namespace {
 // since building strings in the child is not safe (see run_child).
 enum class step : int {
   cgroup, new_session, user_namespace, uid_map, mount_namespace, private_mounts, store_mount,
-  new_root, mount_step, hostname, loopback, pivot_root, build_user, capabilities, death_signal,
+  network_namespace, new_root, mount_step, hostname, loopback, pivot_root, build_user, capabilities, death_signal,
   no_new_privs, personality, core_limit, seccomp, build_dir, io, exec
 };
 
@@ -72,6 +71,7 @@ std::string setup_failure_text(const sandbox_spec& spec, failure f) {
                : "preparing the sandbox";
     break;
   case step::hostname: what = "setting the host name"; break;
+  case step::network_namespace: what = "joining the build's network namespace"; break;
   case step::loopback: what = "bringing up the loopback interface"; break;
   case step::pivot_root: what = "changing to the sandbox's root"; break;
   case step::build_user: what = "switching to the build user"; break;
@@ -112,9 +112,10 @@ bool write_proc_file(const char* path, const char* text) {
   return write_file(path, text, std::strlen(text), 0, 0);
 }
 
-// mkdir -p of the directories above `path` (which the child owns).
+// mkdir -p of the directories above `path`, a "./"-relative path inside
+// the new root (which the child owns).
 bool make_parents(char* path) {
-  for (char* p = path + 1; *p; ++p) {
+  for (char* p = path + 2; *p; ++p) {
     if (*p != '/')
       continue;
     *p = 0;
@@ -178,19 +179,6 @@ bool apply(const child_mount& m) {
   return false;
 }
 
-bool loopback_up() {
-  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0)
-    return false;
-  struct ifreq ifr;
-  std::memset(&ifr, 0, sizeof ifr);
-  std::memcpy(ifr.ifr_name, "lo", 3);
-  ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
-  bool ok = ::ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
-  ::close(s);
-  return ok;
-}
-
 bool drop_capabilities() {
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2];
@@ -202,16 +190,19 @@ bool drop_capabilities() {
 // The sandbox, in this order:
 //   1. join the build's control groups (so everything after is counted);
 //   2. a session of its own; for an unprivileged daemon, map itself to the
-//      build uid in the user namespace the clone made;
+//      build uid in the user namespace the clone made; join the network
+//      namespace made ahead, if there is one (root: before any user
+//      namespace, while we still hold the capability it needs);
 //   3. mounts private, then a fresh tmpfs as the new root, filled by the
 //      planned mount steps (store, inputs read-only, /dev, /proc, /build,
 //      /etc, sandbox-paths);
-//   4. host name, loopback (no other interface exists without network);
+//   4. host name, loopback (no other interface exists without network; a
+//      namespace made ahead by network_namespaces has it up already);
 //   5. pivot_root into the new root and detach the old one;
 //   6. become the build user (a root daemon joins the user namespace that
 //      maps it only now, so the builder holds no capability over the
 //      mounts above), drop every capability, die with the daemon;
-//   7. no_new_privs, personality, no core dumps, seccomp filters;
+//   7. no_new_privs, personality, no core dumps, the seccomp filter;
 //   8. build directory, standard descriptors, signals, exec.
 } // namespace
 
@@ -235,9 +226,11 @@ int run_child(void* arg) {
                        !write_proc_file("/proc/self/uid_map", c.uid_map) ||
                        !write_proc_file("/proc/self/gid_map", c.gid_map)))
       fail(rfd, step::uid_map);
+    if (c.netns_fd >= 0 && ::setns(c.netns_fd, CLONE_NEWNET) != 0)
+      fail(rfd, step::network_namespace);
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
       fail(rfd, step::private_mounts);
-    if (::mount("tmpfs", c.root_dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0)
+    if (::mount("tmpfs", c.root_dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0 || ::chdir(c.root_dir) != 0)
       fail(rfd, step::new_root);
     for (std::size_t i = 0; i < c.mount_count; ++i)
       if (!apply(c.mounts[i]))
@@ -245,9 +238,9 @@ int run_child(void* arg) {
     if (::sethostname(spec.hostname.data(), spec.hostname.size()) != 0 ||
         ::setdomainname(spec.domainname.data(), spec.domainname.size()) != 0)
       fail(rfd, step::hostname);
-    if (!spec.network && !loopback_up())
+    if (!spec.network && c.netns_fd < 0 && !loopback_up())
       fail(rfd, step::loopback);
-    if (::chdir(c.root_dir) != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 || ::umount2(".", MNT_DETACH) != 0)
+    if (::syscall(SYS_pivot_root, ".", ".") != 0 || ::umount2(".", MNT_DETACH) != 0)
       fail(rfd, step::pivot_root);
     if (c.as_root && (::setns(c.userns_fd, CLONE_NEWUSER) != 0 || ::setgroups(0, nullptr) != 0))
       fail(rfd, step::build_user);
@@ -286,8 +279,7 @@ int run_child(void* arg) {
   struct rlimit no_core {0, 0};
   if (::setrlimit(RLIMIT_CORE, &no_core) != 0)
     fail(rfd, step::core_limit);
-  if (c.filters && (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &c.filters->guard) != 0 ||
-                    ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &c.filters->rules) != 0))
+  if (c.filter && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, c.filter) != 0)
     fail(rfd, step::seccomp);
   if (::chdir(c.cwd) != 0)
     fail(rfd, step::build_dir);

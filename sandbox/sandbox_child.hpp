@@ -22,8 +22,9 @@ struct failure {
   int index;
 };
 
-// A mount step with every string ready and every target an absolute host
-// path under the new root's mount point.
+// A mount step with every string ready and every target relative to the
+// new root ("./nix/store"): the child works inside the root it builds, so
+// no lookup walks the host's path to it and make_parents starts there.
 struct child_mount {
   uint8_t kind;
   bool optional, source_is_dir;
@@ -49,9 +50,10 @@ struct child_plan {
   const child_mount* mounts;
   std::size_t mount_count;
   int userns_fd; // root: the build user's namespace, joined after the mounts
+  int netns_fd;  // a fresh network namespace made ahead, or -1 (clone makes one)
   const int* cgroup_fds;
   std::size_t cgroup_count;
-  const seccomp_programs* filters;
+  const sock_fprog* filter; // or null: no seccomp
   int report_fd, null_fd, out_fd;
 };
 

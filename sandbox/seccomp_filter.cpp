@@ -43,6 +43,8 @@ int syscall_number(const char* name, int fallback) {
 }
 
 // Jump offsets count instructions after the jump; the labels at the end.
+// What the guard lets through goes on to the instruction after its last,
+// where the rules begin (see compiled).
 std::vector<sock_filter> make_guard() {
   auto stmt = [](unsigned short code, unsigned k) { return sock_filter{code, 0, 0, k}; };
   auto jump = [](unsigned short code, unsigned k, unsigned char jt, unsigned char jf) {
@@ -128,17 +130,30 @@ std::vector<sock_filter> make_rules() {
   return prog;
 }
 
-struct compiled {
+// The guard's last instruction (allow) is dropped, so its jumps there land
+// on the rules' first instruction; the rules jump only forward within
+// themselves and load what they test first, so they run as if alone.
+std::vector<sock_filter> make_program() {
   std::vector<sock_filter> guard = make_guard(), rules = make_rules();
-  seccomp_programs programs{{static_cast<unsigned short>(guard.size()), guard.data()},
-                            {static_cast<unsigned short>(rules.size()), rules.data()}};
+  if (guard.back().code != (BPF_RET | BPF_K) || guard.back().k != SECCOMP_RET_ALLOW)
+    throw error("seccomp: the guard must end by allowing the call");
+  guard.pop_back();
+  guard.insert(guard.end(), rules.begin(), rules.end());
+  if (guard.size() > BPF_MAXINSNS)
+    throw error("seccomp: the program is too long");
+  return guard;
+}
+
+struct compiled {
+  std::vector<sock_filter> code = make_program();
+  sock_fprog program{static_cast<unsigned short>(code.size()), code.data()};
 };
 
 } // namespace
 
-const seccomp_programs& builder_seccomp_programs() {
+const sock_fprog& builder_seccomp_program() {
   static const compiled c;
-  return c.programs;
+  return c.program;
 }
 
 } // namespace kiln::sandbox

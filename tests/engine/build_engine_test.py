@@ -441,7 +441,7 @@ inflight = peak = 0
 for line in open(log).read().split():
     inflight += 1 if line == "S" else -1
     peak = max(peak, inflight)
-check(r.returncode == 0 and peak == 2, f"slots: peak {peak} with -j 2 ({r.stderr[:200]})")
+check(r.returncode == 0 and peak == 2, f"slots: peak {peak} rc {r.returncode} with -j 2 ({r.stderr[-300:]})")
 
 # Two kiln build processes on overlapping graphs: each derivation built once.
 blog = f"{events}/builds"

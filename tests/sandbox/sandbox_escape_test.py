@@ -105,6 +105,45 @@ time.sleep(0.2)
 check(res.get(fod_net, {}).get("status") == "Built" and len(accepted) == 1,
       f"a fixed-output build keeps the network: {r.stderr[-300:]}")
 
+# --- Each build has a network of its own (namespaces are made ahead of need,
+# each handed out once): two builds at once reach each other neither over an
+# abstract unix socket nor over loopback TCP; inside, loopback is up and
+# is the only interface.
+nonce = str(time.time_ns())
+pair = """
+import os, socket, time
+role, nonce = os.environ['role'], os.environ['nonce']
+ifaces = sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:])
+me = socket.socket(); me.bind(('127.0.0.1', 0)); me.listen(1)
+socket.create_connection(me.getsockname(), 2).close()  # loopback works
+if role == 'listen':
+    u = socket.socket(socket.AF_UNIX); u.bind('\\0kiln-pair-' + nonce); u.listen(1); u.settimeout(0.05)
+    t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind(('127.0.0.1', 47911)); t.listen(1); t.settimeout(0.05)
+    r = 'alone'
+    for _ in range(30):
+        for s in (u, t):
+            try:
+                s.accept(); r = 'reached'
+            except OSError:
+                pass
+else:
+    time.sleep(0.3); r = 'alone'
+    for _ in range(20):
+        for fam, addr in ((socket.AF_UNIX, '\\0kiln-pair-' + nonce), (socket.AF_INET, ('127.0.0.1', 47911))):
+            try:
+                socket.socket(fam).connect(addr); r = 'reached'
+            except OSError:
+                pass
+        time.sleep(0.1)
+open(os.environ['out'], 'w').write(r + ' ' + ','.join(ifaces))
+"""
+listener = drv("pair-listen", pair, env={"role": "listen", "nonce": nonce})
+dialer = drv("pair-dial", pair, env={"role": "dial", "nonce": nonce})
+r, res = build("-j", "2", listener, dialer)
+check(output(res, listener) == "alone lo" and output(res, dialer) == "alone lo",
+      f"two builds at once share no network: {output(res, listener)!r} {output(res, dialer)!r} {r.stderr[-300:]}")
+
 # --- Files: a host file outside the closure, an input path, /proc/1/root.
 secret = f"{tmp}/secret"
 open(secret, "w").write("host secret\n")
