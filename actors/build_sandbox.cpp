@@ -8,6 +8,7 @@
 #include "sandbox/sandbox_spec.hpp"
 #include "store/error.hpp"
 #include "store/fd.hpp"
+#include "store/closure.hpp"
 #include "store/file_ops.hpp"
 
 #include <fcntl.h>
@@ -92,10 +93,6 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
     chown_tree(j.build_dir, j.host_uid, j.host_gid);
   }
 
-  std::vector<std::string> closure;
-  for (auto& p : input_closure(drv))
-    closure.push_back(p.full());
-
   sandbox::sandbox_settings ss;
   ss.mode = static_cast<sandbox::sandbox_mode>(options_.sandbox);
   ss.build_dir_inside = options_.sandbox_build_dir;
@@ -109,6 +106,12 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
     ss.paths.push_back({"/etc/ssl/certs", "/etc/ssl/certs", true}); // https
   }
   ss.limits = j.limits;
+
+  std::vector<std::string> closure;
+  for (auto& p : input_closure(drv))
+    closure.push_back(p.full());
+  for (auto& p : store_sandbox_path_closure(ss.paths))
+    closure.push_back(p.full());
   sandbox::host_view host;
   host.is_directory = [](const std::string& p) -> std::optional<bool> {
     struct stat st;
@@ -121,6 +124,36 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
   } catch (const sandbox::sandbox_refused& e) {
     throw error("cannot build '" + dp.full() + "': " + e.what());
   }
+}
+
+// A sandbox path whose source is in the store brings the closure of that
+// store path along, as Nix's does, and is bound from where this store keeps
+// it (a local:DIR store's paths are not at their store path on the host).
+std::vector<store_path> build_steps::store_sandbox_path_closure(std::vector<sandbox_path>& paths) {
+  const std::string prefix = std::string(default_store_dir) + "/";
+  store_path_set roots;
+  for (auto& p : paths) {
+    if (p.source.compare(0, prefix.size(), prefix) != 0)
+      continue;
+    std::size_t end = p.source.find('/', prefix.size());
+    std::string top = p.source.substr(0, end);
+    store_path sp = [&] {
+      try {
+        return parse_store_path(top);
+      } catch (const error& e) {
+        throw error("sandbox path '" + p.source + "': " + e.what());
+      }
+    }();
+    if (!store_.db().is_valid(sp)) {
+      if (p.optional)
+        continue;
+      throw error("sandbox path '" + p.source + "' is in the store, but " +
+                  (end == std::string::npos ? "is not valid" : "'" + sp.full() + "' is not valid"));
+    }
+    roots.insert(sp);
+    p.source = store_.real_path(sp) + (end == std::string::npos ? "" : p.source.substr(end));
+  }
+  return roots.empty() ? std::vector<store_path>{} : compute_closure(store_.db(), roots);
 }
 
 // A sandboxed build's outputs move from its own store directory into the

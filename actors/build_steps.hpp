@@ -59,6 +59,7 @@ private:
   void move_sandbox_outputs(prepared_build& b, const derivation& drv);
   void release(prepared_build& b, bool keep_build_dir);
   std::vector<store_path> input_closure(const derivation& drv);
+  std::vector<store_path> store_sandbox_path_closure(std::vector<sandbox_path>& paths);
   const std::string& private_dir();
   const std::string& sandbox_root_dir();
 

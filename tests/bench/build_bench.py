@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build throughput: Kiln vs Nix 2.8 on the same freshly made graphs.
 
-Usage: build_bench.py KILN [--wide 500] [--chain 200] [--valid 100000]
+Usage: build_bench.py KILN [--wide 500] [--chain 200] [--valid 100000] [--rounds 3]
 Wide: N trivial leaves + one top; chain: N steps, each depending on the last.
 Each graph twice: unsandboxed (sandbox false) and sandboxed (sandbox true),
 both with sandbox-paths '/bin /lib /lib64 /usr' (the builders are /bin/sh).
@@ -11,15 +11,20 @@ store), run in a private mount namespace whose /nix is a temporary directory,
 so the machine's own store is never touched. Prints ms per derivation and the
 ratio; then asks for every derivation of a graph whose outputs are all valid
 (made by kiln-bench-valid-graph next to KILN), printing the time and peak
-RSS of that `kiln build`. Run by hand (root, nix-bin installed), not in CI.
+RSS of that `kiln build`. Each figure is the median of --rounds runs on fresh
+graphs; before every timed run the machine is left to settle (sync, then 3 s),
+so neither side pays for the other's deferred work (the kernel tears network
+namespaces down after the builds that used them have gone). Run by hand
+(root, nix-bin installed), not in CI.
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("kiln")
 ap.add_argument("--wide", type=int, default=500)
 ap.add_argument("--chain", type=int, default=200)
 ap.add_argument("--valid", type=int, default=100000)
+ap.add_argument("--rounds", type=int, default=3)
 a = ap.parse_args()
 tmp = tempfile.mkdtemp(prefix="kiln-build-bench-")
 
@@ -52,29 +57,44 @@ def make_graph(store, kind, n, tag):
 SANDBOX_PATHS = "/bin /lib /lib64 /usr"
 
 
-def bench(kind, n, sandboxed):
+def settle():
+    os.sync()
+    time.sleep(3)
+
+
+def bench_once(kind, n, sandboxed):
+    """One fresh graph, built by each side: (kiln ms/drv, nix ms/drv, drvs)."""
     tag = str(time.time_ns())  # fresh names: nothing valid anywhere yet
     mode = "sandboxed" if sandboxed else "plain"
     kstore = f"local:{tmp}/k-{kind}-{mode}"
     top, drvs = make_graph(kstore, kind, n, tag)
     opts = ["--option", "sandbox", "true" if sandboxed else "false", "--option", "sandbox-paths", SANDBOX_PATHS]
+    settle()
     t0 = time.perf_counter()
     kiln("build", "--store", kstore, "-j", "8", *opts, top)
     k_ms = (time.perf_counter() - t0) * 1000 / len(drvs)
     nixroot = f"{tmp}/n-{kind}-{mode}"
     os.makedirs(f"{nixroot}/store", exist_ok=True)
     exp = subprocess.run([a.kiln, "store", "export", "--store", kstore, *drvs], capture_output=True, check=True).stdout
+    settle()  # the import below is not timed; the realise is
     script = (f"mount --bind {nixroot} /nix && nix-store --import > /dev/null && "
               f"start=$(date +%s%N) && nix-store --realise --option sandbox {'true' if sandboxed else 'false'} "
               f"--option sandbox-paths '{SANDBOX_PATHS}' --option substituters '' -j 8 {top} "
               f"> /dev/null && echo $(( ($(date +%s%N) - start) / 1000000 ))")
     r = subprocess.run(["unshare", "-m", "sh", "-c", script], input=exp, capture_output=True)
     if r.returncode != 0:
-        print(f"{kind}: nix failed: {r.stderr.decode()[-400:]}")
-        return
-    n_ms = int(r.stdout.decode().split()[-1]) / len(drvs)
-    print(f"{kind:5} {mode:9} {len(drvs):4} drvs: kiln {k_ms:6.2f} ms/drv   nix 2.8 {n_ms:6.2f} ms/drv   "
-          f"ratio {n_ms / k_ms:5.1f}x")
+        sys.exit(f"{kind}: nix failed: {r.stderr.decode()[-400:]}")
+    return k_ms, int(r.stdout.decode().split()[-1]) / len(drvs), len(drvs)
+
+
+def bench(kind, n, sandboxed):
+    runs = [bench_once(kind, n, sandboxed) for _ in range(a.rounds)]
+    k_ms = statistics.median(r[0] for r in runs)
+    n_ms = statistics.median(r[1] for r in runs)
+    mode = "sandboxed" if sandboxed else "plain"
+    print(f"{kind:5} {mode:9} {runs[0][2]:4} drvs: kiln {k_ms:6.2f} ms/drv   nix 2.8 {n_ms:6.2f} ms/drv   "
+          f"ratio {n_ms / k_ms:5.1f}x   (median of {a.rounds}; kiln {' '.join(f'{r[0]:.2f}' for r in runs)}, "
+          f"nix {' '.join(f'{r[1]:.2f}' for r in runs)})", flush=True)
 
 
 for sandboxed in (False, True):

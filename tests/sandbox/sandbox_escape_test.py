@@ -374,6 +374,19 @@ check(output(res, nochroot) == "host secret\n", f"__noChroot builds unsandboxed 
 reader = drv("reader", f"import os; open(os.environ['out'], 'w').write(open('/secret-dir/secret').read())")
 r, res = build("--option", "extra-sandbox-paths", f"/secret-dir={tmp}", reader)
 check(output(res, reader) == "host secret\n", f"extra-sandbox-paths TARGET=SOURCE: {r.stderr[-300:]}")
+# A store path as a sandbox path's source brings its closure: `tool` names
+# `lib`'s output, which the builder then reads through the store.
+lib = drv("lib", "import os; open(os.environ['out'], 'w').write('lib inside\\n')")
+tool = drv("tool", "import os; open(os.environ['out'], 'w').write(os.environ['lib'])", inputs=[lib],
+           env={"lib": json.loads(run("drv", "show", "--json", real(lib)).stdout)[lib]["outputs"]["out"]["path"]})
+r, res = build(tool)
+tool_out = res.get(tool, {}).get("builtOutputs", {}).get("out", "")
+user = drv("tool-user", "import os; open(os.environ['out'], 'w').write(open(open('/tool').read()).read())")
+r, res = build("--option", "extra-sandbox-paths", f"/tool={tool_out}", user)
+check(output(res, user) == "lib inside\n", f"a store path in sandbox-paths brings its closure: {r.stderr[-300:]}")
+user2 = drv("tool-user-2", "import os; open(os.environ['out'], 'w').write(open('/tool').read())")
+r, res = build("--option", "extra-sandbox-paths", "/tool=/nix/store/00000000000000000000000000000000-nothing", user2)
+check(r.returncode == 1 and "is not valid" in r.stderr, f"an invalid store path in sandbox-paths is refused: {r.stderr[-300:]}")
 r, res = build("--option", "extra-sandbox-paths", f"/missing=/nonexistent-{os.getpid()}?", net)
 check(r.returncode == 0, f"an optional missing sandbox path is skipped: {r.stderr[-300:]}")
 hook = f"{tmp}/hook.sh"
