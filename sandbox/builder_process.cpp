@@ -4,12 +4,14 @@
 #include "sandbox/network_namespaces.hpp"
 #include "sandbox/sandbox_child.hpp"
 #include "sandbox/seccomp_filter.hpp"
+#include "store/file_ops.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -110,6 +112,21 @@ builder_process builder_process::start(const sandbox_spec& spec) {
       if (::mknod(w.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0 && errno != EEXIST)
         throw_errno("hiding '" + name + "' from the check build");
     }
+
+  // An unsandboxed build of a store kept elsewhere sees it at its logical
+  // directory, which must exist on the host as a mount point (a fresh
+  // machine may have no /nix yet; Nix makes it too when it opens a store).
+  if (!spec.isolated && !overlay && spec.store_real_dir != spec.store_dir) {
+    struct stat st;
+    if (::stat(spec.store_dir.c_str(), &st) != 0) {
+      try {
+        make_directories(spec.store_dir);
+      } catch (const std::exception& e) {
+        throw error("an unsandboxed build needs '" + spec.store_dir + "' as the mount point of the store '" +
+                    spec.store_real_dir + "': " + e.what());
+      }
+    }
+  }
 
   // Mount targets relative to the new root, in writable buffers.
   std::vector<std::string> targets;
@@ -263,7 +280,8 @@ int builder_process::watch(const std::function<void(std::string_view)>& on_outpu
     }
   }
   int status = 0;
-  while (::waitpid(pid_, &status, 0) < 0) {
+  struct rusage ru {};
+  while (::wait4(pid_, &status, 0, &ru) < 0) {
     if (errno != EINTR)
       throw_errno("reaping the builder");
   }
@@ -271,6 +289,13 @@ int builder_process::watch(const std::function<void(std::string_view)>& on_outpu
   if (cgroup_) {
     cgroup_->wait_empty();
     usage_ = cgroup_->usage();
+  } else {
+    // No control group (an unprivileged daemon without a delegated one):
+    // the builder's own figures, which include the children it waited for.
+    auto us = [](const timeval& t) { return uint64_t(t.tv_sec) * 1000000 + uint64_t(t.tv_usec); };
+    usage_.cpu_user_us = us(ru.ru_utime);
+    usage_.cpu_system_us = us(ru.ru_stime);
+    usage_.peak_memory = uint64_t(ru.ru_maxrss) * 1024;
   }
   return status;
 }
