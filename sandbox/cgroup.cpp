@@ -99,17 +99,28 @@ cgroup_layout parse_cgroup_layout(const std::string& mountinfo, const std::strin
   return l;
 }
 
+// Whether Kiln may make build groups in `dir` (made here if missing): an
+// unprivileged daemon usually may not, unless the group was delegated.
+static bool usable_group(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) == 0)
+    return true;
+  return errno == EEXIST && ::access(dir.c_str(), W_OK) == 0;
+}
+
 const cgroup_layout& host_cgroup_layout() {
   static const cgroup_layout layout = [] {
     cgroup_layout l = parse_cgroup_layout(read_whole_file("/proc/self/mountinfo", 1 << 24, "mount table"),
                                           read_whole_file("/proc/self/cgroup", 1 << 20, "cgroup membership"));
+    for (std::string* v1 : {&l.memory_v1, &l.pids_v1, &l.cpu_v1})
+      if (!v1->empty() && !usable_group(*v1 + "/kiln"))
+        v1->clear();
     if (l.unified.empty())
       return l;
     // Controllers for the builds' groups: enabled below our own group if
     // it may have them (a group holding processes may not, except the
     // root; then the v1 hierarchies, if any, are used instead).
     std::string kiln = l.unified + "/kiln";
-    if (::mkdir(kiln.c_str(), 0755) != 0 && errno != EEXIST) {
+    if (!usable_group(kiln)) {
       l.unified.clear(); // not writable: no cgroups
       return l;
     }
@@ -130,7 +141,10 @@ const cgroup_layout& host_cgroup_layout() {
 
 std::optional<build_cgroup> build_cgroup::create(const std::string& name, const cgroup_limits& limits) {
   const cgroup_layout& l = host_cgroup_layout();
-  if (l.unified.empty() && l.memory_v1.empty() && l.pids_v1.empty())
+  const bool limited = limits.memory_max || limits.pids_max || limits.cpu_max_percent;
+  // No group Kiln may use: nothing to make unless a limit asks for one, and
+  // then the limit's own check below refuses it.
+  if (l.unified.empty() && l.memory_v1.empty() && l.pids_v1.empty() && l.cpu_v1.empty() && !limited)
     return std::nullopt;
   auto has = [&](const char* c) {
     return std::find(l.unified_controllers.begin(), l.unified_controllers.end(), c) != l.unified_controllers.end();
@@ -165,7 +179,7 @@ std::optional<build_cgroup> build_cgroup::create(const std::string& name, const 
     if (limits.memory_max)
       set(g.memory_v1_, "memory.limit_in_bytes", std::to_string(limits.memory_max));
   } else if (limits.memory_max) {
-    throw error("a build memory limit was set, but this host has no memory control group to enforce it");
+    throw error("a build memory limit was set, but there is no memory control group Kiln may use to enforce it");
   }
   if (limits.pids_max) {
     if (has("pids"))
@@ -173,7 +187,7 @@ std::optional<build_cgroup> build_cgroup::create(const std::string& name, const 
     else if (!l.pids_v1.empty())
       set(make(l.pids_v1), "pids.max", std::to_string(limits.pids_max));
     else
-      throw error("a build process limit was set, but this host has no pids control group to enforce it");
+      throw error("a build process limit was set, but there is no pids control group Kiln may use to enforce it");
   }
   if (limits.cpu_max_percent) {
     std::string quota = std::to_string(uint64_t(limits.cpu_max_percent) * 1000);
@@ -184,7 +198,7 @@ std::optional<build_cgroup> build_cgroup::create(const std::string& name, const 
       set(g.cpu_v1_, "cpu.cfs_period_us", "100000");
       set(g.cpu_v1_, "cpu.cfs_quota_us", quota);
     } else {
-      throw error("a build CPU limit was set, but this host has no cpu control group to enforce it");
+      throw error("a build CPU limit was set, but there is no cpu control group Kiln may use to enforce it");
     }
   }
   return g;

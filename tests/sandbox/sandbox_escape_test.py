@@ -419,5 +419,59 @@ check(kept and open(f"{kept}/marker").read() == "kept\n" and
 left = [n for n in os.listdir(f"{tmp}/store/nix/store") if n.endswith(".chroot") or "-kiln-fresh-" in n]
 check(left == [], f"no sandbox or copy directories left in the store: {left}")
 
+# --- An unprivileged daemon (nobody, 65534): its own store, the sandbox made
+# through a user namespace of its own, no control group it may use.
+nobody = f"{tmp}/nobody"
+os.mkdir(nobody)
+os.chown(nobody, 65534, 65534)
+as_nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+             "env", f"HOME={nobody}", f"TMPDIR={nobody}", kiln]
+nstore = f"local:{nobody}/store"
+
+
+def nobody_drv(name, script):
+    f = f"{nobody}/{name}.json"
+    json.dump({"name": name, "outputs": {"out": {}}, "inputSrcs": [], "inputDrvs": {}, "system": "x86_64-linux",
+               "builder": "/usr/bin/python3", "args": ["-c", script], "env": {}}, open(f, "w"))
+    r = subprocess.run([*as_nobody, "drv", "add", "--store", nstore, "--json", f], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+probe = nobody_drv("unprivileged", f"""
+import os, socket
+seen = [str(os.getuid()), str(os.getgid()), open('/etc/hostname').read().strip() if os.path.exists('/etc/hostname') else '-']
+try:
+    open('{secret}').read(); seen.append('read host file')
+except OSError:
+    seen.append('no host file')
+try:
+    socket.create_connection(('127.0.0.1', {port}), 2); seen.append('connected')
+except OSError:
+    seen.append('no network')
+seen.append(str(len([p for p in os.listdir('/proc') if p.isdigit()])))
+open(os.environ['out'], 'w').write(' '.join(seen))
+""")
+before = len(accepted)
+r = subprocess.run([*as_nobody, "build", "--store", nstore, "--json", probe], capture_output=True, text=True, timeout=120)
+try:
+    nres = {x["path"]: x for x in json.loads(r.stdout)}
+except ValueError:
+    nres = {}
+nout = nres.get(probe, {}).get("builtOutputs", {}).get("out")
+got = open(f"{nobody}/store{nout}").read() if nout else None
+check(got == "1000 100 - no host file no network 1",
+      f"an unprivileged daemon's builder: nixbld inside, no host file, no network, alone: {got!r} {r.stderr[-300:]}")
+check(len(accepted) == before, "the unprivileged builder did not reach the loopback server")
+check(nout and os.lstat(f"{nobody}/store{nout}").st_uid == 65534, "its output belongs to the unprivileged user")
+check(nres.get(probe, {}).get("cpuUserMicros", 0) + nres.get(probe, {}).get("cpuSystemMicros", 0) > 0 and
+      nres.get(probe, {}).get("peakMemoryBytes", 0) > 0,
+      f"CPU time and peak memory without a control group: {json.dumps(nres.get(probe, {}))[:300]}")
+limited = nobody_drv("unprivileged-limit", "import os; open(os.environ['out'], 'w').write('x')")
+r = subprocess.run([*as_nobody, "build", "--store", nstore, "--option", "build-memory-max", "64M", limited],
+                   capture_output=True, text=True, timeout=120)
+check(r.returncode == 1 and "no memory control group Kiln may use" in r.stderr,
+      f"a limit nothing can enforce is refused, not ignored: {r.stderr[-300:]}")
+
 print(f"{checks - failures}/{checks} checks passed")
 sys.exit(1 if failures else 0)
