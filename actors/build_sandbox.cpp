@@ -6,6 +6,7 @@
 #include "sandbox/builtin_builders.hpp"
 #include "sandbox/run_capture.hpp"
 #include "sandbox/sandbox_spec.hpp"
+#include "sandbox/sandbox_store.hpp"
 #include "store/error.hpp"
 #include "store/fd.hpp"
 #include "store/closure.hpp"
@@ -65,25 +66,86 @@ const std::string& build_steps::sandbox_root_dir() {
   return sandbox_root_dir_;
 }
 
-// The sandbox's own store (<drv>.chroot in the store, as Nix names the
-// sandbox's directory): the builder sees it as the store and writes its
+// The build directory. A root daemon's sandboxed build takes its build user
+// first and uses that user's own directory (emptied after every build; see
+// sandbox/sandbox_store.hpp for why directories are reused); any other
+// build gets a fresh one.
+void build_steps::make_build_dir(prepared_build& b, const std::string& name, bool isolate, const store_path& dp) {
+  if (isolate && ::geteuid() == 0) {
+    auto user = sandbox::acquire_build_user(options_.build_users_group, store_.layout().state_dir());
+    b.build_top = private_dir() + "/build-" + std::to_string(user.uid);
+    users_[dp.full()] = std::move(user);
+    make_dir(b.build_top, 0700);
+    b.reused_build_dir = true;
+    empty_directory(b.build_top); // normally empty already
+    // The last builder owned it and may have opened it up.
+    unique_fd dir = open_directory(b.build_top);
+    if (::fchmod(dir.get(), 0700) != 0)
+      throw_errno("preparing the build directory '" + b.build_top + "'");
+  } else {
+    std::string tmpl = private_dir() + "/kiln-build-" + name + "-XXXXXX";
+    if (!::mkdtemp(tmpl.data()))
+      throw_errno("creating a build directory under '" + private_dir() + "'");
+    b.build_top = tmpl;
+  }
+  b.job.process.build_dir = b.build_top;
+}
+
+// A failed build's directory that --keep-failed keeps: a build user's own
+// one is renamed to a name of its own first (the user's next build makes a
+// new one).
+void build_steps::keep_build_dir(prepared_build& b, const std::string& name) {
+  if (!b.reused_build_dir)
+    return;
+  std::string kept = private_dir() + "/kiln-build-" + name + "-XXXXXX";
+  if (!::mkdtemp(kept.data()))
+    throw_errno("creating a directory to keep the build directory in under '" + private_dir() + "'");
+  if (::rename(b.build_top.c_str(), kept.c_str()) != 0)
+    throw_errno("keeping the build directory '" + b.build_top + "' as '" + kept + "'");
+  b.build_top = b.job.process.build_dir = kept;
+  b.reused_build_dir = false;
+}
+
+// Where a root daemon keeps its build users' sandbox stores: beside the
+// store's database, if that is on the store's file system (outputs leave a
+// sandbox store by rename); "" if not, and then each build makes
+// <drv>.chroot in the store, as Nix names the sandbox's directory.
+const std::string& build_steps::reusable_store_dirs() {
+  if (!reusable_store_dirs_) {
+    std::string dir = store_.layout().kiln_dir() + "/sandbox-stores";
+    make_dir(store_.layout().kiln_dir(), 0755);
+    make_dir(dir, 0700);
+    struct stat a, s;
+    if (::stat(dir.c_str(), &a) != 0 || ::stat(store_.layout().store_dir().c_str(), &s) != 0)
+      throw_errno("looking at '" + dir + "'");
+    reusable_store_dirs_ = a.st_dev == s.st_dev ? dir : "";
+  }
+  return *reusable_store_dirs_;
+}
+
+// The sandbox's own store: the builder sees it as the store and writes its
 // outputs there; it is on the store's file system, so outputs move out by
 // rename.
 void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const derivation& drv) {
   sandbox::sandbox_spec& j = b.job.process;
   const bool root = ::geteuid() == 0;
   if (root) {
-    auto user = sandbox::acquire_build_user(options_.build_users_group, store_.layout().state_dir());
+    const auto& user = users_.at(dp.full());
     j.host_uid = user.uid;
     j.host_gid = user.gid;
-    users_[dp.full()] = std::move(user);
   } else {
     j.host_uid = ::geteuid();
     j.host_gid = ::getegid();
   }
-  b.chroot_dir = store_.real_path(dp) + ".chroot";
-  remove_tree(b.chroot_dir);
-  make_dir(b.chroot_dir, 0755);
+  if (root && !reusable_store_dirs().empty()) {
+    b.chroot_dir = reusable_store_dirs() + "/" + std::to_string(j.host_uid);
+    b.reused_store_dir = true;
+    make_dir(b.chroot_dir, 0755);
+  } else {
+    b.chroot_dir = store_.real_path(dp) + ".chroot";
+    remove_tree(b.chroot_dir);
+    make_dir(b.chroot_dir, 0755);
+  }
   j.root_dir = sandbox_root_dir();
   j.chroot_store_dir = b.chroot_dir;
   if (root) {
@@ -124,6 +186,8 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
   } catch (const sandbox::sandbox_refused& e) {
     throw error("cannot build '" + dp.full() + "': " + e.what());
   }
+  if (b.reused_store_dir)
+    sandbox::prepare_mount_points(b.chroot_dir, sandbox::store_mount_points(j));
 }
 
 // A sandbox path whose source is in the store brings the closure of that

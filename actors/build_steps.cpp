@@ -4,6 +4,7 @@
 #include "sandbox/builder_process.hpp"
 #include "sandbox/run_capture.hpp"
 #include "sandbox/sandbox_spec.hpp"
+#include "sandbox/sandbox_store.hpp"
 #include "sandbox/builtin_builders.hpp"
 #include "store/build_log.hpp"
 #include "store/build_outputs.hpp"
@@ -56,8 +57,18 @@ std::string with_log_tail(std::string msg, const std::vector<std::string>& tail)
 build_steps::~build_steps() {
   for (auto& t : hooks_)
     t.join();
-  if (!private_dir_.empty())
-    ::rmdir(private_dir_.c_str()); // stays while it holds a kept build directory
+  if (private_dir_.empty())
+    return;
+  // The build users' directories are empty between builds; the private
+  // directory stays only while it holds a kept build directory.
+  try {
+    unique_fd dir = open_directory(private_dir_);
+    for (auto& name : read_directory(dir.get(), private_dir_))
+      if (name.rfind("build-", 0) == 0)
+        ::unlinkat(dir.get(), name.c_str(), AT_REMOVEDIR);
+  } catch (const error&) {
+  }
+  ::rmdir(private_dir_.c_str());
 }
 
 // Build directories live in one private (0700) directory of the engine's,
@@ -158,11 +169,7 @@ void build_steps::prepare_into(prepared_build& b, const std::string& drv_path, c
     isolate = false;
   }
 
-  std::string tmpl = private_dir() + "/kiln-build-" + name + "-XXXXXX";
-  if (!::mkdtemp(tmpl.data()))
-    throw_errno("creating a build directory under '" + private_dir() + "'");
-  b.build_top = tmpl;
-  j.build_dir = b.build_top;
+  make_build_dir(b, name, isolate, dp);
 
   sandbox::builder_env_options eo;
   eo.build_dir = isolate ? options_.sandbox_build_dir : j.build_dir;
@@ -262,13 +269,24 @@ std::vector<store_path> build_steps::input_closure(const derivation& drv) {
 }
 
 // Everything a build run holds outside its result: the sandbox's
-// directory, the build user, the build directory (unless kept).
+// directory, the build directory (unless kept), the build user. The build
+// user's own directories are emptied, not removed, and before the user is
+// given back: whoever takes it next uses them.
 void build_steps::release(prepared_build& b, bool keep_build_dir) {
-  if (!b.chroot_dir.empty())
-    remove_tree(b.chroot_dir);
+  try {
+    if (b.reused_store_dir)
+      sandbox::sweep_sandbox_store(b.chroot_dir);
+    else if (!b.chroot_dir.empty())
+      remove_tree(b.chroot_dir);
+    if (b.reused_build_dir && !keep_build_dir)
+      empty_directory(b.build_top);
+    else if (!b.build_top.empty() && !keep_build_dir)
+      remove_tree(b.build_top);
+  } catch (...) {
+    users_.erase(b.job.drv_path); // its next build empties what is left
+    throw;
+  }
   users_.erase(b.job.drv_path);
-  if (!b.build_top.empty() && !keep_build_dir)
-    remove_tree(b.build_top);
 }
 
 build_result build_steps::finish(const std::string& drv_path, const derivation& drv, prepared_build& build,
@@ -292,6 +310,7 @@ build_result build_steps::finish(const std::string& drv_path, const derivation& 
     remove_tree(split_path(build.job.process.overlay_upper).first);
   bool keep = failed && options_.keep_failed;
   if (keep) {
+    keep_build_dir(build, derivation_name(drv, store_.parse_path(drv_path).base_name()));
     // Handed to the user who asked, by handles, once nothing of the build
     // runs any more (its control group and PID namespace are gone).
     chown_tree(build.build_top, ::getuid(), ::getgid());

@@ -54,7 +54,10 @@ private:
   void run_post_build_hook(const std::string& drv_path, const std::vector<path_info>& infos);
   void prepare_into(prepared_build& b, const std::string& drv_path, const derivation& drv, uint32_t round,
                     uint32_t rounds);
+  void make_build_dir(prepared_build& b, const std::string& name, bool isolate, const store_path& drv_path);
   void plan_isolation(prepared_build& b, const store_path& drv_path, const derivation& drv);
+  const std::string& reusable_store_dirs();
+  void keep_build_dir(prepared_build& b, const std::string& name);
   std::vector<sandbox_path> pre_build_hook_paths(const std::string& drv_path, const std::string& root);
   void move_sandbox_outputs(prepared_build& b, const derivation& drv);
   void release(prepared_build& b, bool keep_build_dir);
@@ -74,6 +77,7 @@ private:
   std::map<std::string, sandbox::build_user> users_; // by .drv, held while it builds
   std::string private_dir_;      // 0700, holds this engine's build directories
   std::string sandbox_root_dir_; // mount point of every sandbox's new root
+  std::optional<std::string> reusable_store_dirs_; // "" if not on the store's file system
 };
 
 } // namespace kiln

@@ -205,12 +205,15 @@ struct prepared_build {
   bool isolated_outputs = false; // check/repair/later rounds: outputs land in an overlay
   std::string chroot_dir;  // sandboxed: the store the builder writes into (removed after)
   std::string build_top;   // the build directory on the host (in build_steps' private directory)
+  // The build user's own directories (a root daemon's sandboxed build),
+  // emptied after the build instead of removed.
+  bool reused_build_dir = false, reused_store_dir = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, prepared_build& x) {
   return f(caf::meta::type_name("prepared_build"), x.job, x.output_locations, x.isolated_outputs, x.chroot_dir,
-           x.build_top);
+           x.build_top, x.reused_build_dir, x.reused_store_dir);
 }
 
 } // namespace kiln

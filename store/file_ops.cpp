@@ -41,6 +41,19 @@ std::vector<std::string> read_directory(int dirfd, const std::string& shown) {
   return names;
 }
 
+unique_fd open_directory(const std::string& dir) {
+  unique_fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd)
+    throw_errno("opening the directory '" + dir + "'");
+  return fd;
+}
+
+void empty_directory(const std::string& dir) {
+  unique_fd fd = open_directory(dir);
+  for (auto& name : read_directory(fd.get(), dir))
+    remove_tree_at(fd.get(), name);
+}
+
 uint64_t remove_tree_at(int dirfd, const std::string& name) {
   struct stat st;
   if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {

@@ -3,6 +3,8 @@
 // (the lesson of CVE-2025-46415).
 #pragma once
 
+#include "store/fd.hpp"
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -17,6 +19,12 @@ bool path_exists(const std::string& path);
 // The descriptor is duplicated, so `dirfd` stays open and usable; `shown`
 // names the directory in errors.
 std::vector<std::string> read_directory(int dirfd, const std::string& shown);
+
+// Opens the directory `dir` (not a symlink to one) for the *at functions.
+unique_fd open_directory(const std::string& dir);
+
+// Removes everything inside `dir`, keeping `dir` itself.
+void empty_directory(const std::string& dir);
 
 // Removes `name` inside the directory `dirfd` and everything below it,
 // without following symlinks. A missing `name` is not an error. Returns the

@@ -404,12 +404,67 @@ check(output(res, impure) == "host secret\n", f"impure host dep allowed by prefi
 r = run("build", "--store", store, "--option", "sandbox-paths", "relative/path", net)
 check(r.returncode == 1 and "is not an absolute path" in r.stderr, f"a bad sandbox path is refused: {r.stderr[-300:]}")
 
+# --- A build user's sandbox store and build directory are reused, build
+# after build: nothing one build leaves there reaches the next. A hostile
+# builder litters both (a file, a symlink named as a later build's input,
+# a directory it opens up) and the next build, on the same build user,
+# sees only its own input and an empty private /build.
+def out_path(d):
+    return json.loads(run("drv", "show", "--json", real(d)).stdout)[d]["outputs"]["out"]["path"]
+
+
+later = drv("later-input", "import os; open(os.environ['out'], 'w').write('real input')")
+later_base = os.path.basename(out_path(later))
+litter = drv("litter", f"""
+import os
+open('/nix/store/junk', 'w').write('junk')
+os.symlink('/etc/passwd', '/nix/store/{later_base}')
+os.mkdir('/build/left')
+open('/build/left/file', 'w').write('left')
+os.chmod('/build', 0o777)
+open(os.environ['out'], 'w').write('littered')
+""")
+peek = drv("peek", f"""
+import os, stat
+seen = ['store: ' + ' '.join(sorted(os.listdir('/nix/store')))]
+seen.append('input: ' + open('/nix/store/{later_base}').read())
+seen.append('build: ' + ' '.join(sorted(os.listdir('/build'))) + ' mode ' + oct(stat.S_IMODE(os.stat('/build').st_mode)))
+open(os.environ['out'], 'w').write(chr(10).join(seen))
+""", inputs=[later, litter])
+# One engine, one build at a time: the three builds take the same build user.
+r, res = build("-j", "1", peek)
+check(output(res, litter) == "littered", f"the littering build ran: {r.stderr[-300:]}")
+litter_base = os.path.basename(out_path(litter))
+check(output(res, peek) == f"store: {' '.join(sorted([later_base, litter_base]))}\ninput: real input\n"
+      "build:  mode 0o700",
+      f"the next build sees only its inputs and an empty, private /build: {output(res, peek)!r} {r.stderr[-300:]}")
+stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
+kept_points = [(d, n) for d in os.listdir(stores) for n in os.listdir(f"{stores}/{d}")]
+check(kept_points and all(os.lstat(f"{stores}/{d}/{n}").st_uid == 0 and os.lstat(f"{stores}/{d}/{n}").st_size == 0
+                          for d, n in kept_points),
+      f"between builds a sandbox store holds only empty, root-owned mount points: {kept_points}")
+
+# Nix's build-user pool (scripts/setup makes group nixbld): each build runs
+# as one of its members, taken with Nix's userpool lock.
+import grp, pwd
+pool = {pwd.getpwnam(m).pw_uid for m in grp.getgrnam("nixbld").gr_mem}
+pooled = drv("pooled", "import os; open(os.environ['out'], 'w').write(str(os.getuid()))")
+r, res = build("--option", "build-users-group", "nixbld", pooled)
+locks = os.listdir(f"{tmp}/store/nix/var/nix/userpool") if os.path.isdir(f"{tmp}/store/nix/var/nix/userpool") else []
+check(output(res, pooled) == "1000" and {int(n) for n in locks} & pool and
+      {int(n) for n in os.listdir(stores)} & pool,
+      f"a build-users-group build runs as a member of the group (nixbld inside): {output(res, pooled)!r} "
+      f"locks {locks} {r.stderr[-300:]}")
+
 # --- Failures leave nothing behind; --keep-failed hands the build directory over.
 fail = drv("fail", "echo partial > $out; echo kept > marker; exit 3", py=False)
 r, res = build("--keep-failed", fail)
 fail_out = json.loads(run("drv", "show", "--json", real(fail)).stdout)[fail]["outputs"]["out"]["path"]
+leftovers = [f"{d}/{n}" for d in os.listdir(stores) for n in os.listdir(f"{stores}/{d}")
+             if os.lstat(f"{stores}/{d}/{n}").st_uid != 0 or os.lstat(f"{stores}/{d}/{n}").st_size != 0]
 check(res.get(fail, {}).get("status") == "PermanentFailure" and not os.path.lexists(real(fail_out)) and
-      not os.path.exists(real(fail) + ".chroot"), f"a failed build leaves no output and no sandbox: {r.stderr[-300:]}")
+      not os.path.exists(real(fail) + ".chroot") and leftovers == [],
+      f"a failed build leaves no output, in the store or its sandbox store: {leftovers} {r.stderr[-300:]}")
 import re
 m = re.search(r"keeping build directory '([^']+)'", r.stderr)
 kept = m.group(1) if m else ""
