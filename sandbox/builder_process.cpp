@@ -135,10 +135,11 @@ builder_process builder_process::start(const sandbox_spec& spec) {
     targets.reserve(spec.mounts.size());
     for (auto& m : spec.mounts)
       targets.push_back("." + m.target);
+    std::vector<bool> parents_exist = parents_made_earlier(spec.mounts);
     for (std::size_t i = 0; i < spec.mounts.size(); ++i) {
       auto& m = spec.mounts[i];
-      mounts.push_back({m.kind, m.optional, m.source_is_dir, static_cast<mode_t>(m.mode), m.source.c_str(),
-                        m.source.size(), targets[i].data()});
+      mounts.push_back({m.kind, m.optional, m.source_is_dir, parents_exist[i], static_cast<mode_t>(m.mode),
+                        m.source.c_str(), m.source.size(), targets[i].data()});
     }
   }
   int userns_fd = -1;
@@ -226,6 +227,14 @@ builder_process builder_process::start(const sandbox_spec& spec) {
     throw setup_error(setup_failure_text(spec, f));
   }
   p.exited_ = unique_fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (spec.isolated) {
+    // Not reaped yet, so the pid is still this child's. A child that has
+    // already exited leaves nothing to keep.
+    const char* kinds[] = {"mnt", "ipc"};
+    for (std::size_t i = 0; i < 2; ++i)
+      p.namespaces_[i] = unique_fd(::open(("/proc/" + std::to_string(pid) + "/ns/" + kinds[i]).c_str(),
+                                          O_RDONLY | O_CLOEXEC));
+  }
   if (!p.exited_) {
     p.kill_all();
     throw_errno("watching the builder (pidfd_open)");

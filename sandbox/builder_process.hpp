@@ -55,6 +55,11 @@ private:
   bool reaped_ = false;
   unique_fd output_; // read end of the builder's stdout/stderr
   unique_fd exited_; // pidfd: readable once the builder has exited
+  // The sandbox's mount and IPC namespaces, kept past the builder's exit:
+  // tearing them down waits for an RCU grace period or two, which is then
+  // paid when this object goes, after the build's result has been sent,
+  // not between the builder's exit and its parent learning of it.
+  unique_fd namespaces_[2];
   std::optional<build_cgroup> cgroup_;
   cgroup_usage usage_;
 };

@@ -152,10 +152,13 @@ std::optional<build_cgroup> build_cgroup::create(const std::string& name, const 
   build_cgroup g;
   auto make = [&](const std::string& parent) {
     std::string base = parent + (parent == l.unified ? "" : "/kiln");
-    if (::mkdir(base.c_str(), 0755) != 0 && errno != EEXIST)
-      throw_errno("creating the control group '" + base + "'");
     std::string dir = base + "/" + name;
-    if (::mkdir(dir.c_str(), 0755) != 0)
+    // Kiln's own group was made with the layout; made again only if
+    // something removed it since.
+    bool made = ::mkdir(dir.c_str(), 0755) == 0;
+    if (!made && errno == ENOENT && (::mkdir(base.c_str(), 0755) == 0 || errno == EEXIST))
+      made = ::mkdir(dir.c_str(), 0755) == 0;
+    if (!made)
       throw_errno("creating the control group '" + dir + "'");
     g.dirs_.push_back(dir);
     unique_fd procs(::open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));

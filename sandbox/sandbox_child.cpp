@@ -143,15 +143,19 @@ unsigned long kept_flags(const char* target) {
   return f;
 }
 
+bool parents(const child_mount& m) {
+  return m.parents_exist || make_parents(m.target);
+}
+
 bool apply(const child_mount& m) {
   switch (m.kind) {
   case mount_step::dir:
-    if (!make_parents(m.target) || (::mkdir(m.target, m.mode) != 0 && errno != EEXIST))
+    if (!parents(m) || (::mkdir(m.target, m.mode) != 0 && errno != EEXIST))
       return false;
     return ::chmod(m.target, m.mode) == 0;
   case mount_step::bind:
   case mount_step::bind_ro: {
-    if (!make_parents(m.target))
+    if (!parents(m))
       return false;
     if (m.source_is_dir) {
       if (::mkdir(m.target, 0755) != 0 && errno != EEXIST)
@@ -171,9 +175,9 @@ bool apply(const child_mount& m) {
   case mount_step::tmpfs: return ::mount("tmpfs", m.target, "tmpfs", MS_NOSUID | MS_NODEV, m.source) == 0;
   case mount_step::proc: return ::mount("proc", m.target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0;
   case mount_step::devpts: return ::mount("devpts", m.target, "devpts", MS_NOSUID | MS_NOEXEC, m.source) == 0;
-  case mount_step::symlink: return make_parents(m.target) && ::symlink(m.source, m.target) == 0;
+  case mount_step::symlink: return parents(m) && ::symlink(m.source, m.target) == 0;
   case mount_step::file:
-    return make_parents(m.target) && write_file(m.target, m.source, m.source_size, O_CREAT | O_EXCL, m.mode);
+    return parents(m) && write_file(m.target, m.source, m.source_size, O_CREAT | O_EXCL, m.mode);
   }
   errno = EINVAL;
   return false;

@@ -28,6 +28,7 @@ struct failure {
 struct child_mount {
   uint8_t kind;
   bool optional, source_is_dir;
+  bool parents_exist; // see parents_made_earlier
   mode_t mode;
   const char* source;
   std::size_t source_size;

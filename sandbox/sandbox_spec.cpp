@@ -88,6 +88,23 @@ bool derivation_flag(const derivation& drv, const std::string& name) {
   return it != drv.env.end() && it->second == "1";
 }
 
+std::vector<bool> parents_made_earlier(const std::vector<mount_step>& mounts) {
+  std::set<std::string> dirs{"/"};
+  std::vector<bool> made;
+  made.reserve(mounts.size());
+  for (auto& m : mounts) {
+    auto slash = m.target.rfind('/');
+    std::string parent = slash == 0 || slash == std::string::npos ? "/" : m.target.substr(0, slash);
+    made.push_back(dirs.count(parent) > 0);
+    bool is_dir = m.kind == mount_step::dir || m.kind == mount_step::tmpfs || m.kind == mount_step::proc ||
+                  m.kind == mount_step::devpts ||
+                  ((m.kind == mount_step::bind || m.kind == mount_step::bind_ro) && m.source_is_dir);
+    if (is_dir)
+      dirs.insert(m.target);
+  }
+  return made;
+}
+
 std::string sandbox_passwd(const sandbox_spec& spec, const std::string& build_dir_inside) {
   return "root:x:0:0:Nix build user:" + build_dir_inside + ":/noshell\n" + "nixbld:x:" +
          std::to_string(spec.sandbox_uid) + ":" + std::to_string(spec.sandbox_gid) + ":Nix build user:" +

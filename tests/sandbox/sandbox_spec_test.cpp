@@ -136,6 +136,33 @@ BOOST_AUTO_TEST_CASE(sandbox_paths_with_targets_and_optional_ones) {
   BOOST_CHECK_THROW(plan_sandbox(t, sample(), {}, set, fake_host()), sandbox_refused);
 }
 
+// The child walks the parents of a target only where no earlier step made
+// them: every step of the standard plan has its directory already; a
+// sandbox path deep in a directory nothing made does not.
+BOOST_AUTO_TEST_CASE(parents_come_before_their_children) {
+  auto s = base_spec();
+  sandbox_settings set;
+  set.paths = parse_sandbox_paths("/bin /usr/lib/x=/opt/y /usr/lib/x/inner.file", "test");
+  plan_sandbox(s, sample(), {"/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-in"}, set, fake_host());
+  auto made = parents_made_earlier(s.mounts);
+  BOOST_REQUIRE_EQUAL(made.size(), s.mounts.size());
+  for (std::size_t i = 0; i < s.mounts.size(); ++i) {
+    const std::string& t = s.mounts[i].target;
+    bool deep = t == "/usr/lib/x";
+    BOOST_TEST(made[i] == !deep, t);
+  }
+  // Inside a bound directory: its parent is there (the host's).
+  BOOST_REQUIRE(find(s, "/usr/lib/x/inner.file"));
+  BOOST_TEST(made[index_of(s, "/usr/lib/x/inner.file")]);
+  // A file is no parent.
+  std::vector<mount_step> steps(2);
+  steps[0].kind = mount_step::file;
+  steps[0].target = "/f";
+  steps[1].kind = mount_step::dir;
+  steps[1].target = "/f/g";
+  BOOST_TEST(parents_made_earlier(steps) == (std::vector<bool>{true, false}));
+}
+
 BOOST_AUTO_TEST_CASE(bad_sandbox_paths_are_refused) {
   BOOST_CHECK_THROW(parse_sandbox_path("relative", "x"), format_error);
   BOOST_CHECK_THROW(parse_sandbox_path("/a=", "x"), format_error);
