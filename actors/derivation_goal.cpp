@@ -10,6 +10,7 @@
 #include "store/path_lock.hpp"
 #include "store/store_path.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 
@@ -229,10 +230,16 @@ void try_to_build(goal_ptr self) {
     return;
   }
   // With the locks held, look again: whoever held them may have built it.
-  self->request(st.store, caf::infinite, load_atom::value, drv_path(self))
+  std::vector<std::string> outputs;
+  for (auto& [name, out] : st.loaded.drv.outputs)
+    if (!out.path.empty())
+      outputs.push_back(out.path);
+  self->request(st.store, caf::infinite, invalid_atom::value, outputs)
       .then(
-          [=](loaded_derivation& l) {
-            self->state.loaded.output_valid = std::move(l.output_valid);
+          [=](std::vector<std::string>& invalid) {
+            for (auto& [name, out] : self->state.loaded.drv.outputs)
+              self->state.loaded.output_valid[name] =
+                  !out.path.empty() && std::find(invalid.begin(), invalid.end(), out.path) == invalid.end();
             if (self->state.options.mode == build_mode::normal && wanted_all_valid(self)) {
               build_result r;
               r.status = build_status::already_valid;

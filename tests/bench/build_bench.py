@@ -12,10 +12,14 @@ so the machine's own store is never touched. Prints ms per derivation and the
 ratio; then asks for every derivation of a graph whose outputs are all valid
 (made by kiln-bench-valid-graph next to KILN), printing the time and peak
 RSS of that `kiln build`. Each figure is the median of --rounds runs on fresh
-graphs; before every timed run the machine is left to settle (sync, then 3 s),
-so neither side pays for the other's deferred work (the kernel tears network
-namespaces down after the builds that used them have gone). Run by hand
-(root, nix-bin installed), not in CI.
+graphs; before every timed run the machine is left to settle (sync, then
+--settle seconds), so no timed run pays for work done before it: the
+kernel tears network namespaces down after the builds that used them have
+gone, and on ext4 without a journal (this VM's root file system) every new
+inode is found by skipping those deleted in the last minute, so making a
+graph (thousands of temporary files) just before would be charged to the
+build that follows. --settle 3 shows that effect. --modes picks plain,
+sandboxed or both. Run by hand (root, nix-bin installed), not in CI.
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
@@ -25,6 +29,8 @@ ap.add_argument("--wide", type=int, default=500)
 ap.add_argument("--chain", type=int, default=200)
 ap.add_argument("--valid", type=int, default=100000)
 ap.add_argument("--rounds", type=int, default=3)
+ap.add_argument("--settle", type=float, default=65, help="seconds of quiet before every timed run")
+ap.add_argument("--modes", default="plain,sandboxed", help="plain, sandboxed or both (comma-separated)")
 a = ap.parse_args()
 tmp = tempfile.mkdtemp(prefix="kiln-build-bench-")
 
@@ -59,7 +65,7 @@ SANDBOX_PATHS = "/bin /lib /lib64 /usr"
 
 def settle():
     os.sync()
-    time.sleep(3)
+    time.sleep(a.settle)
 
 
 def bench_once(kind, n, sandboxed):
@@ -97,9 +103,16 @@ def bench(kind, n, sandboxed):
           f"nix {' '.join(f'{r[1]:.2f}' for r in runs)})", flush=True)
 
 
+modes = a.modes.split(",")
+if not set(modes) <= {"plain", "sandboxed"}:
+    sys.exit(f"--modes: plain, sandboxed or both, not {a.modes!r}")
 for sandboxed in (False, True):
-    bench("wide", a.wide, sandboxed)
-    bench("chain", a.chain, sandboxed)
+    if ("sandboxed" if sandboxed else "plain") not in modes:
+        continue
+    if a.wide:
+        bench("wide", a.wide, sandboxed)
+    if a.chain:
+        bench("chain", a.chain, sandboxed)
 
 # All-valid graph: N derivations whose outputs are all valid (made directly
 # by kiln-bench-valid-graph: building them first would take minutes), all
@@ -115,6 +128,9 @@ def timed(args, stdin=None):
     return elapsed, usage.ru_maxrss / 1024
 
 
+if a.valid <= 0:
+    subprocess.run(["rm", "-rf", tmp])
+    sys.exit(0)
 maker = os.path.join(os.path.dirname(os.path.abspath(a.kiln)), "kiln-bench-valid-graph")
 root = f"{tmp}/valid"
 t0 = time.perf_counter()
