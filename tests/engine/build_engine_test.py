@@ -25,6 +25,9 @@ def check(ok, what):
 
 
 tmp = tempfile.mkdtemp(prefix="kiln-engine-test-")
+# Build directories (and those --keep-failed keeps) inside it too.
+os.makedirs(f"{tmp}/tmp")
+os.environ["TMPDIR"] = f"{tmp}/tmp"
 store = f"local:{tmp}/store"
 events = f"{tmp}/events"
 os.makedirs(events)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hostile builders against Kiln's sandbox (issue 5's "done when").
 
-Usage: sandbox_escape_test.py KILN
+Usage: sandbox_escape_test.py KILN NO_NAMESPACES
 Each attack is a real build in a temporary store, run as root with the
 default sandbox; the builders are Python scripts (the host's /usr is bound
 in, as the benchmark gives Nix). Every attack is checked from outside too:
@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from host_processes import running  # noqa: E402
 
 kiln = sys.argv[1]
+no_namespaces = sys.argv[2]  # kiln-test-no-namespaces: a host that forbids namespaces
 failures = checks = 0
 
 
@@ -26,6 +27,9 @@ def check(ok, what):
 
 tmp = tempfile.mkdtemp(prefix="kiln-sandbox-test-")
 os.chmod(tmp, 0o755)
+# Build directories (and those --keep-failed keeps) inside it too.
+os.makedirs(f"{tmp}/tmp")
+os.environ["TMPDIR"] = f"{tmp}/tmp"
 store = f"local:{tmp}/store"
 conf = f"{tmp}/kiln.conf"
 open(conf, "w").write("sandbox-paths = /bin /lib /lib64 /usr\n")
@@ -474,6 +478,24 @@ check(kept and open(f"{kept}/marker").read() == "kept\n" and
 left = [n for n in os.listdir(f"{tmp}/store/nix/store") if n.endswith(".chroot") or "-kiln-fresh-" in n]
 check(left == [], f"no sandbox or copy directories left in the store: {left}")
 
+# --- A host that forbids namespaces (as some containers do; mount
+# namespaces still allowed): sandbox-fallback decides.
+fb = drv("fallback", "echo built > $out", py=False)
+r = subprocess.run([no_namespaces, kiln, "build", "--store", store, "--option", "sandbox-fallback", "false", fb],
+                   capture_output=True, text=True, timeout=120)
+check(r.returncode == 1 and "in a sandbox: cannot create the sandbox's namespaces: Operation not permitted" in r.stderr
+      and "'sandbox-fallback = true'" in r.stderr,
+      f"without namespaces and with sandbox-fallback false, the build is refused: {r.stderr[-300:]}")
+r = subprocess.run([no_namespaces, kiln, "build", "--store", store, "--json", fb],
+                   capture_output=True, text=True, timeout=120)
+try:
+    fres = {x["path"]: x for x in json.loads(r.stdout)}
+except ValueError:
+    fres = {}
+log = run("log", "--store", store, fb).stdout
+check(output(fres, fb) == "built\n" and "warning: building without a sandbox: cannot create the sandbox's namespaces" in log,
+      f"with sandbox-fallback (the default) it builds unsandboxed and says so in its log: {r.stderr[-300:]} {log!r}")
+
 # --- An unprivileged daemon (nobody, 65534): its own store, the sandbox made
 # through a user namespace of its own, no control group it may use.
 nobody = f"{tmp}/nobody"
@@ -529,4 +551,8 @@ check(r.returncode == 1 and "no memory control group Kiln may use" in r.stderr,
       f"a limit nothing can enforce is refused, not ignored: {r.stderr[-300:]}")
 
 print(f"{checks - failures}/{checks} checks passed")
+if failures:
+    print(f"left for a look: {tmp}")
+else:
+    subprocess.run(["rm", "-rf", tmp])
 sys.exit(1 if failures else 0)
