@@ -77,9 +77,10 @@ void build_steps::make_build_dir(prepared_build& b, const std::string& name, boo
     users_[dp.full()] = std::move(user);
     make_dir(b.build_top, 0700);
     b.reused_build_dir = true;
-    empty_directory(b.build_top); // normally empty already
-    // The last builder owned it and may have opened it up.
     unique_fd dir = open_directory(b.build_top);
+    for (auto& entry : read_directory(dir.get(), b.build_top))
+      remove_tree_at(dir.get(), entry); // normally empty already
+    // The last builder owned it and may have opened it up.
     if (::fchmod(dir.get(), 0700) != 0)
       throw_errno("preparing the build directory '" + b.build_top + "'");
   } else {
@@ -140,12 +141,11 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
   if (root && !reusable_store_dirs().empty()) {
     b.chroot_dir = reusable_store_dirs() + "/" + std::to_string(j.host_uid);
     b.reused_store_dir = true;
-    make_dir(b.chroot_dir, 0755);
   } else {
     b.chroot_dir = store_.real_path(dp) + ".chroot";
     remove_tree(b.chroot_dir);
-    make_dir(b.chroot_dir, 0755);
   }
+  make_dir(b.chroot_dir, 0755);
   j.root_dir = sandbox_root_dir();
   j.chroot_store_dir = b.chroot_dir;
   if (root) {
@@ -227,9 +227,7 @@ std::vector<store_path> build_steps::store_sandbox_path_closure(std::vector<sand
 // file the builder wrote cannot change what gets registered (CVE-2024-27297,
 // without CVE-2026-39860's mistake).
 void build_steps::move_sandbox_outputs(prepared_build& b, const derivation& drv) {
-  unique_fd from(::open(b.job.process.chroot_store_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!from)
-    throw_errno("opening '" + b.job.process.chroot_store_dir + "'");
+  unique_fd from = open_directory(b.job.process.chroot_store_dir);
   for (auto& [oname, loc] : b.output_locations) {
     store_path op = parse_store_path(drv.outputs.at(oname).path);
     std::string base(op.base_name()), real = store_.real_path(op);
@@ -247,9 +245,7 @@ void build_steps::move_sandbox_outputs(prepared_build& b, const derivation& drv)
       remove_tree(tmp);
       if (::mkdir(tmp.c_str(), 0700) != 0)
         throw_errno("creating '" + tmp + "'");
-      unique_fd to(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!to)
-        throw_errno("opening '" + tmp + "'");
+      unique_fd to = open_directory(tmp);
       copy_tree_fresh_at(from.get(), base, to.get(), base);
       if (::renameat(to.get(), base.c_str(), AT_FDCWD, real.c_str()) != 0)
         throw_errno("moving the copy of '" + op.full() + "' into the store");

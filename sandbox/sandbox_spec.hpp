@@ -123,13 +123,13 @@ bool sandbox_isolates(const derivation& drv, sandbox_mode mode);
 void plan_sandbox(sandbox_spec& spec, const derivation& drv, const std::vector<std::string>& input_closure,
                   const sandbox_settings& settings, const host_view& host);
 
-// "/etc/passwd" etc. as the builder sees them.
 // For each mount step, whether the directory its target goes in is there
 // before the step runs: the new root itself, or a directory an earlier step
 // made or bound. The child walks and makes the parents of the other
 // targets only (most steps need no walk: the planner makes parents first).
 std::vector<bool> parents_made_earlier(const std::vector<mount_step>& mounts);
 
+// "/etc/passwd" etc. as the builder sees them.
 std::string sandbox_passwd(const sandbox_spec& spec, const std::string& build_dir_inside);
 std::string sandbox_group(const sandbox_spec& spec);
 
