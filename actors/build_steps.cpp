@@ -134,8 +134,22 @@ std::vector<std::string> build_steps::invalid(const std::vector<std::string>& pa
 }
 
 prepared_build build_steps::prepare(const std::string& drv_path, const derivation& drv, uint32_t round,
-                                    uint32_t rounds) {
+                                    uint32_t rounds, const std::set<std::string>& recheck) {
   prepared_build b;
+  if (!recheck.empty()) {
+    std::vector<std::string> outputs;
+    for (auto& [name, out] : drv.outputs)
+      if (!out.path.empty())
+        outputs.push_back(out.path);
+    b.invalid_outputs = invalid(outputs);
+    b.already_valid = std::all_of(recheck.begin(), recheck.end(), [&](const std::string& name) {
+      auto it = drv.outputs.find(name);
+      return it != drv.outputs.end() && !it->second.path.empty() &&
+             std::find(b.invalid_outputs.begin(), b.invalid_outputs.end(), it->second.path) == b.invalid_outputs.end();
+    });
+    if (b.already_valid)
+      return b;
+  }
   try {
     prepare_into(b, drv_path, drv, round, rounds);
   } catch (...) {
@@ -241,6 +255,7 @@ void build_steps::prepare_into(prepared_build& b, const std::string& drv_path, c
     } else {
       b.output_locations[oname] = real;
     }
+    b.job.output_locations.push_back(b.output_locations[oname]);
     // An invalid leftover from an earlier attempt (we hold its lock).
     if (!b.isolated_outputs && !store_.db().is_valid(op))
       remove_tree(real);

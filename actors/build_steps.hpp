@@ -37,8 +37,11 @@ public:
   // Creates the private build directory and plans the builder's run.
   // `round` counts from 1; rounds after the first (and check and repair
   // builds of existing outputs) write into an overlay, not the store.
+  // With `recheck` (output names) it first looks which outputs are still
+  // invalid; if none of those named is, nothing is prepared and the result
+  // says already_valid.
   prepared_build prepare(const std::string& drv_path, const derivation& drv, uint32_t round,
-                         uint32_t rounds);
+                         uint32_t rounds, const std::set<std::string>& recheck = {});
 
   // Judges the run: status, registration (in the last round), comparison
   // with earlier rounds or the registered outputs; removes the build

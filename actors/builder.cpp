@@ -6,6 +6,7 @@
 #include "actors/actors.hpp"
 #include "sandbox/builder_process.hpp"
 #include "store/build_log.hpp"
+#include "store/file_ops.hpp"
 
 #include <signal.h>
 
@@ -35,7 +36,7 @@ using builder_impl = builder_actor::extend<
     caf::reacts_to<usage_atom, uint64_t, uint64_t, uint64_t>>;
 
 // Runs on its own thread: everything blocking about one builder process.
-void watch_builder(builder_impl self, sandbox::sandbox_spec spec) {
+void watch_builder(builder_impl self, sandbox::sandbox_spec spec, std::vector<std::string> outputs) {
   try {
     auto p = sandbox::builder_process::start(spec);
     caf::anon_send(self, started_atom::value, static_cast<int32_t>(p.pid()));
@@ -43,6 +44,11 @@ void watch_builder(builder_impl self, sandbox::sandbox_spec spec) {
     auto& u = p.usage();
     caf::anon_send(self, usage_atom::value, u.cpu_user_us, u.cpu_system_us, u.peak_memory);
     caf::anon_send(self, exited_atom::value, static_cast<int32_t>(status), std::string());
+    // The store syncs the outputs before it registers them; their data is
+    // sent on its way to the disk now, while the result travels there.
+    if (status == 0)
+      for (auto& o : outputs)
+        start_writeback_tree(o);
   } catch (const std::exception& e) {
     caf::anon_send(self, exited_atom::value, int32_t(-1), std::string(e.what()));
   }
@@ -77,7 +83,7 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
           self->delayed_send(self, std::chrono::seconds(st.job.timeout), limit_atom::value,
                              uint8_t(builder_outcome::timeout), uint64_t(0));
         arm_silence();
-        std::thread(watch_builder, builder_impl(self), st.job.process).detach();
+        std::thread(watch_builder, builder_impl(self), st.job.process, st.job.output_locations).detach();
         return st.promise;
       },
       [=](started_atom, int32_t pid) {

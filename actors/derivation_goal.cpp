@@ -229,38 +229,20 @@ void try_to_build(goal_ptr self) {
     self->delayed_send(self, std::chrono::milliseconds(50), retry_atom::value);
     return;
   }
-  // With the locks held, look again: whoever held them may have built it.
-  std::vector<std::string> outputs;
-  for (auto& [name, out] : st.loaded.drv.outputs)
-    if (!out.path.empty())
-      outputs.push_back(out.path);
-  self->request(st.store, caf::infinite, invalid_atom::value, outputs)
+  self->request(st.scheduler, caf::infinite, slot_atom::value)
       .then(
-          [=](std::vector<std::string>& invalid) {
-            for (auto& [name, out] : self->state.loaded.drv.outputs)
-              self->state.loaded.output_valid[name] =
-                  !out.path.empty() && std::find(invalid.begin(), invalid.end(), out.path) == invalid.end();
-            if (self->state.options.mode == build_mode::normal && wanted_all_valid(self)) {
-              build_result r;
-              r.status = build_status::already_valid;
-              return done(self, r);
-            }
-            self->request(self->state.scheduler, caf::infinite, slot_atom::value)
-                .then(
-                    [=](uint64_t lease) {
-                      self->state.has_lease = true;
-                      self->state.lease = lease;
-                      if (self->state.cancelled)
-                        return done(self, cancelled_result(drv_path(self)));
-                      self->state.start_time = std::time(nullptr);
-                      build_round(self);
-                    },
-                    [=](caf::error& e) {
-                      done(self, e == engine_errc::cancelled ? cancelled_result(drv_path(self))
-                                                             : failure(build_status::misc_failure, error_text(e)));
-                    });
+          [=](uint64_t lease) {
+            self->state.has_lease = true;
+            self->state.lease = lease;
+            if (self->state.cancelled)
+              return done(self, cancelled_result(drv_path(self)));
+            self->state.start_time = std::time(nullptr);
+            build_round(self);
           },
-          [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
+          [=](caf::error& e) {
+            done(self, e == engine_errc::cancelled ? cancelled_result(drv_path(self))
+                                                   : failure(build_status::misc_failure, error_text(e)));
+          });
 }
 
 // Judged (and in the last round registered) by the store actor; then the
@@ -281,14 +263,32 @@ void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome&
 void build_round(goal_ptr self) {
   auto& st = self->state;
   ++st.round;
-  std::string what = "building '" + drv_path(self) + "'";
-  if (st.rounds > 1)
-    what += " (round " + std::to_string(st.round) + "/" + std::to_string(st.rounds) + ")";
-  self->send(st.scheduler, status_atom::value, drv_path(self), what);
-  self->request(st.store, caf::infinite, prepare_atom::value, drv_path(self), st.loaded.drv, st.round, st.rounds)
+  // With the output locks held, the store looks again before it prepares:
+  // whoever held them may have built the outputs.
+  std::set<std::string> recheck;
+  if (st.round == 1 && st.options.mode == build_mode::normal)
+    recheck = wanted_outputs(self);
+  self->request(st.store, caf::infinite, prepare_atom::value, drv_path(self), st.loaded.drv, st.round, st.rounds,
+                recheck)
       .then(
           [=](prepared_build& b) {
             auto& state = self->state;
+            if (!recheck.empty()) {
+              for (auto& [name, out] : state.loaded.drv.outputs)
+                state.loaded.output_valid[name] =
+                    !out.path.empty() &&
+                    std::find(b.invalid_outputs.begin(), b.invalid_outputs.end(), out.path) == b.invalid_outputs.end();
+              if (b.already_valid) {
+                state.start_time = 0; // nothing was built
+                build_result r;
+                r.status = build_status::already_valid;
+                return done(self, r);
+              }
+            }
+            std::string what = "building '" + drv_path(self) + "'";
+            if (state.rounds > 1)
+              what += " (round " + std::to_string(state.round) + "/" + std::to_string(state.rounds) + ")";
+            self->send(state.scheduler, status_atom::value, drv_path(self), what);
             if (state.cancelled) {
               builder_outcome o;
               o.limit = builder_outcome::cancelled;

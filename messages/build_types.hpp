@@ -152,12 +152,13 @@ struct builder_job {
   uint64_t max_silent_time = 0, timeout = 0, max_log_size = 0;
   uint32_t log_lines = 25;
   std::string notice; // a line for the log before the builder's output (e.g. no sandbox)
+  std::vector<std::string> output_locations; // where the outputs appear on the host
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, builder_job& x) {
   return f(caf::meta::type_name("builder_job"), x.drv_path, x.process, x.log_path, x.log_compression,
-           x.max_silent_time, x.timeout, x.max_log_size, x.log_lines, x.notice);
+           x.max_silent_time, x.timeout, x.max_log_size, x.log_lines, x.notice, x.output_locations);
 }
 
 // How a builder run ended. `limit` names a limit that killed it.
@@ -208,12 +209,16 @@ struct prepared_build {
   // The build user's own directories (a root daemon's sandboxed build),
   // emptied after the build instead of removed.
   bool reused_build_dir = false, reused_store_dir = false;
+  // Asked to look again first: the outputs still invalid, and whether the
+  // wanted ones had all become valid (then nothing else was prepared).
+  std::vector<std::string> invalid_outputs;
+  bool already_valid = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, prepared_build& x) {
   return f(caf::meta::type_name("prepared_build"), x.job, x.output_locations, x.isolated_outputs, x.chroot_dir,
-           x.build_top, x.reused_build_dir, x.reused_store_dir);
+           x.build_top, x.reused_build_dir, x.reused_store_dir, x.invalid_outputs, x.already_valid);
 }
 
 } // namespace kiln

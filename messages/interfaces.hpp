@@ -46,7 +46,7 @@ using store_actor = caf::typed_actor<
     // The paths among these that are not valid.
     caf::replies_to<invalid_atom, std::vector<std::string>>::with<std::vector<std::string>>,
     caf::replies_to<subst_atom, std::string, uint32_t>::with<std::string>,
-    caf::replies_to<prepare_atom, std::string, derivation, uint32_t, uint32_t>::with<prepared_build>,
+    caf::replies_to<prepare_atom, std::string, derivation, uint32_t, uint32_t, std::set<std::string>>::with<prepared_build>,
     caf::replies_to<finish_atom, std::string, derivation, prepared_build, builder_outcome, uint32_t,
                     uint32_t>::with<build_result>>;
 

@@ -212,6 +212,7 @@ builder_process builder_process::start(const sandbox_spec& spec) {
   p.pid_ = pid;
   p.output_ = std::move(out_r);
   p.cgroup_ = std::move(cgroup);
+  p.pid_namespace_ = spec.isolated;
   out_w.reset();
   report_w.reset();
   failure f{};
@@ -296,7 +297,10 @@ int builder_process::watch(const std::function<void(std::string_view)>& on_outpu
   }
   reaped_ = true;
   if (cgroup_) {
-    cgroup_->wait_empty();
+    // Outside a PID namespace a process that left the builder's session
+    // may outlive it for a moment after kill_all.
+    if (!pid_namespace_)
+      cgroup_->wait_empty();
     usage_ = cgroup_->usage();
   } else {
     // No control group (an unprivileged daemon without a delegated one):

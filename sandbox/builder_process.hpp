@@ -53,6 +53,9 @@ private:
   builder_process() = default;
   pid_t pid_ = -1;
   bool reaped_ = false;
+  // The builder was the first process of its own PID namespace: once it
+  // is reaped, the kernel has killed and reaped everything else in it.
+  bool pid_namespace_ = false;
   unique_fd output_; // read end of the builder's stdout/stderr
   unique_fd exited_; // pidfd: readable once the builder has exited
   // The sandbox's mount and IPC namespaces, kept past the builder's exit:

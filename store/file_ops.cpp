@@ -197,6 +197,30 @@ void fsync_tree(const std::string& path) {
   fsync_at(AT_FDCWD, path, path);
 }
 
+namespace {
+
+void start_writeback_at(int dirfd, const char* name, int depth) {
+  unique_fd fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  struct stat st;
+  if (!fd || ::fstat(fd.get(), &st) != 0)
+    return;
+  if (S_ISREG(st.st_mode)) {
+    ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+  } else if (S_ISDIR(st.st_mode) && depth < 256) {
+    try {
+      for (auto& child : read_directory(fd.get(), name))
+        start_writeback_at(fd.get(), child.c_str(), depth + 1);
+    } catch (const std::exception&) {
+    }
+  }
+}
+
+} // namespace
+
+void start_writeback_tree(const std::string& path) {
+  start_writeback_at(AT_FDCWD, path.c_str(), 0);
+}
+
 void fsync_directory(const std::string& dir) {
   unique_fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd || ::fsync(fd.get()) != 0)

@@ -49,6 +49,11 @@ void copy_tree_fresh_at(int from_dir, const std::string& name, int to_dir, const
 // fsyncs every regular file and directory at and below `path` (symlinks
 // are made durable by their directory's fsync).
 void fsync_tree(const std::string& path);
+// Starts writing back every regular file at and below `path`, without
+// waiting: a later fsync_tree then finds its data on the way to the disk.
+// Best effort (nothing is thrown); only regular files and directories are
+// opened, never followed.
+void start_writeback_tree(const std::string& path);
 // fsyncs one directory, so an entry created or renamed in it is durable.
 void fsync_directory(const std::string& dir);
 
