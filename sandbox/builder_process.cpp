@@ -150,9 +150,7 @@ builder_process builder_process::start(const sandbox_spec& spec) {
     netns = take_network_namespace();
   const sock_fprog* filter = spec.isolated && spec.seccomp ? &builder_seccomp_program() : nullptr;
 
-  static std::atomic<uint64_t> builds{0};
-  std::optional<build_cgroup> cgroup =
-      build_cgroup::create("build-" + std::to_string(::getpid()) + "-" + std::to_string(++builds), spec.limits);
+  std::optional<build_cgroup> cgroup = build_cgroup::create(spec.limits);
   std::vector<int> cgroup_fds;
   if (cgroup)
     for (auto& fd : cgroup->join_fds())

@@ -1,6 +1,8 @@
 #include "sandbox/cgroup.hpp"
 
+#include "sandbox/made_ahead.hpp"
 #include "store/error.hpp"
+#include "store/file_ops.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -8,6 +10,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cerrno>
 #include <chrono>
 #include <sstream>
@@ -139,71 +144,144 @@ const cgroup_layout& host_cgroup_layout() {
   return layout;
 }
 
-std::optional<build_cgroup> build_cgroup::create(const std::string& name, const cgroup_limits& limits) {
-  const cgroup_layout& l = host_cgroup_layout();
-  const bool limited = limits.memory_max || limits.pids_max || limits.cpu_max_percent;
-  // No group Kiln may use: nothing to make unless a limit asks for one, and
-  // then the limit's own check below refuses it.
-  if (l.unified.empty() && l.memory_v1.empty() && l.pids_v1.empty() && l.cpu_v1.empty() && !limited)
-    return std::nullopt;
-  auto has = [&](const char* c) {
-    return std::find(l.unified_controllers.begin(), l.unified_controllers.end(), c) != l.unified_controllers.end();
-  };
+namespace {
+
+bool has_controller(const cgroup_layout& l, const char* c) {
+  return std::find(l.unified_controllers.begin(), l.unified_controllers.end(), c) != l.unified_controllers.end();
+}
+
+// Build groups are named "build-PID-N" after the process that made them.
+std::string next_group_name() {
+  static std::atomic<uint64_t> made{0};
+  return "build-" + std::to_string(::getpid()) + "-" + std::to_string(++made);
+}
+
+// Removes the empty build groups of processes that are gone (a daemon
+// killed with builds running, or with groups made ahead): once per process.
+void sweep_stale_groups(const cgroup_layout& l) {
+  std::vector<std::string> bases;
+  if (!l.unified.empty())
+    bases.push_back(l.unified);
+  for (const std::string* v1 : {&l.memory_v1, &l.pids_v1, &l.cpu_v1})
+    if (!v1->empty())
+      bases.push_back(*v1 + "/kiln");
+  for (auto& base : bases) {
+    unique_fd dir(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir)
+      continue;
+    std::vector<std::string> names;
+    try {
+      names = read_directory(dir.get(), base);
+    } catch (const std::exception&) {
+      continue;
+    }
+    for (auto& n : names) {
+      long pid = 0;
+      if (std::sscanf(n.c_str(), "build-%ld-", &pid) != 1 || pid <= 0 || pid == ::getpid())
+        continue;
+      if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+        ::unlinkat(dir.get(), n.c_str(), AT_REMOVEDIR); // fails, harmlessly, if something still runs there
+    }
+  }
+}
+
+} // namespace
+
+build_cgroup build_cgroup::make_base(const cgroup_layout& l) {
   build_cgroup g;
-  auto make = [&](const std::string& parent) {
-    std::string base = parent + (parent == l.unified ? "" : "/kiln");
-    std::string dir = base + "/" + name;
-    // Kiln's own group was made with the layout; made again only if
-    // something removed it since.
-    bool made = ::mkdir(dir.c_str(), 0755) == 0;
-    if (!made && errno == ENOENT && (::mkdir(base.c_str(), 0755) == 0 || errno == EEXIST))
-      made = ::mkdir(dir.c_str(), 0755) == 0;
-    if (!made)
-      throw_errno("creating the control group '" + dir + "'");
-    g.dirs_.push_back(dir);
-    unique_fd procs(::open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
-    if (!procs)
-      throw_errno("opening '" + dir + "/cgroup.procs'");
-    g.procs_.push_back(std::move(procs));
-    return dir;
-  };
+  g.name_ = next_group_name();
+  if (!l.unified.empty())
+    g.unified_ = g.make(l, l.unified);
+  // Memory: v2's controller if enabled, else v1's (also for the peak).
+  if (!has_controller(l, "memory") && !l.memory_v1.empty())
+    g.memory_v1_ = g.make(l, l.memory_v1);
+  return g;
+}
+
+std::string build_cgroup::make(const cgroup_layout& l, const std::string& parent) {
+  std::string base = parent + (parent == l.unified ? "" : "/kiln");
+  std::string dir = base + "/" + name_;
+  // Kiln's own group was made with the layout; made again only if
+  // something removed it since.
+  bool made = ::mkdir(dir.c_str(), 0755) == 0;
+  if (!made && errno == ENOENT && (::mkdir(base.c_str(), 0755) == 0 || errno == EEXIST))
+    made = ::mkdir(dir.c_str(), 0755) == 0;
+  if (!made)
+    throw_errno("creating the control group '" + dir + "'");
+  dirs_.push_back(dir);
+  unique_fd procs(::open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+  if (!procs)
+    throw_errno("opening '" + dir + "/cgroup.procs'");
+  procs_.push_back(std::move(procs));
+  return dir;
+}
+
+void build_cgroup::limit(const cgroup_layout& l, const cgroup_limits& limits) {
   auto set = [](const std::string& dir, const char* file, const std::string& value) {
     if (!write_small(dir + "/" + file, value))
       throw_errno("setting '" + dir + "/" + file + "' to " + value);
   };
-  if (!l.unified.empty())
-    g.unified_ = make(l.unified);
-  // Memory: v2's controller if enabled, else v1's (also for the peak).
-  if (has("memory")) {
-    if (limits.memory_max)
-      set(g.unified_, "memory.max", std::to_string(limits.memory_max));
-  } else if (!l.memory_v1.empty()) {
-    g.memory_v1_ = make(l.memory_v1);
-    if (limits.memory_max)
-      set(g.memory_v1_, "memory.limit_in_bytes", std::to_string(limits.memory_max));
-  } else if (limits.memory_max) {
-    throw error("a build memory limit was set, but there is no memory control group Kiln may use to enforce it");
+  if (limits.memory_max) {
+    if (has_controller(l, "memory"))
+      set(unified_, "memory.max", std::to_string(limits.memory_max));
+    else if (!memory_v1_.empty())
+      set(memory_v1_, "memory.limit_in_bytes", std::to_string(limits.memory_max));
+    else
+      throw error("a build memory limit was set, but there is no memory control group Kiln may use to enforce it");
   }
   if (limits.pids_max) {
-    if (has("pids"))
-      set(g.unified_, "pids.max", std::to_string(limits.pids_max));
+    if (has_controller(l, "pids"))
+      set(unified_, "pids.max", std::to_string(limits.pids_max));
     else if (!l.pids_v1.empty())
-      set(make(l.pids_v1), "pids.max", std::to_string(limits.pids_max));
+      set(make(l, l.pids_v1), "pids.max", std::to_string(limits.pids_max));
     else
       throw error("a build process limit was set, but there is no pids control group Kiln may use to enforce it");
   }
   if (limits.cpu_max_percent) {
     std::string quota = std::to_string(uint64_t(limits.cpu_max_percent) * 1000);
-    if (has("cpu")) {
-      set(g.unified_, "cpu.max", quota + " 100000");
+    if (has_controller(l, "cpu")) {
+      set(unified_, "cpu.max", quota + " 100000");
     } else if (!l.cpu_v1.empty()) {
-      g.cpu_v1_ = make(l.cpu_v1);
-      set(g.cpu_v1_, "cpu.cfs_period_us", "100000");
-      set(g.cpu_v1_, "cpu.cfs_quota_us", quota);
+      cpu_v1_ = make(l, l.cpu_v1);
+      set(cpu_v1_, "cpu.cfs_period_us", "100000");
+      set(cpu_v1_, "cpu.cfs_quota_us", quota);
     } else {
       throw error("a build CPU limit was set, but there is no cpu control group Kiln may use to enforce it");
     }
   }
+}
+
+std::optional<build_cgroup> build_cgroup::create(const cgroup_limits& limits) {
+  const cgroup_layout& l = host_cgroup_layout();
+  const bool limited = limits.memory_max || limits.pids_max || limits.cpu_max_percent;
+  // No group Kiln may use: nothing to make unless a limit asks for one, and
+  // then the limit's own check refuses it.
+  if (l.unified.empty() && l.memory_v1.empty() && l.pids_v1.empty() && l.cpu_v1.empty()) {
+    if (!limited)
+      return std::nullopt;
+    build_cgroup none;
+    none.limit(l, limits);
+    return none;
+  }
+  // Made ahead: making the groups costs more than a tenth of a trivial
+  // build here. Limits differ per build, so they are set only now.
+  static made_ahead<build_cgroup>* pool = [&l] {
+    sweep_stale_groups(l);
+    auto* p = new made_ahead<build_cgroup>(4, [&l]() -> std::optional<build_cgroup> {
+      try {
+        return make_base(l);
+      } catch (const std::exception&) {
+        return std::nullopt; // the builds make their own, and report why it fails
+      }
+    });
+    // Groups would outlive the process; a normal exit removes the ready ones.
+    std::atexit([] { pool->drain(); });
+    return p;
+  }();
+  std::optional<build_cgroup> g = pool->take();
+  if (!g)
+    g = make_base(l);
+  g->limit(l, limits);
   return g;
 }
 

@@ -39,10 +39,10 @@ struct cgroup_usage {
 
 class build_cgroup {
 public:
-  // Creates the build's groups (`name` unique per build) with `limits`.
-  // Returns nothing if the host has no writable cgroup hierarchy; throws
-  // kiln::error if a limit was asked that the host cannot enforce.
-  static std::optional<build_cgroup> create(const std::string& name, const cgroup_limits& limits);
+  // The build's groups (made ahead, or now) with `limits`. Returns nothing
+  // if the host has no writable cgroup hierarchy; throws kiln::error if a
+  // limit was asked that the host cannot enforce.
+  static std::optional<build_cgroup> create(const cgroup_limits& limits);
 
   build_cgroup(build_cgroup&&) = default;
   build_cgroup& operator=(build_cgroup&&) = default;
@@ -60,6 +60,14 @@ public:
 
 private:
   build_cgroup() = default;
+  // The groups every build has: v2's, and v1's memory group where v2 has
+  // no memory controller.
+  static build_cgroup make_base(const cgroup_layout& l);
+  // Makes this build's group below `parent` (one of the layout's); returns its directory.
+  std::string make(const cgroup_layout& l, const std::string& parent);
+  // Sets `limits`, making the v1 groups they need.
+  void limit(const cgroup_layout& l, const cgroup_limits& limits);
+  std::string name_;
   std::vector<std::string> dirs_; // created, removed in reverse order
   std::vector<unique_fd> procs_;
   std::string unified_, memory_v1_, cpu_v1_;

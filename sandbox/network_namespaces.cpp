@@ -1,5 +1,7 @@
 #include "sandbox/network_namespaces.hpp"
 
+#include "sandbox/made_ahead.hpp"
+
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
@@ -7,11 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <condition_variable>
 #include <cstring>
-#include <deque>
-#include <mutex>
-#include <thread>
 
 namespace kiln::sandbox {
 
@@ -38,60 +36,28 @@ bool loopback_up() {
 
 namespace {
 
-class namespace_pool {
-public:
-  unique_fd take() {
-    std::unique_lock<std::mutex> hold(m_);
-    if (!started_) {
-      started_ = true;
-      std::thread([this] { fill(); }).detach();
-    }
-    if (ready_.empty())
-      return unique_fd();
-    unique_fd fd = std::move(ready_.front());
-    ready_.pop_front();
-    wanted_.notify_one();
-    return fd;
-  }
-
-private:
-  // The filler thread: moves itself into a new namespace (unshare affects
-  // only this thread), readies it, keeps a descriptor and returns to the
-  // namespace it came from, so it never holds one it handed out. It stops
-  // for good at the first failure: builders then make their own.
-  void fill() {
-    unique_fd home(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-    if (!home)
-      return;
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> hold(m_);
-        wanted_.wait(hold, [this] { return ready_.size() < ready_target; });
-      }
-      if (::unshare(CLONE_NEWNET) != 0)
-        return;
-      unique_fd fresh(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-      bool ok = fresh && loopback_up();
-      if (::setns(home.get(), CLONE_NEWNET) != 0 || !ok)
-        return;
-      std::lock_guard<std::mutex> hold(m_);
-      ready_.push_back(std::move(fresh));
-    }
-  }
-
-  std::mutex m_;
-  std::condition_variable wanted_;
-  std::deque<unique_fd> ready_;
-  bool started_ = false;
-};
+// The filler thread moves itself into a new namespace (unshare affects
+// only this thread), readies it, keeps a descriptor and returns to the
+// namespace it came from, so it never holds one it handed out.
+std::optional<unique_fd> make_network_namespace() {
+  static unique_fd home(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)); // the filler's own
+  if (!home || ::unshare(CLONE_NEWNET) != 0)
+    return std::nullopt;
+  unique_fd fresh(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  bool ok = fresh && loopback_up();
+  if (::setns(home.get(), CLONE_NEWNET) != 0 || !ok)
+    return std::nullopt;
+  return fresh;
+}
 
 } // namespace
 
 unique_fd take_network_namespace() {
   if (::geteuid() != 0)
     return unique_fd();
-  static namespace_pool* pool = new namespace_pool; // lives as long as its thread
-  return pool->take();
+  static auto* pool = new made_ahead<unique_fd>(ready_target, make_network_namespace); // lives as long as its thread
+  auto fd = pool->take();
+  return fd ? std::move(*fd) : unique_fd();
 }
 
 } // namespace kiln::sandbox

@@ -364,6 +364,31 @@ r, res = build(busy)
 b = res.get(busy, {})
 check(b.get("cpuUserMicros", 0) + b.get("cpuSystemMicros", 0) > 10000 and b.get("peakMemoryBytes", 0) > 64 << 20,
       f"CPU time and peak memory reported: {b}")
+# Control groups are made ahead while builds run, but each build gets a
+# fresh one: a build that follows a 64 MiB one in the same process reports
+# only its own memory.
+heavy = drv("heavy", "import os\nx = bytearray(64 << 20)\nopen(os.environ['out'], 'w').write('h')")
+light = drv("light", "import os\nopen(os.environ['out'], 'w').write('l')", inputs=[heavy])
+r, res = build(light)
+check(res.get(heavy, {}).get("peakMemoryBytes", 0) > 64 << 20 and 0 < res.get(light, {}).get("peakMemoryBytes", 0) < 32 << 20,
+      f"each build's peak memory is its own: {[res.get(d, {}).get('peakMemoryBytes') for d in (heavy, light)]} {r.stderr[-300:]}")
+# Groups of Kiln processes that are gone (killed with builds running) are
+# removed by the next one; a live process's are left alone.
+own = open("/proc/self/cgroup").read().split("0::", 1)[-1].split("\n")[0]
+kiln_group = next((f"{m}{own.rstrip('/')}/kiln" for m in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+                   if os.path.isdir(f"{m}{own.rstrip('/')}/kiln")), None)
+if kiln_group:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale, live = f"{kiln_group}/build-{gone.pid}-1", f"{kiln_group}/build-{os.getpid()}-1"
+    os.mkdir(stale)
+    os.mkdir(live)
+    r, res = build(drv("after-stale", "import os\nopen(os.environ['out'], 'w').write('s')"))
+    check(r.returncode == 0 and not os.path.exists(stale) and os.path.exists(live),
+          f"a gone process's empty build group is removed, a live one's kept: {os.path.exists(stale)} {os.path.exists(live)}")
+    os.rmdir(live)
+else:
+    check(False, "no v2 control group of Kiln's found (this test runs as root on a host with cgroup2)")
 hog = drv("hog", "import os\nx = bytearray(256 << 20)\nopen(os.environ['out'], 'w').write('h')")
 r, res = build("--option", "build-memory-max", "64M", hog)
 check(res.get(hog, {}).get("status") == "PermanentFailure", f"build-memory-max stops a build using more: {r.stderr[-300:]}")
