@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 namespace kiln {
 
@@ -21,9 +22,11 @@ builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger);
 scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, logger_actor logger,
                                 build_options options, event_sink events, std::string store_real_dir);
 // Spawned by the scheduler; they report (done_atom, build_result) to it.
+// A derivation goal given its derivation already loaded (read ahead by a
+// goal that needs it) starts from there.
 caf::actor spawn_derivation_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
                                  logger_actor logger, build_options options, goal_request request,
-                                 std::string store_real_dir);
+                                 std::string store_real_dir, std::optional<loaded_derivation> preloaded);
 caf::actor spawn_substitution_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
                                    std::string path, uint32_t substituters);
 

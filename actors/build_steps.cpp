@@ -108,6 +108,7 @@ loaded_derivation build_steps::load(const std::string& drv_path) {
   if (!store_.db().is_valid(p))
     throw error("derivation '" + p.full() + "' is not valid in this store (add it with 'kiln drv add')");
   loaded_derivation l;
+  l.drv_path = p.full();
   std::string text = read_whole_file(store_.real_path(p), std::size_t(1) << 30, "derivation");
   l.drv = parse_derivation(text, p.full());
   for (auto& [name, out] : l.drv.outputs) {
@@ -120,6 +121,25 @@ loaded_derivation build_steps::load(const std::string& drv_path) {
     l.output_valid[name] = ok;
   }
   return l;
+}
+
+std::vector<loaded_derivation> build_steps::load_closure(const std::string& drv_path) {
+  std::vector<loaded_derivation> all;
+  all.push_back(load(drv_path));
+  read_ahead_.insert(all.front().drv_path);
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    bool all_valid = std::all_of(all[i].output_valid.begin(), all[i].output_valid.end(),
+                                 [](const auto& o) { return o.second; });
+    if (all_valid)
+      continue;
+    std::vector<std::string> inputs; // all[i] moves as all grows
+    for (auto& [input, outputs] : all[i].drv.input_drvs)
+      if (read_ahead_.insert(input).second) // read before: its goal has it, or will
+        inputs.push_back(input);
+    for (auto& input : inputs)
+      all.push_back(load(input));
+  }
+  return all;
 }
 
 std::vector<std::string> build_steps::invalid(const std::vector<std::string>& paths) {

@@ -28,6 +28,11 @@ public:
 
   // Reads and parses a valid .drv; throws kiln::error naming it otherwise.
   loaded_derivation load(const std::string& drv_path);
+  // load() of the derivation and of its inputs, transitively, not below a
+  // derivation whose outputs are all valid, nor of inputs an earlier call
+  // returned (so many top-level goals over one graph read it once); the
+  // derivation comes first.
+  std::vector<loaded_derivation> load_closure(const std::string& drv_path);
   // The store paths among these that are not valid.
   std::vector<std::string> invalid(const std::vector<std::string>& paths);
   // Tries substituter number `index` (of build_options::substituters) for
@@ -76,6 +81,7 @@ private:
   std::vector<std::unique_ptr<local_substituter>> substituters_; // made on first use
   // Round 1's outputs, compared with each later round's.
   std::map<std::string, std::vector<path_info>> first_round_;
+  std::set<std::string> read_ahead_; // derivations load_closure has returned
   std::vector<std::thread> hooks_;
   std::map<std::string, sandbox::build_user> users_; // by .drv, held while it builds
   std::string private_dir_;      // 0700, holds this engine's build directories

@@ -41,7 +41,7 @@ struct drv_goal_state {
 
 using goal_ptr = caf::stateful_actor<drv_goal_state>*;
 
-void get_derivation(goal_ptr self);
+void get_derivation(goal_ptr self, bool read_ahead);
 void have_derivation(goal_ptr self);
 void try_substitutes(goal_ptr self, uint32_t index);
 void outputs_substituted(goal_ptr self);
@@ -79,7 +79,24 @@ bool wanted_all_valid(goal_ptr self) {
   return true;
 }
 
-void get_derivation(goal_ptr self) {
+// With `read_ahead` (and no substituters, which may make the inputs
+// unneeded) the derivations of the inputs come in the same request and go
+// to the scheduler for their goals, so a deep graph costs one store round
+// trip, not one per level.
+void get_derivation(goal_ptr self, bool read_ahead) {
+  if (read_ahead && self->state.options.substituters.empty()) {
+    self->request(self->state.store, caf::infinite, load_closure_atom::value, drv_path(self))
+        .then(
+            [=](std::vector<loaded_derivation>& all) {
+              self->state.loaded = std::move(all.front());
+              all.erase(all.begin());
+              if (!all.empty())
+                self->send(self->state.scheduler, preload_atom::value, std::move(all));
+              have_derivation(self);
+            },
+            [=](caf::error& e) { done(self, failure(build_status::input_rejected, error_text(e))); });
+    return;
+  }
   self->request(self->state.store, caf::infinite, load_atom::value, drv_path(self))
       .then([=](loaded_derivation& l) {
               self->state.loaded = std::move(l);
@@ -316,7 +333,7 @@ void done(goal_ptr self, build_result r) {
   // Someone asked for more outputs after AlreadyValid was decided: look again.
   if (r.status == build_status::already_valid && !wanted_all_valid(self) && !st.cancelled) {
     st.round = 0;
-    return get_derivation(self);
+    return get_derivation(self, false);
   }
   r.path = drv_path(self);
   r.start_time = st.start_time ? st.start_time : r.start_time;
@@ -331,7 +348,8 @@ void done(goal_ptr self, build_result r) {
 }
 
 caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_actor store, logger_actor logger,
-                              build_options options, goal_request request, std::string store_real_dir) {
+                              build_options options, goal_request request, std::string store_real_dir,
+                              std::optional<loaded_derivation> preloaded) {
   auto& st = self->state;
   st.scheduler = std::move(scheduler);
   st.store = std::move(store);
@@ -340,8 +358,14 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
   st.request = std::move(request);
   st.store_real_dir = std::move(store_real_dir);
   st.rounds = 1 + st.options.repeat;
-  get_derivation(self);
+  if (preloaded) {
+    st.loaded = std::move(*preloaded);
+    self->send(self, preload_atom::value); // goes on from have_derivation once running
+  } else {
+    get_derivation(self, true);
+  }
   return {
+      [=](preload_atom) { have_derivation(self); },
       [=](retry_atom) { try_to_build(self); },
       [=](add_outputs_atom, const std::set<std::string>& more) {
         merge_outputs(self->state.request.outputs, more);
@@ -361,9 +385,9 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
 
 caf::actor spawn_derivation_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
                                  logger_actor logger, build_options options, goal_request request,
-                                 std::string store_real_dir) {
+                                 std::string store_real_dir, std::optional<loaded_derivation> preloaded) {
   return parent->spawn(derivation_goal, std::move(scheduler), std::move(store), std::move(logger), std::move(options),
-                       std::move(request), std::move(store_real_dir));
+                       std::move(request), std::move(store_real_dir), std::move(preloaded));
 }
 
 } // namespace kiln

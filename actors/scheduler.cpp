@@ -38,6 +38,8 @@ struct scheduler_state {
   event_sink events;
   std::string store_real_dir;
   std::map<std::string, goal_entry> drv_goals, path_goals;
+  // Derivations read ahead by goals, for the goals of their inputs.
+  std::map<std::string, loaded_derivation> preloaded;
   // A running goal's key and table (true: path_goals).
   std::map<caf::actor_addr, std::pair<std::string, bool>> by_actor;
   uint64_t next_lease = 1;
@@ -72,9 +74,15 @@ void start_goal(sched_ptr self, const std::string& key, goal_entry& e) {
   if (e.is_path)
     e.goal = spawn_substitution_goal(self, me, st.store, key,
                                      static_cast<uint32_t>(st.options.substituters.size()));
-  else
+  else {
+    std::optional<loaded_derivation> loaded;
+    if (auto it = st.preloaded.find(key); it != st.preloaded.end()) {
+      loaded = std::move(it->second);
+      st.preloaded.erase(it);
+    }
     e.goal = spawn_derivation_goal(self, me, st.store, st.logger, st.options, goal_request{key, e.outputs},
-                                   st.store_real_dir);
+                                   st.store_real_dir, std::move(loaded));
+  }
   self->monitor(e.goal);
   st.by_actor[e.goal.address()] = {key, e.is_path};
   if (st.cancelling)
@@ -236,6 +244,12 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logg
       },
       [=](status_atom, const std::string& drv, const std::string& what) {
         emit(self, engine_event::building, drv, what);
+      },
+      [=](preload_atom, std::vector<loaded_derivation>& all) {
+        auto& st = self->state;
+        for (auto& l : all)
+          if (!st.drv_goals.count(l.drv_path)) // a goal that ran has loaded its own
+            st.preloaded.emplace(l.drv_path, std::move(l));
       },
   };
 }

@@ -34,6 +34,9 @@ store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_st
   return {
       [=](load_atom, const std::string& drv) { return guarded([&] {
         return steps().load(drv); }); },
+      [=](load_closure_atom, const std::string& drv) {
+        return guarded([&] { return steps().load_closure(drv); });
+      },
       [=](invalid_atom, const std::vector<std::string>& paths) {
         return guarded([&] { return steps().invalid(paths); });
       },

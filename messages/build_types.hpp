@@ -190,13 +190,14 @@ typename Inspector::result_type inspect(Inspector& f, derivation& x) {
 
 // A derivation as its goal needs it: parsed, with its outputs' validity.
 struct loaded_derivation {
+  std::string drv_path;
   derivation drv;
   std::map<std::string, bool> output_valid; // output name -> valid now
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, loaded_derivation& x) {
-  return f(caf::meta::type_name("loaded_derivation"), x.drv, x.output_valid);
+  return f(caf::meta::type_name("loaded_derivation"), x.drv_path, x.drv, x.output_valid);
 }
 
 // A builder run being prepared or finished: its job and where its outputs go.

@@ -22,6 +22,7 @@ using cancel_atom = caf::atom_constant<caf::atom("cancel")>;   // stop: another 
 using add_outputs_atom = caf::atom_constant<caf::atom("addouts")>; // merge wanted outputs
 // Store actor
 using load_atom = caf::atom_constant<caf::atom("load")>;
+using load_closure_atom = caf::atom_constant<caf::atom("loadclos")>;
 using invalid_atom = caf::atom_constant<caf::atom("invalid")>;
 using subst_atom = caf::atom_constant<caf::atom("subst")>;
 using prepare_atom = caf::atom_constant<caf::atom("prepare")>;
@@ -39,10 +40,14 @@ using log_atom = caf::atom_constant<caf::atom("log")>;
 using log_close_atom = caf::atom_constant<caf::atom("logclose")>;
 // Goals
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
+using preload_atom = caf::atom_constant<caf::atom("preload")>; // goal -> scheduler: derivations read ahead
 
 // Owns the store database; every store step of a goal goes through it.
 using store_actor = caf::typed_actor<
     caf::replies_to<load_atom, std::string>::with<loaded_derivation>,
+    // The derivation first, then those of its inputs, transitively, down to
+    // the ones whose outputs are all valid (their inputs are not needed).
+    caf::replies_to<load_closure_atom, std::string>::with<std::vector<loaded_derivation>>,
     // The paths among these that are not valid.
     caf::replies_to<invalid_atom, std::vector<std::string>>::with<std::vector<std::string>>,
     caf::replies_to<subst_atom, std::string, uint32_t>::with<std::string>,
@@ -71,7 +76,9 @@ using scheduler_actor = caf::typed_actor<
     caf::replies_to<slot_atom>::with<uint64_t>,
     caf::reacts_to<release_atom, uint64_t>,
     caf::reacts_to<done_atom, build_result>,
-    caf::reacts_to<status_atom, std::string /*drv*/, std::string /*what*/>>;
+    caf::reacts_to<status_atom, std::string /*drv*/, std::string /*what*/>,
+    // Derivations a goal read ahead for the goals of its inputs.
+    caf::reacts_to<preload_atom, std::vector<loaded_derivation>>>;
 
 // Error category for failures that are values between actors.
 enum class engine_errc : uint8_t { no_build_slots = 1, cancelled, store_failure };
