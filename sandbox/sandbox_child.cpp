@@ -150,9 +150,13 @@ bool parents(const child_mount& m) {
 bool apply(const child_mount& m) {
   switch (m.kind) {
   case mount_step::dir:
-    if (!parents(m) || (::mkdir(m.target, m.mode) != 0 && errno != EEXIST))
+    // With umask 0 a new directory has the mode; one an earlier step made
+    // (as a parent, 0755) gets it now.
+    if (!parents(m))
       return false;
-    return ::chmod(m.target, m.mode) == 0;
+    if (::mkdir(m.target, m.mode) == 0)
+      return true;
+    return errno == EEXIST && ::chmod(m.target, m.mode) == 0;
   case mount_step::bind:
   case mount_step::bind_ro: {
     if (!parents(m))
