@@ -199,17 +199,27 @@ void fsync_tree(const std::string& path) {
 
 namespace {
 
+// Nothing a build left is opened before it is known to be a regular file
+// or a directory: opening a device node can act (a watchdog arms itself),
+// and what a name refers to can change between a stat and an open. So the
+// name is held as an O_PATH descriptor, that inode's type checked, and the
+// file reopened through it (the same inode, whatever the name now is).
 void start_writeback_at(int dirfd, const char* name, int depth) {
-  unique_fd fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  unique_fd held(::openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
   struct stat st;
-  if (!fd || ::fstat(fd.get(), &st) != 0)
+  if (!held || ::fstat(held.get(), &st) != 0)
     return;
   if (S_ISREG(st.st_mode)) {
-    ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+    unique_fd fd(::open(("/proc/self/fd/" + std::to_string(held.get())).c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd)
+      ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
   } else if (S_ISDIR(st.st_mode) && depth < 256) {
+    unique_fd dir(::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dir)
+      return;
     try {
-      for (auto& child : read_directory(fd.get(), name))
-        start_writeback_at(fd.get(), child.c_str(), depth + 1);
+      for (auto& child : read_directory(dir.get(), name))
+        start_writeback_at(dir.get(), child.c_str(), depth + 1);
     } catch (const std::exception&) {
     }
   }
