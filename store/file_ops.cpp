@@ -162,15 +162,41 @@ void chown_tree(const std::string& path, unsigned uid, unsigned gid) {
 
 namespace {
 
+// Nothing a build left is opened before it is known to be a regular file
+// or a directory: opening a device node can act (a watchdog arms itself),
+// and a FIFO blocks; and what a name refers to can change between a stat
+// and an open. So the name is held as an O_PATH descriptor, that inode's
+// type checked, and it is reopened through the descriptor (the same inode,
+// whatever the name refers to by then). False on a system error (errno);
+// otherwise `fd` is empty for anything but a file or directory.
+bool open_file_or_directory(int dirfd, const char* name, struct stat& st, unique_fd& fd) {
+  unique_fd held(::openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!held || ::fstat(held.get(), &st) != 0)
+    return false;
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+    return true;
+  const int dir = S_ISDIR(st.st_mode) ? O_DIRECTORY : 0;
+  std::string again = "/proc/self/fd/" + std::to_string(held.get());
+  fd = unique_fd(::open(again.c_str(), O_RDONLY | O_CLOEXEC | dir));
+  if (!fd && errno == ENOENT) {
+    // No /proc here: by name, and only if it is still the same inode.
+    fd = unique_fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | dir));
+    struct stat now;
+    if (fd && (::fstat(fd.get(), &now) != 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev)) {
+      fd.reset();
+      errno = ESTALE;
+    }
+  }
+  return bool(fd);
+}
+
 void fsync_at(int dirfd, const std::string& name, const std::string& shown) {
   struct stat st;
-  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-    throw_errno("getting the status of '" + shown + "'");
-  if (S_ISLNK(st.st_mode))
-    return;
-  unique_fd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd)
+  unique_fd fd;
+  if (!open_file_or_directory(dirfd, name.c_str(), st, fd))
     throw_errno("opening '" + shown + "' to sync it");
+  if (!fd)
+    return; // a symlink is made durable by its directory's fsync
   if (S_ISDIR(st.st_mode))
     for (auto& child : read_directory(fd.get(), shown))
       fsync_at(fd.get(), child, shown + "/" + child);
@@ -199,27 +225,17 @@ void fsync_tree(const std::string& path) {
 
 namespace {
 
-// Nothing a build left is opened before it is known to be a regular file
-// or a directory: opening a device node can act (a watchdog arms itself),
-// and what a name refers to can change between a stat and an open. So the
-// name is held as an O_PATH descriptor, that inode's type checked, and the
-// file reopened through it (the same inode, whatever the name now is).
 void start_writeback_at(int dirfd, const char* name, int depth) {
-  unique_fd held(::openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
   struct stat st;
-  if (!held || ::fstat(held.get(), &st) != 0)
+  unique_fd fd;
+  if (!open_file_or_directory(dirfd, name, st, fd) || !fd)
     return;
   if (S_ISREG(st.st_mode)) {
-    unique_fd fd(::open(("/proc/self/fd/" + std::to_string(held.get())).c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd)
-      ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
-  } else if (S_ISDIR(st.st_mode) && depth < 256) {
-    unique_fd dir(::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!dir)
-      return;
+    ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+  } else if (depth < 256) {
     try {
-      for (auto& child : read_directory(dir.get(), name))
-        start_writeback_at(dir.get(), child.c_str(), depth + 1);
+      for (auto& child : read_directory(fd.get(), name))
+        start_writeback_at(fd.get(), child.c_str(), depth + 1);
     } catch (const std::exception&) {
     }
   }

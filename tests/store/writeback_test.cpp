@@ -1,6 +1,7 @@
-// start_writeback_tree opens regular files and directories only: a FIFO or
-// a device node a build left in its output is never opened (inotify sees
-// every open in a watched directory; O_PATH handles are not opens).
+// start_writeback_tree and fsync_tree open regular files and directories
+// only: a FIFO or a device node a build left in its output is never opened
+// (inotify sees every open in a watched directory; O_PATH handles are not
+// opens).
 #include <boost/test/unit_test.hpp>
 
 #include "store/file_ops.hpp"
@@ -21,7 +22,7 @@ using kiln::test::temp_dir;
 
 namespace {
 
-// Names opened in `dir` since the watch began.
+// Names opened in the watched directory since the watch began.
 std::set<std::string> opened(int in) {
   std::set<std::string> names;
   alignas(inotify_event) char buf[8192];
@@ -40,9 +41,8 @@ std::set<std::string> opened(int in) {
   return names;
 }
 
-} // namespace
-
-BOOST_AUTO_TEST_CASE(only_regular_files_and_directories_are_opened) {
+// Builds an output with one of each kind of file and checks which `walk` opens.
+void check_opens(void (*walk)(const std::string&)) {
   temp_dir t;
   std::string out = t / "out";
   BOOST_REQUIRE(::mkdir(out.c_str(), 0755) == 0);
@@ -56,7 +56,7 @@ BOOST_AUTO_TEST_CASE(only_regular_files_and_directories_are_opened) {
   int in = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   BOOST_REQUIRE(in >= 0);
   BOOST_REQUIRE(::inotify_add_watch(in, out.c_str(), IN_OPEN) >= 0);
-  start_writeback_tree(out); // a FIFO opened for reading would block here
+  walk(out); // a FIFO opened for reading would block here
   std::set<std::string> names = opened(in);
   ::close(in);
 
@@ -66,4 +66,14 @@ BOOST_AUTO_TEST_CASE(only_regular_files_and_directories_are_opened) {
   BOOST_CHECK(!names.count("link"));
   if (device)
     BOOST_CHECK(!names.count("null"));
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(writeback_opens_only_files_and_directories) {
+  check_opens(start_writeback_tree);
+}
+
+BOOST_AUTO_TEST_CASE(fsync_opens_only_files_and_directories) {
+  check_opens(fsync_tree);
 }
