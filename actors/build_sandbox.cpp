@@ -24,11 +24,6 @@ namespace kiln {
 
 namespace {
 
-void make_dir(const std::string& d, mode_t mode) {
-  if (::mkdir(d.c_str(), mode) != 0 && errno != EEXIST)
-    throw_errno("creating '" + d + "'");
-}
-
 std::string words_of(const std::vector<std::string>& v) {
   std::string out;
   for (auto& w : v)
@@ -59,8 +54,8 @@ std::vector<sandbox_path> build_steps::pre_build_hook_paths(const std::string& d
 const std::string& build_steps::sandbox_root_dir() {
   if (sandbox_root_dir_.empty()) {
     std::string dir = store_.layout().kiln_dir() + "/sandbox-root";
-    make_dir(store_.layout().kiln_dir(), 0755);
-    make_dir(dir, 0700);
+    make_directories(store_.layout().kiln_dir(), 0755);
+    make_directories(dir, 0700);
     sandbox_root_dir_ = dir;
   }
   return sandbox_root_dir_;
@@ -75,7 +70,7 @@ void build_steps::make_build_dir(prepared_build& b, const std::string& name, boo
     auto user = sandbox::acquire_build_user(options_.build_users_group, store_.layout().state_dir());
     b.build_top = private_dir() + "/build-" + std::to_string(user.uid);
     users_[dp.full()] = std::move(user);
-    make_dir(b.build_top, 0700);
+    make_directories(b.build_top, 0700);
     b.reused_build_dir = true;
     unique_fd dir = open_directory(b.build_top);
     for (auto& entry : read_directory(dir.get(), b.build_top))
@@ -114,8 +109,8 @@ void build_steps::keep_build_dir(prepared_build& b, const std::string& name) {
 const std::string& build_steps::reusable_store_dirs() {
   if (!reusable_store_dirs_) {
     std::string dir = store_.layout().kiln_dir() + "/sandbox-stores";
-    make_dir(store_.layout().kiln_dir(), 0755);
-    make_dir(dir, 0700);
+    make_directories(store_.layout().kiln_dir(), 0755);
+    make_directories(dir, 0700);
     struct stat a, s;
     if (::stat(dir.c_str(), &a) != 0 || ::stat(store_.layout().store_dir().c_str(), &s) != 0)
       throw_errno("looking at '" + dir + "'");
@@ -145,7 +140,7 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
     b.chroot_dir = store_.real_path(dp) + ".chroot";
     remove_tree(b.chroot_dir);
   }
-  make_dir(b.chroot_dir, 0755);
+  make_directories(b.chroot_dir, 0755);
   j.root_dir = sandbox_root_dir();
   j.chroot_store_dir = b.chroot_dir;
   if (root) {

@@ -166,14 +166,13 @@ void sweep_stale_groups(const cgroup_layout& l) {
     if (!v1->empty())
       bases.push_back(*v1 + "/kiln");
   for (auto& base : bases) {
-    unique_fd dir(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dir)
-      continue;
+    unique_fd dir;
     std::vector<std::string> names;
     try {
+      dir = open_directory(base);
       names = read_directory(dir.get(), base);
     } catch (const std::exception&) {
-      continue;
+      continue; // nothing to sweep there
     }
     for (auto& n : names) {
       long pid = 0;

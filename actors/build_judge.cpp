@@ -1,0 +1,185 @@
+// The judging part of build_steps: how a builder run ended becomes a build
+// result — limits and exit status, the outputs inspected, compared with an
+// earlier round or the registered outputs, registered, the post-build hook.
+#include "actors/build_steps.hpp"
+
+#include "sandbox/builder_process.hpp"
+#include "store/build_outputs.hpp"
+#include "store/error.hpp"
+#include "store/file_ops.hpp"
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+extern char** environ;
+
+namespace kiln {
+
+namespace {
+
+std::string with_log_tail(std::string msg, const std::vector<std::string>& tail) {
+  if (tail.empty())
+    return msg;
+  msg += ";\nlast " + std::to_string(tail.size()) + " log lines:";
+  for (auto& l : tail)
+    msg += "\n> " + l;
+  return msg;
+}
+
+} // namespace
+
+build_result build_steps::judge(const std::string& drv_path, const derivation& drv, prepared_build& build,
+                                const builder_outcome& outcome, uint32_t round, uint32_t rounds) {
+  build_result r;
+  const bool fixed = drv.is_fixed_output();
+  switch (outcome.limit) {
+  case builder_outcome::setup_failed:
+    r.status = build_status::misc_failure;
+    r.error = outcome.message;
+    return r;
+  case builder_outcome::cancelled:
+    return cancelled_result(drv_path);
+  case builder_outcome::silent:
+    r.status = build_status::timed_out;
+    r.error = with_log_tail("building of '" + drv_path + "' timed out after " +
+                                std::to_string(options_.max_silent_time) + " seconds of silence",
+                            outcome.log_tail);
+    return r;
+  case builder_outcome::timeout:
+    r.status = build_status::timed_out;
+    r.error = with_log_tail("building of '" + drv_path + "' timed out after " + std::to_string(options_.timeout) +
+                                " seconds",
+                            outcome.log_tail);
+    return r;
+  case builder_outcome::log_size:
+    r.status = build_status::log_limit_exceeded;
+    r.error = "builder for '" + drv_path + "' killed after writing more than " +
+              std::to_string(options_.max_log_size) + " bytes of log output";
+    return r;
+  default:
+    break;
+  }
+  if (outcome.wait_status != 0) {
+    r.status = fixed ? build_status::transient_failure : build_status::permanent_failure;
+    r.error = with_log_tail("builder for '" + drv_path + "' " + sandbox::describe_wait_status(outcome.wait_status),
+                            outcome.log_tail);
+    return r;
+  }
+
+  store_path dp = store_.parse_path(drv_path);
+  std::vector<built_output> outs;
+  for (auto& [name, loc] : build.output_locations)
+    outs.push_back({name, parse_store_path(drv.outputs.at(name).path), loc});
+  output_inspection how;
+  how.hash_mode = options_.mode == build_mode::hash;
+  for (auto& p : input_closure(drv))
+    how.reference_candidates.insert(p);
+
+  std::vector<path_info> infos;
+  try {
+    infos = inspect_build_outputs(store_, dp, drv, outs, how);
+  } catch (const hash_mismatch& e) {
+    r.status = build_status::output_rejected;
+    r.hash_mismatch = true;
+    r.error = e.what();
+    return r;
+  } catch (const output_rejected& e) {
+    r.status = build_status::output_rejected;
+    r.error = e.what();
+    return r;
+  }
+  for (auto& o : outs)
+    r.outputs[o.name] = o.path.full();
+  r.status = build_status::built;
+  r.times_built = round;
+
+  // Compare with what this run is checked against: the registered
+  // outputs (check), or the first round's (later rounds).
+  auto differs = [&](const std::vector<path_info>& against, const std::string& what) -> bool {
+    for (std::size_t i = 0; i < infos.size(); ++i) {
+      auto it = std::find_if(against.begin(), against.end(), [&](auto& a) { return a.path == infos[i].path; });
+      if (it == against.end() || it->nar_hash != infos[i].nar_hash) {
+        r.status = build_status::not_deterministic;
+        r.error = "derivation '" + drv_path + "' may not be deterministic: output '" + infos[i].path.full() +
+                  "' differs" + what;
+        if (options_.keep_failed) {
+          std::string kept = store_.real_path(infos[i].path) + "-check";
+          remove_tree(kept);
+          if (::rename(outs[i].location.c_str(), kept.c_str()) == 0)
+            r.error += " from '" + infos[i].path.full() + "-check'";
+        }
+        return true;
+      }
+    }
+    return false;
+  };
+
+  if (round > 1) {
+    differs(first_round_[drv_path], " between round 1 and round " + std::to_string(round));
+    if (r.status != build_status::built || round < rounds)
+      return r;
+    infos = first_round_[drv_path];
+    first_round_.erase(drv_path);
+  } else if (options_.mode == build_mode::check && build.isolated_outputs) {
+    std::vector<path_info> registered;
+    for (auto& i : infos)
+      if (auto reg = store_.db().query_path_info(i.path))
+        registered.push_back(*reg);
+    differs(registered, "");
+    return r;
+  } else if (round < rounds) {
+    first_round_[drv_path] = infos;
+    return r;
+  }
+
+  if (options_.mode == build_mode::repair && build.isolated_outputs) {
+    // Replace each output: the old copy is moved aside, the new one in.
+    for (auto& o : outs) {
+      std::string real = store_.real_path(o.path);
+      std::string old = real + "-kiln-old-" + std::to_string(::getpid());
+      bool had = path_exists(real);
+      if (had && ::rename(real.c_str(), old.c_str()) != 0)
+        throw_errno("moving '" + real + "' aside for repair");
+      if (::rename(o.location.c_str(), real.c_str()) != 0)
+        throw_errno("moving the repaired '" + o.path.full() + "' into place");
+      if (had)
+        remove_tree(old);
+    }
+  }
+  register_build_outputs(store_, infos, keys_);
+  run_post_build_hook(drv_path, infos);
+  return r;
+}
+
+void build_steps::run_post_build_hook(const std::string& drv_path, const std::vector<path_info>& infos) {
+  if (options_.post_build_hook.empty())
+    return;
+  std::string out_paths;
+  for (auto& i : infos)
+    out_paths += (out_paths.empty() ? "" : " ") + i.path.full();
+  std::string hook = options_.post_build_hook;
+  // The hook runs on its own thread so other builds go on meanwhile; the
+  // engine waits for every hook before it stops.
+  hooks_.emplace_back([hook, out_paths, drv_path] {
+    std::vector<std::string> env_s;
+    for (char** e = environ; *e; ++e)
+      env_s.emplace_back(*e);
+    env_s.push_back("OUT_PATHS=" + out_paths);
+    env_s.push_back("DRV_PATH=" + drv_path);
+    std::vector<char*> envp;
+    for (auto& e : env_s)
+      envp.push_back(e.data());
+    envp.push_back(nullptr);
+    char* argv[] = {const_cast<char*>(hook.c_str()), nullptr};
+    pid_t pid;
+    if (::posix_spawn(&pid, hook.c_str(), nullptr, nullptr, argv, envp.data()) != 0)
+      return;
+    int st;
+    ::waitpid(pid, &st, 0);
+  });
+}
+
+} // namespace kiln
