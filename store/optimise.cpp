@@ -6,6 +6,7 @@
 #include "store/nar.hpp"
 
 #include <cerrno>
+#include <csignal>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,18 +14,43 @@
 namespace kiln {
 namespace {
 
+constexpr const char* temp_prefix = ".tmp-link-";
+
+// Temporary links of optimisers that died (their pid is gone) are removed;
+// those of a live one are its work in progress.
+void remove_stale_temp_links(const std::string& store_dir) {
+  unique_fd fd(::open(store_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd)
+    throw_errno("opening '" + store_dir + "'");
+  for (auto& name : read_directory(fd.get(), store_dir)) {
+    if (name.compare(0, std::char_traits<char>::length(temp_prefix), temp_prefix) != 0)
+      continue;
+    pid_t pid = static_cast<pid_t>(std::atol(name.c_str() + std::char_traits<char>::length(temp_prefix)));
+    if (pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM))
+      continue;
+    ::unlinkat(fd.get(), name.c_str(), 0);
+  }
+}
+
 class optimiser {
 public:
-  optimiser(local_store& store) : store_(store), links_(store.layout().store_dir() + "/.links") {
+  optimiser(local_store& store, const std::function<void(optimise_step)>& at_step)
+      : store_(store), store_dir_(store.layout().store_dir()), links_(store_dir_ + "/.links"), at_step_(at_step) {
     if (::mkdir(links_.c_str(), 0755) != 0 && errno != EEXIST)
       throw_errno("creating '" + links_ + "'");
+    remove_stale_temp_links(store_dir_);
   }
 
-  void path(const store_path& p) { visit(store_.real_path(p)); }
+  void path(const store_path& p) { visit(store_.real_path(p), true); }
   optimise_result result;
 
 private:
-  void visit(const std::string& file) {
+  void step(optimise_step s) {
+    if (at_step_)
+      at_step_(s);
+  }
+
+  void visit(const std::string& file, bool top) {
     struct stat st;
     if (::lstat(file.c_str(), &st) != 0)
       throw_errno("getting the status of '" + file + "'");
@@ -33,19 +59,25 @@ private:
       if (!fd)
         throw_errno("opening '" + file + "'");
       for (auto& child : read_directory(fd.get(), file))
-        visit(file + "/" + child);
+        visit(file + "/" + child, false);
+      if ((st.st_mode & 07777) != 0555 || st.st_mtime != 1) {
+        close_directory(file);
+        ++result.repaired;
+      }
     } else if (S_ISREG(st.st_mode)) {
       ++result.files_seen;
-      link_file(file, st);
+      link_file(file, st, top);
     }
   }
 
-  void link_file(const std::string& file, const struct stat& st) {
+  void link_file(const std::string& file, const struct stat& st, bool top) {
     hash_sink h(hash_algo::sha256);
     dump_path(file, h);
     std::string link = links_ + "/" + h.finish().base32();
-    if (::link(file.c_str(), link.c_str()) == 0)
+    if (::link(file.c_str(), link.c_str()) == 0) {
+      step(optimise_step::linked_shared);
       return; // the first of its kind: now it is the shared copy
+    }
     if (errno != EEXIST)
       throw_errno("linking '" + file + "' into '" + links_ + "'");
     struct stat lst;
@@ -53,32 +85,46 @@ private:
       throw_errno("getting the status of '" + link + "'");
     if (lst.st_ino == st.st_ino && lst.st_dev == st.st_dev)
       return; // already shared
-    replace_with_link(file, link, st);
+    replace_with_link(file, link, st, top);
   }
 
-  // Links `link` in beside `file` under a temporary name, then renames it
-  // over `file`: at no moment is the file absent. The parent directory is
-  // read-only (canonical), so it is opened up briefly and restored.
-  void replace_with_link(const std::string& file, const std::string& link, const struct stat& st) {
-    auto [dir, name] = split_path(file);
-    bool in_path = dir != store_.layout().store_dir(); // not a top-level file path
-    struct stat dst;
-    if (::stat(dir.c_str(), &dst) != 0)
-      throw_errno("getting the status of '" + dir + "'");
-    bool opened = in_path && (dst.st_mode & S_IWUSR) == 0;
-    if (opened && ::chmod(dir.c_str(), dst.st_mode | S_IWUSR) != 0)
-      throw_errno("making '" + dir + "' writable");
-    std::string temp = dir + "/.kiln-link-" + std::to_string(::getpid());
-    ::unlink(temp.c_str());
+  // Canonical metadata of a directory inside a store path.
+  static void close_directory(const std::string& dir) {
+    if (::chmod(dir.c_str(), 0555) != 0)
+      throw_errno("making '" + dir + "' read-only again");
+    struct timespec times[2] = {{1, 0}, {1, 0}};
+    if (::utimensat(AT_FDCWD, dir.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
+      throw_errno("resetting the times of '" + dir + "'");
+  }
+
+  // Links `link` under a temporary name in the store directory, then renames
+  // it over `file`: at no moment is the file absent, and nothing but the
+  // file's own inode ever appears inside the path. The parent directory is
+  // read-only (canonical), so it is opened up briefly and closed again.
+  void replace_with_link(const std::string& file, const std::string& link, const struct stat& st, bool top) {
+    std::string dir = split_path(file).first;
+    if (!top) {
+      if (::chmod(dir.c_str(), 0755) != 0)
+        throw_errno("making '" + dir + "' writable");
+      step(optimise_step::opened_directory);
+    }
+    std::string temp = store_dir_ + "/" + temp_prefix + std::to_string(::getpid()) + "-" + std::to_string(++temps_);
     int err = 0;
-    if (::link(link.c_str(), temp.c_str()) != 0 || ::rename(temp.c_str(), file.c_str()) != 0)
+    if (::link(link.c_str(), temp.c_str()) != 0) {
       err = errno;
-    ::unlink(temp.c_str());
-    if (opened)
-      ::chmod(dir.c_str(), dst.st_mode & 07777);
-    struct timespec times[2] = {{1, 0}, {1, 0}}; // the rename touched the directory
-    if (in_path)
-      ::utimensat(AT_FDCWD, dir.c_str(), times, AT_SYMLINK_NOFOLLOW);
+    } else {
+      step(optimise_step::made_temp_link);
+      if (::rename(temp.c_str(), file.c_str()) != 0) {
+        err = errno;
+        ::unlink(temp.c_str());
+      } else {
+        step(optimise_step::renamed);
+      }
+    }
+    if (!top) {
+      close_directory(dir); // the rename touched the directory
+      step(optimise_step::closed_directory);
+    }
     if (err != 0)
       throw sys_error("replacing '" + file + "' with a link to '" + link + "'", err);
     ++result.files_linked;
@@ -87,13 +133,16 @@ private:
   }
 
   local_store& store_;
+  std::string store_dir_;
   std::string links_;
+  const std::function<void(optimise_step)>& at_step_;
+  uint64_t temps_ = 0;
 };
 
 } // namespace
 
-optimise_result optimise_store(local_store& store) {
-  optimiser o(store);
+optimise_result optimise_store(local_store& store, const std::function<void(optimise_step)>& at_step) {
+  optimiser o(store, at_step);
   for (auto& p : store.db().query_all_valid_paths())
     o.path(p);
   return o.result;
