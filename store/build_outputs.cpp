@@ -2,6 +2,7 @@
 
 #include "store/canonicalise.hpp"
 #include "store/file_ops.hpp"
+#include "store/find_cycles.hpp"
 #include "store/local_store.hpp"
 #include "store/nar.hpp"
 #include "store/references.hpp"
@@ -45,6 +46,27 @@ store_path_set constraint_paths(const std::string& attr, const std::string& valu
 }
 
 } // namespace
+
+void refuse_output_cycles(const store_path& drv_path, const std::map<std::string, store_path_set>& references,
+                          const std::map<std::string, store_path>& outputs) {
+  std::vector<std::string> names;
+  for (auto& [name, path] : outputs)
+    names.push_back(name);
+  auto other_outputs = [&](const std::string& name) {
+    std::vector<std::string> kids;
+    auto refs = references.find(name);
+    for (auto& [other, path] : outputs)
+      if (refs != references.end() && refs->second.count(path))
+        kids.push_back(other);
+    return kids;
+  };
+  auto cycles = find_cycles(names, other_outputs, true);
+  if (!cycles.empty()) {
+    auto& c = cycles.front();
+    throw output_rejected("cycle detected in build of '" + drv_path.full() + "' in the references of output '" +
+                          c.front() + "' from output '" + c[c.size() - 2] + "'");
+  }
+}
 
 void check_reference_constraints(const derivation& drv, const std::string& output_full_path,
                                  const store_path_set& references,
@@ -100,6 +122,10 @@ std::vector<path_info> inspect_build_outputs(local_store& store, const store_pat
     if (::lstat(o.location.c_str(), &st) != 0)
       throw output_rejected("builder for '" + drv_path.full() + "' failed to produce output path for output '" +
                             o.name + "' at '" + o.path.full() + "'");
+    // Someone else may have changed what the builder left (Nix's check).
+    if (!S_ISLNK(st.st_mode) && (st.st_mode & (S_IWGRP | S_IWOTH)))
+      throw output_rejected("suspicious ownership or permission on '" + o.path.full() + "' for output '" + o.name +
+                            "'; rejecting this build output");
     canonicalise_path_metadata(o.location);
 
     hash_sink nar_hash(hash_algo::sha256);
@@ -182,8 +208,12 @@ std::vector<path_info> inspect_build_outputs(local_store& store, const store_pat
     return seen;
   };
   std::map<std::string, store_path> names;
-  for (auto& o : outputs)
-    names.emplace(o.name, o.path);
+  std::map<std::string, store_path_set> references;
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    names.emplace(outputs[i].name, outputs[i].path);
+    references.emplace(outputs[i].name, infos[i].references);
+  }
+  refuse_output_cycles(drv_path, references, names);
   for (auto& i : infos)
     check_reference_constraints(drv, i.path.full(), i.references, names, closure);
   return infos;

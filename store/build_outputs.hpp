@@ -52,6 +52,13 @@ void check_reference_constraints(const derivation& drv, const std::string& outpu
                                  const std::map<std::string, store_path>& outputs,
                                  const std::function<store_path_set(const store_path_set&)>& closure);
 
+// Outputs of one build that refer to each other in a cycle could never be
+// exported, copied or collected: refused as Nix refuses them, naming the
+// first cycle met when visiting outputs by name. `references` are each
+// output's scanned references. Throws output_rejected. Pure.
+void refuse_output_cycles(const store_path& drv_path, const std::map<std::string, store_path_set>& references,
+                          const std::map<std::string, store_path>& outputs);
+
 struct output_inspection {
   // Scan for references to these (the input closure and the outputs).
   store_path_set reference_candidates;

@@ -1,6 +1,7 @@
 #include "store/verify.hpp"
 
 #include "store/error.hpp"
+#include "store/find_cycles.hpp"
 #include "store/nar.hpp"
 
 #include <sys/stat.h>
@@ -14,15 +15,40 @@ std::string fingerprint_of(const path_info& info) {
   return path_fingerprint(info.path.full(), info.nar_hash, info.nar_size, refs);
 }
 
+namespace {
+
+// A cycle among valid paths (which Kiln's builds refuse, but an older Kiln
+// or another tool may have registered) breaks export, copying and GC. The
+// walk goes on through the database past the paths asked about.
+void report_reference_cycles(local_store& store, const std::vector<store_path>& paths,
+                             std::map<store_path, store_path_set>& references, std::vector<verify_problem>& problems) {
+  auto refs_of = [&](const store_path& p) {
+    auto it = references.find(p);
+    if (it == references.end())
+      it = references.emplace(p, store.db().is_valid(p) ? store.db().query_references(p) : store_path_set{}).first;
+    return std::vector<store_path>(it->second.begin(), it->second.end());
+  };
+  for (auto& cycle : find_cycles(paths, refs_of)) {
+    std::string shown;
+    for (auto& p : cycle)
+      shown += (shown.empty() ? "" : " -> ") + p.full();
+    problems.push_back({cycle.front(), "reference cycle: " + shown});
+  }
+}
+
+} // namespace
+
 std::vector<verify_problem> verify_paths(local_store& store, const std::vector<store_path>& paths,
                                          bool check_contents) {
   std::vector<verify_problem> problems;
+  std::map<store_path, store_path_set> references;
   for (auto& p : paths) {
     auto info = store.db().query_path_info(p);
     if (!info) {
       problems.push_back({p, "not valid"});
       continue;
     }
+    references.emplace(p, info->references);
     struct stat st;
     if (::lstat(store.real_path(p).c_str(), &st) != 0) {
       problems.push_back({p, "missing from " + store.layout().store_dir()});
@@ -44,6 +70,7 @@ std::vector<verify_problem> verify_paths(local_store& store, const std::vector<s
       problems.push_back({p, std::string("unreadable: ") + e.what()});
     }
   }
+  report_reference_cycles(store, paths, references, problems);
   return problems;
 }
 

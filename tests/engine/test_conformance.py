@@ -1,0 +1,33 @@
+"""The engine as Nix 2.8's, side by side: the same .drv files built by
+`kiln build` and by `nix-store --realise`, each case asserting what both do.
+(Issue 14's audit: each case failed before its change.)"""
+from kiln_testing import explain
+
+
+def test_outputs_referring_to_each_other_are_refused_and_nothing_registered(both):
+    d = both.drv("cyclic", 'echo $dev > $out; echo $out > $dev', outputs=("out", "dev"))
+    outs = both.outputs(d)
+    nix = both.nix_realise(d)
+    kiln = both.kiln_build(d)
+    wanted = f"cycle detected in build of '{d}' in the references of output 'dev' from output 'out'"
+    assert nix.returncode != 0 and wanted in nix.stderr, explain(nix)
+    assert kiln.returncode == nix.returncode and wanted in kiln.stderr, explain(kiln)
+    for p in outs.values():
+        assert not both.nix_valid(p) and not both.kiln_valid(p)
+
+
+def test_a_group_or_world_writable_output_is_refused(both):
+    for mode in ("775", "757"):
+        d = both.drv(f"writable-{mode}", f"mkdir $out; echo x > $out/f; chmod {mode} $out")
+        out = both.outputs(d)["out"]
+        nix = both.nix_realise(d)
+        kiln = both.kiln_build(d)
+        wanted = "suspicious ownership or permission on '"
+        tail = "' for output 'out'; rejecting this build output"
+        assert nix.returncode != 0 and wanted in nix.stderr and tail in nix.stderr, explain(nix)
+        assert kiln.returncode == nix.returncode and f"{wanted}{out}{tail}" in kiln.stderr, explain(kiln)
+        assert not both.nix_valid(out) and not both.kiln_valid(out)
+    # A writable file inside the output is canonicalised, as by Nix.
+    d = both.drv("writable-inside", "mkdir $out; echo x > $out/f; chmod 777 $out/f")
+    assert both.nix_realise(d).returncode == 0
+    assert both.kiln_build(d).returncode == 0

@@ -1,0 +1,96 @@
+"""The one helper Kiln's pytest suites share: a Kiln store and a Nix 2.8
+store side by side in a temporary directory, derivations added to the first
+and exported to the second, and both tools run on them.
+
+Both build sandboxed with the host's shell and tools bound in, as the
+benchmarks give Nix; Nix gets `--option substituters ''` (no network here).
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+HOST_TOOLS = "/bin /lib /lib64 /usr"
+
+
+def run(argv, input=None, timeout=180, env=None):
+    """Runs a command and keeps its output as text."""
+    return subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def explain(r):
+    """A finished command as a failure message shows it."""
+    return f"exit {r.returncode}\n--- stdout\n{r.stdout[-1500:]}\n--- stderr\n{r.stderr[-1500:]}"
+
+
+class SideBySide:
+    """A temporary Kiln store (`local:DIR/kiln`) and Nix store (`DIR/nix`)."""
+
+    def __init__(self, kiln):
+        self.kiln = kiln
+        self.dir = tempfile.mkdtemp(prefix="kiln-pytest-")
+        # Build users must reach what tests bind in; build directories stay inside.
+        os.chmod(self.dir, 0o755)
+        os.makedirs(f"{self.dir}/tmp")
+        self.env = dict(os.environ, TMPDIR=f"{self.dir}/tmp", KILN_CONF=f"{self.dir}/kiln.conf")
+        with open(self.env["KILN_CONF"], "w") as f:
+            f.write(f"sandbox-paths = {HOST_TOOLS}\n")
+        self.store = f"local:{self.dir}/kiln"
+        self.nix_root = f"{self.dir}/nix"
+        self._count = 0
+
+    def close(self):
+        subprocess.run(["chmod", "-R", "u+w", self.dir], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def real(self, store_path):
+        """Where the Kiln store keeps a store path."""
+        return f"{self.dir}/kiln{store_path}"
+
+    def kiln_run(self, *args, input=None, timeout=180):
+        return run([self.kiln, *args], input=input, timeout=timeout, env=self.env)
+
+    def drv(self, name, script, outputs=("out",), env=None, inputs=(), fixed=None, system="x86_64-linux",
+            builder="/bin/sh", args=None):
+        """Adds a derivation (builder /bin/sh -c SCRIPT) to the Kiln store; returns its path."""
+        self._count += 1
+        body = {"name": name, "outputs": {o: {} for o in outputs}, "inputSrcs": [],
+                "inputDrvs": {d: ["out"] for d in inputs}, "system": system, "builder": builder,
+                "args": ["-c", script] if args is None else args,
+                "env": {"PATH": "/bin:/usr/bin", **(env or {})}}
+        if fixed:
+            body["outputs"] = {"out": fixed}
+        path = f"{self.dir}/drv{self._count}.json"
+        with open(path, "w") as f:
+            json.dump(body, f)
+        r = self.kiln_run("drv", "add", "--store", self.store, "--json", path)
+        assert r.returncode == 0, explain(r)
+        return r.stdout.strip()
+
+    def outputs(self, drv):
+        """A derivation's output paths by name."""
+        r = self.kiln_run("drv", "show", "--json", self.real(drv))
+        assert r.returncode == 0, explain(r)
+        return {n: o["path"] for n, o in json.loads(r.stdout)[drv]["outputs"].items()}
+
+    def kiln_build(self, *args, timeout=180):
+        return self.kiln_run("build", "--store", self.store, *args, timeout=timeout)
+
+    def nix_realise(self, *drvs, options=(), timeout=180):
+        """`nix-store --realise` of the same .drv files (exported from Kiln's store)."""
+        exp = subprocess.run([self.kiln, "store", "export", "--store", self.store, *drvs], env=self.env,
+                             capture_output=True)
+        assert exp.returncode == 0, exp.stderr.decode()
+        imp = subprocess.run(["nix-store", "--store", self.nix_root, "--import"], input=exp.stdout,
+                             capture_output=True)
+        assert imp.returncode == 0, imp.stderr.decode()
+        return run(["nix-store", "--store", self.nix_root, "--realise", *drvs, "--option", "substituters", "",
+                    "--option", "sandbox", "true", "--option", "sandbox-paths", HOST_TOOLS, *options],
+                   timeout=timeout)
+
+    def nix_valid(self, path):
+        return run(["nix-store", "--store", self.nix_root, "--check-validity", path]).returncode == 0
+
+    def kiln_valid(self, path):
+        return self.kiln_run("store", "path-info", "--store", self.store, path).returncode == 0
