@@ -12,10 +12,13 @@
 
 namespace kiln {
 
+class build_steps;
+
 // Detached: owns the store (database handle) and runs build_steps.
-// The store is opened by the caller, so a bad store is reported before
-// anything is spawned.
-store_actor spawn_store_actor(caf::actor_system& sys, std::shared_ptr<local_store> store, build_options options);
+// The store and the steps (keys read, settings checked) are made by the
+// caller, so a bad store or key file is reported before anything is spawned.
+store_actor spawn_store_actor(caf::actor_system& sys, std::shared_ptr<local_store> store,
+                              std::shared_ptr<build_steps> steps);
 // Detached: log files are written with blocking I/O.
 logger_actor spawn_logger(caf::actor_system& sys, bool print_build_logs);
 builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger);

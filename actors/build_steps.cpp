@@ -69,8 +69,16 @@ const std::string& build_steps::private_dir() {
 build_steps::build_steps(local_store& store, build_options options)
     : store_(store), options_(std::move(options)) {
   for (auto& f : options_.secret_key_files)
-    keys_.push_back(read_secret_key_file(f));
-  trusted_ = make_trusted_keys(options_.trusted_public_keys);
+    try {
+      keys_.push_back(read_secret_key_file(f));
+    } catch (const error& e) {
+      throw error(std::string("setting 'secret-key-files': ") + e.what());
+    }
+  try {
+    trusted_ = make_trusted_keys(options_.trusted_public_keys);
+  } catch (const error& e) {
+    throw error(std::string("setting 'trusted-public-keys': ") + e.what());
+  }
   substituters_.resize(options_.substituters.size());
 }
 

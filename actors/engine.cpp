@@ -1,6 +1,7 @@
 // The embedded engine: an actor system in this process with the store
 // actor, logger and scheduler, run until every requested goal is done.
 #include "actors/actors.hpp"
+#include "actors/build_steps.hpp"
 #include "actors/valid_targets.hpp"
 #include "store/error.hpp"
 
@@ -29,6 +30,8 @@ struct engine_config : caf::actor_system_config {
 engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,
                       const std::vector<goal_request>& requests, const event_sink& events) {
   engine_run run;
+  // Made first, even when nothing is built: a bad key file is an error at start.
+  auto steps = std::make_shared<build_steps>(*store, options);
   settled_targets settled;
   if (options.mode == build_mode::normal)
     settled = settle_valid_targets(*store, requests);
@@ -38,7 +41,7 @@ engine_run run_builds(std::shared_ptr<local_store> store, const build_options& o
   if (!settled.remaining.empty()) {
     engine_config cfg;
     caf::actor_system sys{cfg};
-    auto storer = spawn_store_actor(sys, store, options);
+    auto storer = spawn_store_actor(sys, store, std::move(steps));
     auto logger = spawn_logger(sys, options.print_build_logs);
     auto sched = spawn_scheduler(sys, storer, logger, options, events, store->layout().store_dir());
     caf::scoped_actor self{sys};

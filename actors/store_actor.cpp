@@ -12,7 +12,7 @@ namespace {
 
 struct store_state {
   std::shared_ptr<local_store> store;
-  std::unique_ptr<build_steps> steps;
+  std::shared_ptr<build_steps> steps;
   static inline const char* name = "store";
 };
 
@@ -27,9 +27,9 @@ auto guarded(F f) -> caf::result<decltype(f())> {
 }
 
 store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_state> self,
-                                          std::shared_ptr<local_store> store, build_options options) {
+                                          std::shared_ptr<local_store> store, std::shared_ptr<build_steps> steps_) {
   self->state.store = std::move(store);
-  self->state.steps = std::make_unique<build_steps>(*self->state.store, options);
+  self->state.steps = std::move(steps_);
   auto steps = [self]() -> build_steps& { return *self->state.steps; };
   return {
       [=](load_atom, const std::string& drv) { return guarded([&] {
@@ -56,8 +56,9 @@ store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_st
 
 } // namespace
 
-store_actor spawn_store_actor(caf::actor_system& sys, std::shared_ptr<local_store> store, build_options options) {
-  return sys.spawn<caf::detached>(store_behavior, std::move(store), std::move(options));
+store_actor spawn_store_actor(caf::actor_system& sys, std::shared_ptr<local_store> store,
+                              std::shared_ptr<build_steps> steps) {
+  return sys.spawn<caf::detached>(store_behavior, std::move(store), std::move(steps));
 }
 
 } // namespace kiln

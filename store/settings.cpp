@@ -13,21 +13,29 @@ struct known_setting {
   const char* name;
   kind k;
   const char* default_value;
+  uint64_t max = std::numeric_limits<int64_t>::max(); // numbers and sizes
+  const char* unit = "";
 };
+
+// Bounds that keep every use of a value meaningful: seconds fit a
+// nanosecond duration (a larger timeout overflowed and fired at once), and
+// a control group takes no more pids than the kernel can have.
+constexpr uint64_t max_seconds = 4294967295; // about 136 years
+constexpr uint64_t max_count = 1000000;
 
 // Settings the code reads today, with Nix's defaults.
 const known_setting known[] = {
     {"keep-outputs", kind::boolean, "false"},
     {"keep-derivations", kind::boolean, "true"},
-    {"max-jobs", kind::jobs, "1"},
-    {"cores", kind::number, "0"},
+    {"max-jobs", kind::jobs, "1", 65535},
+    {"cores", kind::number, "0", 65535},
     {"keep-going", kind::boolean, "false"},
     {"keep-failed", kind::boolean, "false"},
-    {"repeat", kind::number, "0"},
-    {"max-silent-time", kind::number, "0"},
-    {"timeout", kind::number, "0"},
+    {"repeat", kind::number, "0", 1000},
+    {"max-silent-time", kind::number, "0", max_seconds, " seconds"},
+    {"timeout", kind::number, "0", max_seconds, " seconds"},
     {"max-log-size", kind::size, "0"},
-    {"log-lines", kind::number, "25"},
+    {"log-lines", kind::number, "25", max_count},
     {"compress-build-log", kind::log_compression, "zstd"},
     {"secret-key-files", kind::text, ""},
     {"post-build-hook", kind::text, ""},
@@ -45,13 +53,15 @@ const known_setting known[] = {
     {"build-users-group", kind::text, ""},
     // Kiln's own: limits on each build's control group (0 = none).
     {"build-memory-max", kind::size, "0"},
-    {"build-pids-max", kind::number, "0"},
-    {"build-cpu-max", kind::number, "0"},
+    {"build-pids-max", kind::number, "0", 4194304}, // the kernel's PID_MAX_LIMIT
+    {"build-cpu-max", kind::number, "0", 100 * 65535, " percent of one CPU"},
 };
 
 uint64_t parse_number(const std::string& value, const std::string& what) {
-  if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos || value.size() > 18)
+  if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos)
     throw format_error(what + ": expected a whole number, got '" + value + "'");
+  if (value.size() > 18)
+    throw format_error(what + ": " + value + " is out of range");
   return std::stoull(value);
 }
 
@@ -117,13 +127,20 @@ settings::settings() {
 void settings::set(const std::string& name, const std::string& value, const std::string& origin) {
   auto& s = lookup(name, origin);
   std::string what = origin + ": setting '" + name + "'";
+  auto within_range = [&](uint64_t n) {
+    if (n > s.max)
+      throw format_error(what + ": " + value + " is out of range (at most " + std::to_string(s.max) + s.unit + ")");
+  };
   switch (s.k) {
   case kind::boolean: parse_bool_setting(value, what); break;
-  case kind::number: parse_number(value, what); break;
-  case kind::size: parse_size_setting(value, what); break;
+  case kind::number: within_range(parse_number(value, what)); break;
+  case kind::size: within_range(parse_size_setting(value, what)); break;
   case kind::jobs:
-    if (value != "auto")
-      parse_number(value, what);
+    if (value == "auto")
+      break;
+    if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos)
+      throw format_error(what + ": should be 'auto' or an integer, got '" + value + "'");
+    within_range(parse_number(value, what));
     break;
   case kind::log_compression:
     if (value != "zstd" && value != "bzip2" && value != "none" && value != "true" && value != "false")

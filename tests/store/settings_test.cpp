@@ -46,6 +46,26 @@ BOOST_AUTO_TEST_CASE(bad_lines_name_file_and_line) {
   BOOST_TEST(!s.get_bool("keep-outputs")); // nothing half-applied from the bad line
 }
 
+BOOST_AUTO_TEST_CASE(every_number_is_checked_against_its_range_where_it_is_parsed) {
+  settings s;
+  // A timeout that would overflow a duration, a pids limit the kernel refuses.
+  BOOST_TEST(error_contains([&] { s.set("timeout", "99999999999999"); },
+                            "setting 'timeout': 99999999999999 is out of range (at most 4294967295 seconds)"));
+  BOOST_TEST(error_contains([&] { s.set("max-silent-time", "4294967296", "kiln.conf:3"); },
+                            "kiln.conf:3: setting 'max-silent-time'"));
+  BOOST_TEST(error_contains([&] { s.set("build-pids-max", "999999999999999999"); }, "at most 4194304"));
+  BOOST_TEST(error_contains([&] { s.set("cores", "18446744073709551616"); }, "is out of range"));
+  BOOST_TEST(error_contains([&] { s.set("max-jobs", "-1"); }, "should be 'auto' or an integer"));
+  BOOST_TEST(error_contains([&] { s.set("max-log-size", "9999999T"); }, "is out of range"));
+  // The values that fail stay as they were; the largest allowed ones are taken.
+  BOOST_TEST(s.get_number("timeout") == 0u);
+  s.set("timeout", "4294967295");
+  s.set("build-pids-max", "4194304");
+  s.set("max-jobs", "auto");
+  BOOST_TEST(s.get_number("timeout") == 4294967295u);
+  BOOST_TEST(s.get_number("build-pids-max") == 4194304u);
+}
+
 BOOST_AUTO_TEST_CASE(sizes_with_suffixes) {
   BOOST_TEST(parse_size_setting("0", "x") == 0u);
   BOOST_TEST(parse_size_setting("123", "x") == 123u);

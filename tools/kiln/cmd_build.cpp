@@ -64,26 +64,29 @@ Prints the build log of PATH: a .drv, or an output path (its deriver's log),
 whichever compression it was written with (zstd, bzip2 as Nix writes, none).
 )";
 
-build_options options_from(const settings& s, const cli::parsed_args& a) {
+build_options options_from(settings s, const cli::parsed_args& a) {
+  // A flag is its setting given on the command line: one parser, one range.
+  for (auto [flag, name] : {std::pair{"--max-jobs", "max-jobs"}, {"--repeat", "repeat"},
+                            {"--max-silent-time", "max-silent-time"}, {"--timeout", "timeout"},
+                            {"--max-log-size", "max-log-size"}})
+    if (a.values.count(flag))
+      s.set(name, a.values.at(flag), flag);
   build_options o;
-  auto jobs = a.value_or("--max-jobs", s.get("max-jobs"));
+  auto jobs = s.get("max-jobs");
   if (jobs == "auto")
     o.max_jobs = std::max(1u, std::thread::hardware_concurrency());
   else
-    o.max_jobs = static_cast<uint32_t>(parse_size_setting(jobs, "--max-jobs"));
+    o.max_jobs = static_cast<uint32_t>(s.get_number("max-jobs"));
   o.cores = static_cast<uint32_t>(s.get_number("cores"));
   if (o.cores == 0)
     o.cores = std::max(1u, std::thread::hardware_concurrency());
   o.keep_going = s.get_bool("keep-going") || a.has("--keep-going");
   o.keep_failed = s.get_bool("keep-failed") || a.has("--keep-failed");
   o.print_build_logs = a.has("--print-build-logs");
-  auto number = [&](const char* flag, const char* setting) {
-    return a.values.count(flag) ? parse_size_setting(a.values.at(flag), flag) : s.get_number(setting);
-  };
-  o.repeat = static_cast<uint32_t>(number("--repeat", "repeat"));
-  o.max_silent_time = number("--max-silent-time", "max-silent-time");
-  o.timeout = number("--timeout", "timeout");
-  o.max_log_size = number("--max-log-size", "max-log-size");
+  o.repeat = static_cast<uint32_t>(s.get_number("repeat"));
+  o.max_silent_time = s.get_number("max-silent-time");
+  o.timeout = s.get_number("timeout");
+  o.max_log_size = s.get_number("max-log-size");
   o.log_lines = static_cast<uint32_t>(s.get_number("log-lines"));
   o.compress_build_log = s.get("compress-build-log");
   std::istringstream keys(s.get("secret-key-files"));

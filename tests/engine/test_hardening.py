@@ -1,0 +1,42 @@
+"""Bad settings and key files: a clear error at start, before any build,
+nothing on stdout (so --json stays parseable), exit 1."""
+import pytest
+
+from kiln_testing import explain
+
+
+def assert_refused_at_start(both, r, fragment):
+    assert r.returncode == 1 and r.stdout == "", explain(r)
+    assert fragment in r.stderr and "building" not in r.stderr and "unhandled" not in r.stderr, explain(r)
+
+
+@pytest.mark.parametrize("key_file, fragment", [
+    ("/nonexistent/key", "setting 'secret-key-files': opening '/nonexistent/key': No such file or directory"),
+    ("BAD", "setting 'secret-key-files': key file '{BAD}': secret key is not of the form 'name:base64'"),
+])
+def test_a_missing_or_malformed_secret_key_file_is_an_error_at_start(both, key_file, fragment):
+    bad = f"{both.dir}/bad.sk"
+    with open(bad, "w") as f:
+        f.write("not a key\n")
+    key_file = key_file.replace("BAD", bad)
+    d = both.drv("signed", "echo x > $out")
+    r = both.kiln_build("--json", "--option", "secret-key-files", key_file, d)
+    assert_refused_at_start(both, r, fragment.replace("{BAD}", bad))
+    assert not both.kiln_valid(both.outputs(d)["out"])
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--timeout", "99999999999999"], "--timeout: setting 'timeout': 99999999999999 is out of range"),
+    (["--max-silent-time", "18446744073709551616"], "setting 'max-silent-time': 18446744073709551616 is out of range"),
+    (["--option", "build-pids-max", "999999999999999999"], "setting 'build-pids-max': 999999999999999999 is out"),
+    (["-j", "many"], "setting 'max-jobs': should be 'auto' or an integer, got 'many'"),
+])
+def test_a_setting_out_of_range_is_an_error_at_start(both, args, fragment):
+    d = both.drv("limited", "echo x > $out")
+    assert_refused_at_start(both, both.kiln_build("--json", *args, d), fragment)
+
+
+def test_the_largest_timeout_is_not_an_instant_one(both):
+    d = both.drv("patient", "sleep 1; echo x > $out")
+    r = both.kiln_build("--json", "--timeout", "4294967295", "--max-silent-time", "4294967295", d)
+    assert r.returncode == 0 and '"Built"' in r.stdout, explain(r)
