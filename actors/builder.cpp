@@ -4,6 +4,7 @@
 // delayed messages, max-log-size as a counter, each killing the builder's
 // whole process group.
 #include "actors/actors.hpp"
+#include "actors/log_window.hpp"
 #include "sandbox/builder_process.hpp"
 #include "store/build_log.hpp"
 #include "store/file_ops.hpp"
@@ -18,7 +19,15 @@ namespace kiln {
 
 namespace {
 
+// Log bytes a build may have on their way to the logger (see log_window).
+constexpr uint64_t log_window_bytes = 256 * 1024;
+// The logger writes to a local file; an answer later than this means it is
+// stuck, and the bytes are given back so the build is not stuck with it.
+constexpr auto log_write_timeout = std::chrono::minutes(5);
+
 struct builder_state {
+  ~builder_state() { window->close(); } // the reading thread never waits on a dead actor
+  std::shared_ptr<log_window> window = std::make_shared<log_window>(log_window_bytes);
   builder_job job;
   caf::typed_response_promise<builder_outcome> promise;
   builder_outcome outcome;
@@ -36,11 +45,15 @@ using builder_impl = builder_actor::extend<
     caf::reacts_to<usage_atom, uint64_t, uint64_t, uint64_t>>;
 
 // Runs on its own thread: everything blocking about one builder process.
-void watch_builder(builder_impl self, sandbox::sandbox_spec spec, std::vector<std::string> outputs) {
+void watch_builder(builder_impl self, sandbox::sandbox_spec spec, std::vector<std::string> outputs,
+                   std::shared_ptr<log_window> window) {
   try {
     auto p = sandbox::builder_process::start(spec);
     caf::anon_send(self, started_atom::value, static_cast<int32_t>(p.pid()));
-    int status = p.watch([&](std::string_view out) { caf::anon_send(self, output_atom::value, std::string(out)); });
+    int status = p.watch([&](std::string_view out) {
+      window->acquire(out.size());
+      caf::anon_send(self, output_atom::value, std::string(out));
+    });
     auto& u = p.usage();
     caf::anon_send(self, usage_atom::value, u.cpu_user_us, u.cpu_system_us, u.peak_memory);
     caf::anon_send(self, exited_atom::value, static_cast<int32_t>(status), std::string());
@@ -78,12 +91,13 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
         st.promise = self->make_response_promise<builder_outcome>();
         self->send(logger, log_open_atom::value, st.job.drv_path, st.job.log_path, st.job.log_compression);
         if (!st.job.notice.empty())
-          self->send(logger, log_atom::value, st.job.drv_path, st.job.notice + "\n");
+          self->request(logger, log_write_timeout, log_atom::value, st.job.drv_path, st.job.notice + "\n")
+              .then([](uint64_t) {}, [](caf::error&) {});
         if (st.job.timeout)
           self->delayed_send(self, std::chrono::seconds(st.job.timeout), limit_atom::value,
                              uint8_t(builder_outcome::timeout), uint64_t(0));
         arm_silence();
-        std::thread(watch_builder, builder_impl(self), st.job.process, st.job.output_locations).detach();
+        std::thread(watch_builder, builder_impl(self), st.job.process, st.job.output_locations, st.window).detach();
         return st.promise;
       },
       [=](started_atom, int32_t pid) {
@@ -94,15 +108,21 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
       },
       [=](output_atom, const std::string& bytes) {
         auto& st = self->state;
-        if (st.outcome.limit != builder_outcome::none)
+        auto window = st.window;
+        uint64_t n = bytes.size();
+        if (st.outcome.limit != builder_outcome::none) {
+          window->release(n);
           return; // killed: what it still printed is not shown
-        st.log_bytes += bytes.size();
+        }
+        st.log_bytes += n;
         if (st.job.max_log_size && st.log_bytes > st.job.max_log_size) {
+          window->release(n);
           kill(builder_outcome::log_size, "log limit");
           return;
         }
         st.tail->feed(bytes);
-        self->send(logger, log_atom::value, st.job.drv_path, bytes);
+        self->request(logger, log_write_timeout, log_atom::value, st.job.drv_path, bytes)
+            .then([window, n](uint64_t) { window->release(n); }, [window, n](caf::error&) { window->release(n); });
         arm_silence();
       },
       [=](limit_atom, uint8_t kind, uint64_t generation) {

@@ -46,15 +46,15 @@ logger_actor::behavior_type logger_behavior(logger_actor::stateful_pointer<logge
           std::cerr << "warning: cannot write the build log: " << e.what() << '\n';
         }
         if (print) {
-          l.lines = std::make_unique<log_tail>(0);
+          l.lines = std::make_unique<log_tail>(0, true);
           l.prefix = short_name(drv) + "> ";
         }
         self->state.logs[drv] = std::move(l);
       },
-      [=](log_atom, const std::string& drv, const std::string& bytes) {
+      [=](log_atom, const std::string& drv, const std::string& bytes) -> uint64_t {
         auto it = self->state.logs.find(drv);
         if (it == self->state.logs.end())
-          return;
+          return bytes.size();
         try {
           if (it->second.file)
             it->second.file->write(bytes);
@@ -66,6 +66,7 @@ logger_actor::behavior_type logger_behavior(logger_actor::stateful_pointer<logge
           it->second.lines->feed(bytes);
           show(it->second);
         }
+        return bytes.size();
       },
       [=](log_close_atom, const std::string& drv) {
         auto it = self->state.logs.find(drv);

@@ -58,7 +58,9 @@ using store_actor = caf::typed_actor<
 // Writes build logs (and with -L shows their lines), one file per build.
 using logger_actor = caf::typed_actor<
     caf::reacts_to<log_open_atom, std::string /*drv*/, std::string /*file*/, std::string /*compression*/>,
-    caf::reacts_to<log_atom, std::string /*drv*/, std::string /*bytes*/>,
+    // Replies with the number of bytes written once they are: the builder
+    // keeps a window of unacknowledged log bytes (back-pressure).
+    caf::replies_to<log_atom, std::string /*drv*/, std::string /*bytes*/>::with<uint64_t>,
     caf::reacts_to<log_close_atom, std::string /*drv*/>>;
 
 // Runs one builder under its limits.

@@ -215,6 +215,8 @@ void log_tail::feed(std::string_view data) {
       pos_ = 0;
     } else if (c == '\n') {
       finish_line();
+    } else if (pos_ >= max_line_bytes_) {
+      ++dropped_;
     } else {
       if (pos_ >= current_.size())
         current_.resize(pos_ + 1);
@@ -223,19 +225,28 @@ void log_tail::feed(std::string_view data) {
   }
 }
 
+std::string log_tail::shown_current() const {
+  if (dropped_ == 0)
+    return current_;
+  return current_ + " [" + std::to_string(dropped_) + " more bytes]";
+}
+
 void log_tail::finish_line() {
-  fresh_.push_back(current_);
-  kept_.push_back(std::move(current_));
+  std::string line = shown_current();
+  if (collect_finished_)
+    fresh_.push_back(line);
+  kept_.push_back(std::move(line));
   if (kept_.size() > max_lines_)
     kept_.pop_front();
   current_.clear();
   pos_ = 0;
+  dropped_ = 0;
 }
 
 std::deque<std::string> log_tail::lines() const {
   std::deque<std::string> all = kept_;
   if (!current_.empty()) {
-    all.push_back(current_);
+    all.push_back(shown_current());
     if (all.size() > max_lines_)
       all.pop_front();
   }

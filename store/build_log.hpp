@@ -7,6 +7,7 @@
 
 #include "store/store_layout.hpp"
 
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -46,14 +47,22 @@ std::optional<std::string> read_build_log(const store_layout& layout, std::strin
 
 // The last `max_lines` complete or partial lines of a build's output.
 // '\r' returns to the start of the current line, so progress bars leave
-// only their final state; "\r\n" ends a line as '\n' does.
+// only their final state; "\r\n" ends a line as '\n' does. A line keeps
+// its first `max_line_bytes` bytes and says how many more it had, so the
+// tail's memory is bounded however long a builder's line is (the log file
+// has every byte).
 class log_tail {
 public:
-  explicit log_tail(std::size_t max_lines) : max_lines_(max_lines) {}
+  static constexpr std::size_t default_max_line_bytes = 8192;
+  // With `collect_finished`, lines are also kept for take_finished (-L),
+  // which must then be called as they come.
+  explicit log_tail(std::size_t max_lines, bool collect_finished = false,
+                    std::size_t max_line_bytes = default_max_line_bytes)
+      : max_lines_(max_lines), collect_finished_(collect_finished), max_line_bytes_(max_line_bytes) {}
   void feed(std::string_view data);
   // The kept lines, oldest first, the unfinished line last (if not empty).
   std::deque<std::string> lines() const;
-  // The lines finished since the last call (for -L).
+  // The lines finished since the last call (for -L; needs collect_finished).
   std::deque<std::string> take_finished();
   // Ends an unfinished last line, if there is one.
   void finish() {
@@ -62,11 +71,15 @@ public:
   }
 private:
   void finish_line();
+  std::string shown_current() const;
   std::size_t max_lines_;
+  bool collect_finished_;
+  std::size_t max_line_bytes_;
   std::deque<std::string> kept_;
   std::deque<std::string> fresh_;
   std::string current_;
   std::size_t pos_ = 0;
+  uint64_t dropped_ = 0; // bytes of the current line past max_line_bytes_
 };
 
 } // namespace kiln

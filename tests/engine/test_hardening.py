@@ -2,7 +2,7 @@
 nothing on stdout (so --json stays parseable), exit 1."""
 import pytest
 
-from kiln_testing import explain
+from kiln_testing import explain, peak_rss
 
 
 def assert_refused_at_start(both, r, fragment):
@@ -40,3 +40,20 @@ def test_the_largest_timeout_is_not_an_instant_one(both):
     d = both.drv("patient", "sleep 1; echo x > $out")
     r = both.kiln_build("--json", "--timeout", "4294967295", "--max-silent-time", "4294967295", d)
     assert r.returncode == 0 and '"Built"' in r.stdout, explain(r)
+
+
+@pytest.mark.parametrize("script", [
+    "yes 'a line of build output' | head -c 33554432",  # 32 MiB of lines
+    "head -c 33554432 /dev/zero | tr '\\0' x",  # one 32 MiB line
+])
+def test_a_builds_log_does_not_grow_kilns_memory(both, script):
+    # bzip2 is the slowest writer: without back-pressure its backlog piled
+    # up in memory (and every finished line was kept besides).
+    with open(both.env["KILN_CONF"], "a") as f:
+        f.write("compress-build-log = bzip2\n")
+    d = both.drv("chatty", f"{script}; echo done > $out")
+    rc, _, mib = peak_rss(both.kiln, [both.kiln, "build", "--store", both.store, d], env=both.env)
+    assert rc == 0
+    assert mib < 48, f"kiln's peak RSS was {mib:.1f} MiB for a 32 MiB log"
+    log = both.kiln_run("log", "--store", both.store, d)
+    assert len(log.stdout) == 32 << 20, "the log file still has every byte"

@@ -11,7 +11,7 @@ using namespace kiln;
 BOOST_AUTO_TEST_SUITE(build_log_tests)
 
 BOOST_AUTO_TEST_CASE(tail_keeps_the_last_lines_and_handles_carriage_returns) {
-  log_tail t(3);
+  log_tail t(3, true);
   t.feed("one\ntwo\nthr");
   t.feed("ee\nfour\r\n");
   t.feed("10%\r100%\nabc\rX");
@@ -72,6 +72,25 @@ BOOST_AUTO_TEST_CASE(corrupt_and_truncated_logs_are_errors) {
   BOOST_CHECK_THROW(parse_log_compression("gzip"), format_error);
   BOOST_TEST((parse_log_compression("true") == log_compression::bzip2));
   BOOST_TEST((parse_log_compression("false") == log_compression::none));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(log_tail_bounds)
+
+BOOST_AUTO_TEST_CASE(an_endless_line_keeps_its_start_and_says_how_much_more_there_was) {
+  log_tail t(3, false, 16);
+  std::string chunk(1000, 'x');
+  for (int i = 0; i < 1000; ++i) // a million bytes without a newline
+    t.feed(chunk);
+  auto partial = t.lines();
+  BOOST_TEST_REQUIRE(partial.size() == 1u);
+  BOOST_TEST(partial.back() == std::string(16, 'x') + " [999984 more bytes]");
+  t.feed("\nshort\n");
+  auto done = t.lines();
+  BOOST_TEST_REQUIRE(done.size() == 2u);
+  BOOST_TEST(done[0] == std::string(16, 'x') + " [999984 more bytes]");
+  BOOST_TEST(done[1] == "short"); // the count starts over with each line
 }
 
 BOOST_AUTO_TEST_SUITE_END()

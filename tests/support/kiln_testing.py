@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 HOST_TOOLS = "/bin /lib /lib64 /usr"
 
@@ -22,6 +23,16 @@ def run(argv, input=None, timeout=180, env=None):
 def explain(r):
     """A finished command as a failure message shows it."""
     return f"exit {r.returncode}\n--- stdout\n{r.stdout[-1500:]}\n--- stderr\n{r.stderr[-1500:]}"
+
+
+def peak_rss(kiln, argv, env=None):
+    """Runs argv (output discarded) under kiln-test-peak-rss (built next to
+    `kiln`); returns (exit status, seconds, peak RSS in MiB of that process)."""
+    start = time.monotonic()
+    meter = os.path.join(os.path.dirname(kiln), "kiln-test-peak-rss")
+    r = subprocess.run([meter, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    kib = int(r.stderr.rstrip().rsplit("\n", 1)[-1].split()[-1])
+    return r.returncode, time.monotonic() - start, kib / 1024
 
 
 class SideBySide:
