@@ -7,6 +7,7 @@
 // only takes the messages that can come at any time (cancel, more wanted
 // outputs, lock retries); each state continues from a request's reply.
 #include "actors/actors.hpp"
+#include "sandbox/system_features.hpp"
 #include "store/path_lock.hpp"
 #include "store/store_path.hpp"
 
@@ -187,10 +188,6 @@ void outputs_substituted(goal_ptr self) {
   }
 }
 
-bool platform_ok(const std::string& platform) {
-  return platform == "x86_64-linux" || platform == "i686-linux" || platform == "builtin";
-}
-
 void inputs_realised(goal_ptr self) {
   auto& st = self->state;
   if (st.cancelled)
@@ -202,10 +199,14 @@ void inputs_realised(goal_ptr self) {
       text += "\n  " + f;
     return done(self, failure(build_status::dependency_failed, text));
   }
-  if (!platform_ok(st.loaded.drv.platform))
-    return done(self, failure(build_status::input_rejected,
-                              "a '" + st.loaded.drv.platform + "' is required to build '" + drv_path(self) +
-                                  "', but I am a 'x86_64-linux'"));
+  std::optional<std::string> refusal;
+  try {
+    refusal = sandbox::host_refusal(st.loaded.drv, drv_path(self), st.options.system_features);
+  } catch (const std::exception& e) {
+    refusal = "derivation '" + drv_path(self) + "': " + e.what();
+  }
+  if (refusal)
+    return done(self, failure(build_status::input_rejected, *refusal));
   try_to_build(self);
 }
 

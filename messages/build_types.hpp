@@ -85,6 +85,7 @@ struct build_options {
   std::string build_users_group;
   uint64_t memory_max = 0, pids_max = 0;
   uint32_t cpu_max_percent = 0;
+  std::vector<std::string> system_features; // what requiredSystemFeatures may ask for
 };
 
 template <class Inspector>
@@ -95,7 +96,7 @@ typename Inspector::result_type inspect(Inspector& f, build_options& x) {
            x.max_log_size, x.log_lines, x.compress_build_log, x.secret_key_files,
            x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs,
            x.sandbox, x.sandbox_fallback, x.sandbox_paths, x.sandbox_build_dir, x.allowed_impure_host_deps,
-           x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent);
+           x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features);
 }
 
 // DRV^out1,out2 (outputs empty = all of them).

@@ -187,6 +187,9 @@ void plan_sandbox(sandbox_spec& spec, const derivation& drv, const std::vector<s
   step(mount_step::dir, "", "/dev", 0755);
   for (const char* d : {"null", "zero", "full", "random", "urandom", "tty"})
     bind(mount_step::bind, std::string("/dev/") + d, std::string("/dev/") + d, std::string(d) == "tty");
+  auto features = derivation_string_list(drv, "requiredSystemFeatures");
+  if (std::find(features.begin(), features.end(), "kvm") != features.end())
+    bind(mount_step::bind, "/dev/kvm", "/dev/kvm", false); // the feature is only offered where it exists
   step(mount_step::dir, "", "/dev/shm", 01777);
   step(mount_step::tmpfs, "mode=1777,size=50%", "/dev/shm");
   step(mount_step::dir, "", "/dev/pts", 0755);

@@ -51,6 +51,7 @@ const known_setting known[] = {
     {"allowed-impure-host-deps", kind::text, ""},
     {"pre-build-hook", kind::text, ""},
     {"build-users-group", kind::text, ""},
+    {"system-features", kind::text, ""}, // the host's default is set by the caller
     // Kiln's own: limits on each build's control group (0 = none).
     {"build-memory-max", kind::size, "0"},
     {"build-pids-max", kind::number, "0", 4194304}, // the kernel's PID_MAX_LIMIT

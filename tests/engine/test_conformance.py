@@ -1,6 +1,10 @@
 """The engine as Nix 2.8's, side by side: the same .drv files built by
 `kiln build` and by `nix-store --realise`, each case asserting what both do.
 (Issue 14's audit: each case failed before its change.)"""
+import json
+
+import pytest
+
 from kiln_testing import explain
 
 
@@ -31,3 +35,25 @@ def test_a_group_or_world_writable_output_is_refused(both):
     d = both.drv("writable-inside", "mkdir $out; echo x > $out/f; chmod 777 $out/f")
     assert both.nix_realise(d).returncode == 0
     assert both.kiln_build(d).returncode == 0
+
+
+@pytest.mark.parametrize("features, system", [("kvm foo", "x86_64-linux"), ("", "aarch64-linux")])
+def test_a_derivation_this_machine_cannot_build_is_refused_naming_what_it_needs(both, features, system):
+    d = both.drv("needs", "echo x > $out", env={"requiredSystemFeatures": features} if features else {},
+                 system=system)
+    nix = both.nix_realise(d)
+    kiln = both.kiln_build("--json", d)
+    wanted = nix.stderr.strip().splitlines()[-1]
+    assert nix.returncode == 1 and wanted.startswith(f"error: a '{system}' with features {{"), explain(nix)
+    assert kiln.returncode == nix.returncode, explain(kiln)
+    result = json.loads(kiln.stdout)[0]
+    assert result["status"] == "InputRejected" and result["errorMsg"] == wanted[len("error: "):], explain(kiln)
+
+
+def test_a_feature_the_machine_has_builds(both):
+    d = both.drv("parallel", "echo x > $out", env={"requiredSystemFeatures": "big-parallel"})
+    assert both.nix_realise(d).returncode == 0
+    assert both.kiln_build(d).returncode == 0
+    d = both.drv("custom", "echo x > $out", env={"requiredSystemFeatures": "gpu"})
+    assert both.nix_realise(d, options=["--option", "system-features", "gpu"]).returncode == 0
+    assert both.kiln_build("--option", "system-features", "gpu", d).returncode == 0

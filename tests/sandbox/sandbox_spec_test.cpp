@@ -3,6 +3,7 @@
 
 #include "sandbox/cgroup.hpp"
 #include "sandbox/sandbox_spec.hpp"
+#include "sandbox/system_features.hpp"
 #include "store/error.hpp"
 
 #include <algorithm>
@@ -113,6 +114,38 @@ BOOST_AUTO_TEST_CASE(dev_proc_etc_and_the_build_dir) {
   BOOST_REQUIRE(bind != s.mounts.end());
   BOOST_TEST(bind->source == s.build_dir);
   BOOST_TEST(s.hostname == "localhost");
+}
+
+BOOST_AUTO_TEST_CASE(a_kvm_build_gets_dev_kvm_and_no_other_build_does) {
+  auto s = base_spec();
+  plan_sandbox(s, sample(), {}, {}, fake_host());
+  BOOST_TEST(!find(s, "/dev/kvm"));
+  auto d = sample();
+  d.env["requiredSystemFeatures"] = "big-parallel kvm";
+  auto k = base_spec();
+  plan_sandbox(k, d, {}, {}, fake_host());
+  auto* kvm = find(k, "/dev/kvm");
+  BOOST_REQUIRE(kvm);
+  BOOST_TEST(kvm->kind == mount_step::bind);
+  BOOST_TEST(kvm->source == "/dev/kvm");
+}
+
+BOOST_AUTO_TEST_CASE(system_features_and_platform_decide_where_a_derivation_builds) {
+  auto d = sample();
+  std::vector<std::string> host{"benchmark", "big-parallel", "nixos-test"};
+  BOOST_TEST(!host_refusal(d, "/nix/store/x.drv", host));
+  d.env["requiredSystemFeatures"] = "kvm big-parallel kvm";
+  BOOST_TEST(*host_refusal(d, "/nix/store/x.drv", host) ==
+             "a 'x86_64-linux' with features {big-parallel, kvm} is required to build '/nix/store/x.drv', "
+             "but I am a 'x86_64-linux' with features {benchmark, big-parallel, nixos-test}");
+  host.push_back("kvm");
+  BOOST_TEST(!host_refusal(d, "/nix/store/x.drv", host));
+  d.platform = "aarch64-linux";
+  BOOST_TEST(host_refusal(d, "/nix/store/x.drv", host)->find("a 'aarch64-linux' with features") == 0);
+  d.platform = "i686-linux";
+  BOOST_TEST(!host_refusal(d, "/nix/store/x.drv", host));
+  BOOST_TEST(default_system_features(false) == "benchmark big-parallel nixos-test");
+  BOOST_TEST(default_system_features(true) == "benchmark big-parallel kvm nixos-test");
 }
 
 BOOST_AUTO_TEST_CASE(fixed_outputs_keep_the_network_and_the_resolver) {

@@ -115,6 +115,9 @@ build_options options_from(settings s, const cli::parsed_args& a) {
   o.memory_max = s.get_number("build-memory-max");
   o.pids_max = s.get_number("build-pids-max");
   o.cpu_max_percent = static_cast<uint32_t>(s.get_number("build-cpu-max"));
+  std::istringstream features(s.get("system-features"));
+  for (std::string f; features >> f;)
+    o.system_features.push_back(f);
   int modes = a.has("--check") + a.has("--repair") + a.has("--hash");
   if (modes > 1)
     throw cli::usage_error("--check, --repair and --hash exclude each other");

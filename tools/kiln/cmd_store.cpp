@@ -4,6 +4,7 @@
 #include "store/fd.hpp"
 #include "store/nar.hpp"
 #include "store/optimise.hpp"
+#include "sandbox/system_features.hpp"
 #include "tools/kiln/commands.hpp"
 #include "tools/kiln/store_cli.hpp"
 
@@ -61,6 +62,8 @@ std::unique_ptr<local_store> open_store(const cli::parsed_args& a) {
 
 settings load_settings(const cli::parsed_args& a) {
   settings s;
+  // Defaults that depend on the host are set here, before the files.
+  s.set("system-features", sandbox::default_system_features(::access("/dev/kvm", F_OK) == 0), "the host");
   const char* env = std::getenv("KILN_CONF");
   std::string conf = env ? env : "/etc/kiln/kiln.conf";
   if (env || ::access(conf.c_str(), F_OK) == 0)
