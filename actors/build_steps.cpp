@@ -202,8 +202,14 @@ void build_steps::prepare_into(prepared_build& b, const std::string& drv_path, c
     const char* v = std::getenv(n.c_str());
     return v ? std::optional<std::string>(v) : std::nullopt;
   };
-  eo.reference_graph = [&](const std::string& path) {
-    return reference_graph_text(store_.db(), {store_.parse_path(path)});
+  eo.export_references = [&](const std::vector<std::string>& paths, bool json) {
+    store_path_set asked, inputs;
+    for (auto& p : paths)
+      asked.insert(store_.parse_path(p));
+    for (auto& p : input_closure(drv))
+      inputs.insert(p);
+    auto exported = export_references(store_.db(), asked, inputs);
+    return json ? reference_graph_json(store_.db(), exported) : reference_graph_text(store_.db(), exported);
   };
   sandbox::builder_env env = sandbox::plan_builder_env(drv, eo);
   j.env = env.vars;

@@ -321,7 +321,13 @@ void build_round(goal_ptr self) {
                     },
                     [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
           },
-          [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
+          [=](caf::error& e) {
+            if (e != engine_errc::input_rejected)
+              return done(self, failure(build_status::misc_failure, error_text(e)));
+            auto r = failure(build_status::input_rejected, error_text(e));
+            r.permanent = true;
+            done(self, r);
+          });
 }
 
 void done(goal_ptr self, build_result r) {

@@ -21,6 +21,8 @@ template <class F>
 auto guarded(F f) -> caf::result<decltype(f())> {
   try {
     return f();
+  } catch (const build_input_rejected& e) {
+    return caf::make_error(engine_errc::input_rejected, std::string(e.what()));
   } catch (const std::exception& e) {
     return caf::make_error(engine_errc::store_failure, std::string(e.what()));
   }

@@ -56,7 +56,7 @@ int exit_status(const std::vector<build_result>& results) {
   bool failed = false, permanent = false, timed_out = false, mismatch = false, not_deterministic = false;
   for (auto& r : results) {
     failed |= !is_success(r.status);
-    permanent |= r.status == build_status::permanent_failure;
+    permanent |= r.status == build_status::permanent_failure || r.permanent;
     timed_out |= r.status == build_status::timed_out;
     mismatch |= r.hash_mismatch;
     not_deterministic |= r.status == build_status::not_deterministic;

@@ -7,6 +7,7 @@ std::string to_string(engine_errc e) {
   case engine_errc::no_build_slots: return "no_build_slots";
   case engine_errc::cancelled: return "cancelled";
   case engine_errc::store_failure: return "store_failure";
+  case engine_errc::input_rejected: return "input_rejected";
   }
   return "unknown";
 }

@@ -83,7 +83,8 @@ using scheduler_actor = caf::typed_actor<
     caf::reacts_to<preload_atom, std::vector<loaded_derivation>>>;
 
 // Error category for failures that are values between actors.
-enum class engine_errc : uint8_t { no_build_slots = 1, cancelled, store_failure };
+// input_rejected: the store found the derivation unbuildable while preparing it.
+enum class engine_errc : uint8_t { no_build_slots = 1, cancelled, store_failure, input_rejected };
 
 // The text of an engine error (its context string, or its rendering).
 std::string error_text(const caf::error& e);

@@ -53,7 +53,8 @@ bool shell_name(const std::string& n) {
 
 // .attrs.json (with "outputs" mapping names to paths) and .attrs.sh (bash
 // declarations of every simple value, array and map), as Nix 2.8 writes them.
-void write_structured_attrs(const derivation& drv, const std::string& text, builder_env& env) {
+void write_structured_attrs(const derivation& drv, const std::string& text, const builder_env_options& o,
+                            builder_env& env) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
@@ -66,6 +67,23 @@ void write_structured_attrs(const derivation& drv, const std::string& text, buil
   for (auto& [name, out] : drv.outputs)
     outputs[name] = out.path;
   j["outputs"] = outputs;
+  // {"name": [paths...]}: each name gets the exported closure's path infos.
+  if (auto e = j.find("exportReferencesGraph"); e != j.end() && e->is_object()) {
+    std::map<std::string, nlohmann::json> exported;
+    for (auto& [name, paths] : e->items()) {
+      std::vector<std::string> list;
+      for (auto& p : paths.is_array() ? paths : nlohmann::json::array({paths})) {
+        if (!p.is_string())
+          throw format_error("exportReferencesGraph: '" + name + "' must list store paths");
+        list.push_back(p.get<std::string>());
+      }
+      if (!o.export_references)
+        throw error("exportReferencesGraph needs the store's reference graph");
+      exported[name] = nlohmann::json::parse(o.export_references(list, true));
+    }
+    for (auto& [name, value] : exported)
+      j[name] = std::move(value);
+  }
   env.files[".attrs.json"] = j.dump();
   std::string sh;
   for (auto& [key, value] : j.items()) {
@@ -137,7 +155,7 @@ builder_env plan_builder_env(const derivation& drv, const builder_env_options& o
   if (auto json = drv.env.find("__json"); json != drv.env.end()) {
     // Structured attributes: the builder reads .attrs.json / .attrs.sh
     // instead of the environment, and the derivation's variables stay out.
-    write_structured_attrs(drv, json->second, env);
+    write_structured_attrs(drv, json->second, o, env);
   } else {
   std::set<std::string> as_file;
   if (auto it = drv.env.find("passAsFile"); it != drv.env.end())
@@ -173,16 +191,15 @@ builder_env plan_builder_env(const derivation& drv, const builder_env_options& o
   if (auto it = drv.env.find("exportReferencesGraph"); it != drv.env.end()) {
     auto w = words(it->second);
     if (w.size() % 2 != 0)
-      throw format_error("exportReferencesGraph: expected pairs of file name and store path, got " +
-                         std::to_string(w.size()) + " words");
+      throw build_input_rejected("odd number of tokens in 'exportReferencesGraph': '" + it->second + "'");
     for (std::size_t i = 0; i < w.size(); i += 2) {
       if (!valid_graph_file_name(w[i]))
-        throw format_error("exportReferencesGraph: invalid file name '" + w[i] + "'");
+        throw format_error("invalid file name '" + w[i] + "' in 'exportReferencesGraph'");
       if (w[i + 1].rfind(o.store_dir + "/", 0) != 0)
-        throw format_error("exportReferencesGraph: '" + w[i + 1] + "' is not in the store");
-      if (!o.reference_graph)
+        throw build_input_rejected("'exportReferencesGraph' contains a non-store path '" + w[i + 1] + "'");
+      if (!o.export_references)
         throw error("exportReferencesGraph needs the store's reference graph");
-      env.files[w[i]] = o.reference_graph(w[i + 1]);
+      env.files[w[i]] = o.export_references({w[i + 1]}, false);
     }
   }
   return env;

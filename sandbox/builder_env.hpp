@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace kiln::sandbox {
 
@@ -21,9 +22,11 @@ struct builder_env_options {
   // The host's environment, read only for a fixed-output derivation's
   // impureEnvVars.
   std::function<std::optional<std::string>(const std::string&)> host_env;
-  // exportReferencesGraph: the registration text for a store path's
-  // closure (store/closure.hpp's reference_graph_text). Called only if asked.
-  std::function<std::string(const std::string& store_path)> reference_graph;
+  // exportReferencesGraph: what the store exports for these paths
+  // (store/closure.hpp's export_references), as registration text or, for
+  // structured attributes, as JSON. Called only if asked; throws for a path
+  // outside the derivation's input closure.
+  std::function<std::string(const std::vector<std::string>& store_paths, bool json)> export_references;
 };
 
 struct builder_env {

@@ -23,6 +23,14 @@ public:
   using error::error;
 };
 
+// A derivation that cannot be built as it stands, found before its builder
+// starts (Nix's BuildError there): the goal ends InputRejected and counts
+// as a failed build (exit status 100), as in Nix.
+class build_input_rejected : public error {
+public:
+  using error::error;
+};
+
 // A failed system call; the message carries the call, the path and strerror.
 class sys_error : public error {
 public:

@@ -57,3 +57,55 @@ def test_a_feature_the_machine_has_builds(both):
     d = both.drv("custom", "echo x > $out", env={"requiredSystemFeatures": "gpu"})
     assert both.nix_realise(d, options=["--option", "system-features", "gpu"]).returncode == 0
     assert both.kiln_build("--option", "system-features", "gpu", d).returncode == 0
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def test_export_references_graph_is_written_as_nix_writes_it(both):
+    dep = both.drv("dep", "echo dep > $out")
+    dep_out = both.outputs(dep)["out"]
+    d = both.drv("graph-user", "cp graph $out", inputs=[dep], env={"exportReferencesGraph": f"graph {dep_out}"})
+    out = both.outputs(d)["out"]
+    nix, kiln = both.nix_realise(d), both.kiln_build(d)
+    assert nix.returncode == 0 and kiln.returncode == 0, explain(nix) + explain(kiln)
+    assert read(both.real(out)) == read(both.nix_real(out)) == f"{dep_out}\n\n0\n"  # no deriver line
+
+
+def test_export_references_graph_of_a_drv_brings_its_outputs_closures(both):
+    leaf = both.drv("leaf", "echo leaf > $out")
+    dep = both.drv("dep", "cat $leaf > $out", inputs=[leaf], env={"leaf": both.outputs(leaf)["out"]})
+    assert both.nix_realise(dep).returncode == 0 and both.kiln_build(dep).returncode == 0
+    d = both.drv("drv-graph", "cp graph $out", input_srcs=[dep], env={"exportReferencesGraph": f"graph {dep}"})
+    out = both.outputs(d)["out"]
+    nix, kiln = both.nix_realise(d), both.kiln_build(d)
+    assert nix.returncode == 0 and kiln.returncode == 0, explain(nix) + explain(kiln)
+    assert read(both.real(out)) == read(both.nix_real(out))
+    assert both.outputs(leaf)["out"] in read(both.real(out))
+
+
+def test_structured_attrs_get_the_exported_closure_in_attrs_json(both):
+    dep = both.drv("dep", "echo dep > $out")
+    dep_out = both.outputs(dep)["out"]
+    d = both.drv("structured-graph", ". .attrs.sh; cp .attrs.json ${outputs[out]}", builder="/bin/bash",
+                 inputs=[dep], structured={"exportReferencesGraph": {"closure": [dep_out]}, "name": "structured-graph",
+                                           "system": "x86_64-linux", "builder": "/bin/bash", "PATH": "/bin"})
+    out = both.outputs(d)["out"]
+    nix, kiln = both.nix_realise(d), both.kiln_build(d)
+    assert nix.returncode == 0 and kiln.returncode == 0, explain(nix) + explain(kiln)
+    ours, theirs = read(both.real(out)), read(both.nix_real(out))
+    assert ours == theirs
+    assert json.loads(ours)["closure"][0]["path"] == dep_out
+
+
+def test_export_references_graph_outside_the_input_closure_is_refused(both):
+    other = both.drv("other", "echo other > $out")
+    assert both.nix_realise(other).returncode == 0 and both.kiln_build(other).returncode == 0
+    other_out = both.outputs(other)["out"]
+    d = both.drv("impure", "cp graph $out", env={"exportReferencesGraph": f"graph {other_out}"})
+    nix, kiln = both.nix_realise(d), both.kiln_build(d)
+    wanted = f"cannot export references of path '{other_out}' because it is not in the input closure of the derivation"
+    assert nix.returncode != 0 and wanted in nix.stderr, explain(nix)
+    assert kiln.returncode == nix.returncode and wanted in kiln.stderr, explain(kiln)

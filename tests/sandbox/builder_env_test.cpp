@@ -1,5 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include "sandbox/builder_env.hpp"
 #include "store/error.hpp"
 #include "tests/support/test_support.hpp"
@@ -79,17 +81,26 @@ BOOST_AUTO_TEST_CASE(export_references_graph_writes_named_files) {
   drv.env["exportReferencesGraph"] = "graph /nix/store/00000000000000000000000000000000-x";
   builder_env_options o;
   std::vector<std::string> asked;
-  o.reference_graph = [&](const std::string& p) {
-    asked.push_back(p);
-    return std::string("registration of ") + p;
+  o.export_references = [&](const std::vector<std::string>& paths, bool json) {
+    asked.insert(asked.end(), paths.begin(), paths.end());
+    return json ? std::string("[{\"path\":\"") + paths[0] + "\"}]" : std::string("registration of ") + paths[0];
   };
   auto env = plan_builder_env(drv, o);
   BOOST_TEST(env.files.at("graph") == "registration of /nix/store/00000000000000000000000000000000-x");
   BOOST_TEST(asked.size() == 1u);
+  // Under structured attributes the graph goes into .attrs.json by name.
+  auto structured = drv;
+  structured.env.clear();
+  structured.env["__json"] =
+      R"({"exportReferencesGraph": {"closure": ["/nix/store/11111111111111111111111111111111-y"]}})";
+  env = plan_builder_env(structured, o);
+  auto attrs = nlohmann::json::parse(env.files.at(".attrs.json"));
+  BOOST_TEST(attrs["closure"][0]["path"] == "/nix/store/11111111111111111111111111111111-y");
+  BOOST_TEST(!env.files.count("closure"));
   for (auto bad : {"graph", "../up /nix/store/00000000000000000000000000000000-x",
                    ".hidden /nix/store/00000000000000000000000000000000-x", "g /etc/passwd"}) {
     drv.env["exportReferencesGraph"] = bad;
-    BOOST_CHECK_THROW(plan_builder_env(drv, o), format_error);
+    BOOST_CHECK_THROW(plan_builder_env(drv, o), kiln::error);
   }
 }
 

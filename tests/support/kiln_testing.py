@@ -63,13 +63,16 @@ class SideBySide:
         return run([self.kiln, *args], input=input, timeout=timeout, env=self.env)
 
     def drv(self, name, script, outputs=("out",), env=None, inputs=(), fixed=None, system="x86_64-linux",
-            builder="/bin/sh", args=None):
-        """Adds a derivation (builder /bin/sh -c SCRIPT) to the Kiln store; returns its path."""
+            builder="/bin/sh", args=None, input_srcs=(), structured=None):
+        """Adds a derivation (builder /bin/sh -c SCRIPT) to the Kiln store; returns its path.
+        With `structured` (a dict), its attributes are that dict as __json alone."""
         self._count += 1
-        body = {"name": name, "outputs": {o: {} for o in outputs}, "inputSrcs": [],
+        body = {"name": name, "outputs": {o: {} for o in outputs}, "inputSrcs": list(input_srcs),
                 "inputDrvs": {d: ["out"] for d in inputs}, "system": system, "builder": builder,
                 "args": ["-c", script] if args is None else args,
                 "env": {"PATH": "/bin:/usr/bin", **(env or {})}}
+        if structured is not None:
+            body["env"] = {"__json": json.dumps(structured, sort_keys=True, separators=(",", ":"))}
         if fixed:
             body["outputs"] = {"out": fixed}
         path = f"{self.dir}/drv{self._count}.json"
@@ -85,13 +88,19 @@ class SideBySide:
         assert r.returncode == 0, explain(r)
         return {n: o["path"] for n, o in json.loads(r.stdout)[drv]["outputs"].items()}
 
+    def nix_real(self, store_path):
+        """Where the Nix store keeps a store path."""
+        return f"{self.nix_root}{store_path}"
+
     def kiln_build(self, *args, timeout=180):
         return self.kiln_run("build", "--store", self.store, *args, timeout=timeout)
 
     def nix_realise(self, *drvs, options=(), timeout=180):
         """`nix-store --realise` of the same .drv files (exported from Kiln's store)."""
-        exp = subprocess.run([self.kiln, "store", "export", "--store", self.store, *drvs], env=self.env,
-                             capture_output=True)
+        closure = self.kiln_run("store", "query", "--store", self.store, "--requisites", *drvs)
+        assert closure.returncode == 0, explain(closure)
+        exp = subprocess.run([self.kiln, "store", "export", "--store", self.store, *closure.stdout.split()],
+                             env=self.env, capture_output=True)
         assert exp.returncode == 0, exp.stderr.decode()
         imp = subprocess.run(["nix-store", "--store", self.nix_root, "--import"], input=exp.stdout,
                              capture_output=True)
