@@ -156,6 +156,10 @@ builder_env plan_builder_env(const derivation& drv, const builder_env_options& o
     // Structured attributes: the builder reads .attrs.json / .attrs.sh
     // instead of the environment, and the derivation's variables stay out.
     write_structured_attrs(drv, json->second, o, env);
+    // Where the builder finds them (Nix 2.8 gives its host-side path, which
+    // a sandboxed builder cannot open; later Nix and Kiln give this one).
+    v["NIX_ATTRS_JSON_FILE"] = o.build_dir + "/.attrs.json";
+    v["NIX_ATTRS_SH_FILE"] = o.build_dir + "/.attrs.sh";
   } else {
   std::set<std::string> as_file;
   if (auto it = drv.env.find("passAsFile"); it != drv.env.end())

@@ -79,7 +79,9 @@ const std::string& sandbox_unavailable_reason() {
 }
 
 builder_process builder_process::start(const sandbox_spec& spec) {
-  std::vector<std::string> argv_s{spec.program};
+  // argv[0] is the builder's base name, as Nix passes it ("sh", not
+  // "/bin/sh"): outputs that print $0 come out the same.
+  std::vector<std::string> argv_s{spec.program.substr(spec.program.rfind('/') + 1)};
   argv_s.insert(argv_s.end(), spec.args.begin(), spec.args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s)

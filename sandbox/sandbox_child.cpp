@@ -16,6 +16,7 @@
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -31,7 +32,7 @@ namespace {
 enum class step : int {
   cgroup, new_session, user_namespace, uid_map, mount_namespace, private_mounts, store_mount,
   network_namespace, new_root, mount_step, hostname, loopback, pivot_root, build_user, capabilities, death_signal,
-  no_new_privs, personality, core_limit, seccomp, build_dir, io, exec
+  no_new_privs, personality, core_limit, seccomp, build_dir, io
 };
 
 
@@ -83,7 +84,6 @@ std::string setup_failure_text(const sandbox_spec& spec, failure f) {
   case step::seccomp: what = "loading the system call filter"; break;
   case step::build_dir: what = "changing to the build directory '" + (spec.isolated ? spec.cwd : spec.build_dir) + "'"; break;
   case step::io: what = "redirecting the builder's output"; break;
-  case step::exec: what = "executing '" + spec.program + "'"; break;
   }
   return "while setting up the build environment: " + what + ": " + std::strerror(f.err);
 }
@@ -299,8 +299,19 @@ int run_child(void* arg) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  ::execve(c.argv[0], c.argv, c.envp);
-  fail(rfd, step::exec);
+  ::execve(c.spec->program.c_str(), c.argv, c.envp);
+  // A builder that cannot be executed is the build's failure, as in Nix: the
+  // reason goes to its log and it exits 1 ("failed with exit code 1").
+  const char* why = std::strerror(errno);
+  const std::string& program = c.spec->program;
+  struct iovec parts[] = {{const_cast<char*>("executing '"), 11},
+                          {const_cast<char*>(program.data()), program.size()},
+                          {const_cast<char*>("': "), 3},
+                          {const_cast<char*>(why), std::strlen(why)},
+                          {const_cast<char*>("\n"), 1}};
+  ssize_t unused = ::writev(2, parts, 5);
+  (void)unused;
+  ::_exit(1);
 }
 
 } // namespace kiln::sandbox

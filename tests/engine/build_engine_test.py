@@ -173,11 +173,18 @@ r = build("--json", leaf + "^nope")
 check(r.returncode == 1 and "does not have an output named 'nope'" in r.stderr, f"InputRejected (output): {r.stderr[:200]}")
 
 # MiscFailure: the builder cannot be executed; the setup error reaches the user.
+# MiscFailure: the sandbox cannot be made (a sandbox path is missing).
+nosetup = drv("nosetup", "echo x > $out")
+r = build("--json", "--option", "extra-sandbox-paths", "/nonexistent/dir", nosetup)
+check(r.returncode == 1 and results(r)[nosetup]["status"] == "MiscFailure" and
+      "/nonexistent/dir' for the sandbox does not exist" in r.stderr,
+      f"MiscFailure: {r.returncode} {r.stdout[:300]} {r.stderr[:300]}")
+# A builder that cannot be executed is the build's own failure (as Nix).
 nobuilder = drv("nobuilder", "", builder="/nonexistent/builder")
 r = build("--json", nobuilder)
-check(r.returncode == 1 and results(r)[nobuilder]["status"] == "MiscFailure" and
-      "while setting up the build environment: executing '/nonexistent/builder': No such file or directory" in r.stderr,
-      f"MiscFailure: {r.returncode} {r.stderr[:300]}")
+check(r.returncode == 100 and results(r)[nobuilder]["status"] == "PermanentFailure" and
+      "executing '/nonexistent/builder': No such file or directory" in r.stderr,
+      f"unexecutable builder: {r.returncode} {r.stderr[:300]}")
 
 # OutputRejected: no output; disallowed reference (every offender listed).
 noout = drv("noout", "echo nothing")

@@ -109,3 +109,36 @@ def test_export_references_graph_outside_the_input_closure_is_refused(both):
     wanted = f"cannot export references of path '{other_out}' because it is not in the input closure of the derivation"
     assert nix.returncode != 0 and wanted in nix.stderr, explain(nix)
     assert kiln.returncode == nix.returncode and wanted in kiln.stderr, explain(kiln)
+
+
+def test_structured_attrs_name_their_files_in_the_environment(both):
+    d = both.drv("attrs-env", '. .attrs.sh; /usr/bin/env > ${outputs[out]}; '
+                 '[ -f "$NIX_ATTRS_JSON_FILE" ] && [ -f "$NIX_ATTRS_SH_FILE" ] && echo READABLE=1 >> ${outputs[out]}; true',
+                 builder="/bin/bash", structured={"name": "attrs-env", "system": "x86_64-linux", "builder": "/bin/bash"})
+    out = both.outputs(d)["out"]
+    nix, kiln = both.nix_realise(d), both.kiln_build(d)
+    assert nix.returncode == 0 and kiln.returncode == 0, explain(nix) + explain(kiln)
+    theirs = dict(line.split("=", 1) for line in read(both.nix_real(out)).splitlines())
+    ours = dict(line.split("=", 1) for line in read(both.real(out)).splitlines())
+    assert theirs["NIX_ATTRS_JSON_FILE"].endswith("/.attrs.json") and theirs["NIX_ATTRS_SH_FILE"].endswith("/.attrs.sh")
+    # Nix 2.8 names its host-side build directory, which its sandboxed builder
+    # cannot open; Kiln names the one the builder sees.
+    assert "READABLE" not in theirs
+    assert ours["NIX_ATTRS_JSON_FILE"] == "/build/.attrs.json" and ours["NIX_ATTRS_SH_FILE"] == "/build/.attrs.sh"
+    assert ours["READABLE"] == "1"
+
+
+def test_the_builder_is_run_as_its_base_name(both):
+    d = both.drv("argv0", "echo $0 > $out")
+    out = both.outputs(d)["out"]
+    assert both.nix_realise(d).returncode == 0 and both.kiln_build(d).returncode == 0
+    assert read(both.real(out)) == read(both.nix_real(out)) == "sh\n"
+
+
+def test_a_builder_that_cannot_be_executed_is_a_failed_build(both):
+    d = both.drv("noexec", "", builder="/nonexistent", args=[])
+    nix, kiln = both.nix_realise(d), both.kiln_build(d)
+    wanted = f"builder for '{d}' failed with exit code 1"
+    assert nix.returncode == 100 and wanted in nix.stderr, explain(nix)
+    assert kiln.returncode == 100 and wanted in kiln.stderr, explain(kiln)
+    assert "executing '/nonexistent': No such file or directory" in kiln.stderr  # the log's tail
