@@ -172,7 +172,6 @@ check(r.returncode == 1 and results(r)[darwin]["status"] == "InputRejected" and 
 r = build("--json", leaf + "^nope")
 check(r.returncode == 1 and "does not have an output named 'nope'" in r.stderr, f"InputRejected (output): {r.stderr[:200]}")
 
-# MiscFailure: the builder cannot be executed; the setup error reaches the user.
 # MiscFailure: the sandbox cannot be made (a sandbox path is missing).
 nosetup = drv("nosetup", "echo x > $out")
 r = build("--json", "--option", "extra-sandbox-paths", "/nonexistent/dir", nosetup)
