@@ -74,18 +74,26 @@ build_result build_steps::judge(const std::string& drv_path, const derivation& d
   for (auto& [name, loc] : build.output_locations)
     outs.push_back({name, parse_store_path(drv.outputs.at(name).path), loc});
   output_inspection how;
-  how.hash_mode = options_.mode == build_mode::hash;
   for (auto& p : input_closure(drv))
     how.reference_candidates.insert(p);
 
   std::vector<path_info> infos;
   try {
-    infos = inspect_build_outputs(store_, dp, drv, outs, how);
-  } catch (const hash_mismatch& e) {
-    r.status = build_status::output_rejected;
-    r.hash_mismatch = true;
-    r.error = e.what();
-    return r;
+    auto inspected = inspect_build_outputs(store_, dp, drv, outs, how);
+    infos = std::move(inspected.infos);
+    // --hash asks for the real hash; otherwise the output is kept at its
+    // real path (registered, as by Nix 2.8) and the build still fails.
+    if (!inspected.hash_mismatch.empty() && options_.mode != build_mode::hash) {
+      r.status = build_status::output_rejected;
+      r.hash_mismatch = true;
+      r.error = inspected.hash_mismatch;
+      if (options_.mode == build_mode::normal) {
+        infos.erase(std::remove_if(infos.begin(), infos.end(), [&](auto& i) { return store_.db().is_valid(i.path); }),
+                    infos.end());
+        register_build_outputs(store_, infos, keys_);
+      }
+      return r;
+    }
   } catch (const output_rejected& e) {
     r.status = build_status::output_rejected;
     r.error = e.what();

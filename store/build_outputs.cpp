@@ -102,9 +102,9 @@ void check_reference_constraints(const derivation& drv, const std::string& outpu
   }
 }
 
-std::vector<path_info> inspect_build_outputs(local_store& store, const store_path& drv_path,
-                                             const derivation& drv, std::vector<built_output>& outputs,
-                                             const output_inspection& how) {
+inspected_outputs inspect_build_outputs(local_store& store, const store_path& drv_path, const derivation& drv,
+                                        std::vector<built_output>& outputs, const output_inspection& how) {
+  inspected_outputs result;
   std::set<std::string> hash_parts;
   std::map<std::string, store_path> by_hash;
   for (auto& c : how.reference_candidates) {
@@ -162,12 +162,10 @@ std::vector<path_info> inspect_build_outputs(local_store& store, const store_pat
                               "' refers to:" + refs);
       }
       if (got != wanted) {
-        std::string what = "hash mismatch in fixed-output derivation '" + drv_path.full() +
-                           "':\n  specified: " + wanted.to_prefixed(hash_format::sri) +
-                           "\n  got:       " + got.to_prefixed(hash_format::sri);
-        if (!how.hash_mode)
-          throw hash_mismatch(what, got);
-        // Hash mode: the content goes where its real hash puts it.
+        result.hash_mismatch = "hash mismatch in fixed-output derivation '" + drv_path.full() +
+                               "':\n  specified: " + wanted.to_prefixed(hash_format::sri) +
+                               "\n  got:       " + got.to_prefixed(hash_format::sri);
+        // The content goes where its real hash puts it.
         store_path actual = make_fixed_output_path(o.path.name(), method, got);
         std::string dest = store.real_path(actual);
         if (!store.db().is_valid(actual)) {
@@ -216,7 +214,8 @@ std::vector<path_info> inspect_build_outputs(local_store& store, const store_pat
   refuse_output_cycles(drv_path, references, names);
   for (auto& i : infos)
     check_reference_constraints(drv, i.path.full(), i.references, names, closure);
-  return infos;
+  result.infos = std::move(infos);
+  return result;
 }
 
 void register_build_outputs(local_store& store, std::vector<path_info>& infos,

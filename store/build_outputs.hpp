@@ -28,15 +28,6 @@ public:
   using error::error;
 };
 
-// A fixed-output derivation produced something else than it promised.
-class hash_mismatch : public output_rejected {
-public:
-  hash_mismatch(const std::string& what, hash got) : output_rejected(what), got_(got) {}
-  const hash& got() const { return got_; }
-private:
-  hash got_;
-};
-
 struct built_output {
   std::string name;     // "out", "dev", ...
   store_path path;      // the store path it is to be registered as
@@ -62,17 +53,22 @@ void refuse_output_cycles(const store_path& drv_path, const std::map<std::string
 struct output_inspection {
   // Scan for references to these (the input closure and the outputs).
   store_path_set reference_candidates;
-  // Hash mode: a fixed output that does not match is moved to the path its
-  // actual content gives instead of being rejected.
-  bool hash_mode = false;
+};
+
+struct inspected_outputs {
+  std::vector<path_info> infos;
+  // A fixed output whose content is not what it promised: it was moved to
+  // the path its real content gives (as Nix 2.8 does, so the download is
+  // not lost; `infos` and the built_output name that path), and this says
+  // why the build fails all the same. Empty if every hash matched.
+  std::string hash_mismatch;
 };
 
 // Canonicalises the outputs where they lie and returns their path infos
 // (deriver set, ultimate, ca for fixed outputs); registers nothing.
-// Throws output_rejected / hash_mismatch.
-std::vector<path_info> inspect_build_outputs(local_store& store, const store_path& drv_path,
-                                             const derivation& drv, std::vector<built_output>& outputs,
-                                             const output_inspection& how);
+// Throws output_rejected.
+inspected_outputs inspect_build_outputs(local_store& store, const store_path& drv_path, const derivation& drv,
+                                        std::vector<built_output>& outputs, const output_inspection& how);
 
 // Signs with every key, then registers all infos in one transaction.
 void register_build_outputs(local_store& store, std::vector<path_info>& infos,

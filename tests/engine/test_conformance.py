@@ -2,6 +2,7 @@
 `kiln build` and by `nix-store --realise`, each case asserting what both do.
 (Issue 14's audit: each case failed before its change.)"""
 import json
+import os
 
 import pytest
 
@@ -142,3 +143,23 @@ def test_a_builder_that_cannot_be_executed_is_a_failed_build(both):
     assert nix.returncode == 100 and wanted in nix.stderr, explain(nix)
     assert kiln.returncode == 100 and wanted in kiln.stderr, explain(kiln)
     assert "executing '/nonexistent': No such file or directory" in kiln.stderr  # the log's tail
+
+
+def valid_outputs_named(both, name, valid, real):
+    """Valid store paths called NAME (not .drv files) in one of the two stores."""
+    store_dir = os.path.dirname(real("/nix/store/x"))
+    return sorted(f"/nix/store/{e}" for e in os.listdir(store_dir)
+                  if e.endswith(f"-{name}") and valid(f"/nix/store/{e}"))
+
+
+def test_a_fixed_output_hash_mismatch_keeps_the_output_at_its_real_path(both):
+    d = both.drv("fod", "echo real content > $out", fixed={"hashAlgo": "sha256", "hash": "0" * 64})
+    promised = both.outputs(d)["out"]
+    nix, kiln = both.nix_realise(d), both.kiln_build("--json", d)
+    assert nix.returncode == kiln.returncode == 102, explain(nix) + explain(kiln)
+    got = [line.split()[-1] for line in nix.stderr.splitlines() if line.strip().startswith("got:")][0]
+    assert f"got:       {got}" in kiln.stderr, explain(kiln)
+    theirs = valid_outputs_named(both, "fod", both.nix_valid, both.nix_real)
+    ours = valid_outputs_named(both, "fod", both.kiln_valid, both.real)
+    assert len(theirs) == 1 and theirs[0] != promised and ours == theirs
+    assert read(both.real(ours[0])) == "real content\n"
