@@ -35,7 +35,7 @@ struct drv_goal_state {
   bool cancelled = false;
   bool waiting_noted = false;
   std::size_t pending = 0;
-  std::vector<std::string> failed_inputs;
+  std::size_t failed_inputs = 0;
   int64_t start_time = 0;
   static inline const char* name = "derivation_goal";
 };
@@ -160,10 +160,11 @@ void try_substitutes(goal_ptr self, uint32_t index) {
   }
 }
 
-void input_finished(goal_ptr self, const build_result& r, const std::string& what) {
+void input_finished(goal_ptr self, const build_result& r) {
   auto& st = self->state;
-  if (!is_success(r.status))
-    st.failed_inputs.push_back(what);
+  // An input stopped because something else failed did not fail itself.
+  if (!is_success(r.status) && !r.cancelled)
+    ++st.failed_inputs;
   if (--st.pending == 0)
     inputs_realised(self);
 }
@@ -175,30 +176,26 @@ void outputs_substituted(goal_ptr self) {
   if (st.pending == 0)
     return inputs_realised(self);
   for (auto& [input, outputs] : drv.input_drvs) {
-    std::string in = input;
     self->request(st.scheduler, caf::infinite, want_atom::value, goal_request{input, outputs}, false)
-        .then([=](build_result& r) { input_finished(self, r, in); },
-              [=](caf::error& e) { input_finished(self, failure(build_status::misc_failure, error_text(e)), in); });
+        .then([=](build_result& r) { input_finished(self, r); },
+              [=](caf::error& e) { input_finished(self, failure(build_status::misc_failure, error_text(e))); });
   }
   for (auto& src : drv.input_srcs) {
-    std::string in = src;
     self->request(st.scheduler, caf::infinite, want_path_atom::value, src)
-        .then([=](build_result& r) { input_finished(self, r, in); },
-              [=](caf::error& e) { input_finished(self, failure(build_status::misc_failure, error_text(e)), in); });
+        .then([=](build_result& r) { input_finished(self, r); },
+              [=](caf::error& e) { input_finished(self, failure(build_status::misc_failure, error_text(e))); });
   }
 }
 
 void inputs_realised(goal_ptr self) {
   auto& st = self->state;
+  // A goal whose input failed has failed, cancelled or not (Nix's words).
+  if (st.failed_inputs)
+    return done(self, failure(build_status::dependency_failed,
+                              std::to_string(st.failed_inputs) + " dependencies of derivation '" +
+                                  drv_path(self) + "' failed to build"));
   if (st.cancelled)
     return done(self, cancelled_result(drv_path(self)));
-  if (!st.failed_inputs.empty()) {
-    std::string text = "cannot build derivation '" + drv_path(self) + "': " +
-                       std::to_string(st.failed_inputs.size()) + " dependencies couldn't be built:";
-    for (auto& f : st.failed_inputs)
-      text += "\n  " + f;
-    return done(self, failure(build_status::dependency_failed, text));
-  }
   std::optional<std::string> refusal;
   try {
     refusal = sandbox::host_refusal(st.loaded.drv, drv_path(self), st.options.system_features);

@@ -49,6 +49,7 @@ build_result cancelled_result(const std::string& drv_path) {
   r.path = drv_path;
   r.status = build_status::misc_failure;
   r.error = "build of '" + drv_path + "' cancelled: another build failed (--keep-going builds what it can)";
+  r.cancelled = true;
   return r;
 }
 

@@ -155,7 +155,7 @@ r = build("--json", "--keep-going", dep, ok1)
 res = results(r)
 check(r.returncode == 100 and res[dep]["status"] == "DependencyFailed" and res[ok1]["status"] == "Built",
       f"keep-going builds the rest: {r.returncode} {[(os.path.basename(k), v['status']) for k, v in res.items()]}")
-check("1 dependencies couldn't be built" in res[dep]["errorMsg"], res[dep]["errorMsg"])
+check(res[dep]["errorMsg"] == f"1 dependencies of derivation '{dep}' failed to build", res[dep]["errorMsg"])
 ok2 = drv("ok2", f"/bin/sleep 1; echo > $out")
 r = build("--json", "-j", "2", bad, ok2)
 res = results(r)

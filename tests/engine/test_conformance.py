@@ -163,3 +163,18 @@ def test_a_fixed_output_hash_mismatch_keeps_the_output_at_its_real_path(both):
     ours = valid_outputs_named(both, "fod", both.kiln_valid, both.real)
     assert len(theirs) == 1 and theirs[0] != promised and ours == theirs
     assert read(both.real(ours[0])) == "real content\n"
+
+
+def test_without_keep_going_dependents_fail_and_only_real_failures_are_shown(both):
+    bad = both.drv("bad", "echo failing; exit 1")
+    good = both.drv("good", "sleep 1; echo x > $out")
+    mid = both.drv("mid", "echo x > $out", inputs=[bad])
+    top = both.drv("top", "echo x > $out", inputs=[mid, good])
+    other = both.drv("other", "echo x > $out")
+    nix, kiln = both.nix_realise(top, other), both.kiln_build(top, other)
+    errors = lambda r: [line for line in r.stderr.splitlines() if line.startswith("error: ")]  # noqa: E731
+    assert nix.returncode == kiln.returncode == 100, explain(nix) + explain(kiln)
+    assert [e.rstrip(";") for e in errors(kiln)] == errors(nix), explain(nix) + explain(kiln)
+    assert nix.stdout == kiln.stdout == ""  # nothing is listed when something failed
+    res = {r["path"]: r for r in json.loads(both.kiln_build("--json", top, other).stdout)}
+    assert res[mid]["status"] == res[top]["status"] == "DependencyFailed"

@@ -222,16 +222,17 @@ int build_command(const std::vector<std::string>& args) {
     for (auto& r : run.all)
       all.push_back(to_json(r));
     std::cout << all.dump(2) << '\n';
-  } else {
+  } else if (exit_status(run.all) == 0) {
+    // As nix-store --realise: the outputs, and only when all of them are there.
     for (auto& r : run.top_level)
-      if (is_success(r.status))
-        for (auto& [name, path] : r.outputs)
-          std::cout << path << '\n';
+      for (auto& [name, path] : r.outputs)
+        std::cout << path << '\n';
   }
-  // Root causes first, then what failed because of them.
+  // Root causes first, then what failed because of them; a build that was
+  // only stopped because of them is not a failure of its own.
   for (bool dependency : {false, true})
     for (auto& r : run.all)
-      if (!is_success(r.status) && (r.status == build_status::dependency_failed) == dependency)
+      if (!is_success(r.status) && !r.cancelled && (r.status == build_status::dependency_failed) == dependency)
         std::cerr << "error: " << r.error << '\n';
   return exit_status(run.all);
 }
