@@ -31,8 +31,10 @@ std::string with_log_tail(std::string msg, const std::vector<std::string>& tail)
 
 } // namespace
 
-build_result build_steps::judge(const std::string& drv_path, const derivation& drv, prepared_build& build,
-                                const builder_outcome& outcome, uint32_t round, uint32_t rounds) {
+build_result build_steps::judge(const build_round& run, prepared_build& build, const builder_outcome& outcome) {
+  const std::string& drv_path = run.drv_path;
+  const derivation& drv = run.drv;
+  const uint32_t round = run.round, rounds = run.rounds;
   build_result r;
   const bool fixed = drv.is_fixed_output();
   switch (outcome.limit) {
@@ -83,11 +85,11 @@ build_result build_steps::judge(const std::string& drv_path, const derivation& d
     infos = std::move(inspected.infos);
     // --hash asks for the real hash; otherwise the output is kept at its
     // real path (registered, as by Nix 2.8) and the build still fails.
-    if (!inspected.hash_mismatch.empty() && options_.mode != build_mode::hash) {
+    if (!inspected.hash_mismatch.empty() && run.mode != build_mode::hash) {
       r.status = build_status::output_rejected;
       r.hash_mismatch = true;
       r.error = inspected.hash_mismatch;
-      if (options_.mode == build_mode::normal) {
+      if (run.mode == build_mode::normal) {
         infos.erase(std::remove_if(infos.begin(), infos.end(), [&](auto& i) { return store_.db().is_valid(i.path); }),
                     infos.end());
         register_build_outputs(store_, infos, keys_);
@@ -114,10 +116,10 @@ build_result build_steps::judge(const std::string& drv_path, const derivation& d
         r.error = "derivation '" + drv_path + "' may not be deterministic: output '" + infos[i].path.full() +
                   "' differs" + what;
         if (options_.keep_failed) {
-          std::string kept = store_.real_path(infos[i].path) + "-check";
+          std::string kept = store_.real_path(infos[i].path) + ".check";
           remove_tree(kept);
           if (::rename(outs[i].location.c_str(), kept.c_str()) == 0)
-            r.error += " from '" + infos[i].path.full() + "-check'";
+            r.error += " from '" + infos[i].path.full() + ".check'";
         }
         return true;
       }
@@ -131,7 +133,7 @@ build_result build_steps::judge(const std::string& drv_path, const derivation& d
       return r;
     infos = first_round_[drv_path];
     first_round_.erase(drv_path);
-  } else if (options_.mode == build_mode::check && build.isolated_outputs) {
+  } else if (run.mode == build_mode::check && build.isolated_outputs) {
     std::vector<path_info> registered;
     for (auto& i : infos)
       if (auto reg = store_.db().query_path_info(i.path))
@@ -143,7 +145,7 @@ build_result build_steps::judge(const std::string& drv_path, const derivation& d
     return r;
   }
 
-  if (options_.mode == build_mode::repair && build.isolated_outputs) {
+  if (run.mode == build_mode::repair && build.isolated_outputs) {
     // Replace each output: the old copy is moved aside, the new one in.
     for (auto& o : outs) {
       std::string real = store_.real_path(o.path);

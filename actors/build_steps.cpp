@@ -143,8 +143,8 @@ std::vector<std::string> build_steps::invalid(const std::vector<std::string>& pa
   return out;
 }
 
-prepared_build build_steps::prepare(const std::string& drv_path, const derivation& drv, uint32_t round,
-                                    uint32_t rounds, const std::set<std::string>& recheck) {
+prepared_build build_steps::prepare(const build_round& r, const std::set<std::string>& recheck) {
+  const derivation& drv = r.drv;
   prepared_build b;
   if (!recheck.empty()) {
     std::vector<std::string> outputs;
@@ -161,7 +161,7 @@ prepared_build build_steps::prepare(const std::string& drv_path, const derivatio
       return b;
   }
   try {
-    prepare_into(b, drv_path, drv, round, rounds);
+    prepare_into(b, r);
   } catch (...) {
     // Nothing of a build that cannot start is left behind.
     release(b, false);
@@ -170,8 +170,10 @@ prepared_build build_steps::prepare(const std::string& drv_path, const derivatio
   return b;
 }
 
-void build_steps::prepare_into(prepared_build& b, const std::string& drv_path, const derivation& drv, uint32_t round,
-                               uint32_t rounds) {
+void build_steps::prepare_into(prepared_build& b, const build_round& r) {
+  const std::string& drv_path = r.drv_path;
+  const derivation& drv = r.drv;
+  const uint32_t round = r.round;
   store_path dp = store_.parse_path(drv_path);
   std::string name = derivation_name(drv, dp.base_name());
   b.job.drv_path = dp.full();
@@ -243,7 +245,7 @@ void build_steps::prepare_into(prepared_build& b, const std::string& drv_path, c
   // Check and repair rebuild outputs that exist, and later rounds must not
   // disturb the first round's: their outputs stay apart from the store (in
   // the sandbox's own store directory, or an overlay without a sandbox).
-  b.isolated_outputs = round > 1 || (options_.mode != build_mode::normal && !existing.empty());
+  b.isolated_outputs = round > 1 || (r.mode != build_mode::normal && !existing.empty());
 
   if (isolate) {
     plan_isolation(b, dp, drv);
@@ -320,14 +322,15 @@ void build_steps::release(prepared_build& b, bool keep_build_dir) {
   users_.erase(b.job.drv_path);
 }
 
-build_result build_steps::finish(const std::string& drv_path, const derivation& drv, prepared_build& build,
-                                 const builder_outcome& outcome, uint32_t round, uint32_t rounds) {
+build_result build_steps::finish(const build_round& run, prepared_build& build, const builder_outcome& outcome) {
+  const std::string& drv_path = run.drv_path;
+  const derivation& drv = run.drv;
   build_result r;
   try {
     if (!build.chroot_dir.empty() && !build.isolated_outputs && outcome.limit == builder_outcome::none &&
         outcome.wait_status == 0)
       move_sandbox_outputs(build, drv);
-    r = judge(drv_path, drv, build, outcome, round, rounds);
+    r = judge(run, build, outcome);
   } catch (const error& e) {
     r.status = build_status::misc_failure;
     r.error = e.what();

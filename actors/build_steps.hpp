@@ -45,23 +45,19 @@ public:
   // With `recheck` (output names) it first looks which outputs are still
   // invalid; if none of those named is, nothing is prepared and the result
   // says already_valid.
-  prepared_build prepare(const std::string& drv_path, const derivation& drv, uint32_t round,
-                         uint32_t rounds, const std::set<std::string>& recheck = {});
+  prepared_build prepare(const build_round& r, const std::set<std::string>& recheck = {});
 
   // Judges the run: status, registration (in the last round), comparison
   // with earlier rounds or the registered outputs; removes the build
   // directory unless --keep-failed keeps a failed one.
-  build_result finish(const std::string& drv_path, const derivation& drv, prepared_build& build,
-                      const builder_outcome& outcome, uint32_t round, uint32_t rounds);
+  build_result finish(const build_round& r, prepared_build& build, const builder_outcome& outcome);
 
   const build_options& options() const { return options_; }
 
 private:
-  build_result judge(const std::string& drv_path, const derivation& drv, prepared_build& build,
-                     const builder_outcome& outcome, uint32_t round, uint32_t rounds);
+  build_result judge(const build_round& run, prepared_build& build, const builder_outcome& outcome);
   void run_post_build_hook(const std::string& drv_path, const std::vector<path_info>& infos);
-  void prepare_into(prepared_build& b, const std::string& drv_path, const derivation& drv, uint32_t round,
-                    uint32_t rounds);
+  void prepare_into(prepared_build& b, const build_round& r);
   void make_build_dir(prepared_build& b, const std::string& name, bool isolate, const store_path& drv_path);
   void plan_isolation(prepared_build& b, const store_path& drv_path, const derivation& drv);
   const std::string& reusable_store_dirs();

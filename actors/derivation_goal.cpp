@@ -1,7 +1,7 @@
 // The derivation goal: one derivation's way from its .drv to valid outputs,
 // in the reference's states, each a function below:
 //   get_derivation -> have_derivation -> try_substitutes -> outputs_substituted ->
-//   inputs_realised -> try_to_build -> build_round (1..n) -> done
+//   inputs_realised -> try_to_build -> start_round (1..n) -> done
 // Store work goes to the store actor, inputs to the scheduler (which
 // deduplicates goals), the run itself to a builder actor. The behaviour
 // only takes the messages that can come at any time (cancel, more wanted
@@ -48,7 +48,7 @@ void try_substitutes(goal_ptr self, uint32_t index);
 void outputs_substituted(goal_ptr self);
 void inputs_realised(goal_ptr self);
 void try_to_build(goal_ptr self);
-void build_round(goal_ptr self);
+void start_round(goal_ptr self);
 void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome& o);
 void done(goal_ptr self, build_result r);
 
@@ -252,7 +252,7 @@ void try_to_build(goal_ptr self) {
             if (self->state.cancelled)
               return done(self, cancelled_result(drv_path(self)));
             self->state.start_time = std::time(nullptr);
-            build_round(self);
+            start_round(self);
           },
           [=](caf::error& e) {
             done(self, e == engine_errc::cancelled ? cancelled_result(drv_path(self))
@@ -260,22 +260,27 @@ void try_to_build(goal_ptr self) {
           });
 }
 
+build_round this_round(goal_ptr self) {
+  auto& st = self->state;
+  return build_round{drv_path(self), st.loaded.drv, st.round, st.rounds, st.options.mode};
+}
+
 // Judged (and in the last round registered) by the store actor; then the
 // next round, or done.
 void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome& o) {
   auto& st = self->state;
-  self->request(st.store, caf::infinite, finish_atom::value, drv_path(self), st.loaded.drv, b, o, st.round, st.rounds)
+  self->request(st.store, caf::infinite, finish_atom::value, this_round(self), b, o)
       .then(
           [=](build_result& r) {
             auto& state = self->state;
             if (r.status == build_status::built && state.round < state.rounds && !state.cancelled)
-              return build_round(self);
+              return start_round(self);
             done(self, std::move(r));
           },
           [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
 }
 
-void build_round(goal_ptr self) {
+void start_round(goal_ptr self) {
   auto& st = self->state;
   ++st.round;
   // With the output locks held, the store looks again before it prepares:
@@ -283,8 +288,7 @@ void build_round(goal_ptr self) {
   std::set<std::string> recheck;
   if (st.round == 1 && st.options.mode == build_mode::normal)
     recheck = wanted_outputs(self);
-  self->request(st.store, caf::infinite, prepare_atom::value, drv_path(self), st.loaded.drv, st.round, st.rounds,
-                recheck)
+  self->request(st.store, caf::infinite, prepare_atom::value, this_round(self), recheck)
       .then(
           [=](prepared_build& b) {
             auto& state = self->state;
@@ -300,7 +304,8 @@ void build_round(goal_ptr self) {
                 return done(self, r);
               }
             }
-            std::string what = "building '" + drv_path(self) + "'";
+            std::string what = (state.options.mode == build_mode::check ? "checking outputs of '" : "building '") +
+                               drv_path(self) + "'";
             if (state.rounds > 1)
               what += " (round " + std::to_string(state.round) + "/" + std::to_string(state.rounds) + ")";
             self->send(state.scheduler, status_atom::value, drv_path(self), what);

@@ -80,7 +80,12 @@ void start_goal(sched_ptr self, const std::string& key, goal_entry& e) {
       loaded = std::move(it->second);
       st.preloaded.erase(it);
     }
-    e.goal = spawn_derivation_goal(self, me, st.store, st.logger, st.options, goal_request{key, e.outputs},
+    // Only what was asked for is checked or hashed; inputs are realised
+    // normally (as Nix's), except that repair reaches them too.
+    build_options options = st.options;
+    if (!e.top_level && options.mode != build_mode::repair)
+      options.mode = build_mode::normal;
+    e.goal = spawn_derivation_goal(self, me, st.store, st.logger, std::move(options), goal_request{key, e.outputs},
                                    st.store_real_dir, std::move(loaded));
   }
   self->monitor(e.goal);

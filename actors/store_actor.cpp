@@ -45,13 +45,11 @@ store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_st
       [=](subst_atom, const std::string& path, uint32_t index) {
         return guarded([&] { return steps().substitute(path, index); });
       },
-      [=](prepare_atom, const std::string& drv, const derivation& d, uint32_t round, uint32_t rounds,
-          const std::set<std::string>& recheck) {
-        return guarded([&] { return steps().prepare(drv, d, round, rounds, recheck); });
+      [=](prepare_atom, const build_round& r, const std::set<std::string>& recheck) {
+        return guarded([&] { return steps().prepare(r, recheck); });
       },
-      [=](finish_atom, const std::string& drv, const derivation& d, prepared_build& b, const builder_outcome& o,
-          uint32_t round, uint32_t rounds) {
-        return guarded([&] { return steps().finish(drv, d, b, o, round, rounds); });
+      [=](finish_atom, const build_round& r, prepared_build& b, const builder_outcome& o) {
+        return guarded([&] { return steps().finish(r, b, o); });
       },
   };
 }

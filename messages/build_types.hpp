@@ -204,6 +204,23 @@ typename Inspector::result_type inspect(Inspector& f, loaded_derivation& x) {
 }
 
 // A builder run being prepared or finished: its job and where its outputs go.
+// One run of a derivation's builder, as its goal asks the store actor to
+// prepare it and then to judge it.
+struct build_round {
+  std::string drv_path;
+  derivation drv;
+  uint32_t round = 1, rounds = 1; // round counts from 1 (--repeat adds rounds)
+  // This goal's mode: only the derivations asked for are checked or hashed;
+  // their inputs are realised normally (repair reaches the inputs too).
+  build_mode mode = build_mode::normal;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, build_round& x) {
+  uint8_t& mode = reinterpret_cast<uint8_t&>(x.mode);
+  return f(caf::meta::type_name("build_round"), x.drv_path, x.drv, x.round, x.rounds, mode);
+}
+
 struct prepared_build {
   builder_job job;
   std::map<std::string, std::string> output_locations; // name -> where the builder writes it

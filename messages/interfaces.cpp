@@ -30,6 +30,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<loaded_derivation>("kiln.loaded_derivation");
   cfg.add_message_type<std::vector<loaded_derivation>>("kiln.loaded_derivations");
   cfg.add_message_type<prepared_build>("kiln.prepared_build");
+  cfg.add_message_type<build_round>("kiln.build_round");
   cfg.add_message_type<std::map<std::string, derivation_output>>("kiln.output_map");
   cfg.add_message_type<std::map<std::string, std::set<std::string>>>("kiln.input_drv_map");
   cfg.add_message_type<std::map<std::string, std::string>>("kiln.string_map");

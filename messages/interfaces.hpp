@@ -51,9 +51,8 @@ using store_actor = caf::typed_actor<
     // The paths among these that are not valid.
     caf::replies_to<invalid_atom, std::vector<std::string>>::with<std::vector<std::string>>,
     caf::replies_to<subst_atom, std::string, uint32_t>::with<std::string>,
-    caf::replies_to<prepare_atom, std::string, derivation, uint32_t, uint32_t, std::set<std::string>>::with<prepared_build>,
-    caf::replies_to<finish_atom, std::string, derivation, prepared_build, builder_outcome, uint32_t,
-                    uint32_t>::with<build_result>>;
+    caf::replies_to<prepare_atom, build_round, std::set<std::string> /*recheck*/>::with<prepared_build>,
+    caf::replies_to<finish_atom, build_round, prepared_build, builder_outcome>::with<build_result>>;
 
 // Writes build logs (and with -L shows their lines), one file per build.
 using logger_actor = caf::typed_actor<

@@ -329,7 +329,7 @@ check(r.returncode == 104 and results(r)[rnd]["status"] == "NotDeterministic" an
       f"--check: {r.returncode} {r.stderr[:300]}")
 r = build("--json", "--check", "--keep-failed", rnd)
 rnd_out = out_of(rnd)
-check(r.returncode == 104 and os.path.exists(real(rnd_out) + "-check"), f"--keep-failed keeps PATH-check: {r.stderr[:300]}")
+check(r.returncode == 104 and os.path.exists(real(rnd_out) + ".check"), f"--keep-failed keeps PATH.check: {r.stderr[:300]}")
 r = build("--json", "--check", leaf)
 check(r.returncode == 0 and results(r)[leaf]["status"] == "Built", f"--check of a deterministic build: {r.stderr[:300]}")
 rnd2 = drv("random2", "read u < /proc/sys/kernel/random/uuid; echo $u > $out")

@@ -178,3 +178,16 @@ def test_without_keep_going_dependents_fail_and_only_real_failures_are_shown(bot
     assert nix.stdout == kiln.stdout == ""  # nothing is listed when something failed
     res = {r["path"]: r for r in json.loads(both.kiln_build("--json", top, other).stdout)}
     assert res[mid]["status"] == res[top]["status"] == "DependencyFailed"
+
+
+def test_check_rebuilds_only_what_was_asked_for_and_keeps_the_other_output_as_dot_check(both):
+    leaf = both.drv("leaf", "echo leaf > $out")
+    top = both.drv("top", "cat /proc/sys/kernel/random/uuid > $out", inputs=[leaf])
+    assert both.nix_realise(top).returncode == 0 and both.kiln_build(top).returncode == 0
+    nix, kiln = both.nix_realise(top, options=["--check", "-K"]), both.kiln_build("--check", "-K", top)
+    assert nix.returncode == kiln.returncode == 104, explain(nix) + explain(kiln)
+    for r in (nix, kiln):
+        assert f"checking outputs of '{top}'..." in r.stderr and leaf not in r.stderr, explain(r)
+    out = both.outputs(top)["out"]
+    assert f"may not be deterministic: output '{out}' differs from '{out}.check'" in kiln.stderr, explain(kiln)
+    assert os.path.exists(both.real(out) + ".check") and os.path.exists(both.nix_real(out) + ".check")
