@@ -12,6 +12,7 @@
 #include "store/error.hpp"
 #include "store/fd.hpp"
 #include "store/file_ops.hpp"
+#include "store/nar.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -138,6 +139,26 @@ std::vector<std::string> build_steps::invalid(const std::vector<std::string>& pa
     store_path p = store_.parse_path(s);
     store_.add_temp_root(p);
     if (!store_.db().is_valid(p))
+      out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<std::string> build_steps::damaged(const std::vector<std::string>& paths) {
+  std::vector<std::string> out;
+  for (auto& s : paths) {
+    store_path p = store_.parse_path(s);
+    auto info = store_.db().query_path_info(p);
+    if (!info)
+      continue;
+    bool good = false;
+    try {
+      auto got = hash_path(store_.real_path(p));
+      good = got.nar_hash == info->nar_hash && got.nar_size == info->nar_size;
+    } catch (const error&) {
+      // missing or unreadable: damaged
+    }
+    if (!good)
       out.push_back(s);
   }
   return out;

@@ -47,6 +47,9 @@ public:
   // says already_valid.
   prepared_build prepare(const build_round& r, const std::set<std::string>& recheck = {});
 
+  // The valid ones among `paths` whose contents do not match their record.
+  std::vector<std::string> damaged(const std::vector<std::string>& paths);
+
   // Judges the run: status, registration (in the last round), comparison
   // with earlier rounds or the registered outputs; removes the build
   // directory unless --keep-failed keeps a failed one.

@@ -36,6 +36,7 @@ struct drv_goal_state {
   bool waiting_noted = false;
   std::size_t pending = 0;
   std::size_t failed_inputs = 0;
+  bool repair_needed = false; // --repair: an output is missing or damaged
   int64_t start_time = 0;
   static inline const char* name = "derivation_goal";
 };
@@ -45,6 +46,7 @@ using goal_ptr = caf::stateful_actor<drv_goal_state>*;
 void get_derivation(goal_ptr self, bool read_ahead);
 void have_derivation(goal_ptr self);
 void try_substitutes(goal_ptr self, uint32_t index);
+void find_damage(goal_ptr self);
 void outputs_substituted(goal_ptr self);
 void inputs_realised(goal_ptr self);
 void try_to_build(goal_ptr self);
@@ -123,11 +125,34 @@ void have_derivation(goal_ptr self) {
         return done(self, failure(build_status::misc_failure,
                                   "some outputs of '" + drv_path(self) + "' are not valid, so checking is not possible"));
   }
+  if (st.options.mode == build_mode::repair)
+    return find_damage(self);
   // Substitutes for invalid outputs first; with no substituters this is
   // the reference's "no substituters" path, straight on to the inputs.
   if (st.options.mode == build_mode::normal && !st.options.substituters.empty())
     return try_substitutes(self, 0);
   outputs_substituted(self);
+}
+
+// --repair: valid outputs are rebuilt only if their contents are damaged
+// (as Nix's); the inputs are realised in repair mode either way, so damage
+// further down is repaired by their goals.
+void find_damage(goal_ptr self) {
+  auto& st = self->state;
+  if (!wanted_all_valid(self)) {
+    st.repair_needed = true;
+    return outputs_substituted(self);
+  }
+  std::vector<std::string> outputs;
+  for (auto& name : wanted_outputs(self))
+    outputs.push_back(st.loaded.drv.outputs.at(name).path);
+  self->request(st.store, caf::infinite, damaged_atom::value, outputs)
+      .then(
+          [=](const std::vector<std::string>& damaged) {
+            self->state.repair_needed = !damaged.empty();
+            outputs_substituted(self);
+          },
+          [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
 }
 
 // Asks substituter `index` for every wanted output still invalid, then the
@@ -229,6 +254,11 @@ void try_to_build(goal_ptr self) {
   auto& st = self->state;
   if (st.cancelled)
     return done(self, cancelled_result(drv_path(self)));
+  if (st.options.mode == build_mode::repair && !st.repair_needed) {
+    build_result r;
+    r.status = build_status::already_valid;
+    return done(self, r);
+  }
   bool locked = false;
   try {
     locked = take_locks(self);
@@ -304,7 +334,10 @@ void start_round(goal_ptr self) {
                 return done(self, r);
               }
             }
-            std::string what = (state.options.mode == build_mode::check ? "checking outputs of '" : "building '") +
+            auto mode = state.options.mode;
+            std::string what = (mode == build_mode::check    ? "checking outputs of '"
+                                : mode == build_mode::repair ? "repairing outputs of '"
+                                                             : "building '") +
                                drv_path(self) + "'";
             if (state.rounds > 1)
               what += " (round " + std::to_string(state.round) + "/" + std::to_string(state.rounds) + ")";

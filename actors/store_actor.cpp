@@ -39,6 +39,9 @@ store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_st
       [=](load_closure_atom, const std::string& drv) {
         return guarded([&] { return steps().load_closure(drv); });
       },
+      [=](damaged_atom, const std::vector<std::string>& paths) {
+        return guarded([&] { return steps().damaged(paths); });
+      },
       [=](invalid_atom, const std::vector<std::string>& paths) {
         return guarded([&] { return steps().invalid(paths); });
       },

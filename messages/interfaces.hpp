@@ -24,6 +24,7 @@ using add_outputs_atom = caf::atom_constant<caf::atom("addouts")>; // merge want
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using load_closure_atom = caf::atom_constant<caf::atom("loadclos")>;
 using invalid_atom = caf::atom_constant<caf::atom("invalid")>;
+using damaged_atom = caf::atom_constant<caf::atom("damaged")>;
 using subst_atom = caf::atom_constant<caf::atom("subst")>;
 using prepare_atom = caf::atom_constant<caf::atom("prepare")>;
 using finish_atom = caf::atom_constant<caf::atom("finish")>;
@@ -50,6 +51,9 @@ using store_actor = caf::typed_actor<
     caf::replies_to<load_closure_atom, std::string>::with<std::vector<loaded_derivation>>,
     // The paths among these that are not valid.
     caf::replies_to<invalid_atom, std::vector<std::string>>::with<std::vector<std::string>>,
+    // The valid paths among these whose contents no longer hash to their
+    // record (or that are missing): what --repair must make again.
+    caf::replies_to<damaged_atom, std::vector<std::string>>::with<std::vector<std::string>>,
     caf::replies_to<subst_atom, std::string, uint32_t>::with<std::string>,
     caf::replies_to<prepare_atom, build_round, std::set<std::string> /*recheck*/>::with<prepared_build>,
     caf::replies_to<finish_atom, build_round, prepared_build, builder_outcome>::with<build_result>>;
