@@ -5,7 +5,10 @@
 #include "actors/valid_targets.hpp"
 #include "store/error.hpp"
 
+#include <atomic>
+#include <csignal>
 #include <map>
+#include <pthread.h>
 #include <thread>
 
 namespace kiln {
@@ -25,6 +28,56 @@ struct engine_config : caf::actor_system_config {
   }
 };
 
+// Turns SIGINT and SIGTERM into a cancel of the scheduler: they are blocked
+// in every thread (made before the actor system, whose threads inherit the
+// mask; builders unblock them before exec) and taken by a thread of its
+// own. A second signal ends the process as it would have.
+class interrupt_watch {
+public:
+  interrupt_watch() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+  }
+
+  void watch(caf::actor scheduler) {
+    scheduler_ = std::move(scheduler);
+    thread_ = std::thread([this] {
+      const timespec tick{0, 100 * 1000 * 1000};
+      while (!stop_) {
+        int sig = ::sigtimedwait(&set_, nullptr, &tick);
+        if (sig < 0)
+          continue;
+        if (fired_.exchange(true)) {
+          std::signal(sig, SIG_DFL);
+          pthread_sigmask(SIG_UNBLOCK, &set_, nullptr);
+          ::raise(sig);
+        }
+        caf::anon_send(scheduler_, cancel_atom::value);
+      }
+    });
+  }
+  // Before the actor system goes: nothing is sent to it after this.
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+  ~interrupt_watch() {
+    stop();
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  bool fired() const { return fired_; }
+
+private:
+  caf::actor scheduler_;
+  sigset_t set_, old_;
+  std::atomic<bool> stop_{false}, fired_{false};
+  std::thread thread_;
+};
+
 } // namespace
 
 engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,
@@ -39,11 +92,13 @@ engine_run run_builds(std::shared_ptr<local_store> store, const build_options& o
     settled.remaining = requests;
   run.all = std::move(settled.already_valid);
   if (!settled.remaining.empty()) {
+    interrupt_watch interrupts;
     engine_config cfg;
     caf::actor_system sys{cfg};
     auto storer = spawn_store_actor(sys, store, std::move(steps));
     auto logger = spawn_logger(sys, options.print_build_logs);
     auto sched = spawn_scheduler(sys, storer, logger, options, events, store->layout().store_dir());
+    interrupts.watch(caf::actor_cast<caf::actor>(sched));
     caf::scoped_actor self{sys};
     std::string failure;
     self->request(sched, caf::infinite, want_atom::value, settled.remaining)
@@ -56,6 +111,8 @@ engine_run run_builds(std::shared_ptr<local_store> store, const build_options& o
     self->send_exit(sched, caf::exit_reason::user_shutdown);
     self->send_exit(logger, caf::exit_reason::user_shutdown);
     self->send_exit(storer, caf::exit_reason::user_shutdown);
+    interrupts.stop();
+    run.interrupted = interrupts.fired();
     if (!failure.empty())
       throw kiln::error("the build engine failed: " + failure);
   }

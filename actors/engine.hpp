@@ -26,9 +26,12 @@ using event_sink = std::function<void(const engine_event&)>;
 struct engine_run {
   std::vector<build_result> top_level; // in the order asked
   std::vector<build_result> all;       // every goal's result, dependencies included
+  bool interrupted = false;            // SIGINT or SIGTERM cancelled the run
 };
 
 // `store` is the caller's open store; the store actor takes it over.
+// SIGINT and SIGTERM cancel the run (builders killed, build directories
+// removed) instead of killing the process; a second one ends it at once.
 engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,
                       const std::vector<goal_request>& requests, const event_sink& events);
 

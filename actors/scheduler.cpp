@@ -250,6 +250,7 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logg
       [=](status_atom, const std::string& drv, const std::string& what) {
         emit(self, engine_event::building, drv, what);
       },
+      [=](cancel_atom) { cancel_all(self); },
       [=](preload_atom, std::vector<loaded_derivation>& all) {
         auto& st = self->state;
         for (auto& l : all)

@@ -83,7 +83,10 @@ using scheduler_actor = caf::typed_actor<
     caf::reacts_to<done_atom, build_result>,
     caf::reacts_to<status_atom, std::string /*drv*/, std::string /*what*/>,
     // Derivations a goal read ahead for the goals of its inputs.
-    caf::reacts_to<preload_atom, std::vector<loaded_derivation>>>;
+    caf::reacts_to<preload_atom, std::vector<loaded_derivation>>,
+    // SIGINT or SIGTERM: every goal is cancelled (builders killed, build
+    // directories removed) and the run ends.
+    caf::reacts_to<cancel_atom>>;
 
 // Error category for failures that are values between actors.
 // input_rejected: the store found the derivation unbuildable while preparing it.

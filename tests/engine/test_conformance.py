@@ -3,9 +3,13 @@
 (Issue 14's audit: each case failed before its change.)"""
 import json
 import os
+import signal
+import subprocess
+import time
 
 import pytest
 
+from host_processes import running
 from kiln_testing import explain
 
 
@@ -215,3 +219,23 @@ def test_repair_rebuilds_only_damaged_outputs(both):
         assert f"repairing outputs of '{top}'" in r.stderr, explain(r)
     assert leaf not in kiln.stderr, explain(kiln)  # only the damaged one
     assert read(both.real(out)) == read(both.nix_real(out)) == "leaf\ntop\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_kills_the_builds_and_leaves_nothing_behind(both, sig):
+    d = both.drv("slow", "echo started; exec sleep 6071")
+    tools = {"kiln": [both.kiln, "build", "--store", both.store, d],
+             "nix": ["nix-store", "--store", both.nix_root, "--realise", d, "--option", "substituters", "",
+                     "--option", "sandbox", "true", "--option", "sandbox-paths", "/bin /lib /lib64 /usr"]}
+    assert both.nix_realise(d, options=["--dry-run"]).returncode == 0  # the .drv is in Nix's store
+    for tool, argv in tools.items():
+        p = subprocess.Popen(argv, env=both.env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not running([b"sleep", b"6071"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running([b"sleep", b"6071"]), f"{tool}: the builder did not start"
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 1 and "error: interrupted by the user" in err, f"{tool}: {p.returncode} {err}"
+        assert not running([b"sleep", b"6071"]), f"{tool} left its builder running"
+    assert os.listdir(f"{both.dir}/tmp") == [], "Kiln's build directories are removed"

@@ -222,11 +222,15 @@ int build_command(const std::vector<std::string>& args) {
     for (auto& r : run.all)
       all.push_back(to_json(r));
     std::cout << all.dump(2) << '\n';
-  } else if (exit_status(run.all) == 0) {
+  } else if (exit_status(run.all) == 0 && !run.interrupted) {
     // As nix-store --realise: the outputs, and only when all of them are there.
     for (auto& r : run.top_level)
       for (auto& [name, path] : r.outputs)
         std::cout << path << '\n';
+  }
+  if (run.interrupted) {
+    std::cerr << "error: interrupted by the user\n";
+    return 1;
   }
   // Root causes first, then what failed because of them; a build that was
   // only stopped because of them is not a failure of its own.
