@@ -22,6 +22,8 @@ store_actor spawn_store_actor(caf::actor_system& sys, std::shared_ptr<local_stor
 // Detached: log files are written with blocking I/O.
 logger_actor spawn_logger(caf::actor_system& sys, bool print_build_logs);
 builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger);
+// Detached, one hook run each (actors/post_build_hook.cpp).
+hook_actor spawn_post_build_hook(caf::actor_system& sys);
 scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, logger_actor logger,
                                 build_options options, event_sink events, std::string store_real_dir);
 // Spawned by the scheduler; they report (done_atom, build_result) to it.

@@ -1,6 +1,7 @@
 // The judging part of build_steps: how a builder run ended becomes a build
 // result — limits and exit status, the outputs inspected, compared with an
-// earlier round or the registered outputs, registered, the post-build hook.
+// earlier round or the registered outputs, registered. (The post-build hook
+// is the goal's next step: actors/post_build_hook.cpp.)
 #include "actors/build_steps.hpp"
 
 #include "sandbox/builder_process.hpp"
@@ -8,13 +9,10 @@
 #include "store/error.hpp"
 #include "store/file_ops.hpp"
 
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-
-extern char** environ;
 
 namespace kiln {
 
@@ -160,36 +158,7 @@ build_result build_steps::judge(const build_round& run, prepared_build& build, c
     }
   }
   register_build_outputs(store_, infos, keys_);
-  run_post_build_hook(drv_path, infos);
   return r;
-}
-
-void build_steps::run_post_build_hook(const std::string& drv_path, const std::vector<path_info>& infos) {
-  if (options_.post_build_hook.empty())
-    return;
-  std::string out_paths;
-  for (auto& i : infos)
-    out_paths += (out_paths.empty() ? "" : " ") + i.path.full();
-  std::string hook = options_.post_build_hook;
-  // The hook runs on its own thread so other builds go on meanwhile; the
-  // engine waits for every hook before it stops.
-  hooks_.emplace_back([hook, out_paths, drv_path] {
-    std::vector<std::string> env_s;
-    for (char** e = environ; *e; ++e)
-      env_s.emplace_back(*e);
-    env_s.push_back("OUT_PATHS=" + out_paths);
-    env_s.push_back("DRV_PATH=" + drv_path);
-    std::vector<char*> envp;
-    for (auto& e : env_s)
-      envp.push_back(e.data());
-    envp.push_back(nullptr);
-    char* argv[] = {const_cast<char*>(hook.c_str()), nullptr};
-    pid_t pid;
-    if (::posix_spawn(&pid, hook.c_str(), nullptr, nullptr, argv, envp.data()) != 0)
-      return;
-    int st;
-    ::waitpid(pid, &st, 0);
-  });
 }
 
 } // namespace kiln

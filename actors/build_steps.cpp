@@ -22,7 +22,6 @@
 #include <cstdlib>
 #include <ctime>
 #include <algorithm>
-#include <thread>
 
 namespace kiln {
 
@@ -38,8 +37,6 @@ std::string temp_parent(const build_options& o) {
 } // namespace
 
 build_steps::~build_steps() {
-  for (auto& t : hooks_)
-    t.join();
   if (private_dir_.empty())
     return;
   // The build users' directories are empty between builds; the private

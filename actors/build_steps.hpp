@@ -16,7 +16,6 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace kiln {
@@ -24,7 +23,7 @@ namespace kiln {
 class build_steps {
 public:
   build_steps(local_store& store, build_options options);
-  ~build_steps(); // waits for running post-build hooks; removes private_dir_ if empty
+  ~build_steps(); // removes private_dir_ if empty
 
   // Reads and parses a valid .drv; throws kiln::error naming it otherwise.
   loaded_derivation load(const std::string& drv_path);
@@ -59,7 +58,6 @@ public:
 
 private:
   build_result judge(const build_round& run, prepared_build& build, const builder_outcome& outcome);
-  void run_post_build_hook(const std::string& drv_path, const std::vector<path_info>& infos);
   void prepare_into(prepared_build& b, const build_round& r);
   void make_build_dir(prepared_build& b, const std::string& name, bool isolate, const store_path& drv_path);
   void plan_isolation(prepared_build& b, const store_path& drv_path, const derivation& drv);
@@ -81,7 +79,6 @@ private:
   // Round 1's outputs, compared with each later round's.
   std::map<std::string, std::vector<path_info>> first_round_;
   std::set<std::string> read_ahead_; // derivations load_closure has returned
-  std::vector<std::thread> hooks_;
   std::map<std::string, sandbox::build_user> users_; // by .drv, held while it builds
   std::string private_dir_;      // 0700, holds this engine's build directories
   std::string sandbox_root_dir_; // mount point of every sandbox's new root

@@ -19,6 +19,9 @@ namespace kiln {
 
 namespace {
 
+// A hook may upload what it built; this long and no answer means it hangs.
+constexpr auto post_build_hook_timeout = std::chrono::minutes(60);
+
 struct drv_goal_state {
   goal_request request;
   build_options options;
@@ -51,6 +54,7 @@ void outputs_substituted(goal_ptr self);
 void inputs_realised(goal_ptr self);
 void try_to_build(goal_ptr self);
 void start_round(goal_ptr self);
+void run_post_build_hook(goal_ptr self, build_result r);
 void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome& o);
 void done(goal_ptr self, build_result r);
 
@@ -305,9 +309,44 @@ void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome&
             auto& state = self->state;
             if (r.status == build_status::built && state.round < state.rounds && !state.cancelled)
               return start_round(self);
+            if (r.status == build_status::built && !state.options.post_build_hook.empty())
+              return run_post_build_hook(self, std::move(r));
             done(self, std::move(r));
           },
           [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
+}
+
+// The outputs are registered; the hook runs before the goal reports, so
+// what depends on them waits for it, and its failure is the build's.
+void run_post_build_hook(goal_ptr self, build_result r) {
+  auto& st = self->state;
+  const std::string& hook = st.options.post_build_hook;
+  auto say = [=](const std::string& line) { self->send(self->state.scheduler, notice_atom::value, drv_path(self), line); };
+  auto show_output = [=](const std::string& output) {
+    std::size_t pos = 0;
+    while (pos < output.size()) {
+      auto nl = output.find('\n', pos);
+      say("post-build-hook: " + output.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+      pos = nl == std::string::npos ? output.size() : nl + 1;
+    }
+  };
+  say("running post-build-hook '" + hook + "'...");
+  std::vector<std::string> outputs;
+  for (auto& [name, path] : r.outputs)
+    outputs.push_back(path);
+  self->request(spawn_post_build_hook(self->system()), post_build_hook_timeout, hook_atom::value, hook,
+                drv_path(self), outputs)
+      .then(
+          [=](const std::string& output) mutable {
+            show_output(output);
+            done(self, std::move(r));
+          },
+          [=](caf::error& e) {
+            auto& ctx = e.context();
+            if (ctx.size() == 2 && ctx.match_element<std::string>(1))
+              show_output(ctx.get_as<std::string>(1));
+            done(self, failure(build_status::misc_failure, error_text(e)));
+          });
 }
 
 void start_round(goal_ptr self) {

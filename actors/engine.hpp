@@ -16,7 +16,8 @@ namespace kiln {
 
 // What the engine tells whoever runs it (the CLI prints these).
 struct engine_event {
-  enum kind_t { building, status, finished } kind = status;
+  // notice: a line for the user as it is (the post-build hook's output).
+  enum kind_t { building, status, finished, notice } kind = status;
   std::string drv_path;
   std::string text; // "building '...'", a result's error, ...
   std::size_t built = 0, running = 0, queued = 0, failed = 0;

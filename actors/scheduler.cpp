@@ -247,6 +247,9 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logg
         if (auto sender = self->current_sender())
           goal_done(self, sender->address(), std::move(r));
       },
+      [=](notice_atom, const std::string& drv, const std::string& line) {
+        emit(self, engine_event::notice, drv, line);
+      },
       [=](status_atom, const std::string& drv, const std::string& what) {
         emit(self, engine_event::building, drv, what);
       },

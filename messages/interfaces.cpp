@@ -8,13 +8,14 @@ std::string to_string(engine_errc e) {
   case engine_errc::cancelled: return "cancelled";
   case engine_errc::store_failure: return "store_failure";
   case engine_errc::input_rejected: return "input_rejected";
+  case engine_errc::hook_failed: return "hook_failed";
   }
   return "unknown";
 }
 
 std::string error_text(const caf::error& e) {
   auto& ctx = e.context();
-  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+  if (ctx.size() >= 1 && ctx.match_element<std::string>(0))
     return ctx.get_as<std::string>(0);
   return caf::to_string(e);
 }
@@ -40,6 +41,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<logger_actor>("kiln.logger_actor");
   cfg.add_message_type<builder_actor>("kiln.builder_actor");
   cfg.add_message_type<scheduler_actor>("kiln.scheduler_actor");
+  cfg.add_message_type<hook_actor>("kiln.hook_actor");
   cfg.add_error_category(caf::atom("kiln"), [](uint8_t code, caf::atom_value, const caf::message&) {
     return "kiln::" + to_string(static_cast<engine_errc>(code));
   });

@@ -20,6 +20,9 @@ using done_atom = caf::atom_constant<caf::atom("done")>;       // a goal has its
 using status_atom = caf::atom_constant<caf::atom("status")>;   // goal -> scheduler: what it is doing
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;   // stop: another build failed
 using add_outputs_atom = caf::atom_constant<caf::atom("addouts")>; // merge wanted outputs
+using notice_atom = caf::atom_constant<caf::atom("notice")>;   // goal -> scheduler: a line for the user
+// Post-build hook
+using hook_atom = caf::atom_constant<caf::atom("hook")>;
 // Store actor
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using load_closure_atom = caf::atom_constant<caf::atom("loadclos")>;
@@ -82,17 +85,28 @@ using scheduler_actor = caf::typed_actor<
     caf::reacts_to<release_atom, uint64_t>,
     caf::reacts_to<done_atom, build_result>,
     caf::reacts_to<status_atom, std::string /*drv*/, std::string /*what*/>,
+    // Shown to the user as it is (the post-build hook's lines).
+    caf::reacts_to<notice_atom, std::string /*drv*/, std::string /*line*/>,
     // Derivations a goal read ahead for the goals of its inputs.
     caf::reacts_to<preload_atom, std::vector<loaded_derivation>>,
     // SIGINT or SIGTERM: every goal is cancelled (builders killed, build
     // directories removed) and the run ends.
     caf::reacts_to<cancel_atom>>;
 
+// Runs the post-build hook once (on a thread of its own: it blocks while
+// the hook runs) with OUT_PATHS and DRV_PATH set; replies with what the
+// hook printed (stdout and stderr), or hook_failed naming the program and
+// its exit status (the context then holds the message and the output).
+using hook_actor = caf::typed_actor<
+    caf::replies_to<hook_atom, std::string /*program*/, std::string /*drv*/, std::vector<std::string> /*outputs*/>::with<
+        std::string>>;
+
 // Error category for failures that are values between actors.
 // input_rejected: the store found the derivation unbuildable while preparing it.
-enum class engine_errc : uint8_t { no_build_slots = 1, cancelled, store_failure, input_rejected };
+// hook_failed: the post-build hook exited with a failure.
+enum class engine_errc : uint8_t { no_build_slots = 1, cancelled, store_failure, input_rejected, hook_failed };
 
-// The text of an engine error (its context string, or its rendering).
+// The text of an engine error (its context's first string, or its rendering).
 std::string error_text(const caf::error& e);
 
 } // namespace kiln

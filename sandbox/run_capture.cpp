@@ -13,7 +13,7 @@
 namespace kiln::sandbox {
 
 captured run_capture(const std::string& program, const std::vector<std::string>& args, char** envp,
-                     const std::string& what) {
+                     const std::string& what, bool with_stderr) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0)
     throw_errno("creating a pipe for " + what);
@@ -27,6 +27,8 @@ captured run_capture(const std::string& program, const std::vector<std::string>&
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, w.get(), 1);
+  if (with_stderr)
+    posix_spawn_file_actions_adddup2(&fa, w.get(), 2);
   pid_t pid;
   int err = ::posix_spawn(&pid, program.c_str(), &fa, nullptr, argv.data(), envp);
   posix_spawn_file_actions_destroy(&fa);

@@ -10,11 +10,12 @@ namespace kiln::sandbox {
 
 struct captured {
   int status = 0;     // wait status
-  std::string output; // its standard output
+  std::string output; // its standard output (and error, if asked for)
 };
 
-// `what` names the program in errors (it could not be started).
+// `what` names the program in errors (it could not be started). With
+// `with_stderr` its standard error is kept too, interleaved.
 captured run_capture(const std::string& program, const std::vector<std::string>& args, char** envp,
-                     const std::string& what);
+                     const std::string& what, bool with_stderr = false);
 
 } // namespace kiln::sandbox

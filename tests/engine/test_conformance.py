@@ -239,3 +239,25 @@ def test_an_interrupt_kills_the_builds_and_leaves_nothing_behind(both, sig):
         assert p.returncode == 1 and "error: interrupted by the user" in err, f"{tool}: {p.returncode} {err}"
         assert not running([b"sleep", b"6071"]), f"{tool} left its builder running"
     assert os.listdir(f"{both.dir}/tmp") == [], "Kiln's build directories are removed"
+
+
+def test_a_failing_post_build_hook_fails_the_build_and_its_output_goes_to_the_log(both):
+    hook = f"{both.dir}/hook.sh"
+    with open(hook, "w") as f:
+        f.write("#!/bin/sh\necho hook saw $DRV_PATH\necho hook complains >&2\nexit 3\n")
+    os.chmod(hook, 0o755)
+    a = both.drv("hooked", "echo a > $out")
+    b = both.drv("after", "echo b > $out", inputs=[a])
+    opts = ["--option", "post-build-hook", hook]
+    nix, kiln = both.nix_realise(b, options=opts), both.kiln_build(b, *opts)
+    assert nix.returncode == kiln.returncode == 1, explain(nix) + explain(kiln)
+    for r in (nix, kiln):
+        assert r.stdout == "", explain(r)  # the hook's output is not the command's
+        assert f"running post-build-hook '{hook}'..." in r.stderr, explain(r)
+        assert "post-build-hook: hook complains" in r.stderr, explain(r)
+        assert f"error: program '{hook}' failed with exit code 3" in r.stderr, explain(r)
+    assert f"post-build-hook: hook saw {a}" in kiln.stderr
+    # The hooked build's output stays registered (the hook runs after); what
+    # depends on it was never built (the hook runs before dependents start).
+    assert both.nix_valid(both.outputs(a)["out"]) and both.kiln_valid(both.outputs(a)["out"])
+    assert not both.nix_valid(both.outputs(b)["out"]) and not both.kiln_valid(both.outputs(b)["out"])

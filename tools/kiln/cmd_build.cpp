@@ -178,6 +178,10 @@ nlohmann::ordered_json to_json(const build_result& r) {
 event_sink progress_printer(bool json) {
   bool tty = ::isatty(2);
   return [tty, json](const engine_event& e) {
+    if (e.kind == engine_event::notice) {
+      std::cerr << (tty ? "\r\033[K" : "") << e.text << '\n';
+      return;
+    }
     if (tty) {
       std::string line = "[" + std::to_string(e.built) + " built, " + std::to_string(e.running) + " running, " +
                          std::to_string(e.queued) + " queued, " + std::to_string(e.failed) + " failed]";
