@@ -106,13 +106,16 @@ build_result build_steps::judge(const build_round& run, prepared_build& build, c
 
   // Compare with what this run is checked against: the registered
   // outputs (check), or the first round's (later rounds).
-  auto differs = [&](const std::vector<path_info>& against, const std::string& what) -> bool {
+  auto differs = [&](const std::vector<path_info>& against, bool checking) -> bool {
     for (std::size_t i = 0; i < infos.size(); ++i) {
       auto it = std::find_if(against.begin(), against.end(), [&](auto& a) { return a.path == infos[i].path; });
       if (it == against.end() || it->nar_hash != infos[i].nar_hash) {
+        // Nix's words for each; only --check's mismatch has its own exit status (104).
         r.status = build_status::not_deterministic;
-        r.error = "derivation '" + drv_path + "' may not be deterministic: output '" + infos[i].path.full() +
-                  "' differs" + what;
+        r.check_mismatch = checking;
+        r.error = checking ? "derivation '" + drv_path + "' may not be deterministic: output '" +
+                                 infos[i].path.full() + "' differs"
+                           : "output '" + infos[i].path.full() + "' of '" + drv_path + "' differs from previous round";
         if (options_.keep_failed) {
           std::string kept = store_.real_path(infos[i].path) + ".check";
           remove_tree(kept);
@@ -126,7 +129,7 @@ build_result build_steps::judge(const build_round& run, prepared_build& build, c
   };
 
   if (round > 1) {
-    differs(first_round_[drv_path], " between round 1 and round " + std::to_string(round));
+    differs(first_round_[drv_path], false);
     if (r.status != build_status::built || round < rounds)
       return r;
     infos = first_round_[drv_path];
@@ -136,7 +139,7 @@ build_result build_steps::judge(const build_round& run, prepared_build& build, c
     for (auto& i : infos)
       if (auto reg = store_.db().query_path_info(i.path))
         registered.push_back(*reg);
-    differs(registered, "");
+    differs(registered, true);
     return r;
   } else if (round < rounds) {
     first_round_[drv_path] = infos;

@@ -60,7 +60,7 @@ int exit_status(const std::vector<build_result>& results) {
     permanent |= r.status == build_status::permanent_failure || r.permanent;
     timed_out |= r.status == build_status::timed_out;
     mismatch |= r.hash_mismatch;
-    not_deterministic |= r.status == build_status::not_deterministic;
+    not_deterministic |= r.check_mismatch;
   }
   int mask = 0;
   if (permanent || timed_out || mismatch)

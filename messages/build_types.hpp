@@ -37,6 +37,7 @@ struct build_result {
   bool hash_mismatch = false; // a fixed output came out different (exit code +2)
   bool permanent = false;     // counts as a failed build (exit 100) whatever the status, as Nix's permanentFailure
   bool cancelled = false;     // stopped because another build failed (no -k): not a failure of its own
+  bool check_mismatch = false; // --check found different outputs (exit code +4)
   bool top_level = false;     // asked for on the command line
   // The build's whole process tree (its control group), when one ran.
   uint64_t cpu_user_us = 0, cpu_system_us = 0, peak_memory = 0;
@@ -46,7 +47,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, build_result& x) {
   uint8_t& status = reinterpret_cast<uint8_t&>(x.status);
   return f(caf::meta::type_name("build_result"), x.path, status, x.error, x.times_built,
-           x.start_time, x.stop_time, x.outputs, x.hash_mismatch, x.permanent, x.cancelled, x.top_level, x.cpu_user_us,
+           x.start_time, x.stop_time, x.outputs, x.hash_mismatch, x.permanent, x.cancelled, x.check_mismatch, x.top_level, x.cpu_user_us,
            x.cpu_system_us, x.peak_memory);
 }
 

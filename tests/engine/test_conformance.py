@@ -261,3 +261,13 @@ def test_a_failing_post_build_hook_fails_the_build_and_its_output_goes_to_the_lo
     # depends on it was never built (the hook runs before dependents start).
     assert both.nix_valid(both.outputs(a)["out"]) and both.kiln_valid(both.outputs(a)["out"])
     assert not both.nix_valid(both.outputs(b)["out"]) and not both.kiln_valid(both.outputs(b)["out"])
+
+
+def test_repeat_with_a_non_deterministic_builder_fails_as_nix_does(both):
+    d = both.drv("rnd", "cat /proc/sys/kernel/random/uuid > $out")
+    out = both.outputs(d)["out"]
+    nix, kiln = both.nix_realise(d, options=["--option", "repeat", "1"]), both.kiln_build("--repeat", "1", d)
+    wanted = f"error: output '{out}' of '{d}' differs from previous round"
+    assert nix.returncode == kiln.returncode == 1, explain(nix) + explain(kiln)
+    assert wanted in nix.stderr and wanted in kiln.stderr, explain(nix) + explain(kiln)
+    assert not both.nix_valid(out) and not both.kiln_valid(out)

@@ -55,7 +55,8 @@ Options:
                          (percent of one CPU): limits per build
 
 Exit status: 0 all built; 100 a build failed, +1 one timed out, +2 a fixed
-output's hash did not match, +4 a build was not deterministic; 1 other errors.
+output's hash did not match, +4 --check found a different output; 1 other
+errors (--repeat finding one included, as Nix; SIGINT/SIGTERM: interrupted).
 )";
 
 const char* log_usage = R"(Usage: kiln log [--store local:DIR] PATH
