@@ -410,6 +410,11 @@ void done(goal_ptr self, build_result r) {
     self->send(st.scheduler, release_atom::value, st.lease);
     st.has_lease = false;
   }
+  // Once the outputs are valid their lock files are of no more use: removed
+  // (under the lock, marked stale for a waiter), as Nix removes them.
+  bool outputs_valid = r.status == build_status::built || r.status == build_status::already_valid;
+  for (auto& l : st.locks)
+    l.release(outputs_valid);
   st.locks.clear();
   // Someone asked for more outputs after AlreadyValid was decided: look again.
   if (r.status == build_status::already_valid && !wanted_all_valid(self) && !st.cancelled) {

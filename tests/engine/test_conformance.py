@@ -271,3 +271,12 @@ def test_repeat_with_a_non_deterministic_builder_fails_as_nix_does(both):
     assert nix.returncode == kiln.returncode == 1, explain(nix) + explain(kiln)
     assert wanted in nix.stderr and wanted in kiln.stderr, explain(nix) + explain(kiln)
     assert not both.nix_valid(out) and not both.kiln_valid(out)
+
+
+def test_a_build_leaves_no_lock_files_in_the_store(both):
+    leaf = both.drv("leaf", "echo leaf > $out")
+    top = both.drv("top", "echo top > $out; echo dev > $dev", inputs=[leaf], outputs=("out", "dev"))
+    assert both.nix_realise(top).returncode == 0 and both.kiln_build(top).returncode == 0
+    for real in (both.real, both.nix_real):
+        store_dir = os.path.dirname(real("/nix/store/x"))
+        assert [e for e in os.listdir(store_dir) if e.endswith(".lock")] == [], store_dir
