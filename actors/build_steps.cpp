@@ -15,10 +15,14 @@
 #include "store/nar.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+#include <set>
+#include <sstream>
 #include <cstdlib>
 #include <ctime>
 #include <algorithm>
@@ -32,6 +36,50 @@ std::string temp_parent(const build_options& o) {
     return o.build_dir_parent;
   const char* t = std::getenv("TMPDIR");
   return t && *t ? t : "/tmp";
+}
+
+constexpr const char* private_dir_prefix = "kiln-builds-";
+
+// Private directories of this user's engines that are gone (killed: their
+// destructor never ran) lose everything but the build directories they
+// kept for the user; an emptied one is removed.
+void sweep_private_dirs_of_dead_engines(const std::string& parent) {
+  unique_fd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir)
+    return;
+  for (auto& name : read_directory(dir.get(), parent)) {
+    if (name.rfind(private_dir_prefix, 0) != 0)
+      continue;
+    pid_t pid = static_cast<pid_t>(std::atol(name.c_str() + std::strlen(private_dir_prefix)));
+    struct stat st;
+    if (pid <= 0 || (::kill(pid, 0) == 0 || errno == EPERM) ||
+        ::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode) ||
+        st.st_uid != ::geteuid())
+      continue;
+    std::string path = parent + "/" + name;
+    try {
+      unique_fd d = open_directory(path);
+      std::set<std::string> kept{"kept"};
+      if (::faccessat(d.get(), "kept", F_OK, 0) == 0) {
+        std::istringstream list(read_whole_file(path + "/kept", 1 << 20, "list of kept build directories"));
+        for (std::string k; std::getline(list, k);)
+          kept.insert(k);
+      }
+      bool left = false;
+      for (auto& entry : read_directory(d.get(), path)) {
+        if (kept.count(entry))
+          left = left || entry != "kept";
+        else
+          remove_tree_at(d.get(), entry);
+      }
+      if (!left) {
+        ::unlinkat(d.get(), "kept", 0);
+        ::rmdir(path.c_str());
+      }
+    } catch (const error&) {
+      // not ours to clean after all, or busy: the next engine tries again
+    }
+  }
 }
 
 } // namespace
@@ -53,15 +101,26 @@ build_steps::~build_steps() {
 
 // Build directories live in one private (0700) directory of the engine's,
 // made once, so no other local user reaches them (CVE-2024-38531) and each
-// build makes and removes just its own directory.
+// build makes and removes just its own directory. Its name carries the
+// engine's pid, so the next engine can clean up after one that was killed.
 const std::string& build_steps::private_dir() {
   if (private_dir_.empty()) {
-    std::string tmpl = temp_parent(options_) + "/kiln-builds-XXXXXX";
+    sweep_private_dirs_of_dead_engines(temp_parent(options_));
+    std::string tmpl = temp_parent(options_) + "/" + private_dir_prefix + std::to_string(::getpid()) + "-XXXXXX";
     if (!::mkdtemp(tmpl.data()))
       throw_errno("creating a private directory for builds under '" + temp_parent(options_) + "'");
     private_dir_ = tmpl;
   }
   return private_dir_;
+}
+
+// --keep-failed's directories are the user's: listed, so a sweep keeps them.
+void build_steps::note_kept(const std::string& name) {
+  std::string list = private_dir() + "/kept";
+  unique_fd fd(::open(list.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  std::string line = name + "\n";
+  if (fd)
+    write_all(fd.get(), line.data(), line.size(), list);
 }
 
 build_steps::build_steps(local_store& store, build_options options)
@@ -366,6 +425,7 @@ build_result build_steps::finish(const build_round& run, prepared_build& build, 
     // Handed to the user who asked, by handles, once nothing of the build
     // runs any more (its control group and PID namespace are gone).
     chown_tree(build.build_top, ::getuid(), ::getgid());
+    note_kept(split_path(build.build_top).second);
     r.error += "\nnote: keeping build directory '" + build.job.process.build_dir + "'";
   }
   if (failed && !build.isolated_outputs)

@@ -69,6 +69,7 @@ private:
   std::vector<store_path> input_closure(const derivation& drv);
   std::vector<store_path> store_sandbox_path_closure(std::vector<sandbox_path>& paths);
   const std::string& private_dir();
+  void note_kept(const std::string& build_dir_name);
   const std::string& sandbox_root_dir();
 
   local_store& store_;

@@ -1,7 +1,13 @@
 """Bad settings and key files: a clear error at start, before any build,
 nothing on stdout (so --json stays parseable), exit 1."""
+import os
+import signal
+import subprocess
+import time
+
 import pytest
 
+from host_processes import running
 from kiln_testing import explain, peak_rss
 
 
@@ -57,3 +63,30 @@ def test_a_builds_log_does_not_grow_kilns_memory(both, script):
     assert mib < 48, f"kiln's peak RSS was {mib:.1f} MiB for a 32 MiB log"
     log = both.kiln_run("log", "--store", both.store, d)
     assert len(log.stdout) == 32 << 20, "the log file still has every byte"
+
+
+def test_a_killed_kiln_leaves_no_build_directory_behind_after_the_next_run(both):
+    slow = both.drv("slow", "echo started; exec sleep 6073")
+    p = subprocess.Popen([both.kiln, "build", "--store", both.store, slow], env=both.env, stderr=subprocess.PIPE)
+    tmp = f"{both.dir}/tmp"
+    deadline = time.monotonic() + 60
+    while not any(os.listdir(os.path.join(tmp, d)) for d in os.listdir(tmp)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    deadline = time.monotonic() + 10
+    while running([b"sleep", b"6073"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running([b"sleep", b"6073"]), "the builder died with its Kiln"
+    left = os.listdir(tmp)
+    assert left and left[0].startswith(f"kiln-builds-{p.pid}-"), left  # what a killed Kiln leaves
+    failed = both.drv("fails", "echo kept > $out; exit 1")
+    r = both.kiln_build("--keep-failed", failed)
+    assert r.returncode == 100 and "note: keeping build directory" in r.stderr, explain(r)
+    ok = both.drv("fine", "echo ok > $out")
+    assert both.kiln_build(ok).returncode == 0
+    # The killed engine's directory is gone; the kept one stays for the user.
+    left = os.listdir(tmp)
+    assert len(left) == 1 and not left[0].startswith(f"kiln-builds-{p.pid}-"), left
+    kept = os.listdir(os.path.join(tmp, left[0]))
+    assert len([k for k in kept if k != "kept"]) == 1, kept
