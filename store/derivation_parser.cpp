@@ -12,9 +12,9 @@ class aterm_reader {
 public:
   aterm_reader(std::string_view text, std::string_view where) : text_(text), where_(where) {}
 
-  [[noreturn]] void fail(const std::string& expected, std::size_t at) const {
-    std::string found = at >= text_.size() ? "end of input"
-                                           : "'" + std::string(1, text_[at]) + "'";
+  // `length`: how much of the input to show (as much as was expected).
+  [[noreturn]] void fail(const std::string& expected, std::size_t at, std::size_t length = 1) const {
+    std::string found = at >= text_.size() ? "end of input" : "'" + std::string(text_.substr(at, length)) + "'";
     throw format_error(std::string(where_) + ": at byte " + std::to_string(at) + ": expected " +
                        expected + ", found " + found);
   }
@@ -24,7 +24,7 @@ public:
 
   void expect(std::string_view token) {
     if (text_.substr(pos_, token.size()) != token)
-      fail("'" + std::string(token) + "'", pos_);
+      fail("'" + std::string(token) + "'", pos_, token.size());
     pos_ += token.size();
   }
 

@@ -89,10 +89,10 @@ void export_paths(local_store& store, const std::vector<store_path>& paths, sink
   out.flush();
 }
 
-std::vector<store_path> import_paths(local_store& store, source& raw) {
+import_result import_paths(local_store& store, source& raw) {
   buffered_source in(raw);
   stream_reader r(in);
-  std::vector<store_path> imported;
+  import_result result;
   std::string spool_file = store.layout().kiln_dir() + "/import-" + std::to_string(::getpid()) + ".nar";
   for (std::size_t entry = 1;; ++entry) {
     uint64_t more = r.u64("entry marker");
@@ -136,11 +136,17 @@ std::vector<store_path> import_paths(local_store& store, source& raw) {
       if (::lseek(spool_fd.get(), 0, SEEK_SET) != 0)
         throw_errno("rewinding the import spool");
       fd_source nar(spool_fd.get(), "the import spool");
-      store.add_nar(nar, info);
-      imported.push_back(info.path);
+      try {
+        store.add_nar(nar, info);
+        result.imported.push_back(info.path);
+      } catch (const sys_error&) {
+        throw; // the store itself failed: no point going on
+      } catch (const error& e) {
+        result.refused.emplace_back(info.path, e.what());
+      }
     }
   }
-  return imported;
+  return result;
 }
 
 } // namespace kiln

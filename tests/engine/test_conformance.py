@@ -282,3 +282,26 @@ def test_a_build_leaves_no_lock_files_in_the_store(both):
     for real in (both.real, both.nix_real):
         store_dir = os.path.dirname(real("/nix/store/x"))
         assert [e for e in os.listdir(store_dir) if e.endswith(".lock")] == [], store_dir
+
+
+def test_an_import_with_one_unparsable_derivation_goes_on_with_the_rest(both):
+    # Kiln reports the bad derivation and adds the others (Nix 2.8 keeps what
+    # came before it and stops there); the error names the derivation and
+    # what was found in it; the exit status says something was refused.
+    drvs = [both.drv(n, "echo > $out") for n in ("a", "b", "c")]
+    exp = subprocess.run([both.kiln, "store", "export", "--store", both.store, *drvs], env=both.env,
+                         capture_output=True)
+    assert exp.returncode == 0
+    first = exp.stdout.find(b"Derive([")
+    second = exp.stdout.find(b"Derive([", first + 1)
+    stream = exp.stdout[:second] + b"Derivx([" + exp.stdout[second + 8:]
+    nix = subprocess.run(["nix-store", "--store", both.nix_root, "--import"], input=stream, capture_output=True)
+    fresh = f"local:{both.dir}/fresh"
+    kiln = subprocess.run([both.kiln, "store", "import", "--store", fresh], input=stream, capture_output=True)
+    assert nix.returncode == kiln.returncode == 1, (nix.stderr, kiln.stderr)
+    bad = [d for d in drvs if d.encode() in kiln.stderr]
+    assert len(bad) == 1 and b"found 'Derivx('" in kiln.stderr, kiln.stderr
+    for d in drvs:
+        valid = both.kiln_run("store", "path-info", "--store", fresh, d).returncode == 0
+        assert valid == (d not in bad), d
+        assert (d.encode() in kiln.stdout) == (d not in bad)

@@ -196,9 +196,12 @@ int import(const std::vector<std::string>& args) {
   cli::expect_positional(a, 0, 0, "");
   auto store = open_store(a);
   fd_source in(STDIN_FILENO, "standard input");
-  for (auto& p : import_paths(*store, in))
+  auto result = import_paths(*store, in);
+  for (auto& p : result.imported)
     std::cout << p.full() << '\n';
-  return 0;
+  for (auto& [path, why] : result.refused)
+    std::cerr << "error: " << why << '\n';
+  return result.refused.empty() ? 0 : 1;
 }
 
 } // namespace
