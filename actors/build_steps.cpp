@@ -309,7 +309,7 @@ void build_steps::prepare_into(prepared_build& b, const build_round& r) {
   }
   j.store_dir = std::string(default_store_dir);
   j.store_real_dir = store_.layout().store_dir();
-  j.limits = {options_.memory_max, options_.pids_max, options_.cpu_max_percent};
+  j.limits = {options_.memory_max, options_.pids_max, options_.cpu_max_percent, options_.pids_default};
 
   // Outputs already on disk (valid, or left over).
   std::vector<std::string> existing;

@@ -88,6 +88,7 @@ struct build_options {
   std::string build_users_group;
   uint64_t memory_max = 0, pids_max = 0;
   uint32_t cpu_max_percent = 0;
+  uint64_t pids_default = 0; // build-pids-max = auto: where it can be enforced
   std::vector<std::string> system_features; // what requiredSystemFeatures may ask for
 };
 
@@ -99,7 +100,7 @@ typename Inspector::result_type inspect(Inspector& f, build_options& x) {
            x.max_log_size, x.log_lines, x.compress_build_log, x.secret_key_files,
            x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs,
            x.sandbox, x.sandbox_fallback, x.sandbox_paths, x.sandbox_build_dir, x.allowed_impure_host_deps,
-           x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features);
+           x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features, x.pids_default);
 }
 
 // DRV^out1,out2 (outputs empty = all of them).
@@ -131,7 +132,7 @@ typename Inspector::result_type inspect(Inspector& f, mount_step& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cgroup_limits& x) {
-  return f(caf::meta::type_name("cgroup_limits"), x.memory_max, x.pids_max, x.cpu_max_percent);
+  return f(caf::meta::type_name("cgroup_limits"), x.memory_max, x.pids_max, x.cpu_max_percent, x.pids_default);
 }
 
 template <class Inspector>

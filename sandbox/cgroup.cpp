@@ -228,12 +228,12 @@ void build_cgroup::limit(const cgroup_layout& l, const cgroup_limits& limits) {
     else
       throw error("a build memory limit was set, but there is no memory control group Kiln may use to enforce it");
   }
-  if (limits.pids_max) {
+  if (uint64_t pids = limits.pids_max ? limits.pids_max : limits.pids_default) {
     if (has_controller(l, "pids"))
-      set(unified_, "pids.max", std::to_string(limits.pids_max));
+      set(unified_, "pids.max", std::to_string(pids));
     else if (!l.pids_v1.empty())
-      set(make(l, l.pids_v1), "pids.max", std::to_string(limits.pids_max));
-    else
+      set(make(l, l.pids_v1), "pids.max", std::to_string(pids));
+    else if (limits.pids_max)
       throw error("a build process limit was set, but there is no pids control group Kiln may use to enforce it");
   }
   if (limits.cpu_max_percent) {

@@ -49,7 +49,15 @@ struct cgroup_limits {
   uint64_t memory_max = 0; // bytes, 0 = none
   uint64_t pids_max = 0;   // tasks, 0 = none
   uint32_t cpu_max_percent = 0; // of one CPU (250 = 2.5 CPUs), 0 = none
+  // The default process limit (build-pids-max = auto): set where a pids
+  // group can enforce it, never a reason to refuse a build where none can.
+  uint64_t pids_default = 0;
 };
+
+// build-pids-max = auto: far above what real builds run at once (a -j128
+// compile is a few hundred), low enough that a fork bomb stops there
+// instead of taking the host down.
+constexpr uint64_t default_build_pids_max = 2048;
 
 // The whole description of one builder run.
 struct sandbox_spec {

@@ -90,3 +90,15 @@ def test_a_killed_kiln_leaves_no_build_directory_behind_after_the_next_run(both)
     assert len(left) == 1 and not left[0].startswith(f"kiln-builds-{p.pid}-"), left
     kept = os.listdir(os.path.join(tmp, left[0]))
     assert len([k for k in kept if k != "kept"]) == 1, kept
+
+
+def test_a_fork_bomb_stops_at_the_default_process_limit(both):
+    # 3,000 processes at once (sleeping; killed with the build): past the
+    # default build-pids-max (auto: 2048), forks fail and so does the build;
+    # with the limit off, the same builder builds.
+    script = "i=0; while [ $i -lt 3000 ]; do sleep 20 & i=$((i+1)); done; echo ok > $out"
+    d = both.drv("forks", script)
+    r = both.kiln_build("--json", d, timeout=300)
+    assert r.returncode == 100, explain(r)
+    off = both.kiln_build("--json", "--option", "build-pids-max", "0", d, timeout=300)
+    assert off.returncode == 0, explain(off)

@@ -52,7 +52,9 @@ Options:
                          sandbox-paths (e.g. '/bin /lib /lib64 /usr'), with
                          no network unless fixed-output
                          build-memory-max, build-pids-max, build-cpu-max
-                         (percent of one CPU): limits per build
+                         (percent of one CPU): limits per build;
+                         build-pids-max is 'auto' by default: 2048 processes
+                         where a pids control group can enforce it (0: none)
 
 Exit status: 0 all built; 100 a build failed, +1 one timed out, +2 a fixed
 output's hash did not match, +4 --check found a different output; 1 other
@@ -114,7 +116,10 @@ build_options options_from(settings s, const cli::parsed_args& a) {
   o.pre_build_hook = s.get("pre-build-hook");
   o.build_users_group = s.get("build-users-group");
   o.memory_max = s.get_number("build-memory-max");
-  o.pids_max = s.get_number("build-pids-max");
+  if (s.get("build-pids-max") == "auto")
+    o.pids_default = sandbox::default_build_pids_max;
+  else
+    o.pids_max = s.get_number("build-pids-max");
   o.cpu_max_percent = static_cast<uint32_t>(s.get_number("build-cpu-max"));
   std::istringstream features(s.get("system-features"));
   for (std::string f; features >> f;)
