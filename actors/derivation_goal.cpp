@@ -21,6 +21,8 @@ namespace {
 
 // A hook may upload what it built; this long and no answer means it hangs.
 constexpr auto post_build_hook_timeout = std::chrono::minutes(60);
+// --repair hashes the outputs it is asked about, which may be large.
+constexpr auto damage_check_timeout = std::chrono::minutes(60);
 
 struct drv_goal_state {
   goal_request request;
@@ -150,7 +152,7 @@ void find_damage(goal_ptr self) {
   std::vector<std::string> outputs;
   for (auto& name : wanted_outputs(self))
     outputs.push_back(st.loaded.drv.outputs.at(name).path);
-  self->request(st.store, caf::infinite, damaged_atom::value, outputs)
+  self->request(st.store, damage_check_timeout, damaged_atom::value, outputs)
       .then(
           [=](const std::vector<std::string>& damaged) {
             self->state.repair_needed = !damaged.empty();
