@@ -1,5 +1,7 @@
 #include "store/derivation_json.hpp"
 
+#include "store/json_append.hpp"
+
 #include <set>
 
 #include "store/derivation_hash.hpp"
@@ -20,11 +22,11 @@ std::string derivation_to_json(const derivation& drv, const std::string& drv_pat
       o["hashAlgo"] = out.hash_algo;
     if (!out.hash.empty())
       o["hash"] = out.hash;
-    outputs[name] = std::move(o);
+    append_new_key(outputs, name, std::move(o)); // the map's keys are unique
   }
   json input_drvs = json::object();
   for (auto& [path, wanted] : drv.input_drvs)
-    input_drvs[path] = wanted;
+    append_new_key(input_drvs, path, wanted);
   json body = json::object();
   body["outputs"] = std::move(outputs);
   body["inputSrcs"] = drv.input_srcs;
@@ -34,7 +36,7 @@ std::string derivation_to_json(const derivation& drv, const std::string& drv_pat
   body["args"] = drv.args;
   json env = json::object();
   for (auto& [k, v] : drv.env)
-    env[k] = v;
+    append_new_key(env, k, v);
   body["env"] = std::move(env);
   json doc = json::object();
   doc[drv_path] = std::move(body);

@@ -1,5 +1,7 @@
 #include "store/nar_listing.hpp"
 
+#include "store/json_append.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -59,10 +61,13 @@ nlohmann::ordered_json to_json(const nar_node& n) {
       break;
     case nar_node::kind::directory:
       j["type"] = "directory";
-      j["entries"] = nlohmann::ordered_json::object();
-      for (auto& [name, child] : n.entries)
-        j["entries"][name] = to_json(child);
+    {
+      auto entries = nlohmann::ordered_json::object();
+      for (auto& [name, child] : n.entries) // sorted and unique in a NAR
+        append_new_key(entries, name, to_json(child));
+      j["entries"] = std::move(entries);
       break;
+    }
   }
   return j;
 }
