@@ -12,15 +12,14 @@
 #include "store/error.hpp"
 #include "store/fd.hpp"
 #include "store/file_ops.hpp"
+#include "store/leftovers.hpp"
 #include "store/nar.hpp"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <set>
 #include <sstream>
 #include <cstdlib>
@@ -48,11 +47,8 @@ void sweep_private_dirs_of_dead_engines(const std::string& parent) {
   if (!dir)
     return;
   for (auto& name : read_directory(dir.get(), parent)) {
-    if (name.rfind(private_dir_prefix, 0) != 0)
-      continue;
-    pid_t pid = static_cast<pid_t>(std::atol(name.c_str() + std::strlen(private_dir_prefix)));
     struct stat st;
-    if (pid <= 0 || (::kill(pid, 0) == 0 || errno == EPERM) ||
+    if (!process_gone(pid_in_name(name, private_dir_prefix)) ||
         ::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode) ||
         st.st_uid != ::geteuid())
       continue;

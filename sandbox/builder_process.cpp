@@ -190,7 +190,8 @@ builder_process builder_process::start(const sandbox_spec& spec) {
                   filter,
                   report_w.get(),
                   null_in.get(),
-                  out_w.get()};
+                  out_w.get(),
+                  report_r.get()};
   int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
   if (spec.isolated)
     flags |= sandbox_namespaces | (spec.network || netns ? 0 : CLONE_NEWNET) | (as_root ? 0 : CLONE_NEWUSER);

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <linux/capability.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -218,6 +219,7 @@ int run_child(void* arg) {
   const child_plan& c = *static_cast<const child_plan*>(arg);
   const sandbox_spec& spec = *c.spec;
   int rfd = c.report_fd;
+  ::close(c.report_read_fd);
   // Every signal stays blocked (the parent blocked them before the clone)
   // until just before exec, so no handler of the parent's runs on its
   // memory here; execve itself resets handled signals to their defaults.
@@ -257,9 +259,16 @@ int run_child(void* arg) {
       fail(rfd, step::build_user);
     if (!drop_capabilities())
       fail(rfd, step::capabilities);
-    // After the uid change, which clears it.
+    // After the uid change, which clears it. A parent that died before
+    // this sends nothing, so it is looked for once more: the report pipe's
+    // read end is the parent's, held until exec, and a write end without a
+    // reader polls as an error (seen: a builder outliving a Kiln SIGKILLed
+    // while it was being set up).
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
       fail(rfd, step::death_signal);
+    struct pollfd parent_alive {rfd, 0, 0};
+    if (::poll(&parent_alive, 1, 0) == 1 && (parent_alive.revents & POLLERR))
+      ::_exit(1);
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
       fail(rfd, step::no_new_privs);
     if (::personality(spec.personality) < 0)

@@ -56,6 +56,9 @@ struct child_plan {
   std::size_t cgroup_count;
   const sock_fprog* filter; // or null: no seccomp
   int report_fd, null_fd, out_fd;
+  // The report pipe's read end, the parent's: the child closes its copy
+  // first, so the write end polls as an error once the parent is gone.
+  int report_read_fd;
 };
 
 // The clone's entry point; never returns (execs or _exits).

@@ -6,6 +6,7 @@
 #include "store/fd.hpp"
 #include "store/file_ops.hpp"
 #include "store/nar.hpp"
+#include "store/leftovers.hpp"
 
 #include <cerrno>
 #include <cstdio>
@@ -74,6 +75,18 @@ private:
   std::string path_;
 };
 
+constexpr const char* restore_staging_prefix = ".kiln-restore-";
+
+void remove_dead_restores_staging(int parent_fd) {
+  for (auto& entry : read_directory(parent_fd, "the restore's parent directory")) {
+    struct stat st;
+    if (process_gone(pid_in_name(entry, restore_staging_prefix)) &&
+        ::fstatat(parent_fd, entry.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+        st.st_uid == ::geteuid())
+      remove_tree_at(parent_fd, entry);
+  }
+}
+
 } // namespace
 
 void restore_nar(source& in, const std::string& dest, const nar_limits& limits,
@@ -85,8 +98,13 @@ void restore_nar(source& in, const std::string& dest, const nar_limits& limits,
   if (!parent_fd)
     throw_errno("opening the parent directory of '" + dest + "'");
 
-  std::string staging = staging_name.empty() ? ".kiln-restore-" + name.substr(0, 64) + "-XXXXXX"
-                                             : staging_name;
+  // Named with our pid, so the staging directories of restores that were
+  // killed can be told from those of restores still running, and removed.
+  if (staging_name.empty())
+    remove_dead_restores_staging(parent_fd.get());
+  std::string staging = staging_name.empty()
+                            ? restore_staging_prefix + std::to_string(::getpid()) + "-" + name.substr(0, 64) + "-XXXXXX"
+                            : staging_name;
   std::string staging_path = parent + "/" + staging;
   if (staging_name.empty() ? !::mkdtemp(staging_path.data())
                            : ::mkdirat(parent_fd.get(), staging.c_str(), 0700) != 0)

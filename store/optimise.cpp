@@ -3,10 +3,10 @@
 #include "store/error.hpp"
 #include "store/fd.hpp"
 #include "store/file_ops.hpp"
+#include "store/leftovers.hpp"
 #include "store/nar.hpp"
 
 #include <cerrno>
-#include <csignal>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,12 +23,8 @@ void remove_stale_temp_links(const std::string& store_dir) {
   if (!fd)
     throw_errno("opening '" + store_dir + "'");
   for (auto& name : read_directory(fd.get(), store_dir)) {
-    if (name.compare(0, std::char_traits<char>::length(temp_prefix), temp_prefix) != 0)
-      continue;
-    pid_t pid = static_cast<pid_t>(std::atol(name.c_str() + std::char_traits<char>::length(temp_prefix)));
-    if (pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM))
-      continue;
-    ::unlinkat(fd.get(), name.c_str(), 0);
+    if (process_gone(pid_in_name(name, temp_prefix)))
+      ::unlinkat(fd.get(), name.c_str(), 0);
   }
 }
 

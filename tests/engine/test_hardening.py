@@ -74,6 +74,7 @@ def test_a_killed_kiln_leaves_no_build_directory_behind_after_the_next_run(both)
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
+    time.sleep(1)  # a builder still being set up when Kiln died must not start after it
     deadline = time.monotonic() + 10
     while running([b"sleep", b"6073"]) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -102,3 +103,21 @@ def test_a_fork_bomb_stops_at_the_default_process_limit(both):
     assert r.returncode == 100, explain(r)
     off = both.kiln_build("--json", "--option", "build-pids-max", "0", d, timeout=300)
     assert off.returncode == 0, explain(off)
+
+
+def test_a_killed_nar_restore_leaves_nothing_after_the_next_one(both, tmp_path):
+    # A restore killed midway leaves its staging directory (named with its
+    # pid); the next restore beside it removes it, never a live one's.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("x")
+    nar = subprocess.run([both.kiln, "nar", "dump", str(tree)], capture_output=True, check=True).stdout
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".kiln-restore-{dead.pid}-x-AAAAAA").mkdir()  # as a killed restore leaves it
+    (out / f".kiln-restore-{os.getpid()}-x-BBBBBB").mkdir()  # a live process's
+    r = subprocess.run([both.kiln, "nar", "restore", str(out / "restored")], input=nar, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out)) == [f".kiln-restore-{os.getpid()}-x-BBBBBB", "restored"]
