@@ -34,9 +34,8 @@ hook_actor::behavior_type post_build_hook(hook_actor::pointer self) {
           auto c = sandbox::run_capture(program, {}, envp.data(), "post-build-hook '" + program + "'", true);
           if (WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0)
             return c.output;
-          std::string why = WIFEXITED(c.status) ? "failed with exit code " + std::to_string(WEXITSTATUS(c.status))
-                                                : sandbox::describe_wait_status(c.status).substr(0);
-          return caf::make_error(engine_errc::hook_failed, "program '" + program + "' " + why, c.output);
+          return caf::make_error(engine_errc::hook_failed,
+                                 "program '" + program + "' " + sandbox::describe_wait_status(c.status), c.output);
         } catch (const std::exception& e) {
           return caf::make_error(engine_errc::hook_failed, std::string(e.what()), std::string());
         }
