@@ -133,13 +133,25 @@ build_steps::build_steps(local_store& store, build_options options)
     throw error(std::string("setting 'trusted-public-keys': ") + e.what());
   }
   substituters_.resize(options_.substituters.size());
+  unusable_.resize(options_.substituters.size());
 }
 
-std::string build_steps::substitute(const std::string& path, uint32_t index) {
+substitute_outcome build_steps::substitute(const std::string& path, uint32_t index) {
   if (index >= substituters_.size())
     throw error("there is no substituter number " + std::to_string(index));
-  if (!substituters_[index])
-    substituters_[index] = std::make_unique<local_substituter>(options_.substituters[index]);
+  // As Nix: a substituter that cannot be opened is passed over with a warning.
+  if (!unusable_[index].empty())
+    return {substitute_outcome::absent, unusable_[index]};
+  if (!substituters_[index]) {
+    try {
+      auto sub = std::make_unique<local_substituter>(options_.substituters[index]);
+      sub->open();
+      substituters_[index] = std::move(sub);
+    } catch (const error& e) {
+      unusable_[index] = e.what();
+      return {substitute_outcome::unusable, e.what()};
+    }
+  }
   return substituters_[index]->substitute(store_, store_.parse_path(path), trusted_, options_.require_sigs);
 }
 

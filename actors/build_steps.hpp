@@ -35,8 +35,8 @@ public:
   // The store paths among these that are not valid.
   std::vector<std::string> invalid(const std::vector<std::string>& paths);
   // Tries substituter number `index` (of build_options::substituters) for
-  // `path`: "" once it is valid, else why not.
-  std::string substitute(const std::string& path, uint32_t index);
+  // `path`; a copy that fails (content not matching its record) throws.
+  substitute_outcome substitute(const std::string& path, uint32_t index);
 
   // Creates the private build directory and plans the builder's run.
   // `round` counts from 1; rounds after the first (and check and repair
@@ -77,6 +77,7 @@ private:
   std::vector<secret_key> keys_;
   trusted_keys trusted_;
   std::vector<std::unique_ptr<local_substituter>> substituters_; // made on first use
+  std::vector<std::string> unusable_; // why a substituter could not be made ("" = it could)
   // Round 1's outputs, compared with each later round's.
   std::map<std::string, std::vector<path_info>> first_round_;
   std::set<std::string> read_ahead_; // derivations load_closure has returned

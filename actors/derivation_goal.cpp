@@ -42,6 +42,7 @@ struct drv_goal_state {
   std::size_t pending = 0;
   std::size_t failed_inputs = 0;
   bool repair_needed = false; // --repair: an output is missing or damaged
+  bool substituter_failed = false; // a copy went wrong (not: absent, untrusted)
   int64_t start_time = 0;
   static inline const char* name = "derivation_goal";
 };
@@ -68,6 +69,11 @@ build_result failure(build_status s, std::string text) {
 }
 
 const std::string& drv_path(goal_ptr self) { return self->state.request.drv_path; }
+
+// A line for the user (stderr), not for the build log.
+void say(goal_ptr self, const std::string& line) {
+  self->send(self->state.scheduler, notice_atom::value, drv_path(self), line);
+}
 
 std::set<std::string> wanted_outputs(goal_ptr self) {
   auto& st = self->state;
@@ -162,7 +168,9 @@ void find_damage(goal_ptr self) {
 }
 
 // Asks substituter `index` for every wanted output still invalid, then the
-// next one; all valid -> Substituted, substituters exhausted -> build.
+// next one; all valid -> Substituted, substituters exhausted -> build,
+// unless one failed (as Nix: a broken substitute is not silently replaced
+// by a build without --fallback).
 void try_substitutes(goal_ptr self, uint32_t index) {
   auto& st = self->state;
   std::vector<std::string> missing;
@@ -176,18 +184,34 @@ void try_substitutes(goal_ptr self, uint32_t index) {
   }
   if (st.cancelled)
     return done(self, cancelled_result(drv_path(self)));
-  if (index >= st.options.substituters.size())
+  if (index >= st.options.substituters.size()) {
+    if (st.substituter_failed && !st.options.fallback)
+      return done(self, failure(build_status::transient_failure,
+                                "some substitutes for the outputs of derivation '" + drv_path(self) +
+                                    "' failed (usually happens due to networking issues); try '--fallback' "
+                                    "to build derivation from source"));
     return outputs_substituted(self);
+  }
   st.pending = missing.size();
   for (auto& name : missing) {
-    auto after = [=](bool valid) {
-      if (valid)
-        self->state.loaded.output_valid[name] = true;
+    auto after = [=] {
       if (--self->state.pending == 0)
         try_substitutes(self, index + 1);
     };
     self->request(st.store, caf::infinite, subst_atom::value, st.loaded.drv.outputs.at(name).path, index)
-        .then([=](const std::string& why_not) { after(why_not.empty()); }, [=](caf::error&) { after(false); });
+        .then(
+            [=](const substitute_outcome& o) {
+              if (o.kind == substitute_outcome::substituted)
+                self->state.loaded.output_valid[name] = true;
+              else if (o.warns())
+                say(self, "warning: " + o.message);
+              after();
+            },
+            [=](caf::error& e) {
+              say(self, "error: " + error_text(e));
+              self->state.substituter_failed = true;
+              after();
+            });
   }
 }
 
@@ -323,16 +347,15 @@ void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome&
 void run_post_build_hook(goal_ptr self, build_result r) {
   auto& st = self->state;
   const std::string& hook = st.options.post_build_hook;
-  auto say = [=](const std::string& line) { self->send(self->state.scheduler, notice_atom::value, drv_path(self), line); };
   auto show_output = [=](const std::string& output) {
     std::size_t pos = 0;
     while (pos < output.size()) {
       auto nl = output.find('\n', pos);
-      say("post-build-hook: " + output.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+      say(self, "post-build-hook: " + output.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
       pos = nl == std::string::npos ? output.size() : nl + 1;
     }
   };
-  say("running post-build-hook '" + hook + "'...");
+  say(self, "running post-build-hook '" + hook + "'...");
   std::vector<std::string> outputs;
   for (auto& [name, path] : r.outputs)
     outputs.push_back(path);

@@ -34,6 +34,11 @@ void finished(subst_ptr self, build_status status, std::string text) {
   self->quit();
 }
 
+// A line for the user (stderr), not for a build log.
+void say(subst_ptr self, const std::string& line) {
+  self->send(self->state.scheduler, notice_atom::value, self->state.path, line);
+}
+
 void try_next_substituter(subst_ptr self) {
   auto& st = self->state;
   if (st.next >= st.substituters)
@@ -41,13 +46,16 @@ void try_next_substituter(subst_ptr self) {
                     "path '" + st.path + "' is required, but there is no substituter that can build it" + st.reasons);
   self->request(st.store, caf::infinite, subst_atom::value, st.path, st.next++)
       .then(
-          [=](const std::string& why_not) {
-            if (why_not.empty())
+          [=](const substitute_outcome& o) {
+            if (o.kind == substitute_outcome::substituted)
               return finished(self, build_status::substituted, "");
-            self->state.reasons += "\n  " + why_not;
+            if (o.warns())
+              say(self, "warning: " + o.message);
+            self->state.reasons += "\n  " + o.message;
             try_next_substituter(self);
           },
           [=](caf::error& e) {
+            say(self, "error: " + error_text(e));
             self->state.reasons += "\n  " + error_text(e);
             try_next_substituter(self);
           });

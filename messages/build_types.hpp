@@ -7,6 +7,7 @@
 #include "caf/meta/type_name.hpp"
 #include "sandbox/builder_process.hpp"
 #include "store/derivation.hpp"
+#include "store/substitute_outcome.hpp"
 
 #include <cstdint>
 #include <map>
@@ -78,6 +79,7 @@ struct build_options {
   std::vector<std::string> substituters;        // local:DIR[?trusted=1] stores, tried in order
   std::vector<std::string> trusted_public_keys; // "name:base64"
   bool require_sigs = true;
+  bool fallback = false; // build when a substituter failed (not only when none had the path)
   // The sandbox (sandbox/sandbox_spec.hpp): mode 0 off, 1 relaxed, 2 on.
   uint8_t sandbox = 2;
   bool sandbox_fallback = true;
@@ -98,7 +100,7 @@ typename Inspector::result_type inspect(Inspector& f, build_options& x) {
   return f(caf::meta::type_name("build_options"), mode, x.repeat, x.max_jobs, x.cores,
            x.keep_going, x.keep_failed, x.print_build_logs, x.max_silent_time, x.timeout,
            x.max_log_size, x.log_lines, x.compress_build_log, x.secret_key_files,
-           x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs,
+           x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs, x.fallback,
            x.sandbox, x.sandbox_fallback, x.sandbox_paths, x.sandbox_build_dir, x.allowed_impure_host_deps,
            x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features, x.pids_default);
 }

@@ -27,6 +27,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<builder_job>("kiln.builder_job");
   cfg.add_message_type<builder_outcome>("kiln.builder_outcome");
   cfg.add_message_type<derivation>("kiln.derivation");
+  cfg.add_message_type<substitute_outcome>("kiln.substitute_outcome");
   cfg.add_message_type<derivation_output>("kiln.derivation_output");
   cfg.add_message_type<loaded_derivation>("kiln.loaded_derivation");
   cfg.add_message_type<std::vector<loaded_derivation>>("kiln.loaded_derivations");

@@ -57,7 +57,8 @@ using store_actor = caf::typed_actor<
     // The valid paths among these whose contents no longer hash to their
     // record (or that are missing): what --repair must make again.
     caf::replies_to<damaged_atom, std::vector<std::string>>::with<std::vector<std::string>>,
-    caf::replies_to<subst_atom, std::string, uint32_t>::with<std::string>,
+    // A copy that fails (content not matching its record) is an error.
+    caf::replies_to<subst_atom, std::string, uint32_t>::with<substitute_outcome>,
     caf::replies_to<prepare_atom, build_round, std::set<std::string> /*recheck*/>::with<prepared_build>,
     caf::replies_to<finish_atom, build_round, prepared_build, builder_outcome>::with<build_result>>;
 

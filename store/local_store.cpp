@@ -180,8 +180,8 @@ path_info local_store::materialise(path_info info,
       throw error("NAR of '" + info.path.full() + "' has " + std::to_string(hashed.size()) +
                   " bytes, expected " + std::to_string(info.nar_size));
     if (info.nar_size != 0 && got != info.nar_hash)
-      throw error("hash mismatch adding '" + info.path.full() + "': expected " +
-                  info.nar_hash.to_prefixed(hash_format::base32) + ", got " +
+      throw error("hash mismatch importing path '" + info.path.full() + "';\n  specified: " +
+                  info.nar_hash.to_prefixed(hash_format::base32) + "\n  got:       " +
                   got.to_prefixed(hash_format::base32));
     info.nar_hash = got;
     info.nar_size = hashed.size();

@@ -88,7 +88,7 @@ local_store& local_substituter::source() {
   return *source_;
 }
 
-std::string local_substituter::substitute(local_store& dest, const store_path& path, const trusted_keys& keys,
+substitute_outcome local_substituter::substitute(local_store& dest, const store_path& path, const trusted_keys& keys,
                                           bool require_sigs) {
   local_store& src = source();
   // The closure of `path` that `dest` lacks, references before referrers.
@@ -110,15 +110,16 @@ std::string local_substituter::substitute(local_store& dest, const store_path& p
       continue;
     auto info = src.db().query_path_info(p);
     if (!info)
-      return p == path ? "'" + uri_ + "' does not have '" + p.full() + "'"
-                       : "'" + uri_ + "' does not have '" + p.full() + "', which '" + path.full() + "' refers to";
+      return {substitute_outcome::absent,
+              p == path ? "'" + uri_ + "' does not have '" + p.full() + "'"
+                        : "'" + uri_ + "' does not have '" + p.full() + "', which '" + path.full() + "' refers to"};
     if (require_sigs && !trusted_ && !info->ca) {
       std::set<std::string> refs;
       for (auto& r : info->references)
         refs.insert(r.full());
       if (!has_valid_signature(path_fingerprint(p.full(), info->nar_hash, info->nar_size, refs), info->sigs, keys))
-        return "ignoring substitute for '" + p.full() + "' from '" + uri_ +
-               "', as it's not signed by any of the keys in 'trusted-public-keys'";
+        return {substitute_outcome::untrusted, "the substitute for '" + p.full() + "' from '" + uri_ +
+                                                   "' is not signed by any of the keys in 'trusted-public-keys'"};
     }
     stack.push_back({p, true});
     for (auto& r : info->references)
@@ -134,7 +135,7 @@ std::string local_substituter::substitute(local_store& dest, const store_path& p
     copy.registration_time = 0;
     copy_path(dest, src.real_path(info.path), copy);
   }
-  return "";
+  return {};
 }
 
 } // namespace kiln

@@ -6,6 +6,7 @@
 
 #include "store/local_store.hpp"
 #include "store/signature.hpp"
+#include "store/substitute_outcome.hpp"
 
 #include <memory>
 #include <string>
@@ -18,13 +19,15 @@ public:
   explicit local_substituter(const std::string& uri);
 
   const std::string& uri() const { return uri_; }
+  // Opens the store; throws if there is none.
+  void open() { source(); }
 
   // Makes `path` (and whatever it refers to) valid in `dest` from this
-  // store. Returns "" on success, else why not: the path is not there, or
-  // (unless the substituter is trusted or `require_sigs` is off) a path in
-  // its closure is not signed by any of `keys` and is not content-addressed.
-  // Copy errors (a NAR that does not match) throw.
-  std::string substitute(local_store& dest, const store_path& path, const trusted_keys& keys, bool require_sigs);
+  // store, or says why not: a path of the closure is absent, or (unless
+  // the substituter is trusted or `require_sigs` is off) not signed by any
+  // of `keys` and not content-addressed. Copy errors (content that does not
+  // match its record) throw, leaving nothing of that path behind.
+  substitute_outcome substitute(local_store& dest, const store_path& path, const trusted_keys& keys, bool require_sigs);
 
 private:
   local_store& source();

@@ -43,6 +43,7 @@ const known_setting known[] = {
     {"substituters", kind::text, ""},
     {"trusted-public-keys", kind::text, ""},
     {"require-sigs", kind::boolean, "true"},
+    {"fallback", kind::boolean, "false"},
     {"sandbox", kind::sandbox, "true"},
     {"sandbox-fallback", kind::boolean, "true"},
     {"sandbox-paths", kind::paths, ""},

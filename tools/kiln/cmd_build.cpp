@@ -31,7 +31,10 @@ Options:
   --keep-going, -k       build what can be built when something fails
   --keep-failed, -K      keep the build directory of a failed build
   --check                rebuild valid outputs and compare (NotDeterministic)
-  --repair               rebuild and replace valid outputs
+  --repair               rebuild the valid outputs that are missing or whose
+                         contents no longer match their hash
+  --fallback             build when a substituter fails to deliver a path
+                         (without it such a failure fails the derivation)
   --hash                 fixed-output derivations: register what was fetched
                          at its content's path, whatever the declared hash
   --repeat N             build N more times and compare the rounds
@@ -103,6 +106,7 @@ build_options options_from(settings s, const cli::parsed_args& a) {
   for (std::string k; trusted >> k;)
     o.trusted_public_keys.push_back(k);
   o.require_sigs = s.get_bool("require-sigs");
+  o.fallback = s.get_bool("fallback") || a.has("--fallback");
   const std::string& sb = s.get("sandbox");
   o.sandbox = sb == "false" ? 0 : sb == "relaxed" ? 1 : 2;
   o.sandbox_fallback = s.get_bool("sandbox-fallback");
@@ -207,7 +211,7 @@ event_sink progress_printer(bool json) {
 int build_command(const std::vector<std::string>& args) {
   auto a = cli::parse(args,
                       {store_option, cli::setting_option, {"--max-jobs", true, "-j"}, {"--keep-going", false, "-k"},
-                       {"--keep-failed", false, "-K"}, {"--check"}, {"--repair"}, {"--hash"}, {"--repeat", true},
+                       {"--keep-failed", false, "-K"}, {"--check"}, {"--repair"}, {"--hash"}, {"--fallback"}, {"--repeat", true},
                        {"--max-silent-time", true}, {"--timeout", true}, {"--max-log-size", true},
                        {"--print-build-logs", false, "-L"}, {"--json"}, {"--stdin"}},
                       build_usage);

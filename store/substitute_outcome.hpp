@@ -1,0 +1,30 @@
+// What one substituter did with one store path: a plain value, so the
+// engine can pass it between actors and tell the cases apart (Nix passes
+// over an absent path silently, warns about an untrusted one, and counts a
+// failed copy against the derivation unless --fallback).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace kiln {
+
+struct substitute_outcome {
+  enum kind_t : uint8_t {
+    substituted, // the path (with its closure) is valid now
+    absent,      // the substituter does not have it: try the next one
+    untrusted,   // it has it, but not signed by a trusted key: try the next one, with a warning
+    unusable,    // the substituter cannot be opened (said once; afterwards it is absent)
+  } kind = substituted;
+  std::string message; // why; for untrusted and unusable, the warning (without "warning: ")
+
+  bool warns() const { return kind == untrusted || kind == unusable; }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, substitute_outcome& x) {
+  uint8_t& kind = reinterpret_cast<uint8_t&>(x.kind);
+  return f(kind, x.message);
+}
+
+} // namespace kiln
