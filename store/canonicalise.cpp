@@ -3,6 +3,7 @@
 #include "store/error.hpp"
 #include "store/fd.hpp"
 #include "store/file_ops.hpp"
+#include "store/tree_walk.hpp"
 
 #include <fcntl.h>
 #include <set>
@@ -15,39 +16,38 @@
 namespace kiln {
 namespace {
 
-class canonicaliser {
+class canonicaliser : public tree_visitor {
 public:
   canonicalise_result result;
 
-  void visit(int dirfd, const std::string& name, const std::string& shown) {
-    struct stat st;
-    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-      throw_errno("getting the status of '" + shown + "'");
+  unique_fd visit(const tree_entry& e) override {
     ++result.objects;
-    if (!S_ISDIR(st.st_mode) && st.st_nlink > 1 &&
-        !inodes_.insert({st.st_dev, st.st_ino}).second) {
+    if (!S_ISDIR(e.st.st_mode) && e.st.st_nlink > 1 && !inodes_.insert({e.st.st_dev, e.st.st_ino}).second) {
       ++result.hard_links_seen; // the same inode under another name: already done
-      return;
+      return {};
     }
-    if (S_ISDIR(st.st_mode)) {
-      unique_fd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (S_ISDIR(e.st.st_mode)) {
+      unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!fd)
-        throw_errno("opening the directory '" + shown + "'");
-      for (auto& child : read_directory(fd.get(), shown))
-        visit(fd.get(), child, shown + "/" + child);
-      strip_xattrs(fd.get(), shown);
-      fix_inode(dirfd, name, st, shown, 0555);
-    } else if (S_ISREG(st.st_mode)) {
-      unique_fd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        throw_errno("opening the directory '" + e.path + "'");
+      return fd; // made read-only once its entries are done
+    } else if (S_ISREG(e.st.st_mode)) {
+      unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
       if (!fd)
-        throw_errno("opening '" + shown + "'");
-      strip_xattrs(fd.get(), shown);
-      fix_inode(dirfd, name, st, shown, (st.st_mode & S_IXUSR) ? 0555 : 0444);
-    } else if (S_ISLNK(st.st_mode)) {
-      fix_inode(dirfd, name, st, shown, 0);
+        throw_errno("opening '" + e.path + "'");
+      strip_xattrs(fd.get(), e.path);
+      fix_inode(e.dirfd, e.name, e.st, e.path, (e.st.st_mode & S_IXUSR) ? 0555 : 0444);
+    } else if (S_ISLNK(e.st.st_mode)) {
+      fix_inode(e.dirfd, e.name, e.st, e.path, 0);
     } else {
-      throw error("'" + shown + "' has an unsupported file type for the store");
+      throw error("'" + e.path + "' has an unsupported file type for the store");
     }
+    return {};
+  }
+
+  void leave(const tree_entry& e, int fd) override {
+    strip_xattrs(fd, e.path);
+    fix_inode(e.dirfd, e.name, e.st, e.path, 0555);
   }
 
 private:
@@ -94,7 +94,7 @@ canonicalise_result canonicalise_path_metadata(const std::string& path) {
   if (!fd)
     throw_errno("opening '" + parent + "'");
   canonicaliser c;
-  c.visit(fd.get(), name, path);
+  walk_tree(fd.get(), name, path, c);
   return c.result;
 }
 

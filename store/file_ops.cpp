@@ -2,8 +2,10 @@
 
 #include "store/error.hpp"
 #include "store/fd.hpp"
+#include "store/tree_walk.hpp"
 
 #include <cerrno>
+#include <cstdint>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -54,6 +56,126 @@ void empty_directory(const std::string& dir) {
     remove_tree_at(fd.get(), name);
 }
 
+namespace {
+
+// Opens a directory met on a walk, opening up a read-only one (a
+// canonicalised store path) for `purpose` if it must.
+unique_fd open_walked_directory(const tree_entry& e, const char* purpose) {
+  unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd && errno == EACCES && ::fchmodat(e.dirfd, e.name.c_str(), 0700, 0) == 0)
+    fd.reset(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd)
+    throw_errno(std::string("opening the directory '") + e.path + "'" + purpose);
+  return fd;
+}
+
+class remover : public tree_visitor {
+public:
+  uint64_t freed = 0;
+
+  unique_fd visit(const tree_entry& e) override {
+    if (S_ISDIR(e.st.st_mode)) {
+      unique_fd fd = open_walked_directory(e, " for removal");
+      if ((e.st.st_mode & 0700) != 0700)
+        ::fchmod(fd.get(), 0700);
+      return fd;
+    }
+    if (::unlinkat(e.dirfd, e.name.c_str(), 0) != 0 && errno != ENOENT)
+      throw_errno("removing '" + e.path + "'");
+    if (e.st.st_nlink == 1)
+      freed += static_cast<uint64_t>(e.st.st_size);
+    return {};
+  }
+  void leave(const tree_entry& e, int) override {
+    if (::unlinkat(e.dirfd, e.name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
+      throw_errno("removing the directory '" + e.path + "'");
+  }
+};
+
+class chowner : public tree_visitor {
+public:
+  chowner(unsigned uid, unsigned gid) : uid_(uid), gid_(gid) {}
+
+  unique_fd visit(const tree_entry& e) override {
+    if (S_ISDIR(e.st.st_mode)) {
+      unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!fd)
+        throw_errno("opening the directory '" + e.path + "'");
+      if (::fchown(fd.get(), uid_, gid_) != 0)
+        throw_errno("changing the owner of '" + e.path + "'");
+      return fd;
+    }
+    if (::fchownat(e.dirfd, e.name.c_str(), uid_, gid_, AT_SYMLINK_NOFOLLOW) != 0)
+      throw_errno("changing the owner of '" + e.path + "'");
+    return {};
+  }
+
+private:
+  unsigned uid_, gid_;
+};
+
+// Copies into a second tree built alongside the walk of the first.
+class copier : public tree_visitor {
+public:
+  copier(int to_dir, const std::string& to_name) : to_dir_(to_dir), to_name_(to_name) {}
+
+  unique_fd visit(const tree_entry& e) override {
+    int to_dir = to_.empty() ? to_dir_ : to_.top();
+    const std::string& to_name = to_.empty() ? to_name_ : e.name;
+    if (S_ISLNK(e.st.st_mode)) {
+      std::string target(static_cast<std::size_t>(e.st.st_size) + 1, '\0');
+      ssize_t n = ::readlinkat(e.dirfd, e.name.c_str(), target.data(), target.size());
+      if (n < 0 || static_cast<std::size_t>(n) >= target.size())
+        throw_errno("reading the symlink '" + e.path + "'");
+      target.resize(static_cast<std::size_t>(n));
+      if (::symlinkat(target.c_str(), to_dir, to_name.c_str()) != 0)
+        throw_errno("creating the symlink '" + to_name + "'");
+    } else if (S_ISDIR(e.st.st_mode)) {
+      unique_fd from(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!from)
+        throw_errno("opening the directory '" + e.path + "'");
+      if (::mkdirat(to_dir, to_name.c_str(), 0700) != 0)
+        throw_errno("creating the directory '" + to_name + "'");
+      unique_fd to(::openat(to_dir, to_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!to)
+        throw_errno("opening the directory '" + to_name + "'");
+      to_.push(std::move(to), to_name);
+      return from;
+    } else if (S_ISREG(e.st.st_mode)) {
+      copy_file(e, to_dir, to_name);
+    } else {
+      throw error("'" + e.path + "' is not a regular file, directory or symlink");
+    }
+    return {};
+  }
+
+  void leave(const tree_entry& e, int) override {
+    unique_fd to = to_.pop(e.name);
+    if (::fchmod(to.get(), 0755) != 0)
+      throw_errno("setting the mode of the copy of '" + e.path + "'");
+  }
+
+private:
+  static void copy_file(const tree_entry& e, int to_dir, const std::string& to_name) {
+    unique_fd from(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!from)
+      throw_errno("opening '" + e.path + "'");
+    mode_t mode = (e.st.st_mode & S_IXUSR) ? 0755 : 0644;
+    unique_fd to(::openat(to_dir, to_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+    if (!to)
+      throw_errno("creating '" + to_name + "'");
+    char buf[1 << 16];
+    while (std::size_t n = read_some(from.get(), buf, sizeof buf, e.path))
+      write_all(to.get(), buf, n, to_name);
+  }
+
+  int to_dir_;
+  std::string to_name_;
+  dir_stack to_;
+};
+
+} // namespace
+
 uint64_t remove_tree_at(int dirfd, const std::string& name) {
   struct stat st;
   if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -61,95 +183,19 @@ uint64_t remove_tree_at(int dirfd, const std::string& name) {
       return 0;
     throw_errno("getting the status of '" + name + "'");
   }
-  if (S_ISDIR(st.st_mode)) {
-    unique_fd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd) {
-      // A read-only directory (a canonicalised store path) must be opened up first.
-      if (errno != EACCES || ::fchmodat(dirfd, name.c_str(), 0700, 0) != 0)
-        throw_errno("opening the directory '" + name + "' for removal");
-      fd.reset(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!fd)
-        throw_errno("opening the directory '" + name + "' for removal");
-    }
-    if ((st.st_mode & 0700) != 0700)
-      ::fchmod(fd.get(), 0700);
-    uint64_t freed = 0;
-    for (auto& child : read_directory(fd.get(), name))
-      freed += remove_tree_at(fd.get(), child);
-    if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
-      throw_errno("removing the directory '" + name + "'");
-    return freed;
-  }
-  if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT)
-    throw_errno("removing '" + name + "'");
-  return st.st_nlink == 1 ? static_cast<uint64_t>(st.st_size) : 0;
+  remover r;
+  walk_tree(dirfd, name, name, r, SIZE_MAX);
+  return r.freed;
 }
 
 void chown_tree_at(int dirfd, const std::string& name, unsigned uid, unsigned gid) {
-  struct stat st;
-  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-    throw_errno("getting the status of '" + name + "'");
-  if (S_ISDIR(st.st_mode)) {
-    unique_fd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd)
-      throw_errno("opening the directory '" + name + "'");
-    if (::fchown(fd.get(), uid, gid) != 0)
-      throw_errno("changing the owner of '" + name + "'");
-    for (auto& child : read_directory(fd.get(), name))
-      chown_tree_at(fd.get(), child, uid, gid);
-    return;
-  }
-  if (::fchownat(dirfd, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0)
-    throw_errno("changing the owner of '" + name + "'");
+  chowner c(uid, gid);
+  walk_tree(dirfd, name, name, c, SIZE_MAX);
 }
 
 void copy_tree_fresh_at(int from_dir, const std::string& name, int to_dir, const std::string& to_name) {
-  struct stat st;
-  if (::fstatat(from_dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-    throw_errno("getting the status of '" + name + "'");
-  if (S_ISLNK(st.st_mode)) {
-    std::string target(static_cast<std::size_t>(st.st_size) + 1, '\0');
-    ssize_t n = ::readlinkat(from_dir, name.c_str(), target.data(), target.size());
-    if (n < 0 || static_cast<std::size_t>(n) >= target.size())
-      throw_errno("reading the symlink '" + name + "'");
-    target.resize(static_cast<std::size_t>(n));
-    if (::symlinkat(target.c_str(), to_dir, to_name.c_str()) != 0)
-      throw_errno("creating the symlink '" + to_name + "'");
-  } else if (S_ISDIR(st.st_mode)) {
-    unique_fd from(::openat(from_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!from)
-      throw_errno("opening the directory '" + name + "'");
-    if (::mkdirat(to_dir, to_name.c_str(), 0700) != 0)
-      throw_errno("creating the directory '" + to_name + "'");
-    unique_fd to(::openat(to_dir, to_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!to)
-      throw_errno("opening the directory '" + to_name + "'");
-    for (auto& child : read_directory(from.get(), name))
-      copy_tree_fresh_at(from.get(), child, to.get(), child);
-    if (::fchmod(to.get(), 0755) != 0)
-      throw_errno("setting the mode of '" + to_name + "'");
-  } else if (S_ISREG(st.st_mode)) {
-    unique_fd from(::openat(from_dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!from)
-      throw_errno("opening '" + name + "'");
-    mode_t mode = (st.st_mode & S_IXUSR) ? 0755 : 0644;
-    unique_fd to(::openat(to_dir, to_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
-    if (!to)
-      throw_errno("creating '" + to_name + "'");
-    char buf[1 << 16];
-    for (;;) {
-      ssize_t n = ::read(from.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        throw_errno("reading '" + name + "'");
-      if (n == 0)
-        break;
-      write_all(to.get(), buf, static_cast<std::size_t>(n), to_name);
-    }
-  } else {
-    throw error("'" + name + "' is not a regular file, directory or symlink");
-  }
+  copier c(to_dir, to_name);
+  walk_tree(from_dir, name, name, c);
 }
 
 void chown_tree(const std::string& path, unsigned uid, unsigned gid) {
@@ -190,19 +236,24 @@ bool open_file_or_directory(int dirfd, const char* name, struct stat& st, unique
   return bool(fd);
 }
 
-void fsync_at(int dirfd, const std::string& name, const std::string& shown) {
-  struct stat st;
-  unique_fd fd;
-  if (!open_file_or_directory(dirfd, name.c_str(), st, fd))
-    throw_errno("opening '" + shown + "' to sync it");
-  if (!fd)
-    return; // a symlink is made durable by its directory's fsync
-  if (S_ISDIR(st.st_mode))
-    for (auto& child : read_directory(fd.get(), shown))
-      fsync_at(fd.get(), child, shown + "/" + child);
-  if (::fsync(fd.get()) != 0)
-    throw_errno("syncing '" + shown + "'");
-}
+class syncer : public tree_visitor {
+public:
+  unique_fd visit(const tree_entry& e) override {
+    struct stat st;
+    unique_fd fd;
+    if (!open_file_or_directory(e.dirfd, e.name.c_str(), st, fd))
+      throw_errno("opening '" + e.path + "' to sync it");
+    if (fd && S_ISDIR(st.st_mode))
+      return fd; // synced once its entries are
+    if (fd && ::fsync(fd.get()) != 0)
+      throw_errno("syncing '" + e.path + "'");
+    return {}; // a symlink is made durable by its directory's fsync
+  }
+  void leave(const tree_entry& e, int fd) override {
+    if (::fsync(fd) != 0)
+      throw_errno("syncing '" + e.path + "'");
+  }
+};
 
 } // namespace
 
@@ -220,7 +271,8 @@ void make_directories(const std::string& dir, unsigned mode) {
 }
 
 void fsync_tree(const std::string& path) {
-  fsync_at(AT_FDCWD, path, path);
+  syncer s;
+  walk_tree(AT_FDCWD, path, path, s);
 }
 
 namespace {

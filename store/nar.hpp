@@ -9,6 +9,7 @@
 #pragma once
 
 #include "store/stream.hpp"
+#include "store/tree_walk.hpp"
 
 #include <cstdint>
 #include <string>
@@ -21,6 +22,8 @@ inline constexpr std::string_view nar_magic = "nix-archive-1";
 // Writes the NAR of the file, symlink or directory at `path` to `out`.
 // Throws on unsupported file types and on files that change while read.
 void dump_path(const std::string& path, sink& out);
+// The same for `name` in the directory `dirfd`, shown as `shown` in errors.
+void dump_path_at(int dirfd, const std::string& name, const std::string& shown, sink& out);
 
 struct nar_digest {
   hash nar_hash;
@@ -34,7 +37,7 @@ nar_digest hash_path(const std::string& path, hash_algo algo = hash_algo::sha256
 void dump_string_as_file(std::string_view contents, bool executable, sink& out);
 
 struct nar_limits {
-  std::size_t max_depth = 256;           // directory nesting
+  std::size_t max_depth = max_tree_depth; // directory nesting
   std::size_t max_name = 255;            // NAME_MAX
   std::size_t max_target = 4095;         // PATH_MAX - 1
   uint64_t max_file_size = 1ull << 40;   // 1 TiB: anything larger is corrupt

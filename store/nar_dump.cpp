@@ -3,6 +3,7 @@
 #include "store/fd.hpp"
 #include "store/file_ops.hpp"
 #include "store/nar.hpp"
+#include "store/tree_walk.hpp"
 #include "store/wire.hpp"
 
 #include <algorithm>
@@ -46,39 +47,54 @@ private:
   std::string buf_;
 };
 
-class dumper {
+// Dumps a tree as it is walked: directories open a node that their
+// entries fill and leave() closes; anything else is a whole node.
+class dumper : public tree_visitor {
 public:
   explicit dumper(sink& out) : w_(out) {}
 
-  void dump_root(const std::string& path) {
+  void dump_root(int dirfd, const std::string& name, const std::string& shown) {
     w_.str(nar_magic);
-    struct stat st;
-    if (::lstat(path.c_str(), &st) != 0)
-      throw_errno("getting the status of '" + path + "'");
-    dump_entry(AT_FDCWD, path.c_str(), st, path);
+    walk_tree(dirfd, name, shown, *this);
     w_.flush();
   }
 
-private:
-  void dump_entry(int dirfd, const char* name, const struct stat& st, const std::string& shown) {
+  unique_fd visit(const tree_entry& e) override {
     w_.str("(");
     w_.str("type");
-    if (S_ISREG(st.st_mode)) {
-      dump_regular(dirfd, name, shown);
-    } else if (S_ISLNK(st.st_mode)) {
+    if (S_ISREG(e.st.st_mode)) {
+      dump_regular(e.dirfd, e.name.c_str(), e.path);
+    } else if (S_ISLNK(e.st.st_mode)) {
       w_.str("symlink");
       w_.str("target");
-      w_.str(read_link(dirfd, name, shown));
-    } else if (S_ISDIR(st.st_mode)) {
+      w_.str(read_link(e.dirfd, e.name.c_str(), e.path));
+    } else if (S_ISDIR(e.st.st_mode)) {
       w_.str("directory");
-      dump_directory(dirfd, name, shown);
+      unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!fd)
+        throw_errno("opening the directory '" + e.path + "'");
+      return fd;
     } else {
-      throw error("file '" + shown + "' has an unsupported type (only regular files, " +
+      throw error("file '" + e.path + "' has an unsupported type (only regular files, " +
                   "directories and symlinks can be archived)");
     }
     w_.str(")");
+    return {};
   }
+  void leave(const tree_entry&, int) override { w_.str(")"); }
+  void order(std::vector<std::string>& names) override {
+    std::sort(names.begin(), names.end()); // std::string compares bytes as unsigned
+  }
+  void begin_entry(const std::string& name) override {
+    w_.str("entry");
+    w_.str("(");
+    w_.str("name");
+    w_.str(name);
+    w_.str("node");
+  }
+  void end_entry() override { w_.str(")"); }
 
+private:
   void dump_regular(int dirfd, const char* name, const std::string& shown) {
     unique_fd fd(::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd)
@@ -130,27 +146,6 @@ private:
     }
   }
 
-  void dump_directory(int dirfd, const char* name, const std::string& shown) {
-    unique_fd fd(::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd)
-      throw_errno("opening the directory '" + shown + "'");
-    std::vector<std::string> names = read_directory(fd.get(), shown);
-    std::sort(names.begin(), names.end()); // std::string compares bytes as unsigned
-    for (auto& entry : names) {
-      std::string child = shown + "/" + entry;
-      struct stat st;
-      if (::fstatat(fd.get(), entry.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-        throw_errno("getting the status of '" + child + "'");
-      w_.str("entry");
-      w_.str("(");
-      w_.str("name");
-      w_.str(entry);
-      w_.str("node");
-      dump_entry(fd.get(), entry.c_str(), st, child);
-      w_.str(")");
-    }
-  }
-
   // Sized to the largest file seen so far (up to max_buffer) and never
   // zero-filled: outputs are mostly tiny, and touching a fresh megabyte per
   // dump cost more than hashing them.
@@ -170,7 +165,11 @@ private:
 } // namespace
 
 void dump_path(const std::string& path, sink& out) {
-  dumper(out).dump_root(path);
+  dumper(out).dump_root(AT_FDCWD, path, path);
+}
+
+void dump_path_at(int dirfd, const std::string& name, const std::string& shown, sink& out) {
+  dumper(out).dump_root(dirfd, name, shown);
 }
 
 nar_digest hash_path(const std::string& path, hash_algo algo) {

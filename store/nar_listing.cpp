@@ -1,115 +1,98 @@
 #include "store/nar_listing.hpp"
 
-#include "store/json_append.hpp"
-
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
-#include <vector>
 
 namespace kiln {
 namespace {
 
-class lister : public nar_visitor {
-public:
-  nar_node root;
+// A JSON string, invalid UTF-8 replaced (names are bytes, JSON is text).
+void append_json_string(std::string& out, std::string_view s) {
+  out += nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
-  void begin_directory(std::string_view, std::string_view name) override {
-    nar_node& n = place(name);
-    n.type = nar_node::kind::directory;
-    open_.push_back(&n);
+class json_lister : public nar_visitor {
+public:
+  std::string out;
+
+  void begin_directory(std::string_view path, std::string_view name) override {
+    key(path, name);
+    out += R"({"type":"directory","entries":{)";
+    first_ = true;
   }
-  void end_directory() override { open_.pop_back(); }
-  void begin_regular(std::string_view, std::string_view name, bool executable, uint64_t size,
+  void end_directory() override {
+    out += "}}";
+    first_ = false;
+  }
+  void begin_regular(std::string_view path, std::string_view name, bool executable, uint64_t size,
                      uint64_t offset) override {
-    nar_node& n = place(name);
-    n.type = nar_node::kind::regular;
-    n.executable = executable;
-    n.size = size;
-    n.nar_offset = offset;
+    key(path, name);
+    out += R"({"type":"regular","size":)" + std::to_string(size);
+    if (executable)
+      out += R"(,"executable":true)";
+    out += R"(,"narOffset":)" + std::to_string(offset) + "}";
+    first_ = false;
   }
-  void contents(const char*, std::size_t) override {}
-  void end_regular() override {}
-  void symlink(std::string_view, std::string_view name, std::string_view target) override {
-    nar_node& n = place(name);
-    n.type = nar_node::kind::symlink;
-    n.target = std::string(target);
+  void symlink(std::string_view path, std::string_view name, std::string_view target) override {
+    key(path, name);
+    out += R"({"type":"symlink","target":)";
+    append_json_string(out, target);
+    out += "}";
+    first_ = false;
   }
 
 private:
-  nar_node& place(std::string_view name) {
-    if (open_.empty())
-      return root;
-    return open_.back()->entries[std::string(name)];
+  // The entry's key in its directory's "entries" (none for the root).
+  void key(std::string_view path, std::string_view name) {
+    if (path.empty())
+      return;
+    if (!first_)
+      out += ',';
+    append_json_string(out, name);
+    out += ':';
   }
-  std::vector<nar_node*> open_;
+  bool first_ = true; // the next entry is its directory's first
 };
 
-nlohmann::ordered_json to_json(const nar_node& n) {
-  nlohmann::ordered_json j = nlohmann::ordered_json::object();
-  switch (n.type) {
-    case nar_node::kind::regular:
-      j["type"] = "regular";
-      j["size"] = n.size;
-      if (n.executable)
-        j["executable"] = true;
-      j["narOffset"] = n.nar_offset;
-      break;
-    case nar_node::kind::symlink:
-      j["type"] = "symlink";
-      j["target"] = n.target;
-      break;
-    case nar_node::kind::directory:
-      j["type"] = "directory";
-    {
-      auto entries = nlohmann::ordered_json::object();
-      for (auto& [name, child] : n.entries) // sorted and unique in a NAR
-        append_new_key(entries, name, to_json(child));
-      j["entries"] = std::move(entries);
-      break;
-    }
-  }
-  return j;
-}
+class text_lister : public nar_visitor {
+public:
+  std::string out;
 
-void text_lines(const nar_node& n, const std::string& path, std::string& out) {
-  char line[64];
-  switch (n.type) {
-    case nar_node::kind::regular:
-      std::snprintf(line, sizeof line, "%s %12llu ", n.executable ? "-r-xr-xr-x" : "-r--r--r--",
-                    static_cast<unsigned long long>(n.size));
-      out += line + path + "\n";
-      break;
-    case nar_node::kind::symlink:
-      std::snprintf(line, sizeof line, "lrwxrwxrwx %12d ", 0);
-      out += line + path + " -> " + n.target + "\n";
-      break;
-    case nar_node::kind::directory:
-      std::snprintf(line, sizeof line, "dr-xr-xr-x %12d ", 0);
-      out += line + path + "\n";
-      for (auto& [name, child] : n.entries)
-        text_lines(child, path + "/" + name, out);
-      break;
+  void begin_directory(std::string_view path, std::string_view) override { line("dr-xr-xr-x", 0, path); }
+  void begin_regular(std::string_view path, std::string_view, bool executable, uint64_t size, uint64_t) override {
+    line(executable ? "-r-xr-xr-x" : "-r--r--r--", size, path);
   }
+  void symlink(std::string_view path, std::string_view, std::string_view target) override {
+    line("lrwxrwxrwx", 0, path, target);
+  }
+
+private:
+  void line(const char* mode, uint64_t size, std::string_view path, std::string_view target = {}) {
+    char head[64];
+    std::snprintf(head, sizeof head, "%s %12llu ", mode, static_cast<unsigned long long>(size));
+    out += head;
+    out += '.';
+    if (!path.empty())
+      (out += '/') += path;
+    if (!target.empty())
+      (out += " -> ") += target;
+    out += '\n';
+  }
+};
+
+template <class Lister>
+std::string listing(source& nar, const nar_limits& limits) {
+  Lister l;
+  buffered_source buffered(nar);
+  parse_nar(buffered, l, true, limits);
+  return std::move(l.out);
 }
 
 } // namespace
 
-nar_node list_nar(source& in, const nar_limits& limits) {
-  lister l;
-  buffered_source buffered(in);
-  parse_nar(buffered, l, true, limits);
-  return std::move(l.root);
-}
+std::string nar_listing_json(source& nar, const nar_limits& limits) { return listing<json_lister>(nar, limits); }
 
-std::string nar_listing_json(const nar_node& root) {
-  return to_json(root).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-}
-
-std::string nar_listing_text(const nar_node& root) {
-  std::string out;
-  text_lines(root, ".", out);
-  return out;
-}
+std::string nar_listing_text(source& nar, const nar_limits& limits) { return listing<text_lister>(nar, limits); }
 
 } // namespace kiln

@@ -1,5 +1,7 @@
 // The NAR parser. Iterative: a stack of open directories replaces recursion,
-// so hostile nesting costs heap bounded by nar_limits::max_depth, never stack.
+// so hostile nesting costs heap bounded by nar_limits::max_depth, never
+// stack; and the current path is one string that grows and shrinks, so a
+// deep tree costs time and memory linear in its depth.
 #include "store/error.hpp"
 #include "store/nar.hpp"
 #include "store/wire.hpp"
@@ -85,7 +87,7 @@ private:
 };
 
 struct open_directory {
-  std::string path;
+  std::size_t path_size; // of nar_parser::path_ while in this directory
   std::string last_name; // entries must come in strictly increasing order
   bool has_entries = false;
 };
@@ -98,7 +100,7 @@ public:
     uint64_t at = r_.offset();
     if (r_.str(16, "the magic string") != nar_magic)
       r_.fail("not a NAR (bad magic; expected 'nix-archive-1')", at);
-    if (begin_node("", ""))
+    if (begin_node(""))
       parse_directories();
     uint64_t size = r_.offset();
     if (require_end && !r_.at_end())
@@ -107,8 +109,10 @@ public:
   }
 
 private:
-  // Parses a node; returns true if it was a directory, now open on the stack.
-  bool begin_node(const std::string& path, const std::string& name) {
+  // Parses the node at path_; returns true if it was a directory, now open
+  // on the stack.
+  bool begin_node(std::string_view name) {
+    const std::string& path = path_;
     r_.expect("(");
     r_.expect("type");
     uint64_t at = r_.offset();
@@ -128,7 +132,7 @@ private:
       if (stack_.size() >= r_.limits().max_depth)
         r_.fail("directories nested deeper than " + std::to_string(r_.limits().max_depth), at);
       v_.begin_directory(path, name);
-      stack_.push_back({path, "", false});
+      stack_.push_back({path.size(), "", false});
       return true;
     } else {
       r_.fail("unknown node type '" + type + "'", at);
@@ -137,7 +141,7 @@ private:
     return false;
   }
 
-  void parse_regular(const std::string& path, const std::string& name) {
+  void parse_regular(const std::string& path, std::string_view name) {
     bool executable = false;
     uint64_t at = r_.offset();
     std::string tag = r_.token();
@@ -176,8 +180,10 @@ private:
       if (tag == ")") {
         v_.end_directory();
         stack_.pop_back();
-        if (!stack_.empty())
+        if (!stack_.empty()) {
           r_.expect(")"); // closes the parent's "entry ("
+          path_.resize(stack_.back().path_size);
+        }
       } else if (tag == "entry") {
         parse_entry();
       } else {
@@ -196,25 +202,30 @@ private:
     dir.last_name = name;
     dir.has_entries = true;
     r_.expect("node");
-    std::string path = dir.path.empty() ? name : dir.path + "/" + name;
-    if (!begin_node(path, name))
+    if (!path_.empty())
+      path_ += '/';
+    path_ += name;
+    bool directory = begin_node(std::string_view(path_).substr(path_.size() - name.size()));
+    if (!directory) {
       r_.expect(")");
+      path_.resize(dir.path_size);
+    }
   }
 
   void check_entry_name(const std::string& name, const open_directory& dir, uint64_t at) {
-    std::string where = " in directory '" + shown(dir.path) + "'";
+    auto where = [&] { return " in directory '" + shown(path_) + "'"; }; // path_ is the directory's here
     if (name.empty())
-      r_.fail("empty entry name" + where, at);
+      r_.fail("empty entry name" + where(), at);
     if (name == "." || name == "..")
-      r_.fail("entry name '" + name + "'" + where, at);
+      r_.fail("entry name '" + name + "'" + where(), at);
     if (name.find('/') != std::string::npos)
-      r_.fail("entry name '" + name + "' contains '/'" + where, at);
+      r_.fail("entry name '" + name + "' contains '/'" + where(), at);
     if (name.find('\0') != std::string::npos)
-      r_.fail("entry name contains a NUL byte" + where, at);
+      r_.fail("entry name contains a NUL byte" + where(), at);
     if (dir.has_entries && name == dir.last_name)
-      r_.fail("duplicate entry '" + name + "'" + where, at);
+      r_.fail("duplicate entry '" + name + "'" + where(), at);
     if (dir.has_entries && name < dir.last_name)
-      r_.fail("entry '" + name + "' out of order (after '" + dir.last_name + "')" + where, at);
+      r_.fail("entry '" + name + "' out of order (after '" + dir.last_name + "')" + where(), at);
   }
 
   static std::string shown(const std::string& path) { return path.empty() ? "/" : path; }
@@ -222,6 +233,7 @@ private:
   nar_reader r_;
   nar_visitor& v_;
   std::vector<open_directory> stack_;
+  std::string path_; // of the node being parsed, relative to the root
 };
 
 } // namespace

@@ -31,10 +31,10 @@ public:
     unique_fd fd(::openat(parent(), n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd)
       throw_errno("opening directory '" + shown(path) + "'");
-    dirs_.push_back(std::move(fd));
+    dirs_.push(std::move(fd), shown(path));
   }
 
-  void end_directory() override { dirs_.pop_back(); }
+  void end_directory() override { dirs_.pop("a directory being restored"); }
 
   void begin_regular(std::string_view path, std::string_view name, bool executable, uint64_t,
                      uint64_t) override {
@@ -61,7 +61,7 @@ public:
   }
 
 private:
-  int parent() const { return dirs_.empty() ? staging_fd_ : dirs_.back().get(); }
+  int parent() const { return dirs_.empty() ? staging_fd_ : dirs_.top(); }
   static std::string entry_name(std::string_view name) {
     return name.empty() ? staged_root : std::string(name);
   }
@@ -70,7 +70,7 @@ private:
   }
 
   int staging_fd_;
-  std::vector<unique_fd> dirs_;
+  dir_stack dirs_;
   unique_fd file_;
   std::string path_;
 };

@@ -5,6 +5,7 @@
 #include "store/file_ops.hpp"
 #include "store/leftovers.hpp"
 #include "store/nar.hpp"
+#include "store/tree_walk.hpp"
 
 #include <cerrno>
 #include <fcntl.h>
@@ -28,7 +29,7 @@ void remove_stale_temp_links(const std::string& store_dir) {
   }
 }
 
-class optimiser {
+class optimiser : public tree_visitor {
 public:
   optimiser(local_store& store, const std::function<void(optimise_step)>& at_step)
       : store_(store), store_dir_(store.layout().store_dir()), links_(store_dir_ + "/.links"), at_step_(at_step) {
@@ -37,8 +38,33 @@ public:
     remove_stale_temp_links(store_dir_);
   }
 
-  void path(const store_path& p) { visit(store_.real_path(p), true); }
+  void path(const store_path& p) {
+    std::string real = store_.real_path(p);
+    walk_tree(AT_FDCWD, real, real, *this);
+  }
   optimise_result result;
+
+  unique_fd visit(const tree_entry& e) override {
+    if (S_ISDIR(e.st.st_mode)) {
+      unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!fd)
+        throw_errno("opening '" + e.path + "'");
+      return fd;
+    }
+    if (S_ISREG(e.st.st_mode)) {
+      ++result.files_seen;
+      link_file(e);
+    }
+    return {};
+  }
+
+  // A directory a killed run left opened up is closed again.
+  void leave(const tree_entry& e, int fd) override {
+    if ((e.st.st_mode & 07777) != 0555 || e.st.st_mtime != 1) {
+      close_directory(fd, e.path);
+      ++result.repaired;
+    }
+  }
 
 private:
   void step(optimise_step s) {
@@ -46,62 +72,42 @@ private:
       at_step_(s);
   }
 
-  void visit(const std::string& file, bool top) {
-    struct stat st;
-    if (::lstat(file.c_str(), &st) != 0)
-      throw_errno("getting the status of '" + file + "'");
-    if (S_ISDIR(st.st_mode)) {
-      unique_fd fd(::open(file.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!fd)
-        throw_errno("opening '" + file + "'");
-      for (auto& child : read_directory(fd.get(), file))
-        visit(file + "/" + child, false);
-      if ((st.st_mode & 07777) != 0555 || st.st_mtime != 1) {
-        close_directory(file);
-        ++result.repaired;
-      }
-    } else if (S_ISREG(st.st_mode)) {
-      ++result.files_seen;
-      link_file(file, st, top);
-    }
-  }
-
-  void link_file(const std::string& file, const struct stat& st, bool top) {
+  void link_file(const tree_entry& e) {
     hash_sink h(hash_algo::sha256);
-    dump_path(file, h);
+    dump_path_at(e.dirfd, e.name, e.path, h);
     std::string link = links_ + "/" + h.finish().base32();
-    if (::link(file.c_str(), link.c_str()) == 0) {
+    if (::linkat(e.dirfd, e.name.c_str(), AT_FDCWD, link.c_str(), 0) == 0) {
       step(optimise_step::linked_shared);
       return; // the first of its kind: now it is the shared copy
     }
     if (errno != EEXIST)
-      throw_errno("linking '" + file + "' into '" + links_ + "'");
+      throw_errno("linking '" + e.path + "' into '" + links_ + "'");
     struct stat lst;
     if (::lstat(link.c_str(), &lst) != 0)
       throw_errno("getting the status of '" + link + "'");
-    if (lst.st_ino == st.st_ino && lst.st_dev == st.st_dev)
+    if (lst.st_ino == e.st.st_ino && lst.st_dev == e.st.st_dev)
       return; // already shared
-    replace_with_link(file, link, st, top);
+    replace_with_link(e, link);
   }
 
   // Canonical metadata of a directory inside a store path.
-  static void close_directory(const std::string& dir) {
-    if (::chmod(dir.c_str(), 0555) != 0)
-      throw_errno("making '" + dir + "' read-only again");
+  static void close_directory(int fd, const std::string& shown) {
+    if (::fchmod(fd, 0555) != 0)
+      throw_errno("making '" + shown + "' read-only again");
     struct timespec times[2] = {{1, 0}, {1, 0}};
-    if (::utimensat(AT_FDCWD, dir.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
-      throw_errno("resetting the times of '" + dir + "'");
+    if (::futimens(fd, times) != 0)
+      throw_errno("resetting the times of '" + shown + "'");
   }
 
   // Links `link` under a temporary name in the store directory, then renames
-  // it over `file`: at no moment is the file absent, and nothing but the
+  // it over the file: at no moment is the file absent, and nothing but the
   // file's own inode ever appears inside the path. The parent directory is
   // read-only (canonical), so it is opened up briefly and closed again.
-  void replace_with_link(const std::string& file, const std::string& link, const struct stat& st, bool top) {
-    std::string dir = split_path(file).first;
+  void replace_with_link(const tree_entry& e, const std::string& link) {
+    const bool top = e.depth == 0;
     if (!top) {
-      if (::chmod(dir.c_str(), 0755) != 0)
-        throw_errno("making '" + dir + "' writable");
+      if (::fchmod(e.dirfd, 0755) != 0)
+        throw_errno("making the directory of '" + e.path + "' writable");
       step(optimise_step::opened_directory);
     }
     std::string temp = store_dir_ + "/" + temp_prefix + std::to_string(::getpid()) + "-" + std::to_string(++temps_);
@@ -110,7 +116,7 @@ private:
       err = errno;
     } else {
       step(optimise_step::made_temp_link);
-      if (::rename(temp.c_str(), file.c_str()) != 0) {
+      if (::renameat(AT_FDCWD, temp.c_str(), e.dirfd, e.name.c_str()) != 0) {
         err = errno;
         ::unlink(temp.c_str());
       } else {
@@ -118,14 +124,14 @@ private:
       }
     }
     if (!top) {
-      close_directory(dir); // the rename touched the directory
+      close_directory(e.dirfd, "the directory of '" + e.path + "'"); // the rename touched it
       step(optimise_step::closed_directory);
     }
     if (err != 0)
-      throw sys_error("replacing '" + file + "' with a link to '" + link + "'", err);
+      throw sys_error("replacing '" + e.path + "' with a link to '" + link + "'", err);
     ++result.files_linked;
-    if (st.st_nlink == 1)
-      result.bytes_saved += static_cast<uint64_t>(st.st_size);
+    if (e.st.st_nlink == 1)
+      result.bytes_saved += static_cast<uint64_t>(e.st.st_size);
   }
 
   local_store& store_;

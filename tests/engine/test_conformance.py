@@ -10,7 +10,7 @@ import time
 import pytest
 
 from host_processes import running
-from kiln_testing import explain
+from kiln_testing import explain, run
 
 
 def test_outputs_referring_to_each_other_are_refused_and_nothing_registered(both):
@@ -305,3 +305,126 @@ def test_an_import_with_one_unparsable_derivation_goes_on_with_the_rest(both):
         valid = both.kiln_run("store", "path-info", "--store", fresh, d).returncode == 0
         assert valid == (d not in bad), d
         assert (d.encode() in kiln.stdout) == (d not in bad)
+
+
+def substitute_from_kiln_store(both, case):
+    """Builds a derivation in Kiln's store, which then serves as the
+    substituter of Nix's store and of a fresh Kiln store for the same .drv;
+    `case` says what is wrong with the substitute. Returns (drv, out, nix, kiln)."""
+    d = both.drv("subst", "echo hello > $out")
+    out = both.outputs(d)["out"]
+    assert both.kiln_build(d).returncode == 0
+    keys = {}
+    for name in ("k1", "k2"):
+        sec, pub = f"{both.dir}/{name}.sec", f"{both.dir}/{name}.pub"
+        assert both.kiln_run("key", "generate", name, sec, pub).returncode == 0
+        keys[name] = (sec, open(pub).read())
+    if case != "unsigned":
+        r = both.kiln_run("store", "sign", "--store", both.store, "--key-file", keys["k1"][0], out)
+        assert r.returncode == 0, explain(r)
+    if case.startswith("corrupt"):  # same size, other bytes: the NAR hash differs
+        os.chmod(both.real(out), 0o644)
+        with open(both.real(out), "w") as f:
+            f.write("jello\n")
+    trusted = keys["k2" if case == "wrong key" else "k1"][1]
+    extra = ["--fallback"] if case.endswith("fallback") else []
+    opts = ["--option", "trusted-public-keys", trusted, *extra]
+    nix = both.nix_realise(d, options=["--option", "substituters", f"{both.dir}/kiln", *opts])
+    consumer = f"local:{both.dir}/consumer"
+    exp = subprocess.run([both.kiln, "store", "export", "--store", both.store, d], env=both.env, capture_output=True)
+    imp = subprocess.run([both.kiln, "store", "import", "--store", consumer], input=exp.stdout, env=both.env,
+                         capture_output=True)
+    assert imp.returncode == 0, imp.stderr
+    kiln = both.kiln_run("build", "--store", consumer, d, "--option", "substituters", both.store, *opts)
+    kiln.valid = both.kiln_run("store", "path-info", "--store", consumer, out).returncode == 0
+    return d, out, nix, kiln
+
+
+@pytest.mark.parametrize("case", ["unsigned", "wrong key"])
+def test_an_untrusted_substitute_is_passed_over_with_a_warning(both, case):
+    d, out, nix, kiln = substitute_from_kiln_store(both, case)
+    assert nix.returncode == kiln.returncode == 0, explain(nix) + explain(kiln)
+    for r, uri in ((nix, "local"), (kiln, both.store)):
+        assert (f"warning: the substitute for '{out}' from '{uri}' is not signed by any of the keys in "
+                "'trusted-public-keys'") in r.stderr, explain(r)
+        assert f"building '{d}'" in r.stderr, explain(r)
+    assert both.nix_valid(out) and kiln.valid
+
+
+@pytest.mark.parametrize("case", ["corrupt", "corrupt, fallback"])
+def test_a_substitute_not_matching_its_record_fails_unless_fallback(both, case):
+    d, out, nix, kiln = substitute_from_kiln_store(both, case)
+    for r in (nix, kiln):
+        assert f"error: hash mismatch importing path '{out}';" in r.stderr, explain(r)
+    failed = (f"error: some substitutes for the outputs of derivation '{d}' failed (usually happens due to "
+              "networking issues); try '--fallback' to build derivation from source")
+    if case.endswith("fallback"):
+        assert nix.returncode == kiln.returncode == 0, explain(nix) + explain(kiln)
+        assert both.nix_valid(out) and kiln.valid
+        assert open(both.nix_real(out)).read() == "hello\n"
+    else:
+        assert nix.returncode == kiln.returncode == 1, explain(nix) + explain(kiln)
+        assert failed in nix.stderr and failed in kiln.stderr, explain(nix) + explain(kiln)
+        assert not both.nix_valid(out) and not kiln.valid
+        assert kiln.stdout == ""
+        # Nothing of the refused copy is left in the store, only the .drv.
+        assert os.listdir(f"{both.dir}/consumer/nix/store") == [os.path.basename(d)]
+
+
+def deep_tree(both, depth):
+    """A derivation whose output is `depth` nested directories "d" and a file "f"
+    (perl: a shell's cd takes quadratic time on the way down)."""
+    script = ('mkdir $ENV{out} or die; chdir $ENV{out} or die; '
+              f'for (1..{depth}) {{ mkdir "d" or die; chdir "d" or die }} '
+              'open F, ">f" or die; print F "leaf\\n"; close F')
+    return both.drv(f"deep-{depth}", "", builder="/usr/bin/perl", args=["-e", script])
+
+
+def test_a_tree_over_a_thousand_levels_deep_hashes_as_nix_hashes_it(both):
+    d = deep_tree(both, 1500)  # paths of ~3,000 bytes: Nix 2.8 fails beyond PATH_MAX
+    out = both.outputs(d)["out"]
+    nix, kiln = both.nix_realise(d), both.kiln_build(d)
+    assert nix.returncode == kiln.returncode == 0, explain(nix) + explain(kiln)
+    nix_hash = run(["nix-store", "--store", both.nix_root, "--query", "--hash", out]).stdout.strip()
+    kiln_info = json.loads(both.kiln_run("store", "path-info", "--store", both.store, "--json", out).stdout)
+    assert kiln_info[0]["narHash"] == nix_hash
+
+
+def test_a_tree_beyond_path_max_is_built_exported_imported_listed_and_added_again(both):
+    depth = 5000  # paths of 10,000 bytes, far beyond the old limit of 256 levels
+    d = deep_tree(both, depth)
+    out = both.outputs(d)["out"]
+    built = both.kiln_build(d)
+    assert built.returncode == 0, explain(built)
+    nar_hash = json.loads(both.kiln_run("store", "path-info", "--store", both.store, "--json", out).stdout)[0]["narHash"]
+
+    fresh = f"local:{both.dir}/fresh"
+    exp = subprocess.run([both.kiln, "store", "export", "--store", both.store, out], capture_output=True)
+    assert exp.returncode == 0, exp.stderr
+    imp = subprocess.run([both.kiln, "store", "import", "--store", fresh], input=exp.stdout, capture_output=True)
+    assert imp.returncode == 0, imp.stderr
+    verify = both.kiln_run("store", "verify", "--store", fresh, "--check-contents", out)
+    assert verify.returncode == 0, explain(verify)
+
+    nar = subprocess.run([both.kiln, "store", "dump", "--store", fresh, out], capture_output=True).stdout
+    # (Python's json module recurses, so the listings are checked as text.)
+    listing = subprocess.run([both.kiln, "nar", "ls", "--json", "-"], input=nar, capture_output=True)
+    assert listing.returncode == 0, listing.stderr
+    listing = listing.stdout.decode()
+    directory = '{"type":"directory","entries":{'
+    leaf = '"f":{"type":"regular","size":5,"narOffset":'
+    assert listing.startswith(directory + '"d":' + directory)
+    assert listing.count(directory) == depth + 1 and listing.count(leaf) == 1
+    assert listing.endswith("}" * (2 * depth + 3) + "\n")
+    text = subprocess.run([both.kiln, "nar", "ls", "-"], input=nar, capture_output=True).stdout.decode()
+    assert text.splitlines()[-1] == "-r--r--r--            5 ." + "/d" * depth + "/f"
+
+    tree = f"{both.dir}/restored"
+    assert subprocess.run([both.kiln, "nar", "restore", tree], input=nar, capture_output=True).returncode == 0
+    added = both.kiln_run("store", "add", "--store", fresh, tree)
+    assert added.returncode == 0, explain(added)
+    again = both.kiln_run("store", "path-info", "--store", fresh, "--json", added.stdout.strip())
+    assert json.loads(again.stdout)[0]["narHash"] == nar_hash
+    for args in (["optimise"], ["delete", out]):
+        r = both.kiln_run("store", *args, "--store", fresh)
+        assert r.returncode == 0, explain(r)

@@ -16,11 +16,11 @@ namespace {
 
 // Restores `nar` into a fresh directory and checks the refusal: a
 // format_error containing `fragment`, no DEST, no staging leftovers.
-void refused(const std::string& nar, const std::string& fragment) {
+void refused(const std::string& nar, const std::string& fragment, const nar_limits& limits = {}) {
   test::temp_dir tmp;
   string_source in(nar);
   try {
-    restore_nar(in, tmp / "dest");
+    restore_nar(in, tmp / "dest", limits);
     BOOST_ERROR("restored a malformed NAR; expected: " + fragment);
   } catch (const format_error& e) {
     std::string msg = e.what();
@@ -125,24 +125,39 @@ BOOST_AUTO_TEST_CASE(refuses_duplicate_entries) {
   refused(dir_with({"a", "a"}).bytes, "duplicate entry 'a'");
 }
 
-BOOST_AUTO_TEST_CASE(refuses_nesting_deeper_than_the_limit) {
-  nar_limits limits;
-  nar_builder ok, deep;
-  ok.magic();
-  deep.magic();
-  for (std::size_t i = 0; i < limits.max_depth; ++i)
-    ok.begin_dir().begin_entry("d");
-  ok.file("leaf");
-  for (std::size_t i = 0; i < limits.max_depth; ++i)
-    ok.end_entry().end_dir();
-  test::temp_dir tmp;
-  string_source in(ok.bytes);
-  BOOST_CHECK_NO_THROW(restore_nar(in, tmp / "ok")); // exactly at the limit is fine
+nar_builder nested(std::size_t depth) {
+  nar_builder b;
+  b.magic();
+  for (std::size_t i = 0; i < depth; ++i)
+    b.begin_dir().begin_entry("d");
+  b.file("leaf");
+  for (std::size_t i = 0; i < depth; ++i)
+    b.end_entry().end_dir();
+  return b;
+}
 
-  // A hostile NAR 100,000 levels deep costs no stack: it stops at the limit.
-  for (int i = 0; i < 100000; ++i)
-    deep.begin_dir().begin_entry("d");
-  refused(deep.bytes, "directories nested deeper than 256");
+BOOST_AUTO_TEST_CASE(refuses_nesting_deeper_than_the_limit) {
+  // A small limit, so the restore stays quick (each level is a directory).
+  nar_limits limits;
+  limits.max_depth = 300;
+  test::temp_dir tmp;
+  auto at_limit = nested(300);
+  string_source in(at_limit.bytes);
+  BOOST_CHECK_NO_THROW(restore_nar(in, tmp / "ok", limits)); // exactly at the limit is fine
+  refused(nested(301).bytes, "directories nested deeper than 300", limits);
+
+  // The default limit is far above what ordinary paths reach, and a hostile
+  // NAR 1,000,000 levels deep costs no stack: the parser stops at the limit.
+  BOOST_TEST(nar_limits{}.max_depth == 65536u);
+  auto monster = nested(1000000);
+  string_source deep(monster.bytes);
+  nar_visitor check_only;
+  try {
+    parse_nar(deep, check_only);
+    BOOST_ERROR("parsed a NAR 1,000,000 directories deep");
+  } catch (const format_error& e) {
+    BOOST_TEST(std::string(e.what()).find("directories nested deeper than 65536") != std::string::npos, e.what());
+  }
 }
 
 BOOST_AUTO_TEST_CASE(refuses_trailing_garbage) {

@@ -53,8 +53,7 @@ int ls(const std::vector<std::string>& args) {
   if (file != "-")
     fd = open_read_only(file);
   fd_source in(fd ? fd.get() : STDIN_FILENO, file == "-" ? "standard input" : "'" + file + "'");
-  nar_node root = list_nar(in);
-  std::cout << (a.has("--json") ? nar_listing_json(root) + "\n" : nar_listing_text(root));
+  std::cout << (a.has("--json") ? nar_listing_json(in) + "\n" : nar_listing_text(in));
   return 0;
 }
 
