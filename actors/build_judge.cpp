@@ -54,6 +54,12 @@ build_result build_steps::judge(const build_round& run, prepared_build& build, c
                                 " seconds",
                             outcome.log_tail);
     return r;
+  case builder_outcome::disk_size:
+    r.status = build_status::permanent_failure;
+    r.error = with_log_tail("builder for '" + drv_path + "' killed: " + outcome.message + " (build-size-max is " +
+                                std::to_string(options_.size_max) + " bytes)",
+                            outcome.log_tail);
+    return r;
   case builder_outcome::log_size:
     r.status = build_status::log_limit_exceeded;
     r.error = "builder for '" + drv_path + "' killed after writing more than " +

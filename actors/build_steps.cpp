@@ -318,6 +318,7 @@ void build_steps::prepare_into(prepared_build& b, const build_round& r) {
   j.store_dir = std::string(default_store_dir);
   j.store_real_dir = store_.layout().store_dir();
   j.limits = {options_.memory_max, options_.pids_max, options_.cpu_max_percent, options_.pids_default};
+  j.file_size_max = options_.size_max;
 
   // Outputs already on disk (valid, or left over).
   std::vector<std::string> existing;
@@ -370,6 +371,7 @@ void build_steps::prepare_into(prepared_build& b, const build_round& r) {
   b.job.max_silent_time = options_.max_silent_time;
   b.job.timeout = options_.timeout;
   b.job.max_log_size = options_.max_log_size;
+  b.job.size_max = options_.size_max;
   b.job.log_lines = options_.log_lines;
 }
 

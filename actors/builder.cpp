@@ -1,8 +1,8 @@
 // The builder actor: one builder run. The process is started and watched
 // on a thread of its own (fork, poll and waitpid block), which posts what
 // happens here; the actor owns the limits: timeout and max-silent-time as
-// delayed messages, max-log-size as a counter, each killing the builder's
-// whole process group.
+// delayed messages, max-log-size as a counter, build-size-max as a second
+// thread measuring the disk, each killing the builder's whole process group.
 #include "actors/actors.hpp"
 #include "actors/log_window.hpp"
 #include "sandbox/builder_process.hpp"
@@ -11,6 +11,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -26,7 +27,11 @@ constexpr uint64_t log_window_bytes = 256 * 1024;
 constexpr auto log_write_timeout = std::chrono::minutes(5);
 
 struct builder_state {
-  ~builder_state() { window->close(); } // the reading thread never waits on a dead actor
+  ~builder_state() {
+    window->close(); // the reading thread never waits on a dead actor
+    *size_watch_done = true;
+  }
+  std::shared_ptr<std::atomic<bool>> size_watch_done = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<log_window> window = std::make_shared<log_window>(log_window_bytes);
   builder_job job;
   caf::typed_response_promise<builder_outcome> promise;
@@ -46,7 +51,7 @@ using builder_impl = builder_actor::extend<
 
 // Runs on its own thread: everything blocking about one builder process.
 void watch_builder(builder_impl self, sandbox::sandbox_spec spec, std::vector<std::string> outputs,
-                   std::shared_ptr<log_window> window) {
+                   std::shared_ptr<log_window> window, uint64_t size_max) {
   try {
     auto p = sandbox::builder_process::start(spec);
     caf::anon_send(self, started_atom::value, static_cast<int32_t>(p.pid()));
@@ -56,6 +61,16 @@ void watch_builder(builder_impl self, sandbox::sandbox_spec spec, std::vector<st
     });
     auto& u = p.usage();
     caf::anon_send(self, usage_atom::value, u.cpu_user_us, u.cpu_system_us, u.peak_memory);
+    // A builder that failed at the limit between two measurements (a file
+    // stopped by RLIMIT_FSIZE, under a shell that turned the signal into an
+    // exit code) failed because of it.
+    if (size_max && status != 0) {
+      uint64_t used = disk_usage(spec.build_dir);
+      for (auto& o : outputs)
+        used += disk_usage(o);
+      if (used >= size_max)
+        caf::anon_send(self, limit_atom::value, uint8_t(builder_outcome::disk_size), used);
+    }
     caf::anon_send(self, exited_atom::value, static_cast<int32_t>(status), std::string());
     // The store syncs the outputs before it registers them; their data is
     // sent on its way to the disk now, while the result travels there.
@@ -64,6 +79,33 @@ void watch_builder(builder_impl self, sandbox::sandbox_spec spec, std::vector<st
         start_writeback_tree(o);
   } catch (const std::exception& e) {
     caf::anon_send(self, exited_atom::value, int32_t(-1), std::string(e.what()));
+  }
+}
+
+// Measures the disk a build's directory and outputs take (build-size-max)
+// until `done`, on a thread of its own: measuring a big tree takes a while,
+// so the pause between two measurements grows with it and watching costs
+// a small share of the machine. (No file can outgrow the limit between
+// two: the builder runs under RLIMIT_FSIZE.)
+void watch_size(builder_impl self, std::vector<std::string> places, uint64_t limit,
+                std::shared_ptr<std::atomic<bool>> done) {
+  using namespace std::chrono;
+  auto pause = milliseconds(500);
+  for (;;) {
+    for (auto slept = milliseconds(0); slept < pause; slept += milliseconds(50)) {
+      if (*done)
+        return;
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    auto start = steady_clock::now();
+    uint64_t used = 0;
+    for (auto& p : places)
+      used += disk_usage(p);
+    if (used > limit) {
+      caf::anon_send(self, limit_atom::value, uint8_t(builder_outcome::disk_size), used);
+      return;
+    }
+    pause = std::max(milliseconds(500), duration_cast<milliseconds>(steady_clock::now() - start) * 10);
   }
 }
 
@@ -97,7 +139,13 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
           self->delayed_send(self, std::chrono::seconds(st.job.timeout), limit_atom::value,
                              uint8_t(builder_outcome::timeout), uint64_t(0));
         arm_silence();
-        std::thread(watch_builder, builder_impl(self), st.job.process, st.job.output_locations, st.window).detach();
+        std::thread(watch_builder, builder_impl(self), st.job.process, st.job.output_locations, st.window,
+                    st.job.size_max).detach();
+        if (st.job.size_max) {
+          auto places = st.job.output_locations;
+          places.push_back(st.job.process.build_dir);
+          std::thread(watch_size, builder_impl(self), std::move(places), st.job.size_max, st.size_watch_done).detach();
+        }
         return st.promise;
       },
       [=](started_atom, int32_t pid) {
@@ -125,15 +173,19 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
             .then([window, n](uint64_t) { window->release(n); }, [window, n](caf::error&) { window->release(n); });
         arm_silence();
       },
-      [=](limit_atom, uint8_t kind, uint64_t generation) {
-        if (kind == builder_outcome::silent && generation != self->state.silence_generation)
+      [=](limit_atom, uint8_t kind, uint64_t value) {
+        if (kind == builder_outcome::disk_size)
+          return kill(kind, "its build directory and outputs took " + std::to_string(value) + " bytes on disk");
+        if (kind == builder_outcome::silent && value != self->state.silence_generation)
           return; // output came since this tick was armed
         kill(kind, kind == builder_outcome::silent ? "silent" : "timeout");
       },
       [=](exited_atom, int32_t status, const std::string& setup_error) {
         auto& st = self->state;
         st.exited = true;
+        *st.size_watch_done = true;
         st.outcome.wait_status = status;
+
         if (!setup_error.empty()) {
           st.outcome.limit = builder_outcome::setup_failed;
           st.outcome.message = setup_error;

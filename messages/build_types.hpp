@@ -89,6 +89,7 @@ struct build_options {
   std::string pre_build_hook;
   std::string build_users_group;
   uint64_t memory_max = 0, pids_max = 0;
+  uint64_t size_max = 0; // build-size-max: bytes of build directory and outputs on disk, 0 = none
   uint32_t cpu_max_percent = 0;
   uint64_t pids_default = 0; // build-pids-max = auto: where it can be enforced
   std::vector<std::string> system_features; // what requiredSystemFeatures may ask for
@@ -102,7 +103,7 @@ typename Inspector::result_type inspect(Inspector& f, build_options& x) {
            x.max_log_size, x.log_lines, x.compress_build_log, x.secret_key_files,
            x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs, x.fallback,
            x.sandbox, x.sandbox_fallback, x.sandbox_paths, x.sandbox_build_dir, x.allowed_impure_host_deps,
-           x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features, x.pids_default);
+           x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features, x.pids_default, x.size_max);
 }
 
 // DRV^out1,out2 (outputs empty = all of them).
@@ -142,7 +143,7 @@ typename Inspector::result_type inspect(Inspector& f, sandbox_spec& x) {
   return f(caf::meta::type_name("sandbox_spec"), x.program, x.args, x.env, x.cwd, x.build_dir, x.store_dir,
            x.store_real_dir, x.overlay_upper, x.overlay_work, x.overlay_hide, x.isolated, x.network, x.hostname,
            x.domainname, x.sandbox_uid, x.sandbox_gid, x.host_uid, x.host_gid, x.chroot_store_dir, x.root_dir,
-           x.mounts, x.personality, x.seccomp, x.limits);
+           x.mounts, x.personality, x.seccomp, x.limits, x.file_size_max);
 }
 
 } // namespace kiln::sandbox
@@ -157,6 +158,7 @@ struct builder_job {
   std::string log_path;          // "" = no log file (rounds after the first)
   std::string log_compression;
   uint64_t max_silent_time = 0, timeout = 0, max_log_size = 0;
+  uint64_t size_max = 0; // bytes on disk of process.build_dir and output_locations together
   uint32_t log_lines = 25;
   std::string notice; // a line for the log before the builder's output (e.g. no sandbox)
   std::vector<std::string> output_locations; // where the outputs appear on the host
@@ -165,12 +167,12 @@ struct builder_job {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, builder_job& x) {
   return f(caf::meta::type_name("builder_job"), x.drv_path, x.process, x.log_path, x.log_compression,
-           x.max_silent_time, x.timeout, x.max_log_size, x.log_lines, x.notice, x.output_locations);
+           x.max_silent_time, x.timeout, x.max_log_size, x.size_max, x.log_lines, x.notice, x.output_locations);
 }
 
 // How a builder run ended. `limit` names a limit that killed it.
 struct builder_outcome {
-  enum limit_kind : uint8_t { none, silent, timeout, log_size, setup_failed, cancelled };
+  enum limit_kind : uint8_t { none, silent, timeout, log_size, setup_failed, cancelled, disk_size };
   int32_t wait_status = 0;
   uint8_t limit = none;
   std::string message;               // setup failure text, or the limit hit

@@ -33,7 +33,7 @@ namespace {
 enum class step : int {
   cgroup, new_session, user_namespace, uid_map, mount_namespace, private_mounts, store_mount,
   network_namespace, new_root, mount_step, hostname, loopback, pivot_root, build_user, capabilities, death_signal,
-  no_new_privs, personality, core_limit, seccomp, build_dir, io
+  no_new_privs, personality, core_limit, file_size_limit, seccomp, build_dir, io
 };
 
 
@@ -82,6 +82,7 @@ std::string setup_failure_text(const sandbox_spec& spec, failure f) {
   case step::no_new_privs: what = "setting no_new_privs"; break;
   case step::personality: what = "setting the personality"; break;
   case step::core_limit: what = "disabling core dumps"; break;
+  case step::file_size_limit: what = "limiting the size of files (build-size-max)"; break;
   case step::seccomp: what = "loading the system call filter"; break;
   case step::build_dir: what = "changing to the build directory '" + (spec.isolated ? spec.cwd : spec.build_dir) + "'"; break;
   case step::io: what = "redirecting the builder's output"; break;
@@ -296,6 +297,11 @@ int run_child(void* arg) {
   struct rlimit no_core {0, 0};
   if (::setrlimit(RLIMIT_CORE, &no_core) != 0)
     fail(rfd, step::core_limit);
+  if (spec.file_size_max) {
+    struct rlimit file_size {spec.file_size_max, spec.file_size_max};
+    if (::setrlimit(RLIMIT_FSIZE, &file_size) != 0)
+      fail(rfd, step::file_size_limit);
+  }
   if (c.filter && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, c.filter) != 0)
     fail(rfd, step::seccomp);
   if (::chdir(c.cwd) != 0)

@@ -95,6 +95,9 @@ struct sandbox_spec {
   unsigned long personality = 0;        // e.g. PER_LINUX32 for i686-linux
   bool seccomp = true;                  // the setuid/xattr/io_uring filter
   cgroup_limits limits;
+  // RLIMIT_FSIZE (build-size-max): no file of the build may grow past it;
+  // the builder watches the total (actors/builder.cpp). 0 = none.
+  uint64_t file_size_max = 0;
 };
 
 // What the planner needs from settings.

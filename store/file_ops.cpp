@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <set>
 #include <vector>
 
 namespace kiln {
@@ -174,7 +175,39 @@ private:
   dir_stack to_;
 };
 
+class usage_counter : public tree_visitor {
+public:
+  uint64_t bytes = 0;
+
+  unique_fd visit(const tree_entry& e) override {
+    if (e.st.st_nlink <= 1 || S_ISDIR(e.st.st_mode) || inodes_.insert({e.st.st_dev, e.st.st_ino}).second)
+      bytes += static_cast<uint64_t>(e.st.st_blocks) * 512;
+    if (!S_ISDIR(e.st.st_mode))
+      return {};
+    return unique_fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  }
+  bool skips_vanished() const override { return true; }
+
+private:
+  std::set<std::pair<dev_t, ino_t>> inodes_;
+};
+
 } // namespace
+
+uint64_t disk_usage(const std::string& path) {
+  auto [parent, name] = split_path(path);
+  unique_fd fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  struct stat st;
+  if (!fd || ::fstatat(fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return 0;
+  usage_counter c;
+  try {
+    walk_tree(fd.get(), name, path, c, SIZE_MAX);
+  } catch (const std::exception&) {
+    // changed under us (a directory moved away): what was counted stands
+  }
+  return c.bytes;
+}
 
 uint64_t remove_tree_at(int dirfd, const std::string& name) {
   struct stat st;

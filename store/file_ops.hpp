@@ -33,6 +33,11 @@ uint64_t remove_tree_at(int dirfd, const std::string& name);
 // remove_tree_at for a path (split into its parent directory and name).
 uint64_t remove_tree(const std::string& path);
 
+// The bytes `path` and everything below it take on disk (allocated blocks,
+// each inode once), for a tree that may still be changing: what vanishes
+// or cannot be read meanwhile is passed over. 0 if `path` is missing.
+uint64_t disk_usage(const std::string& path);
+
 // Gives `name` inside `dirfd` and everything below it to uid:gid, through
 // directory handles and without following symlinks (a kept build tree is
 // handed over this way, so a symlink or a swapped directory cannot turn

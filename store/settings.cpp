@@ -55,6 +55,8 @@ const known_setting known[] = {
     {"system-features", kind::text, ""}, // the host's default is set by the caller
     // Kiln's own: limits on each build's control group (0 = none).
     {"build-memory-max", kind::size, "0"},
+    // Bytes a build's directory and outputs may take on disk together.
+    {"build-size-max", kind::size, "0"},
     // "auto": sandbox/sandbox_spec.hpp's default_build_pids_max where it can
     // be enforced. At most the kernel's PID_MAX_LIMIT.
     {"build-pids-max", kind::jobs, "auto", 4194304},

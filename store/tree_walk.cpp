@@ -54,8 +54,11 @@ void walk_tree(int dirfd, const std::string& name, const std::string& shown, tre
   // it is a directory to walk.
   auto visit = [&](const std::string& child) {
     struct stat st;
-    if (::fstatat(parent_fd(), child.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    if (::fstatat(parent_fd(), child.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT && v.skips_vanished())
+        return false;
       throw_errno("getting the status of '" + path + "'");
+    }
     unique_fd fd = v.visit({parent_fd(), child, st, path, open.size()});
     if (!fd)
       return false;

@@ -67,6 +67,9 @@ public:
   // Called before an entry of a directory and after it (NAR framing).
   virtual void begin_entry(const std::string& /*name*/) {}
   virtual void end_entry() {}
+  // Whether an entry that vanished between listing and lstat is passed
+  // over (a walk of a tree still being written) rather than an error.
+  virtual bool skips_vanished() const { return false; }
 };
 
 // Walks the object `name` in `dirfd`, shown as `shown`. Throws what the

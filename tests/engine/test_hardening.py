@@ -121,3 +121,22 @@ def test_a_killed_nar_restore_leaves_nothing_after_the_next_one(both, tmp_path):
     r = subprocess.run([both.kiln, "nar", "restore", str(out / "restored")], input=nar, capture_output=True)
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(out)) == [f".kiln-restore-{os.getpid()}-x-BBBBBB", "restored"]
+
+
+@pytest.mark.parametrize("writer", [
+    "mkdir $out; i=0; while true; do head -c 1000000 /dev/zero > $out/f$i; i=$((i+1)); done",  # many files
+    "mkdir $out; echo > $out/small; yes > /build/endless",  # one endless file, in the build directory
+])
+def test_a_runaway_writer_fails_its_build_at_build_size_max(both, writer):
+    d = both.drv("runaway", writer)
+    r = both.kiln_build("--option", "build-size-max", "20M", d)
+    assert r.returncode == 100 and r.stdout == "", explain(r)
+    assert f"error: builder for '{d}' killed: " in r.stderr, explain(r)
+    assert "(build-size-max is 20971520 bytes)" in r.stderr, explain(r)
+    assert not both.kiln_valid(both.outputs(d)["out"])
+    assert os.listdir(f"{both.dir}/tmp") == [], "the build directory is removed"
+    assert not os.path.exists(both.real(both.outputs(d)["out"])), "the partial output is removed"
+    # Under the limit, a build is not disturbed by it.
+    ok = both.drv("modest", "mkdir $out; head -c 5000000 /dev/zero > $out/f; sleep 1.2")
+    r = both.kiln_build("--option", "build-size-max", "20M", ok)
+    assert r.returncode == 0, explain(r)

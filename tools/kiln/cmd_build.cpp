@@ -58,6 +58,9 @@ Options:
                          (percent of one CPU): limits per build;
                          build-pids-max is 'auto' by default: 2048 processes
                          where a pids control group can enforce it (0: none)
+                         build-size-max BYTES (K/M/G/T): a build whose
+                         directory and outputs take more disk fails (0: none)
+                         fallback true: as --fallback
 
 Exit status: 0 all built; 100 a build failed, +1 one timed out, +2 a fixed
 output's hash did not match, +4 --check found a different output; 1 other
@@ -120,6 +123,7 @@ build_options options_from(settings s, const cli::parsed_args& a) {
   o.pre_build_hook = s.get("pre-build-hook");
   o.build_users_group = s.get("build-users-group");
   o.memory_max = s.get_number("build-memory-max");
+  o.size_max = s.get_number("build-size-max");
   if (s.get("build-pids-max") == "auto")
     o.pids_default = sandbox::default_build_pids_max;
   else
