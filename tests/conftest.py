@@ -1,4 +1,5 @@
 """Fixtures for Kiln's pytest suites (the helper itself is support/kiln_testing.py)."""
+import json
 import os
 import sys
 
@@ -15,6 +16,21 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="session")
 def kiln(request):
     return os.path.abspath(request.config.getoption("--kiln"))
+
+
+VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectors")
+
+
+@pytest.fixture(scope="session")
+def vectors():
+    """The directory of golden values from real Nix (tests/vectors)."""
+    return VECTORS
+
+
+@pytest.fixture(scope="session")
+def manifest():
+    with open(os.path.join(VECTORS, "manifest.json")) as f:
+        return json.load(f)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ and exported to the second, and both tools run on them.
 Both build sandboxed with the host's shell and tools bound in, as the
 benchmarks give Nix; Nix gets `--option substituters ''` (no network here).
 """
+import base64
 import json
 import os
 import shutil
@@ -20,9 +21,36 @@ def run(argv, input=None, timeout=180, env=None):
     return subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def text(data):
+    return data if isinstance(data, str) else data.decode(errors="replace")
+
+
 def explain(r):
     """A finished command as a failure message shows it."""
-    return f"exit {r.returncode}\n--- stdout\n{r.stdout[-1500:]}\n--- stderr\n{r.stderr[-1500:]}"
+    return f"exit {r.returncode}\n--- stdout\n{text(r.stdout)[-1500:]}\n--- stderr\n{text(r.stderr)[-1500:]}"
+
+
+def refused(r, fragment):
+    """Asserts that a command failed as it should: a non-zero exit, `fragment`
+    on stderr, nothing on stdout."""
+    assert r.returncode != 0 and fragment in text(r.stderr) and not text(r.stdout).strip(), \
+        f"wanted a refusal naming {fragment!r}\n" + explain(r)
+
+
+def make_vector_tree(tree, path):
+    """Writes a tree as the vectors' manifest describes one (type, contents, entries)."""
+    if tree["type"] == "regular":
+        c = tree.get("contents", {"text": ""})
+        data = c["text"].encode() if "text" in c else base64.b64decode(c["b64"])
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o755 if tree.get("executable") else 0o644)
+    elif tree["type"] == "symlink":
+        os.symlink(tree["target"], path)
+    else:
+        os.mkdir(path)
+        for name, sub in tree["entries"].items():
+            make_vector_tree(sub, os.path.join(path, name))
 
 
 def peak_rss(kiln, argv, env=None):

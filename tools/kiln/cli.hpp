@@ -1,6 +1,6 @@
-// The small argument parser shared by kiln's subcommands. Each subcommand
-// declares its options; anything undeclared is a usage error that points at
-// the subcommand's --help.
+// Argument parsing shared by kiln's subcommands (CLI11 underneath). Each
+// subcommand declares its options; anything undeclared is a usage error
+// that suggests the closest option and points at the subcommand's --help.
 #pragma once
 
 #include <map>
@@ -14,6 +14,7 @@ namespace kiln::cli {
 class usage_error : public std::runtime_error {
 public:
   using std::runtime_error::runtime_error;
+  std::string command; // the command whose --help to point at ("kiln store query"); set by dispatch()
 };
 
 // Thrown by parse() once it has printed the usage for --help; main() exits 0.
@@ -40,10 +41,15 @@ struct parsed_args {
 };
 
 // Throws usage_error for unknown options or a missing option value.
-// "--" ends option parsing; "--name=value" is accepted for valued options.
-// With --help or -h anywhere, prints `usage` and throws help_shown.
+// "--" ends option parsing; "--name=value", "-j2" and bundled short flags
+// ("-kK") are accepted. With --help or -h anywhere before "--", prints
+// `usage` on stdout and throws help_shown.
 parsed_args parse(const std::vector<std::string>& args, const std::vector<option_spec>& spec,
                   const char* usage);
+
+// The entry of `known` closest to `typed` (a mistyped option or command),
+// or "" when none is close.
+std::string closest(const std::string& typed, const std::vector<std::string>& known);
 
 // Throws usage_error unless there are between min and max positional args.
 void expect_positional(const parsed_args& a, std::size_t min, std::size_t max,
@@ -61,7 +67,8 @@ struct command {
   handler run;
 };
 
-// Dispatches args[0] among `commands`, printing `usage` for --help or none.
+// Dispatches args[0] among `commands`: `usage` on stdout for --help (exit
+// 0), on stderr when no command is given (exit 1).
 int dispatch(const std::string& prefix, const std::vector<std::string>& args,
              const std::vector<command>& commands, const std::string& usage);
 

@@ -121,9 +121,9 @@ int outputs(const std::vector<std::string>& args) {
   auto l = load(file);
   derivation_hasher hasher(directory_loader(a.value_or("--drv-dir", split_path(file).first)));
   auto computed = compute_output_paths(l.drv, l.name, hasher);
-  std::string mismatches;
+  std::string lines, mismatches; // printed only if none is wrong: the error names them all
   for (auto& [name, p] : computed) {
-    std::cout << name << ' ' << p.full() << '\n';
+    lines += name + ' ' + p.full() + '\n';
     auto& recorded = l.drv.outputs.at(name).path;
     if (!recorded.empty() && recorded != p.full())
       mismatches += "\n  output '" + name + "': recorded " + recorded + ", computed " + p.full();
@@ -131,6 +131,7 @@ int outputs(const std::vector<std::string>& args) {
   if (!mismatches.empty())
     throw error("'" + file + "' records output paths that its content does not imply:" +
                 mismatches);
+  std::cout << lines;
   return 0;
 }
 

@@ -47,10 +47,7 @@ int main(int argc, char** argv) {
   } catch (const kiln::cli::help_shown&) {
     return 0;
   } catch (const kiln::cli::usage_error& e) {
-    std::cerr << "kiln: " << e.what() << "\n(see 'kiln";
-    if (!args.empty())
-      std::cerr << ' ' << args[0];
-    std::cerr << " --help')\n";
+    std::cerr << "kiln: " << e.what() << "\n(see '" << (e.command.empty() ? "kiln" : e.command) << " --help')\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "kiln: error: " << e.what() << '\n';
