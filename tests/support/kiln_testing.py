@@ -78,6 +78,7 @@ class SideBySide:
         self.store = f"local:{self.dir}/kiln"
         self.nix_root = f"{self.dir}/nix"
         self._count = 0
+        self._shared = []
 
     def close(self):
         # rm, not shutil.rmtree: that recurses, and tests make trees deeper than Python's stack.
@@ -94,12 +95,13 @@ class SideBySide:
     def drv(self, name, script, outputs=("out",), env=None, inputs=(), fixed=None, system="x86_64-linux",
             builder="/bin/sh", args=None, input_srcs=(), structured=None):
         """Adds a derivation (builder /bin/sh -c SCRIPT) to the Kiln store; returns its path.
-        With `structured` (a dict), its attributes are that dict as __json alone."""
+        With `structured` (a dict), its attributes are that dict as __json alone.
+        An `env` entry set to None removes that variable (e.g. PATH)."""
         self._count += 1
         body = {"name": name, "outputs": {o: {} for o in outputs}, "inputSrcs": list(input_srcs),
                 "inputDrvs": {d: ["out"] for d in inputs}, "system": system, "builder": builder,
                 "args": ["-c", script] if args is None else args,
-                "env": {"PATH": "/bin:/usr/bin", **(env or {})}}
+                "env": {k: v for k, v in {"PATH": "/bin:/usr/bin", **(env or {})}.items() if v is not None}}
         if structured is not None:
             body["env"] = {"__json": json.dumps(structured, sort_keys=True, separators=(",", ":"))}
         if fixed:
@@ -123,6 +125,20 @@ class SideBySide:
 
     def kiln_build(self, *args, timeout=180):
         return self.kiln_run("build", "--store", self.store, *args, timeout=timeout)
+
+    def results(self, r):
+        """`kiln build --json`'s results by .drv path."""
+        return {x["path"]: x for x in json.loads(r.stdout)}
+
+    def share_with_builders(self, name):
+        """A directory builders may read and write (bound into the sandbox)."""
+        path = f"{self.dir}/{name}"
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, 0o777)
+        self._shared.append(path)
+        with open(self.env["KILN_CONF"], "w") as f:
+            f.write(f"sandbox-paths = {HOST_TOOLS}\nextra-sandbox-paths = {' '.join(self._shared)}\n")
+        return path
 
     def nix_realise(self, *drvs, options=(), timeout=180):
         """`nix-store --realise` of the same .drv files (exported from Kiln's store)."""
