@@ -29,6 +29,7 @@ class Sandboxed:
         self.kiln, self.env, self.tmp = both.kiln, both.env, both.dir
         self.no_namespaces = os.path.join(os.path.dirname(both.kiln), "kiln-test-no-namespaces")
         self.store = f"local:{self.tmp}/store"
+        self.sandbox_stores = f"{self.tmp}/store/nix/var/kiln/sandbox-stores"  # one per build user
         self.secret = f"{self.tmp}/secret"
         with open(self.secret, "w") as f:
             f.write("host secret\n")
@@ -93,10 +94,7 @@ def sb(both, monkeypatch):
 
 def test_no_network_unless_fixed_output(sb):
     """Network: no loopback server for a non-fixed-output build; a fixed-output one has the network."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
+    drv, build, output, port, accepted = sb.drv, sb.build, sb.output, sb.port, sb.accepted
     connect = f"""
     import os, socket
     try:
@@ -122,10 +120,7 @@ def test_no_network_unless_fixed_output(sb):
 
 def test_each_build_has_a_network_of_its_own(sb):
     """Each build has a network of its own (namespaces are made ahead of need, each handed out once): two builds at once reach each other neither over an abstract unix socket nor over loopback TCP; inside, loopback is up and is the only interface."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
+    drv, build, output = sb.drv, sb.build, sb.output
     nonce = str(time.time_ns())
     pair = """
     import os, socket, time
@@ -163,13 +158,7 @@ def test_each_build_has_a_network_of_its_own(sb):
 
 def test_host_files_and_inputs_are_out_of_reach(sb):
     """Files: a host file outside the closure, an input path, /proc/1/root."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
-    secret = f"{tmp}/secret"
-    open(secret, "w").write("host secret\n")
-    os.chmod(secret, 0o644)
+    drv, build, output, run, tmp, store, secret = sb.drv, sb.build, sb.output, sb.run, sb.tmp, sb.store, sb.secret
     src_dir = f"{tmp}/src"
     os.makedirs(src_dir)
     open(f"{src_dir}/data", "w").write("input\n")
@@ -208,10 +197,7 @@ def test_host_files_and_inputs_are_out_of_reach(sb):
 
 def test_host_processes_are_invisible_unsignallable_untraceable(sb):
     """Processes: a host process is invisible, cannot be signalled or traced."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
+    drv, build, output, run = sb.drv, sb.build, sb.output, sb.run
     victim = subprocess.Popen(["/bin/sleep", "123.45"])
     procs = drv("procs", f"""
     import ctypes, os, signal
@@ -248,10 +234,7 @@ def test_host_processes_are_invisible_unsignallable_untraceable(sb):
 
 def test_setuid_bits_xattrs_io_uring_and_new_syscalls_are_refused(sb):
     """setuid/setgid bits and xattrs by every syscall; io_uring; a syscall newer than the filter."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
+    drv, build, output, real = sb.drv, sb.build, sb.output, sb.real
     suid = drv("suid", """
     import ctypes, os, stat
     libc = ctypes.CDLL(None, use_errno=True)
@@ -305,10 +288,7 @@ def test_setuid_bits_xattrs_io_uring_and_new_syscalls_are_refused(sb):
 
 def test_a_descriptor_passed_out_of_a_fixed_output_build_cannot_change_it(sb):
     """Two cooperating fixed-output builds: A passes a descriptor to its output to B over an abstract unix socket; B writes through it after A is registered. A's registered output stays what was hashed. A also leaves a symlink to a host file, which must stay a symlink."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
+    drv, build, output, run, real, tmp, store, kiln = sb.drv, sb.build, sb.output, sb.run, sb.real, sb.tmp, sb.store, sb.kiln
     sock_name = f"kiln-test-{os.getpid()}"
     victim_file = f"{tmp}/victim"
     open(victim_file, "w").write("untouched\n")
@@ -353,10 +333,7 @@ def test_a_descriptor_passed_out_of_a_fixed_output_build_cannot_change_it(sb):
 
 def test_process_trees_die_with_their_build(sb):
     """Process trees: a double-forked daemon dies with the build; a fork bomb meets the pids limit; max-silent-time kills a tree that ignores SIGTERM."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
+    drv, build, output = sb.drv, sb.build, sb.output
     daemon = drv("daemon", "(trap '' TERM HUP; setsid /bin/sleep 77.75 </dev/null >/dev/null 2>&1 &) ; echo > $out",
                  py=False)
     r, res = build(daemon)
@@ -391,10 +368,7 @@ def test_process_trees_die_with_their_build(sb):
 
 def test_cpu_time_and_memory_are_accounted_and_limited(sb):
     """Accounting: CPU time and peak memory of the whole tree in every build result."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
+    drv, build, run, kiln = sb.drv, sb.build, sb.run, sb.kiln
     busy = drv("busy", "import os\nx = bytearray(64 << 20)\nsum(range(3000000))\nopen(os.environ['out'], 'w').write('b')")
     r, res = build(busy)
     b = res.get(busy, {})
@@ -429,10 +403,7 @@ def test_cpu_time_and_memory_are_accounted_and_limited(sb):
 
 def test_sandbox_settings(sb):
     """Settings: __noChroot, relaxed, extra-sandbox-paths, pre-build-hook, impure host deps."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
+    drv, build, output, run, real, tmp, store, secret = sb.drv, sb.build, sb.output, sb.run, sb.real, sb.tmp, sb.store, sb.secret
     net = drv("harmless", "import os; open(os.environ['out'], 'w').write('n')")
     nochroot = drv("nochroot", f"import os; open(os.environ['out'], 'w').write(open('{secret}').read())",
                    attrs={"__noChroot": "1"})
@@ -476,10 +447,8 @@ def test_sandbox_settings(sb):
 
 def test_a_reused_build_user_sandbox_leaks_nothing(sb):
     """A build user's sandbox store and build directory are reused, build after build: nothing one build leaves there reaches the next. A hostile builder litters both (a file, a symlink named as a later build's input, a directory it opens up) and the next build, on the same build user, sees only its own input and an empty private /build."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
+    drv, build, output, run, real, tmp, store = sb.drv, sb.build, sb.output, sb.run, sb.real, sb.tmp, sb.store
+    stores = sb.sandbox_stores
     def out_path(d):
         return json.loads(run("drv", "show", "--json", real(d)).stdout)[d]["outputs"]["out"]["path"]
 
@@ -508,8 +477,6 @@ def test_a_reused_build_user_sandbox_leaks_nothing(sb):
     litter_base = os.path.basename(out_path(litter))
     assert (output(res, peek) == f"store: {' '.join(sorted([later_base, litter_base]))}\ninput: real input\n"
           "build:  mode 0o700"), f"the next build sees only its inputs and an empty, private /build: {output(res, peek)!r} {r.stderr[-300:]}"
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
     kept_points = [(d, n) for d in os.listdir(stores) for n in os.listdir(f"{stores}/{d}")]
     assert (kept_points and all(os.lstat(f"{stores}/{d}/{n}").st_uid == 0 and os.lstat(f"{stores}/{d}/{n}").st_size == 0
                               for d, n in kept_points)), f"between builds a sandbox store holds only empty, root-owned mount points: {kept_points}"
@@ -528,10 +495,8 @@ def test_a_reused_build_user_sandbox_leaks_nothing(sb):
 
 def test_a_failed_build_leaves_nothing_behind(sb):
     """Failures leave nothing behind; --keep-failed hands the build directory over."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
+    drv, build, output, run, real, tmp, store, kiln = sb.drv, sb.build, sb.output, sb.run, sb.real, sb.tmp, sb.store, sb.kiln
+    stores = sb.sandbox_stores
     fail = drv("fail", "echo partial > $out; echo kept > marker; exit 3", py=False)
     r, res = build("--keep-failed", fail)
     fail_out = json.loads(run("drv", "show", "--json", real(fail)).stdout)[fail]["outputs"]["out"]["path"]
@@ -550,10 +515,7 @@ def test_a_failed_build_leaves_nothing_behind(sb):
 
 def test_a_host_without_namespaces_falls_back_as_told(sb):
     """A host that forbids namespaces (as some containers do; mount namespaces still allowed): sandbox-fallback decides."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
+    drv, build, output, run, store, kiln, no_namespaces = sb.drv, sb.build, sb.output, sb.run, sb.store, sb.kiln, sb.no_namespaces
     fb = drv("fallback", "echo built > $out", py=False)
     r = subprocess.run([no_namespaces, kiln, "build", "--store", store, "--option", "sandbox-fallback", "false", fb],
                        capture_output=True, text=True, timeout=120)
@@ -571,10 +533,7 @@ def test_a_host_without_namespaces_falls_back_as_told(sb):
 
 def test_an_unprivileged_daemon_sandboxes_through_a_user_namespace(sb):
     """An unprivileged daemon (nobody, 65534): its own store, the sandbox made through a user namespace of its own, no control group it may use."""
-    drv, build, output, run, real = sb.drv, sb.build, sb.output, sb.run, sb.real
-    tmp, store, secret, port, accepted = sb.tmp, sb.store, sb.secret, sb.port, sb.accepted
-    stores = f"{tmp}/store/nix/var/kiln/sandbox-stores"
-    kiln, no_namespaces = sb.kiln, sb.no_namespaces
+    drv, build, output, tmp, store, secret, port, accepted, kiln = sb.drv, sb.build, sb.output, sb.tmp, sb.store, sb.secret, sb.port, sb.accepted, sb.kiln
     nobody = f"{tmp}/nobody"
     os.mkdir(nobody)
     os.chown(nobody, 65534, 65534)
