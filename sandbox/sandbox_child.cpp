@@ -260,16 +260,6 @@ int run_child(void* arg) {
       fail(rfd, step::build_user);
     if (!drop_capabilities())
       fail(rfd, step::capabilities);
-    // After the uid change, which clears it. A parent that died before
-    // this sends nothing, so it is looked for once more: the report pipe's
-    // read end is the parent's, held until exec, and a write end without a
-    // reader polls as an error (seen: a builder outliving a Kiln SIGKILLed
-    // while it was being set up).
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
-      fail(rfd, step::death_signal);
-    struct pollfd parent_alive {rfd, 0, 0};
-    if (::poll(&parent_alive, 1, 0) == 1 && (parent_alive.revents & POLLERR))
-      ::_exit(1);
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
       fail(rfd, step::no_new_privs);
     if (::personality(spec.personality) < 0)
@@ -294,6 +284,18 @@ int run_child(void* arg) {
     if (r != 0)
       fail(rfd, step::store_mount);
   }
+  // The builder dies with its Kiln, sandboxed or not (unsandboxed, what it
+  // starts itself is outside any PID namespace and may outlive both). Set
+  // after the uid change, which clears it. A parent that died before this
+  // sends nothing, so it is looked for once more: the report pipe's read
+  // end is the parent's, held until exec, and a write end without a reader
+  // polls as an error (seen: a builder outliving a Kiln SIGKILLed while it
+  // was being set up).
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+    fail(rfd, step::death_signal);
+  struct pollfd parent_alive {rfd, 0, 0};
+  if (::poll(&parent_alive, 1, 0) == 1 && (parent_alive.revents & POLLERR))
+    ::_exit(1);
   struct rlimit no_core {0, 0};
   if (::setrlimit(RLIMIT_CORE, &no_core) != 0)
     fail(rfd, step::core_limit);

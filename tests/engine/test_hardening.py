@@ -93,6 +93,22 @@ def test_a_killed_kiln_leaves_no_build_directory_behind_after_the_next_run(both)
     assert len([k for k in kept if k != "kept"]) == 1, kept
 
 
+def test_an_unsandboxed_builder_dies_with_a_killed_kiln(both):
+    slow = both.drv("slow-unsandboxed", "echo started; exec sleep 6074")
+    p = subprocess.Popen([both.kiln, "build", "--store", both.store, "--option", "sandbox", "false", slow],
+                         env=both.env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not running([b"sleep", b"6074"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running([b"sleep", b"6074"]), "the builder started"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    deadline = time.monotonic() + 10
+    while running([b"sleep", b"6074"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running([b"sleep", b"6074"]), "the builder died with its Kiln"
+
+
 def test_a_fork_bomb_stops_at_the_default_process_limit(both):
     # 3,000 processes at once (sleeping; killed with the build): past the
     # default build-pids-max (auto: 2048), forks fail and so does the build;
