@@ -113,7 +113,8 @@ def test_a_fork_bomb_stops_at_the_default_process_limit(both):
     # 3,000 processes at once (sleeping; killed with the build): past the
     # default build-pids-max (auto: 2048), forks fail and so does the build;
     # with the limit off, the same builder builds.
-    script = "i=0; while [ $i -lt 3000 ]; do sleep 20 & i=$((i+1)); done; echo ok > $out"
+    # (The sleeps outlast the loop however slow forking is; the build's end kills them.)
+    script = "i=0; while [ $i -lt 3000 ]; do sleep 600 & i=$((i+1)); done; echo ok > $out"
     d = both.drv("forks", script)
     r = both.kiln_build("--json", d, timeout=300)
     assert r.returncode == 100, explain(r)
