@@ -4,7 +4,7 @@
 
 #include "actors/engine.hpp"
 #include "messages/interfaces.hpp"
-#include "store/local_store.hpp"
+#include "store/local/local_store.hpp"
 
 #include <functional>
 #include <memory>

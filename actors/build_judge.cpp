@@ -5,9 +5,9 @@
 #include "actors/build_steps.hpp"
 
 #include "sandbox/builder_process.hpp"
-#include "store/build_outputs.hpp"
-#include "store/error.hpp"
-#include "store/file_ops.hpp"
+#include "store/local/build_outputs.hpp"
+#include "store/io/error.hpp"
+#include "store/io/file_ops.hpp"
 
 #include <sys/wait.h>
 #include <unistd.h>

@@ -7,10 +7,10 @@
 #include "sandbox/run_capture.hpp"
 #include "sandbox/sandbox_spec.hpp"
 #include "sandbox/sandbox_store.hpp"
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/closure.hpp"
-#include "store/file_ops.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/local/closure.hpp"
+#include "store/io/file_ops.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

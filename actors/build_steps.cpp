@@ -6,14 +6,14 @@
 #include "sandbox/sandbox_spec.hpp"
 #include "sandbox/sandbox_store.hpp"
 #include "sandbox/builtin_builders.hpp"
-#include "store/build_log.hpp"
-#include "store/build_outputs.hpp"
-#include "store/closure.hpp"
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/file_ops.hpp"
-#include "store/leftovers.hpp"
-#include "store/nar.hpp"
+#include "store/local/build_log.hpp"
+#include "store/local/build_outputs.hpp"
+#include "store/local/closure.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/io/leftovers.hpp"
+#include "store/format/nar.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

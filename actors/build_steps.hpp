@@ -6,10 +6,10 @@
 
 #include "messages/build_types.hpp"
 #include "sandbox/build_users.hpp"
-#include "store/derivation.hpp"
-#include "store/local_store.hpp"
-#include "store/local_substituter.hpp"
-#include "store/signature.hpp"
+#include "store/format/derivation.hpp"
+#include "store/local/local_store.hpp"
+#include "store/local/local_substituter.hpp"
+#include "store/format/signature.hpp"
 
 #include <map>
 #include <memory>

@@ -6,8 +6,8 @@
 #include "actors/actors.hpp"
 #include "actors/log_window.hpp"
 #include "sandbox/builder_process.hpp"
-#include "store/build_log.hpp"
-#include "store/file_ops.hpp"
+#include "store/local/build_log.hpp"
+#include "store/io/file_ops.hpp"
 
 #include <signal.h>
 

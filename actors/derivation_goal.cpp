@@ -8,8 +8,8 @@
 // outputs, lock retries); each state continues from a request's reply.
 #include "actors/actors.hpp"
 #include "sandbox/system_features.hpp"
-#include "store/path_lock.hpp"
-#include "store/store_path.hpp"
+#include "store/local/path_lock.hpp"
+#include "store/format/store_path.hpp"
 
 #include <algorithm>
 #include <chrono>

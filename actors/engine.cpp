@@ -3,7 +3,7 @@
 #include "actors/actors.hpp"
 #include "actors/build_steps.hpp"
 #include "actors/valid_targets.hpp"
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <atomic>
 #include <csignal>

@@ -5,7 +5,7 @@
 #pragma once
 
 #include "messages/build_types.hpp"
-#include "store/local_store.hpp"
+#include "store/local/local_store.hpp"
 
 #include <functional>
 #include <memory>

@@ -2,8 +2,8 @@
 // arrives; with -L it also shows each line, prefixed with the derivation's
 // name as the reference does. Detached, because it writes files.
 #include "actors/actors.hpp"
-#include "store/build_log.hpp"
-#include "store/store_path.hpp"
+#include "store/local/build_log.hpp"
+#include "store/format/store_path.hpp"
 
 #include <iostream>
 #include <map>

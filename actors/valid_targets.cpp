@@ -1,6 +1,6 @@
 #include "actors/valid_targets.hpp"
 
-#include "store/sqlite.hpp"
+#include "store/local/sqlite.hpp"
 
 #include <map>
 #include <optional>

@@ -6,8 +6,8 @@
 
 #include "caf/meta/type_name.hpp"
 #include "sandbox/builder_process.hpp"
-#include "store/derivation.hpp"
-#include "store/substitute_outcome.hpp"
+#include "store/format/derivation.hpp"
+#include "store/local/substitute_outcome.hpp"
 
 #include <cstdint>
 #include <map>

@@ -1,8 +1,8 @@
 #include "sandbox/build_users.hpp"
 
-#include "store/error.hpp"
-#include "store/file_lock.hpp"
-#include "store/file_ops.hpp"
+#include "store/io/error.hpp"
+#include "store/io/file_lock.hpp"
+#include "store/io/file_ops.hpp"
 
 #include <fcntl.h>
 #include <grp.h>

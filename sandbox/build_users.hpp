@@ -9,7 +9,7 @@
 // An ordinary user's builds all run as that user, mapped the same way.
 #pragma once
 
-#include "store/fd.hpp"
+#include "store/io/fd.hpp"
 
 #include <cstdint>
 #include <optional>

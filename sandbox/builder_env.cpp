@@ -1,7 +1,7 @@
 #include "sandbox/builder_env.hpp"
 
-#include "store/error.hpp"
-#include "store/hash.hpp"
+#include "store/io/error.hpp"
+#include "store/format/hash.hpp"
 
 #include <nlohmann/json.hpp>
 

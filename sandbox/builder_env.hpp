@@ -3,7 +3,7 @@
 // running anything. The executor (and the sandbox issue) apply it.
 #pragma once
 
-#include "store/derivation.hpp"
+#include "store/format/derivation.hpp"
 
 #include <functional>
 #include <map>
@@ -23,7 +23,7 @@ struct builder_env_options {
   // impureEnvVars.
   std::function<std::optional<std::string>(const std::string&)> host_env;
   // exportReferencesGraph: what the store exports for these paths
-  // (store/closure.hpp's export_references), as registration text or, for
+  // (store/local/closure.hpp's export_references), as registration text or, for
   // structured attributes, as JSON. Called only if asked; throws for a path
   // outside the derivation's input closure.
   std::function<std::string(const std::vector<std::string>& store_paths, bool json)> export_references;

@@ -4,7 +4,7 @@
 #include "sandbox/network_namespaces.hpp"
 #include "sandbox/sandbox_child.hpp"
 #include "sandbox/seccomp_filter.hpp"
-#include "store/file_ops.hpp"
+#include "store/io/file_ops.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -10,8 +10,8 @@
 
 #include "sandbox/cgroup.hpp"
 #include "sandbox/sandbox_spec.hpp"
-#include "store/error.hpp"
-#include "store/fd.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
 
 #include <functional>
 #include <optional>

@@ -2,11 +2,11 @@
 
 #include "sandbox/run_capture.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/file_ops.hpp"
-#include "store/nar.hpp"
-#include "store/stream.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/format/nar.hpp"
+#include "store/io/stream.hpp"
 
 #include <curl/curl.h>
 #include <fcntl.h>

@@ -1,8 +1,8 @@
 #include "sandbox/cgroup.hpp"
 
 #include "sandbox/made_ahead.hpp"
-#include "store/error.hpp"
-#include "store/file_ops.hpp"
+#include "store/io/error.hpp"
+#include "store/io/file_ops.hpp"
 
 #include <fcntl.h>
 #include <signal.h>

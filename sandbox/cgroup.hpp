@@ -10,7 +10,7 @@
 #pragma once
 
 #include "sandbox/sandbox_spec.hpp"
-#include "store/fd.hpp"
+#include "store/io/fd.hpp"
 
 #include <cstdint>
 #include <optional>

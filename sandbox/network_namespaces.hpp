@@ -6,7 +6,7 @@
 // builder sees exactly what CLONE_NEWNET would have given it.
 #pragma once
 
-#include "store/fd.hpp"
+#include "store/io/fd.hpp"
 
 namespace kiln::sandbox {
 

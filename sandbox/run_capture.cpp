@@ -1,7 +1,7 @@
 #include "sandbox/run_capture.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
 
 #include <fcntl.h>
 #include <spawn.h>

@@ -1,6 +1,6 @@
 #include "sandbox/sandbox_spec.hpp"
 
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -4,8 +4,8 @@
 // order. Kiln's admin console prints these.
 #pragma once
 
-#include "store/derivation.hpp"
-#include "store/settings.hpp"
+#include "store/format/derivation.hpp"
+#include "store/format/settings.hpp"
 
 #include <cstdint>
 #include <functional>

@@ -1,8 +1,8 @@
 #include "sandbox/sandbox_store.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/file_ops.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_ops.hpp"
 
 #include <fcntl.h>
 #include <linux/fs.h>

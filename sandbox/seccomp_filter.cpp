@@ -1,7 +1,7 @@
 #include "sandbox/seccomp_filter.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
 
 #include <linux/audit.h>
 #include <linux/seccomp.h>

@@ -3,7 +3,7 @@
 // `system-features` setting — Nix's canBuildLocally. Pure.
 #pragma once
 
-#include "store/derivation.hpp"
+#include "store/format/derivation.hpp"
 
 #include <optional>
 #include <string>

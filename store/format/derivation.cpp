@@ -1,7 +1,7 @@
-#include "store/derivation.hpp"
+#include "store/format/derivation.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
 
 #include <fcntl.h>
 

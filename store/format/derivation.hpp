@@ -3,7 +3,7 @@
 // that printing a parsed derivation reproduces the file byte for byte.
 #pragma once
 
-#include "store/store_path.hpp"
+#include "store/format/store_path.hpp"
 
 #include <map>
 #include <set>

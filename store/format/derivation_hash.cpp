@@ -1,6 +1,6 @@
-#include "store/derivation_hash.hpp"
+#include "store/format/derivation_hash.hpp"
 
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <vector>
 

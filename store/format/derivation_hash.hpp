@@ -6,7 +6,7 @@
 // hasher loads each input .drv once and memoises its unmasked hash.
 #pragma once
 
-#include "store/derivation.hpp"
+#include "store/format/derivation.hpp"
 
 #include <functional>
 #include <map>

@@ -1,11 +1,11 @@
-#include "store/derivation_json.hpp"
+#include "store/format/derivation_json.hpp"
 
-#include "store/json_append.hpp"
+#include "store/format/json_append.hpp"
 
 #include <set>
 
-#include "store/derivation_hash.hpp"
-#include "store/error.hpp"
+#include "store/format/derivation_hash.hpp"
+#include "store/io/error.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -2,7 +2,7 @@
 // { "<drv path>": { outputs, inputSrcs, inputDrvs, system, builder, args, env } }.
 #pragma once
 
-#include "store/derivation.hpp"
+#include "store/format/derivation.hpp"
 
 #include <string>
 

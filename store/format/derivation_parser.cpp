@@ -1,9 +1,9 @@
 // The strict ATerm reader behind parse_derivation(). Nix's own reader is
 // lenient about what it checks; ours refuses anything it could not print
 // back or that could later be mistaken for a store path.
-#include "store/derivation.hpp"
+#include "store/format/derivation.hpp"
 
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 namespace kiln {
 namespace {

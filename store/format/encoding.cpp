@@ -1,6 +1,6 @@
-#include "store/encoding.hpp"
+#include "store/format/encoding.hpp"
 
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <array>
 

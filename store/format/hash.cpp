@@ -1,7 +1,7 @@
-#include "store/hash.hpp"
+#include "store/format/hash.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
 
 #include <openssl/evp.h>
 

@@ -5,7 +5,7 @@
 // exist only for legacy fixed-output hashes.
 #pragma once
 
-#include "store/encoding.hpp"
+#include "store/format/encoding.hpp"
 
 #include <array>
 #include <memory>

@@ -8,8 +8,8 @@
 // refuses anything Nix would not have written.
 #pragma once
 
-#include "store/stream.hpp"
-#include "store/tree_walk.hpp"
+#include "store/io/stream.hpp"
+#include "store/io/tree_walk.hpp"
 
 #include <cstdint>
 #include <string>

@@ -1,10 +1,10 @@
-#include "store/background_sink.hpp"
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/file_ops.hpp"
-#include "store/nar.hpp"
-#include "store/tree_walk.hpp"
-#include "store/wire.hpp"
+#include "store/io/background_sink.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/format/nar.hpp"
+#include "store/io/tree_walk.hpp"
+#include "store/format/wire.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -1,4 +1,4 @@
-#include "store/nar_listing.hpp"
+#include "store/format/nar_listing.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -4,7 +4,7 @@
 // costs no recursion.
 #pragma once
 
-#include "store/nar.hpp"
+#include "store/format/nar.hpp"
 
 #include <string>
 

@@ -2,9 +2,9 @@
 // so hostile nesting costs heap bounded by nar_limits::max_depth, never
 // stack; and the current path is one string that grows and shrinks, so a
 // deep tree costs time and memory linear in its depth.
-#include "store/error.hpp"
-#include "store/nar.hpp"
-#include "store/wire.hpp"
+#include "store/io/error.hpp"
+#include "store/format/nar.hpp"
+#include "store/format/wire.hpp"
 
 #include <vector>
 

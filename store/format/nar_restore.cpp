@@ -2,11 +2,11 @@
 // directory handle with O_EXCL / O_NOFOLLOW, so a NAR can never make us
 // write through a symlink, and nothing appears at the destination until the
 // whole tree is complete.
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/file_ops.hpp"
-#include "store/nar.hpp"
-#include "store/leftovers.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/format/nar.hpp"
+#include "store/io/leftovers.hpp"
 
 #include <cerrno>
 #include <cstdio>

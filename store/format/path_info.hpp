@@ -1,8 +1,8 @@
 // What the store knows about a valid path (nix-formats.md §10).
 #pragma once
 
-#include "store/hash.hpp"
-#include "store/store_path.hpp"
+#include "store/format/hash.hpp"
+#include "store/format/store_path.hpp"
 
 #include <cstdint>
 #include <optional>

@@ -4,7 +4,7 @@
 // alphabet instead of testing every position.
 #pragma once
 
-#include "store/stream.hpp"
+#include "store/io/stream.hpp"
 
 #include <set>
 #include <string>

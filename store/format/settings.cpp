@@ -1,6 +1,6 @@
-#include "store/settings.hpp"
+#include "store/format/settings.hpp"
 
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <limits>
 

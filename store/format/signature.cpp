@@ -1,7 +1,7 @@
-#include "store/signature.hpp"
+#include "store/format/signature.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
 
 #include <sodium.h>
 

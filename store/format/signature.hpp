@@ -4,7 +4,7 @@
 // fingerprint `1;<path>;<narHash>;<narSize>;<refs>`.
 #pragma once
 
-#include "store/hash.hpp"
+#include "store/format/hash.hpp"
 
 #include <array>
 #include <map>

@@ -1,6 +1,6 @@
-#include "store/store_path.hpp"
+#include "store/format/store_path.hpp"
 
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 namespace kiln {
 namespace {

@@ -2,7 +2,7 @@
 // every kind of them from a digest (nix-formats.md §4).
 #pragma once
 
-#include "store/hash.hpp"
+#include "store/format/hash.hpp"
 
 #include <set>
 #include <string>

@@ -1,4 +1,4 @@
-#include "store/background_sink.hpp"
+#include "store/io/background_sink.hpp"
 
 namespace kiln {
 

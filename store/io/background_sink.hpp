@@ -4,7 +4,7 @@
 // of their sum (about 0.94 -> 1.4 GB/s on a mixed 1 GiB tree here).
 #pragma once
 
-#include "store/stream.hpp"
+#include "store/io/stream.hpp"
 
 #include <condition_variable>
 #include <deque>

@@ -1,4 +1,4 @@
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <cerrno>
 #include <cstring>

@@ -1,6 +1,6 @@
-#include "store/fd.hpp"
+#include "store/io/fd.hpp"
 
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <cerrno>
 #include <fcntl.h>

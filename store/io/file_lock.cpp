@@ -1,6 +1,6 @@
-#include "store/file_lock.hpp"
+#include "store/io/file_lock.hpp"
 
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <cerrno>
 #include <fcntl.h>

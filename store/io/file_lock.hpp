@@ -5,7 +5,7 @@
 // each other just as two processes do.
 #pragma once
 
-#include "store/fd.hpp"
+#include "store/io/fd.hpp"
 
 #include <string>
 

@@ -1,8 +1,8 @@
-#include "store/file_ops.hpp"
+#include "store/io/file_ops.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/tree_walk.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/tree_walk.hpp"
 
 #include <cerrno>
 #include <cstdint>

@@ -3,7 +3,7 @@
 // (the lesson of CVE-2025-46415).
 #pragma once
 
-#include "store/fd.hpp"
+#include "store/io/fd.hpp"
 
 #include <cstdint>
 #include <string>

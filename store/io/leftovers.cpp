@@ -1,4 +1,4 @@
-#include "store/leftovers.hpp"
+#include "store/io/leftovers.hpp"
 
 #include <cerrno>
 #include <csignal>

@@ -1,6 +1,6 @@
-#include "store/pipe_source.hpp"
+#include "store/io/pipe_source.hpp"
 
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <cstring>
 

@@ -4,7 +4,7 @@
 // restore without a temporary file or an OS pipe (no SIGPIPE, no fds).
 #pragma once
 
-#include "store/stream.hpp"
+#include "store/io/stream.hpp"
 
 #include <condition_variable>
 #include <deque>

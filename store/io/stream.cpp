@@ -1,7 +1,7 @@
-#include "store/stream.hpp"
+#include "store/io/stream.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
 
 #include <cstring>
 

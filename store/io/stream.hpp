@@ -2,7 +2,7 @@
 // held in memory. Virtual calls are per buffer, never per byte.
 #pragma once
 
-#include "store/hash.hpp"
+#include "store/format/hash.hpp"
 
 #include <cstdint>
 #include <string>

@@ -1,7 +1,7 @@
-#include "store/tree_walk.hpp"
+#include "store/io/tree_walk.hpp"
 
-#include "store/error.hpp"
-#include "store/file_ops.hpp"
+#include "store/io/error.hpp"
+#include "store/io/file_ops.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>

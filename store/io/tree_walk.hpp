@@ -5,7 +5,7 @@
 // Every tree walk in the store goes through here.
 #pragma once
 
-#include "store/fd.hpp"
+#include "store/io/fd.hpp"
 
 #include <sys/stat.h>
 

@@ -1,7 +1,7 @@
-#include "store/unix_socket.hpp"
+#include "store/io/unix_socket.hpp"
 
-#include "store/error.hpp"
-#include "store/file_ops.hpp"
+#include "store/io/error.hpp"
+#include "store/io/file_ops.hpp"
 
 #include <cstring>
 #include <fcntl.h>

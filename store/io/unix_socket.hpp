@@ -3,7 +3,7 @@
 // paths are reached through /proc/self/fd/N of their directory instead.
 #pragma once
 
-#include "store/fd.hpp"
+#include "store/io/fd.hpp"
 
 #include <string>
 

@@ -1,8 +1,8 @@
-#include "store/build_log.hpp"
+#include "store/local/build_log.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/file_ops.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_ops.hpp"
 
 #include <bzlib.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
 // return starting its line over as it does on a terminal.
 #pragma once
 
-#include "store/store_layout.hpp"
+#include "store/local/store_layout.hpp"
 
 #include <cstdint>
 #include <deque>

@@ -1,13 +1,13 @@
-#include "store/build_outputs.hpp"
+#include "store/local/build_outputs.hpp"
 
-#include "store/canonicalise.hpp"
-#include "store/file_ops.hpp"
-#include "store/find_cycles.hpp"
-#include "store/local_store.hpp"
-#include "store/nar.hpp"
-#include "store/references.hpp"
-#include "store/store_db.hpp"
-#include "store/stream.hpp"
+#include "store/local/canonicalise.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/format/find_cycles.hpp"
+#include "store/local/local_store.hpp"
+#include "store/format/nar.hpp"
+#include "store/format/references.hpp"
+#include "store/local/store_db.hpp"
+#include "store/io/stream.hpp"
 
 #include <sys/stat.h>
 

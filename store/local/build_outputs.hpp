@@ -5,10 +5,10 @@
 // build in one transaction.
 #pragma once
 
-#include "store/derivation.hpp"
-#include "store/error.hpp"
-#include "store/path_info.hpp"
-#include "store/signature.hpp"
+#include "store/format/derivation.hpp"
+#include "store/io/error.hpp"
+#include "store/format/path_info.hpp"
+#include "store/format/signature.hpp"
 
 #include <functional>
 #include <map>

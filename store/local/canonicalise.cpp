@@ -1,9 +1,9 @@
-#include "store/canonicalise.hpp"
+#include "store/local/canonicalise.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/file_ops.hpp"
-#include "store/tree_walk.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/io/tree_walk.hpp"
 
 #include <fcntl.h>
 #include <set>

@@ -1,6 +1,6 @@
-#include "store/closure.hpp"
+#include "store/local/closure.hpp"
 
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <nlohmann/json.hpp>
 

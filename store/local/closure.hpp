@@ -1,7 +1,7 @@
 // Closures over the reference graph of valid paths.
 #pragma once
 
-#include "store/store_db.hpp"
+#include "store/local/store_db.hpp"
 
 #include <string>
 #include <vector>

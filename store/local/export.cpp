@@ -1,9 +1,9 @@
-#include "store/export.hpp"
+#include "store/local/export.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/nar.hpp"
-#include "store/wire.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/format/nar.hpp"
+#include "store/format/wire.hpp"
 
 #include <cstdio>
 #include <fcntl.h>

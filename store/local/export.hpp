@@ -2,7 +2,7 @@
 // path, its NAR followed by its path, references and deriver.
 #pragma once
 
-#include "store/local_store.hpp"
+#include "store/local/local_store.hpp"
 
 #include <vector>
 

@@ -1,12 +1,12 @@
-#include "store/gc.hpp"
+#include "store/local/gc.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/file_lock.hpp"
-#include "store/file_ops.hpp"
-#include "store/gc_root_server.hpp"
-#include "store/path_lock.hpp"
-#include "store/temp_roots.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_lock.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/local/gc_root_server.hpp"
+#include "store/local/path_lock.hpp"
+#include "store/local/temp_roots.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -7,8 +7,8 @@
 // files).
 #pragma once
 
-#include "store/gc_roots.hpp"
-#include "store/local_store.hpp"
+#include "store/local/gc_roots.hpp"
+#include "store/local/local_store.hpp"
 
 #include <cstdint>
 #include <functional>

@@ -1,7 +1,7 @@
-#include "store/gc_root_server.hpp"
+#include "store/local/gc_root_server.hpp"
 
-#include "store/error.hpp"
-#include "store/unix_socket.hpp"
+#include "store/io/error.hpp"
+#include "store/io/unix_socket.hpp"
 
 #include <cerrno>
 #include <map>

@@ -6,8 +6,8 @@
 // half gone.
 #pragma once
 
-#include "store/fd.hpp"
-#include "store/store_path.hpp"
+#include "store/io/fd.hpp"
+#include "store/format/store_path.hpp"
 
 #include <condition_variable>
 #include <mutex>

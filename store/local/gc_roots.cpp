@@ -1,10 +1,10 @@
-#include "store/gc_roots.hpp"
+#include "store/local/gc_roots.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/file_lock.hpp"
-#include "store/file_ops.hpp"
-#include "store/temp_roots.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_lock.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/local/temp_roots.hpp"
 
 #include <cerrno>
 #include <climits>

@@ -8,7 +8,7 @@
 // Only valid paths count as roots.
 #pragma once
 
-#include "store/local_store.hpp"
+#include "store/local/local_store.hpp"
 
 #include <map>
 #include <set>

@@ -1,14 +1,14 @@
-#include "store/local_store.hpp"
+#include "store/local/local_store.hpp"
 
-#include "store/canonicalise.hpp"
-#include "store/derivation.hpp"
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/file_ops.hpp"
-#include "store/nar.hpp"
-#include "store/path_lock.hpp"
-#include "store/pipe_source.hpp"
-#include "store/temp_roots.hpp"
+#include "store/local/canonicalise.hpp"
+#include "store/format/derivation.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/format/nar.hpp"
+#include "store/local/path_lock.hpp"
+#include "store/io/pipe_source.hpp"
+#include "store/local/temp_roots.hpp"
 
 #include <cerrno>
 #include <fcntl.h>

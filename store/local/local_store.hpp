@@ -12,10 +12,10 @@
 // free, an unregistered path and its temporaries are deleted.
 #pragma once
 
-#include "store/path_info.hpp"
-#include "store/store_db.hpp"
-#include "store/store_layout.hpp"
-#include "store/stream.hpp"
+#include "store/format/path_info.hpp"
+#include "store/local/store_db.hpp"
+#include "store/local/store_layout.hpp"
+#include "store/io/stream.hpp"
 
 #include <functional>
 #include <memory>

@@ -1,10 +1,10 @@
-#include "store/local_substituter.hpp"
+#include "store/local/local_substituter.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/file_ops.hpp"
-#include "store/nar.hpp"
-#include "store/stream.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/format/nar.hpp"
+#include "store/io/stream.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -4,9 +4,9 @@
 // later issue; this is what makes substitution real until then.
 #pragma once
 
-#include "store/local_store.hpp"
-#include "store/signature.hpp"
-#include "store/substitute_outcome.hpp"
+#include "store/local/local_store.hpp"
+#include "store/format/signature.hpp"
+#include "store/local/substitute_outcome.hpp"
 
 #include <memory>
 #include <string>

@@ -1,8 +1,8 @@
-#include "store/missing.hpp"
+#include "store/local/missing.hpp"
 
-#include "store/derivation.hpp"
-#include "store/error.hpp"
-#include "store/sqlite.hpp"
+#include "store/format/derivation.hpp"
+#include "store/io/error.hpp"
+#include "store/local/sqlite.hpp"
 
 namespace kiln {
 namespace {

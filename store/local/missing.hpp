@@ -5,7 +5,7 @@
 // scheduler's up-front summary print it.
 #pragma once
 
-#include "store/local_store.hpp"
+#include "store/local/local_store.hpp"
 
 #include <cstdint>
 #include <functional>

@@ -1,11 +1,11 @@
-#include "store/optimise.hpp"
+#include "store/local/optimise.hpp"
 
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/file_ops.hpp"
-#include "store/leftovers.hpp"
-#include "store/nar.hpp"
-#include "store/tree_walk.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/io/leftovers.hpp"
+#include "store/format/nar.hpp"
+#include "store/io/tree_walk.hpp"
 
 #include <cerrno>
 #include <fcntl.h>

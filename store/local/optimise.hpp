@@ -13,7 +13,7 @@
 // removes the temporary links of optimisers that are gone.
 #pragma once
 
-#include "store/local_store.hpp"
+#include "store/local/local_store.hpp"
 
 #include <cstdint>
 #include <functional>

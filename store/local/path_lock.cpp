@@ -1,7 +1,7 @@
-#include "store/path_lock.hpp"
+#include "store/local/path_lock.hpp"
 
-#include "store/error.hpp"
-#include "store/file_lock.hpp"
+#include "store/io/error.hpp"
+#include "store/io/file_lock.hpp"
 
 #include <cerrno>
 #include <sys/stat.h>

@@ -5,7 +5,7 @@
 // deleted file sees the mark and tries again on a fresh file.
 #pragma once
 
-#include "store/fd.hpp"
+#include "store/io/fd.hpp"
 
 #include <string>
 #include <vector>

@@ -1,6 +1,6 @@
-#include "store/sqlite.hpp"
+#include "store/local/sqlite.hpp"
 
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <sqlite3.h>
 

@@ -4,8 +4,8 @@
 // never goes in here. Paths are stored in full, as Nix stores them.
 #pragma once
 
-#include "store/path_info.hpp"
-#include "store/sqlite.hpp"
+#include "store/format/path_info.hpp"
+#include "store/local/sqlite.hpp"
 
 #include <map>
 #include <memory>

@@ -1,6 +1,6 @@
-#include "store/store_layout.hpp"
+#include "store/local/store_layout.hpp"
 
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <cstdlib>
 #include <unistd.h>

@@ -1,9 +1,9 @@
-#include "store/temp_roots.hpp"
+#include "store/local/temp_roots.hpp"
 
-#include "store/error.hpp"
-#include "store/file_lock.hpp"
-#include "store/file_ops.hpp"
-#include "store/unix_socket.hpp"
+#include "store/io/error.hpp"
+#include "store/io/file_lock.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/io/unix_socket.hpp"
 
 #include <cerrno>
 #include <fcntl.h>

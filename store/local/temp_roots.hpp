@@ -11,8 +11,8 @@
 // starting right after the previous one answered can miss the root.)
 #pragma once
 
-#include "store/fd.hpp"
-#include "store/store_path.hpp"
+#include "store/io/fd.hpp"
+#include "store/format/store_path.hpp"
 
 #include <map>
 #include <mutex>

@@ -1,8 +1,8 @@
-#include "store/verify.hpp"
+#include "store/local/verify.hpp"
 
-#include "store/error.hpp"
-#include "store/find_cycles.hpp"
-#include "store/nar.hpp"
+#include "store/io/error.hpp"
+#include "store/format/find_cycles.hpp"
+#include "store/format/nar.hpp"
 
 #include <sys/stat.h>
 

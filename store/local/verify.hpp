@@ -3,8 +3,8 @@
 // Reports only; repair arrives with substitution and rebuilding.
 #pragma once
 
-#include "store/local_store.hpp"
-#include "store/signature.hpp"
+#include "store/local/local_store.hpp"
+#include "store/format/signature.hpp"
 
 #include <string>
 #include <vector>

@@ -4,8 +4,8 @@
 // once as random binary (the common case: compiled outputs) and once as
 // base32-heavy text (the worst case: every position is a possible match).
 // With TREE, also scans that tree's NAR as a build would (I/O included).
-#include "store/nar.hpp"
-#include "store/references.hpp"
+#include "store/format/nar.hpp"
+#include "store/format/references.hpp"
 
 #include <chrono>
 #include <cstdio>

@@ -8,14 +8,14 @@
 // after the first layer depends on two of the layer before, and one top
 // derivation depends on the whole last layer. Prints every .drv path, one
 // per line, the top one last.
-#include "store/derivation.hpp"
-#include "store/derivation_json.hpp"
-#include "store/derivation_hash.hpp"
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/local_store.hpp"
-#include "store/nar.hpp"
-#include "store/stream.hpp"
+#include "store/format/derivation.hpp"
+#include "store/format/derivation_json.hpp"
+#include "store/format/derivation_hash.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/local/local_store.hpp"
+#include "store/format/nar.hpp"
+#include "store/io/stream.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sandbox/builder_env.hpp"
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace kiln;

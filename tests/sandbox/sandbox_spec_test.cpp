@@ -4,7 +4,7 @@
 #include "sandbox/cgroup.hpp"
 #include "sandbox/sandbox_spec.hpp"
 #include "sandbox/system_features.hpp"
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 
 #include <algorithm>
 #include <set>

@@ -1,7 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/build_log.hpp"
-#include "store/error.hpp"
+#include "store/local/build_log.hpp"
+#include "store/io/error.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <cstdlib>

@@ -1,8 +1,8 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/canonicalise.hpp"
-#include "store/error.hpp"
-#include "store/nar.hpp"
+#include "store/local/canonicalise.hpp"
+#include "store/io/error.hpp"
+#include "store/format/nar.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <sys/stat.h>

@@ -2,9 +2,9 @@
 // was expected there.
 #include <boost/test/unit_test.hpp>
 
-#include "store/derivation.hpp"
-#include "store/derivation_hash.hpp"
-#include "store/error.hpp"
+#include "store/format/derivation.hpp"
+#include "store/format/derivation_hash.hpp"
+#include "store/io/error.hpp"
 
 using namespace kiln;
 

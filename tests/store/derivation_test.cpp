@@ -1,9 +1,9 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/derivation.hpp"
-#include "store/derivation_hash.hpp"
-#include "store/derivation_json.hpp"
-#include "store/error.hpp"
+#include "store/format/derivation.hpp"
+#include "store/format/derivation_hash.hpp"
+#include "store/format/derivation_json.hpp"
+#include "store/io/error.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace kiln;

@@ -1,7 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/error.hpp"
-#include "store/export.hpp"
+#include "store/io/error.hpp"
+#include "store/local/export.hpp"
 #include "tests/support/nar_builder.hpp"
 #include "tests/support/test_support.hpp"
 

@@ -5,9 +5,9 @@
 // root reaches may ever go.
 #include <boost/test/unit_test.hpp>
 
-#include "store/closure.hpp"
-#include "store/gc.hpp"
-#include "store/local_store.hpp"
+#include "store/local/closure.hpp"
+#include "store/local/gc.hpp"
+#include "store/local/local_store.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <sys/wait.h>

@@ -3,17 +3,17 @@
 // party), keep-outputs/keep-derivations, deleting named paths.
 #include <boost/test/unit_test.hpp>
 
-#include "store/derivation.hpp"
-#include "store/error.hpp"
-#include "store/file_lock.hpp"
-#include "store/file_ops.hpp"
-#include "store/gc.hpp"
-#include "store/gc_root_server.hpp"
-#include "store/local_store.hpp"
-#include "store/nar.hpp"
-#include "store/optimise.hpp"
-#include "store/path_lock.hpp"
-#include "store/temp_roots.hpp"
+#include "store/format/derivation.hpp"
+#include "store/io/error.hpp"
+#include "store/io/file_lock.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/local/gc.hpp"
+#include "store/local/gc_root_server.hpp"
+#include "store/local/local_store.hpp"
+#include "store/format/nar.hpp"
+#include "store/local/optimise.hpp"
+#include "store/local/path_lock.hpp"
+#include "store/local/temp_roots.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <poll.h>

@@ -1,7 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/error.hpp"
-#include "store/hash.hpp"
+#include "store/io/error.hpp"
+#include "store/format/hash.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace kiln;

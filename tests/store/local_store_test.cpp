@@ -1,10 +1,10 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/closure.hpp"
-#include "store/derivation.hpp"
-#include "store/error.hpp"
-#include "store/local_store.hpp"
-#include "store/nar.hpp"
+#include "store/local/closure.hpp"
+#include "store/format/derivation.hpp"
+#include "store/io/error.hpp"
+#include "store/local/local_store.hpp"
+#include "store/format/nar.hpp"
 #include "tests/support/nar_builder.hpp"
 #include "tests/support/test_support.hpp"
 

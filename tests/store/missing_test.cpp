@@ -3,10 +3,10 @@
 // stands in for one, as the plan takes it as a parameter.
 #include <boost/test/unit_test.hpp>
 
-#include "store/derivation.hpp"
-#include "store/error.hpp"
-#include "store/missing.hpp"
-#include "store/nar.hpp"
+#include "store/format/derivation.hpp"
+#include "store/io/error.hpp"
+#include "store/local/missing.hpp"
+#include "store/format/nar.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace kiln;

@@ -2,8 +2,8 @@
 // error and nothing left at the destination (or beside it).
 #include <boost/test/unit_test.hpp>
 
-#include "store/error.hpp"
-#include "store/nar.hpp"
+#include "store/io/error.hpp"
+#include "store/format/nar.hpp"
 #include "tests/support/nar_builder.hpp"
 #include "tests/support/test_support.hpp"
 

@@ -1,8 +1,8 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/error.hpp"
-#include "store/nar.hpp"
-#include "store/nar_listing.hpp"
+#include "store/io/error.hpp"
+#include "store/format/nar.hpp"
+#include "store/format/nar_listing.hpp"
 #include "tests/support/nar_builder.hpp"
 #include "tests/support/test_support.hpp"
 

@@ -1,7 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/optimise.hpp"
-#include "store/verify.hpp"
+#include "store/local/optimise.hpp"
+#include "store/local/verify.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <csignal>

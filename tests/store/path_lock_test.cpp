@@ -1,6 +1,6 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/path_lock.hpp"
+#include "store/local/path_lock.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <csignal>

@@ -2,9 +2,9 @@
 // verify among valid paths, and the walk that finds them.
 #include <boost/test/unit_test.hpp>
 
-#include "store/build_outputs.hpp"
-#include "store/find_cycles.hpp"
-#include "store/verify.hpp"
+#include "store/local/build_outputs.hpp"
+#include "store/format/find_cycles.hpp"
+#include "store/local/verify.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <map>

@@ -1,7 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/error.hpp"
-#include "store/settings.hpp"
+#include "store/io/error.hpp"
+#include "store/format/settings.hpp"
 
 using namespace kiln;
 

@@ -1,7 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/error.hpp"
-#include "store/signature.hpp"
+#include "store/io/error.hpp"
+#include "store/format/signature.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace kiln;

@@ -1,7 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/error.hpp"
-#include "store/store_db.hpp"
+#include "store/io/error.hpp"
+#include "store/local/store_db.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <cstdio>

@@ -1,8 +1,8 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/error.hpp"
-#include "store/nar.hpp"
-#include "store/store_path.hpp"
+#include "store/io/error.hpp"
+#include "store/format/nar.hpp"
+#include "store/format/store_path.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace kiln;

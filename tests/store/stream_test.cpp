@@ -1,9 +1,9 @@
 #include <boost/test/unit_test.hpp>
 
-#include "store/background_sink.hpp"
-#include "store/error.hpp"
-#include "store/nar.hpp"
-#include "store/stream.hpp"
+#include "store/io/background_sink.hpp"
+#include "store/io/error.hpp"
+#include "store/format/nar.hpp"
+#include "store/io/stream.hpp"
 
 #include <random>
 

@@ -4,7 +4,7 @@
 // opens).
 #include <boost/test/unit_test.hpp>
 
-#include "store/file_ops.hpp"
+#include "store/io/file_ops.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <fcntl.h>

@@ -2,7 +2,7 @@
 // honest dumper would produce.
 #pragma once
 
-#include "store/wire.hpp"
+#include "store/format/wire.hpp"
 
 #include <cstdint>
 #include <string>

@@ -1,9 +1,9 @@
 #include "tests/support/test_support.hpp"
 
-#include "store/encoding.hpp"
-#include "store/error.hpp"
-#include "store/file_ops.hpp"
-#include "store/nar.hpp"
+#include "store/format/encoding.hpp"
+#include "store/io/error.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/format/nar.hpp"
 
 #include <algorithm>
 #include <cstdlib>

@@ -2,7 +2,7 @@
 // temporary directories, and building file trees from their JSON description.
 #pragma once
 
-#include "store/local_store.hpp"
+#include "store/local/local_store.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,8 +1,8 @@
 // `kiln build` and `kiln log`: the build engine from the command line,
 // embedded (no daemon), and the logs it leaves.
 #include "actors/engine.hpp"
-#include "store/build_log.hpp"
-#include "store/error.hpp"
+#include "store/local/build_log.hpp"
+#include "store/io/error.hpp"
 #include "tools/kiln/commands.hpp"
 #include "tools/kiln/store_cli.hpp"
 

@@ -1,6 +1,6 @@
-#include "store/error.hpp"
-#include "store/hash.hpp"
-#include "store/nar.hpp"
+#include "store/io/error.hpp"
+#include "store/format/hash.hpp"
+#include "store/format/nar.hpp"
 #include "tools/kiln/cli.hpp"
 #include "tools/kiln/commands.hpp"
 

@@ -1,6 +1,6 @@
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/signature.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/format/signature.hpp"
 #include "tools/kiln/cli.hpp"
 #include "tools/kiln/commands.hpp"
 

@@ -1,7 +1,7 @@
-#include "store/error.hpp"
-#include "store/fd.hpp"
-#include "store/nar.hpp"
-#include "store/nar_listing.hpp"
+#include "store/io/error.hpp"
+#include "store/io/fd.hpp"
+#include "store/format/nar.hpp"
+#include "store/format/nar_listing.hpp"
 #include "tools/kiln/cli.hpp"
 #include "tools/kiln/commands.hpp"
 

@@ -1,7 +1,7 @@
 // `kiln store gc` and `kiln store delete`: the collector from the command line.
-#include "store/error.hpp"
-#include "store/gc.hpp"
-#include "store/settings.hpp"
+#include "store/io/error.hpp"
+#include "store/local/gc.hpp"
+#include "store/format/settings.hpp"
 #include "tools/kiln/commands.hpp"
 #include "tools/kiln/store_cli.hpp"
 

@@ -1,9 +1,9 @@
 // `kiln store path-info` and `kiln store query`: read-only questions.
-#include "store/closure.hpp"
-#include "store/derivation.hpp"
-#include "store/error.hpp"
-#include "store/missing.hpp"
-#include "store/verify.hpp"
+#include "store/local/closure.hpp"
+#include "store/format/derivation.hpp"
+#include "store/io/error.hpp"
+#include "store/local/missing.hpp"
+#include "store/local/verify.hpp"
 #include "tools/kiln/commands.hpp"
 #include "tools/kiln/store_cli.hpp"
 

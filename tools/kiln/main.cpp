@@ -1,6 +1,6 @@
 // kiln: the command-line entry point. Only dispatch and error reporting
 // live here; each command group has its own file.
-#include "store/error.hpp"
+#include "store/io/error.hpp"
 #include "tools/kiln/cli.hpp"
 #include "tools/kiln/commands.hpp"
 

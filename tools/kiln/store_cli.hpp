@@ -1,9 +1,9 @@
 // What the `kiln store` commands share: the --store option and opening it.
 #pragma once
 
-#include "store/local_store.hpp"
-#include "store/missing.hpp"
-#include "store/settings.hpp"
+#include "store/local/local_store.hpp"
+#include "store/local/missing.hpp"
+#include "store/format/settings.hpp"
 #include "tools/kiln/cli.hpp"
 
 #include <memory>
