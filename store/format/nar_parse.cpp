@@ -4,86 +4,32 @@
 // deep tree costs time and memory linear in its depth.
 #include "store/io/error.hpp"
 #include "store/format/nar.hpp"
-#include "store/format/wire.hpp"
+#include "store/format/wire_reader.hpp"
 
 #include <vector>
 
 namespace kiln {
 namespace {
 
-class nar_reader {
+// The NAR's framing tokens on top of the shared reader.
+class nar_reader : public wire::reader {
 public:
-  nar_reader(source& in, const nar_limits& limits) : in_(in), limits_(limits) {}
-
-  [[noreturn]] void fail(const std::string& what, uint64_t at) const {
-    throw format_error("invalid NAR: at byte " + std::to_string(at) + ": " + what);
-  }
-
-  void read(char* data, std::size_t n) {
-    std::size_t got = 0;
-    while (got < n) {
-      std::size_t r = in_.read(data + got, n - got);
-      if (r == 0)
-        fail("input ended unexpectedly (truncated NAR)", offset_ + got);
-      got += r;
-    }
-    offset_ += n;
-  }
-
-  uint64_t u64() {
-    unsigned char b[8];
-    read(reinterpret_cast<char*>(b), 8);
-    return wire::decode_u64(b);
-  }
-
-  void padding(uint64_t len) {
-    std::size_t n = wire::padding(len);
-    if (n == 0)
-      return;
-    char pad[8];
-    uint64_t at = offset_;
-    read(pad, n);
-    for (std::size_t i = 0; i < n; ++i)
-      if (pad[i] != 0)
-        fail("non-zero padding byte", at + i);
-  }
-
-  // A length-prefixed string of at most `max` bytes; `what` names it in errors.
-  std::string str(std::size_t max, const char* what) {
-    uint64_t at = offset_;
-    uint64_t len = u64();
-    if (len > max)
-      fail(std::string(what) + " is " + std::to_string(len) + " bytes long, the limit is " +
-             std::to_string(max),
-           at);
-    std::string s(static_cast<std::size_t>(len), '\0');
-    read(s.data(), s.size());
-    padding(len);
-    return s;
-  }
+  nar_reader(source& in, const nar_limits& limits) : wire::reader(in, "NAR"), limits_(limits) {}
 
   // Framing tokens are short words; a long string where one is due is an error.
   std::string token() { return str(16, "a token"); }
 
   void expect(std::string_view want) {
-    uint64_t at = offset_;
+    uint64_t at = offset();
     std::string got = token();
     if (got != want)
       fail("expected '" + std::string(want) + "', found '" + got + "'", at);
   }
 
-  uint64_t offset() const { return offset_; }
   const nar_limits& limits() const { return limits_; }
 
-  bool at_end() {
-    char c;
-    return in_.read(&c, 1) == 0;
-  }
-
 private:
-  source& in_;
   const nar_limits& limits_;
-  uint64_t offset_ = 0;
 };
 
 struct open_directory {

@@ -1,0 +1,110 @@
+#include "store/daemon/protocol.hpp"
+
+#include "store/format/wire.hpp"
+
+namespace kiln::daemon {
+
+namespace {
+
+// Bounds on what a client may send in these messages: far above what any
+// Nix client sends, far below what could exhaust memory.
+constexpr std::size_t max_overrides = 4096;
+constexpr std::size_t max_setting = 1 << 20;
+
+bool read_bool(wire::reader& in) { return in.u64() != 0; } // any non-zero value, as Nix reads it
+
+std::string version_text(uint64_t v) {
+  return std::to_string(protocol_major(v)) + "." + std::to_string(protocol_minor(v));
+}
+
+} // namespace
+
+client_hello read_client_hello(wire::reader& in, uint64_t daemon_version) {
+  client_hello h;
+  uint64_t at = in.offset();
+  if (uint64_t magic = in.u64(); magic != worker_magic_1)
+    in.fail("not a Nix client (magic " + std::to_string(magic) + ")", at);
+  at = in.offset();
+  h.version = in.u64();
+  if (protocol_major(h.version) != 1 || h.version < oldest_client)
+    in.fail("client protocol version " + version_text(h.version) + " is not supported (1.10 or later is)", at);
+  unsigned minor = protocol_minor(std::min(h.version, daemon_version));
+  if (minor >= 14) {
+    h.cpu_affinity = read_bool(in);
+    if (h.cpu_affinity)
+      h.cpu = in.u64();
+  }
+  if (minor >= 11)
+    h.reserve_space = read_bool(in);
+  return h;
+}
+
+std::string encode_client_hello(const client_hello& h, uint64_t daemon_version) {
+  std::string out;
+  wire::append_u64(out, worker_magic_1);
+  wire::append_u64(out, h.version);
+  unsigned minor = protocol_minor(std::min(h.version, daemon_version));
+  if (minor >= 14) {
+    wire::append_u64(out, h.cpu_affinity);
+    if (h.cpu_affinity)
+      wire::append_u64(out, h.cpu);
+  }
+  if (minor >= 11)
+    wire::append_u64(out, h.reserve_space);
+  return out;
+}
+
+std::string encode_daemon_greeting(uint64_t daemon_version) {
+  std::string out;
+  wire::append_u64(out, worker_magic_2);
+  wire::append_u64(out, daemon_version);
+  return out;
+}
+
+std::string encode_daemon_welcome(uint64_t client_version, const std::string& nix_version) {
+  std::string out;
+  if (protocol_minor(client_version) >= 33)
+    wire::append_string(out, nix_version);
+  wire::append_u64(out, static_cast<uint64_t>(stderr_code::last));
+  return out;
+}
+
+client_options read_client_options(wire::reader& in) {
+  client_options o;
+  o.keep_failed = read_bool(in);
+  o.keep_going = read_bool(in);
+  o.try_fallback = read_bool(in);
+  o.verbosity = in.u64();
+  o.max_build_jobs = in.u64();
+  o.max_silent_time = in.u64();
+  o.use_build_hook = read_bool(in);
+  o.verbose_build = in.u64();
+  o.log_type = in.u64();
+  o.print_build_trace = in.u64();
+  o.build_cores = in.u64();
+  o.use_substitutes = read_bool(in);
+  uint64_t at = in.offset();
+  uint64_t n = in.u64();
+  if (n > max_overrides)
+    in.fail(std::to_string(n) + " setting overrides, the limit is " + std::to_string(max_overrides), at);
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string name = in.str(max_setting, "a setting's name");
+    o.overrides.emplace_back(std::move(name), in.str(max_setting, "a setting's value"));
+  }
+  return o;
+}
+
+std::string encode_client_options(const client_options& o) {
+  std::string out;
+  for (uint64_t v : {uint64_t{o.keep_failed}, uint64_t{o.keep_going}, uint64_t{o.try_fallback}, o.verbosity,
+                     o.max_build_jobs, o.max_silent_time, uint64_t{o.use_build_hook}, o.verbose_build, o.log_type,
+                     o.print_build_trace, o.build_cores, uint64_t{o.use_substitutes}, uint64_t{o.overrides.size()}})
+    wire::append_u64(out, v);
+  for (auto& [name, value] : o.overrides) {
+    wire::append_string(out, name);
+    wire::append_string(out, value);
+  }
+  return out;
+}
+
+} // namespace kiln::daemon

@@ -1,0 +1,81 @@
+// The Nix daemon's worker protocol (../shared/spec/worker-protocol.md) as
+// plain values: its constants, and the handshake and SetOptions with their
+// encoding and strict decoding. Bytes in, bytes out: no sockets and no CAF,
+// so the daemon-client store needs no actors and the golden captures of
+// real Nix 2.8 conversations test it directly.
+#pragma once
+
+#include "store/format/wire_reader.hpp"
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kiln::daemon {
+
+constexpr uint64_t worker_magic_1 = 0x6e697863; // client -> daemon
+constexpr uint64_t worker_magic_2 = 0x6478696f; // daemon -> client
+
+constexpr uint64_t protocol_version(unsigned major, unsigned minor) { return (uint64_t{major} << 8) | minor; }
+constexpr unsigned protocol_major(uint64_t v) { return static_cast<unsigned>((v >> 8) & 0xff); }
+constexpr unsigned protocol_minor(uint64_t v) { return static_cast<unsigned>(v & 0xff); }
+// What Nix 2.8 speaks, and what this codec has been proved against.
+constexpr uint64_t protocol_1_34 = protocol_version(1, 34);
+// The oldest client a 2.8 daemon serves.
+constexpr uint64_t oldest_client = protocol_version(1, 10);
+
+// The codes that open each message of the daemon's stderr stream.
+enum class stderr_code : uint64_t {
+  next = 0x6f6c6d67, read = 0x64617461, write = 0x64617416, last = 0x616c7473, error = 0x63787470,
+  start_activity = 0x53545254, stop_activity = 0x53544f50, result = 0x52534c54,
+};
+
+enum class op : uint64_t {
+  is_valid_path = 1, query_referrers = 6, add_to_store = 7, add_text_to_store = 8, build_paths = 9,
+  ensure_path = 10, add_temp_root = 11, add_indirect_root = 12, sync_with_gc = 13, find_roots = 14,
+  set_options = 19, collect_garbage = 20, query_substitutable_path_info = 21, query_all_valid_paths = 23,
+  query_path_info = 26, query_path_from_hash_part = 29, query_substitutable_path_infos = 30,
+  query_valid_paths = 31, query_substitutable_paths = 32, query_valid_derivers = 33, optimise_store = 34,
+  verify_store = 35, build_derivation = 36, add_signatures = 37, nar_from_path = 38, add_to_store_nar = 39,
+  query_missing = 40, query_derivation_output_map = 41, add_multiple_to_store = 44, add_build_log = 45,
+  build_paths_with_results = 46,
+};
+
+// What a client sends in the handshake, from its magic on.
+struct client_hello {
+  uint64_t version = protocol_1_34;
+  bool cpu_affinity = false; // obsolete: a CPU number follows if set
+  uint64_t cpu = 0;
+  bool reserve_space = false; // obsolete
+};
+
+// Reads a client's side of the handshake, given the version the daemon
+// announced (which decides the fields). Refuses a wrong magic and a
+// client older than oldest_client or of another major version.
+client_hello read_client_hello(wire::reader& in, uint64_t daemon_version);
+std::string encode_client_hello(const client_hello& h, uint64_t daemon_version);
+
+// The daemon's side: magic and version, then (after the client's answer)
+// its Nix version for clients from 1.33 on, then the start-up stderr
+// stream, here empty (STDERR_LAST).
+std::string encode_daemon_greeting(uint64_t daemon_version);
+std::string encode_daemon_welcome(uint64_t client_version, const std::string& nix_version);
+
+// SetOptions (op 19): the client's settings for the connection.
+struct client_options {
+  bool keep_failed = false, keep_going = false, try_fallback = false;
+  uint64_t verbosity = 3, max_build_jobs = 1, max_silent_time = 0;
+  bool use_build_hook = true; // obsolete, always sent as 1
+  uint64_t verbose_build = 7; // 0 (lvlError) = show build logs
+  uint64_t log_type = 0, print_build_trace = 0; // obsolete
+  uint64_t build_cores = 0;
+  bool use_substitutes = true;
+  std::vector<std::pair<std::string, std::string>> overrides; // other settings by name, in order
+};
+
+// The operation's arguments, after its opcode.
+client_options read_client_options(wire::reader& in);
+std::string encode_client_options(const client_options& o);
+
+} // namespace kiln::daemon
