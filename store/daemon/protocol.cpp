@@ -6,11 +6,6 @@ namespace kiln::daemon {
 
 namespace {
 
-// Bounds on what a client may send in these messages: far above what any
-// Nix client sends, far below what could exhaust memory.
-constexpr std::size_t max_overrides = 4096;
-constexpr std::size_t max_setting = 1 << 20;
-
 bool read_bool(wire::reader& in) { return in.u64() != 0; } // any non-zero value, as Nix reads it
 
 std::string version_text(uint64_t v) {
@@ -66,44 +61,6 @@ std::string encode_daemon_welcome(uint64_t client_version, const std::string& ni
   if (protocol_minor(client_version) >= 33)
     wire::append_string(out, nix_version);
   wire::append_u64(out, static_cast<uint64_t>(stderr_code::last));
-  return out;
-}
-
-client_options read_client_options(wire::reader& in) {
-  client_options o;
-  o.keep_failed = read_bool(in);
-  o.keep_going = read_bool(in);
-  o.try_fallback = read_bool(in);
-  o.verbosity = in.u64();
-  o.max_build_jobs = in.u64();
-  o.max_silent_time = in.u64();
-  o.use_build_hook = read_bool(in);
-  o.verbose_build = in.u64();
-  o.log_type = in.u64();
-  o.print_build_trace = in.u64();
-  o.build_cores = in.u64();
-  o.use_substitutes = read_bool(in);
-  uint64_t at = in.offset();
-  uint64_t n = in.u64();
-  if (n > max_overrides)
-    in.fail(std::to_string(n) + " setting overrides, the limit is " + std::to_string(max_overrides), at);
-  for (uint64_t i = 0; i < n; ++i) {
-    std::string name = in.str(max_setting, "a setting's name");
-    o.overrides.emplace_back(std::move(name), in.str(max_setting, "a setting's value"));
-  }
-  return o;
-}
-
-std::string encode_client_options(const client_options& o) {
-  std::string out;
-  for (uint64_t v : {uint64_t{o.keep_failed}, uint64_t{o.keep_going}, uint64_t{o.try_fallback}, o.verbosity,
-                     o.max_build_jobs, o.max_silent_time, uint64_t{o.use_build_hook}, o.verbose_build, o.log_type,
-                     o.print_build_trace, o.build_cores, uint64_t{o.use_substitutes}, uint64_t{o.overrides.size()}})
-    wire::append_u64(out, v);
-  for (auto& [name, value] : o.overrides) {
-    wire::append_string(out, name);
-    wire::append_string(out, value);
-  }
   return out;
 }
 

@@ -1,6 +1,6 @@
 // The Nix daemon's worker protocol (../shared/spec/worker-protocol.md) as
-// plain values: its constants, and the handshake and SetOptions with their
-// encoding and strict decoding. Bytes in, bytes out: no sockets and no CAF,
+// plain values: its constants, and the handshake with its encoding and
+// strict decoding (the requests are requests.hpp's). Bytes in, bytes out: no sockets and no CAF,
 // so the daemon-client store needs no actors and the golden captures of
 // real Nix 2.8 conversations test it directly.
 #pragma once
@@ -62,7 +62,8 @@ std::string encode_client_hello(const client_hello& h, uint64_t daemon_version);
 std::string encode_daemon_greeting(uint64_t daemon_version);
 std::string encode_daemon_welcome(uint64_t client_version, const std::string& nix_version);
 
-// SetOptions (op 19): the client's settings for the connection.
+// SetOptions (op 19): the client's settings for the connection (read and
+// written as a request, requests.hpp).
 struct client_options {
   bool keep_failed = false, keep_going = false, try_fallback = false;
   uint64_t verbosity = 3, max_build_jobs = 1, max_silent_time = 0;
@@ -73,9 +74,5 @@ struct client_options {
   bool use_substitutes = true;
   std::vector<std::pair<std::string, std::string>> overrides; // other settings by name, in order
 };
-
-// The operation's arguments, after its opcode.
-client_options read_client_options(wire::reader& in);
-std::string encode_client_options(const client_options& o);
 
 } // namespace kiln::daemon

@@ -1,8 +1,9 @@
-// The worker protocol's handshake and SetOptions against every real Nix 2.8
-// conversation captured in tests/vectors/worker-protocol/raw: decoded field
-// by field, then encoded again to exactly the bytes Nix sent; and hostile
-// frames refused with the field and offset named.
+// The worker protocol against every real Nix 2.8 conversation captured in
+// tests/vectors/worker-protocol/raw: each client's whole stream (handshake,
+// every request, the framed uploads) decoded, then encoded again to exactly
+// the bytes Nix sent; and hostile frames refused with the field and offset named.
 #include "store/daemon/protocol.hpp"
+#include "store/daemon/requests.hpp"
 #include "store/format/wire.hpp"
 #include "store/io/error.hpp"
 #include "tests/support/test_support.hpp"
@@ -58,43 +59,64 @@ void refused(const std::string& bytes, const std::string& fragment) {
   wire::reader in(src, "daemon message");
   try {
     read_client_hello(in, protocol_1_34);
-    read_client_options(in);
-    BOOST_ERROR("accepted; expected: " + fragment);
+    for (;;) {
+      string_sink data;
+      if (read_request(in).framed_data_follows)
+        read_framed(in, data);
+    }
   } catch (const format_error& e) {
     BOOST_TEST(std::string(e.what()).find(fragment) != std::string::npos, e.what());
+    return;
   }
+  BOOST_ERROR("accepted; expected: " + fragment);
 }
 
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(worker_protocol)
 
-BOOST_AUTO_TEST_CASE(every_captured_handshake_and_set_options_decodes_and_encodes_to_nixs_bytes) {
+BOOST_AUTO_TEST_CASE(every_captured_client_stream_decodes_and_encodes_to_nixs_bytes) {
   auto all = captures();
   BOOST_TEST(all.size() >= 30u);
-  std::size_t with_options = 0;
+  std::size_t with_options = 0, requests = 0, framed = 0;
   for (auto& c : all) {
     BOOST_TEST_CONTEXT(c.name) {
       string_source src(c.to_daemon);
       wire::reader in(src, "daemon message");
       client_hello hello = read_client_hello(in, protocol_1_34);
       BOOST_TEST(hello.version == protocol_1_34);
-      std::size_t hello_size = in.offset();
-      BOOST_TEST(encode_client_hello(hello, protocol_1_34) == c.to_daemon.substr(0, hello_size));
+      BOOST_TEST(encode_client_hello(hello, protocol_1_34) == c.to_daemon.substr(0, in.offset()));
       // The daemon's greeting and welcome, as Nix 2.8's daemon wrote them.
       std::string daemon_side = encode_daemon_greeting(protocol_1_34) + encode_daemon_welcome(hello.version, "2.8.0");
       BOOST_TEST(c.to_client.substr(0, daemon_side.size()) == daemon_side);
-      if (in.offset() < c.to_daemon.size() && in.u64() == static_cast<uint64_t>(op::set_options)) {
+      // Every request to the end of the stream, each re-encoded to Nix's bytes.
+      while (in.offset() < c.to_daemon.size()) {
         uint64_t start = in.offset();
-        client_options o = read_client_options(in);
-        BOOST_TEST(encode_client_options(o) == c.to_daemon.substr(start, in.offset() - start));
-        BOOST_TEST(o.use_build_hook);
-        ++with_options;
+        request r = read_request(in);
+        std::string again = encode_request(r);
+        if (r.framed_data_follows) {
+          string_sink data;
+          read_framed(in, data);
+          again += encode_framed(data.s);
+          ++framed;
+        }
+        BOOST_TEST(again.size() == in.offset() - start);
+        if (r.framed_data_follows) // the client's chunking is its own; the data must be the same
+          BOOST_TEST(again.substr(0, encode_request(r).size()) == c.to_daemon.substr(start, encode_request(r).size()));
+        else
+          BOOST_TEST(again == c.to_daemon.substr(start, in.offset() - start));
+        if (r.code == op::set_options) {
+          BOOST_TEST(encode_request(set_options_request(options_of(r))) == again);
+          ++with_options;
+        }
+        ++requests;
       }
     }
   }
   // ssh-ng:// clients send no SetOptions; every unix:// one does.
   BOOST_TEST(with_options + 2 == all.size());
+  BOOST_TEST_MESSAGE(requests << " requests, " << framed << " with framed data");
+  BOOST_TEST(framed > 0u);
 }
 
 BOOST_AUTO_TEST_CASE(the_first_captures_options_are_what_the_client_sent) {
@@ -104,8 +126,7 @@ BOOST_AUTO_TEST_CASE(the_first_captures_options_are_what_the_client_sent) {
     string_source src(c.to_daemon);
     wire::reader in(src, "daemon message");
     read_client_hello(in, protocol_1_34);
-    BOOST_REQUIRE(in.u64() == static_cast<uint64_t>(op::set_options));
-    client_options o = read_client_options(in);
+    client_options o = options_of(read_request(in));
     BOOST_TEST(o.verbosity == 3u);
     BOOST_TEST(o.build_cores == 2u);
     BOOST_TEST(o.verbose_build == 7u);
@@ -135,18 +156,23 @@ BOOST_AUTO_TEST_CASE(hostile_frames_are_refused_naming_what_and_where) {
   refused(u64(worker_magic_1) + u64(protocol_version(2, 0)), "at byte 8: client protocol version 2.0 is not supported");
   refused(u64(worker_magic_1) + u64(protocol_version(1, 9)), "1.9 is not supported");
   refused(hello.substr(0, 20), "at byte 20: input ended unexpectedly (truncated daemon message)");
-  client_options many;
-  std::string frame = hello + encode_client_options(many);
-  frame.replace(hello.size() + 12 * 8, 8, u64(1ull << 40)); // the overrides count
-  refused(frame, "1099511627776 setting overrides, the limit is 4096");
+  refused(hello + u64(999), "at byte 32: unknown operation 999");
+  std::string options = encode_request(set_options_request({}));
+  std::string frame = hello + options;
+  frame.replace(hello.size() + 13 * 8, 8, u64(1ull << 40)); // the overrides count
+  refused(frame, "a map of 1099511627776 entries, the limit is 1048576");
   client_options one;
   one.overrides = {{"cores", "4"}};
-  frame = hello + encode_client_options(one);
+  frame = hello + encode_request(set_options_request(one));
   frame[frame.size() - 8 + 1] = 'x'; // a padding byte of the value "4"
   refused(frame, "non-zero padding byte");
-  frame = hello + encode_client_options(one);
-  frame.replace(hello.size() + 13 * 8, 8, u64(1ull << 62)); // the name's length
-  refused(frame, "a setting's name is 4611686018427387904 bytes long, the limit is 1048576");
+  frame = hello + encode_request(set_options_request(one));
+  frame.replace(hello.size() + 14 * 8, 8, u64(1ull << 62)); // the name's length
+  refused(frame, "a map key is 4611686018427387904 bytes long, the limit is 1048576");
+  request add;
+  add.code = op::add_build_log;
+  add.args = {std::string("x.drv")};
+  refused(hello + encode_request(add) + u64(1ull << 30), "a frame of 1073741824 bytes, the limit is 1048576");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

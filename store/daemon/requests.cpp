@@ -1,0 +1,193 @@
+#include "store/daemon/requests.hpp"
+
+#include "store/format/wire.hpp"
+#include "store/io/error.hpp"
+
+#include <map>
+
+namespace kiln::daemon {
+
+namespace {
+
+enum class kind { u64, str, strings, pairs };
+
+struct shape {
+  std::vector<kind> args;
+  bool framed = false;
+};
+
+// What each operation's request carries (worker-protocol.md §4). SetOptions
+// is here too, read as its plain fields (protocol.hpp has it as a struct).
+const std::map<op, shape>& shapes() {
+  using k = kind;
+  static const std::map<op, shape> table = {
+      {op::is_valid_path, {{k::str}}},
+      {op::query_referrers, {{k::str}}},
+      {op::add_to_store, {{k::str, k::str, k::strings, k::u64}, true}},
+      {op::add_text_to_store, {{k::str, k::str, k::strings}}},
+      {op::build_paths, {{k::strings, k::u64}}},
+      {op::ensure_path, {{k::str}}},
+      {op::add_temp_root, {{k::str}}},
+      {op::add_indirect_root, {{k::str}}},
+      {op::sync_with_gc, {{}}},
+      {op::find_roots, {{}}},
+      {op::set_options, {{k::u64, k::u64, k::u64, k::u64, k::u64, k::u64, k::u64, k::u64, k::u64, k::u64,
+                          k::u64, k::u64, k::pairs}}},
+      {op::collect_garbage, {{k::u64, k::strings, k::u64, k::u64, k::u64, k::u64, k::u64}}},
+      {op::query_substitutable_path_info, {{k::str}}},
+      {op::query_all_valid_paths, {{}}},
+      {op::query_path_info, {{k::str}}},
+      {op::query_path_from_hash_part, {{k::str}}},
+      {op::query_substitutable_path_infos, {{k::pairs}}},
+      {op::query_valid_paths, {{k::strings, k::u64}}},
+      {op::query_substitutable_paths, {{k::strings}}},
+      {op::query_valid_derivers, {{k::str}}},
+      {op::optimise_store, {{}}},
+      {op::verify_store, {{k::u64, k::u64}}},
+      {op::add_signatures, {{k::str, k::strings}}},
+      {op::nar_from_path, {{k::str}}},
+      {op::add_to_store_nar, {{k::str, k::str, k::str, k::strings, k::u64, k::u64, k::u64, k::strings, k::str,
+                               k::u64, k::u64}, true}},
+      {op::query_missing, {{k::strings}}},
+      {op::query_derivation_output_map, {{k::str}}},
+      {op::add_multiple_to_store, {{k::u64, k::u64}, true}},
+      {op::add_build_log, {{k::str}, true}},
+      {op::build_paths_with_results, {{k::strings, k::u64}}},
+  };
+  return table;
+}
+
+// Far above what a client sends in one request, far below what could
+// exhaust memory (a path list of a million entries is ~100 MB).
+constexpr std::size_t max_string = 1 << 20;
+constexpr uint64_t max_count = 1 << 20;
+
+uint64_t count(wire::reader& in, const char* what) {
+  uint64_t at = in.offset();
+  uint64_t n = in.u64();
+  if (n > max_count)
+    in.fail(std::string(what) + " of " + std::to_string(n) + " entries, the limit is " + std::to_string(max_count), at);
+  return n;
+}
+
+} // namespace
+
+request read_request(wire::reader& in) {
+  request r;
+  uint64_t at = in.offset();
+  uint64_t code = in.u64();
+  auto it = shapes().find(static_cast<op>(code));
+  if (it == shapes().end())
+    in.fail("unknown operation " + std::to_string(code), at);
+  r.code = it->first;
+  r.framed_data_follows = it->second.framed;
+  for (kind k : it->second.args) {
+    switch (k) {
+    case kind::u64: r.args.emplace_back(in.u64()); break;
+    case kind::str: r.args.emplace_back(in.str(max_string, "a string argument")); break;
+    case kind::strings: {
+      std::vector<std::string> list(count(in, "a list"));
+      for (auto& s : list)
+        s = in.str(max_string, "a list entry");
+      r.args.emplace_back(std::move(list));
+      break;
+    }
+    case kind::pairs: {
+      string_pairs map(count(in, "a map"));
+      for (auto& [key, value] : map) {
+        key = in.str(max_string, "a map key");
+        value = in.str(max_string, "a map value");
+      }
+      r.args.emplace_back(std::move(map));
+      break;
+    }
+    }
+  }
+  return r;
+}
+
+std::string encode_request(const request& r) {
+  std::string out;
+  wire::append_u64(out, static_cast<uint64_t>(r.code));
+  for (auto& a : r.args) {
+    if (auto* v = std::get_if<uint64_t>(&a)) {
+      wire::append_u64(out, *v);
+    } else if (auto* s = std::get_if<std::string>(&a)) {
+      wire::append_string(out, *s);
+    } else if (auto* list = std::get_if<std::vector<std::string>>(&a)) {
+      wire::append_u64(out, list->size());
+      for (auto& e : *list)
+        wire::append_string(out, e);
+    } else {
+      auto& map = std::get<string_pairs>(a);
+      wire::append_u64(out, map.size());
+      for (auto& [key, value] : map) {
+        wire::append_string(out, key);
+        wire::append_string(out, value);
+      }
+    }
+  }
+  return out;
+}
+
+client_options options_of(const request& r) {
+  if (r.code != op::set_options)
+    throw format_error("expected SetOptions, got operation " + std::to_string(static_cast<uint64_t>(r.code)));
+  auto n = [&](std::size_t i) { return std::get<uint64_t>(r.args.at(i)); };
+  client_options o;
+  o.keep_failed = n(0) != 0; // any non-zero value is true, as Nix reads it
+  o.keep_going = n(1) != 0;
+  o.try_fallback = n(2) != 0;
+  o.verbosity = n(3);
+  o.max_build_jobs = n(4);
+  o.max_silent_time = n(5);
+  o.use_build_hook = n(6) != 0;
+  o.verbose_build = n(7);
+  o.log_type = n(8);
+  o.print_build_trace = n(9);
+  o.build_cores = n(10);
+  o.use_substitutes = n(11) != 0;
+  o.overrides = std::get<string_pairs>(r.args.at(12));
+  return o;
+}
+
+request set_options_request(const client_options& o) {
+  request r;
+  r.code = op::set_options;
+  for (uint64_t v : {uint64_t{o.keep_failed}, uint64_t{o.keep_going}, uint64_t{o.try_fallback}, o.verbosity,
+                     o.max_build_jobs, o.max_silent_time, uint64_t{o.use_build_hook}, o.verbose_build, o.log_type,
+                     o.print_build_trace, o.build_cores, uint64_t{o.use_substitutes}})
+    r.args.emplace_back(v);
+  r.args.emplace_back(o.overrides);
+  return r;
+}
+
+uint64_t read_framed(wire::reader& in, sink& out, std::size_t max_chunk) {
+  std::string buf;
+  uint64_t total = 0;
+  for (;;) {
+    uint64_t at = in.offset();
+    uint64_t n = in.u64();
+    if (n == 0)
+      return total;
+    if (n > max_chunk)
+      in.fail("a frame of " + std::to_string(n) + " bytes, the limit is " + std::to_string(max_chunk), at);
+    buf.resize(static_cast<std::size_t>(n));
+    in.read(buf.data(), buf.size());
+    out.write(buf.data(), buf.size());
+    total += n;
+  }
+}
+
+std::string encode_framed(std::string_view data, std::size_t chunk) {
+  std::string out;
+  for (std::size_t pos = 0; pos < data.size(); pos += chunk) {
+    std::string_view part = data.substr(pos, chunk);
+    wire::append_u64(out, part.size());
+    out.append(part);
+  }
+  wire::append_u64(out, 0);
+  return out;
+}
+
+} // namespace kiln::daemon
