@@ -9,10 +9,8 @@ namespace kiln::daemon {
 
 namespace {
 
-enum class kind { u64, str, strings, pairs };
-
 struct shape {
-  std::vector<kind> args;
+  std::vector<part> args;
   bool framed = false;
 };
 
@@ -57,19 +55,6 @@ const std::map<op, shape>& shapes() {
   return table;
 }
 
-// Far above what a client sends in one request, far below what could
-// exhaust memory (a path list of a million entries is ~100 MB).
-constexpr std::size_t max_string = 1 << 20;
-constexpr uint64_t max_count = 1 << 20;
-
-uint64_t count(wire::reader& in, const char* what) {
-  uint64_t at = in.offset();
-  uint64_t n = in.u64();
-  if (n > max_count)
-    in.fail(std::string(what) + " of " + std::to_string(n) + " entries, the limit is " + std::to_string(max_count), at);
-  return n;
-}
-
 } // namespace
 
 request read_request(wire::reader& in) {
@@ -81,52 +66,14 @@ request read_request(wire::reader& in) {
     in.fail("unknown operation " + std::to_string(code), at);
   r.code = it->first;
   r.framed_data_follows = it->second.framed;
-  for (kind k : it->second.args) {
-    switch (k) {
-    case kind::u64: r.args.emplace_back(in.u64()); break;
-    case kind::str: r.args.emplace_back(in.str(max_string, "a string argument")); break;
-    case kind::strings: {
-      std::vector<std::string> list(count(in, "a list"));
-      for (auto& s : list)
-        s = in.str(max_string, "a list entry");
-      r.args.emplace_back(std::move(list));
-      break;
-    }
-    case kind::pairs: {
-      string_pairs map(count(in, "a map"));
-      for (auto& [key, value] : map) {
-        key = in.str(max_string, "a map key");
-        value = in.str(max_string, "a map value");
-      }
-      r.args.emplace_back(std::move(map));
-      break;
-    }
-    }
-  }
+  read_parts(in, it->second.args, r.args);
   return r;
 }
 
 std::string encode_request(const request& r) {
   std::string out;
   wire::append_u64(out, static_cast<uint64_t>(r.code));
-  for (auto& a : r.args) {
-    if (auto* v = std::get_if<uint64_t>(&a)) {
-      wire::append_u64(out, *v);
-    } else if (auto* s = std::get_if<std::string>(&a)) {
-      wire::append_string(out, *s);
-    } else if (auto* list = std::get_if<std::vector<std::string>>(&a)) {
-      wire::append_u64(out, list->size());
-      for (auto& e : *list)
-        wire::append_string(out, e);
-    } else {
-      auto& map = std::get<string_pairs>(a);
-      wire::append_u64(out, map.size());
-      for (auto& [key, value] : map) {
-        wire::append_string(out, key);
-        wire::append_string(out, value);
-      }
-    }
-  }
+  append_arguments(out, r.args);
   return out;
 }
 

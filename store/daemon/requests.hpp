@@ -6,19 +6,13 @@
 #pragma once
 
 #include "store/daemon/protocol.hpp"
+#include "store/daemon/shapes.hpp"
 #include "store/io/stream.hpp"
 
 #include <string>
-#include <utility>
-#include <variant>
 #include <vector>
 
 namespace kiln::daemon {
-
-using string_pairs = std::vector<std::pair<std::string, std::string>>;
-// One argument: u64 (and bool), string (and path), a list of strings, or a
-// map of strings to strings.
-using argument = std::variant<uint64_t, std::string, std::vector<std::string>, string_pairs>;
 
 struct request {
   op code = op::is_valid_path;

@@ -1,8 +1,10 @@
 // The worker protocol against every real Nix 2.8 conversation captured in
-// tests/vectors/worker-protocol/raw: each client's whole stream (handshake,
-// every request, the framed uploads) decoded, then encoded again to exactly
-// the bytes Nix sent; and hostile frames refused with the field and offset named.
+// tests/vectors/worker-protocol/raw: each side's whole stream (handshake,
+// every request with its framed upload, every stderr message, every reply)
+// decoded, then encoded again to exactly the bytes Nix sent; and hostile
+// frames refused with the field and offset named.
 #include "store/daemon/protocol.hpp"
+#include "store/daemon/replies.hpp"
 #include "store/daemon/requests.hpp"
 #include "store/format/wire.hpp"
 #include "store/io/error.hpp"
@@ -75,10 +77,10 @@ void refused(const std::string& bytes, const std::string& fragment) {
 
 BOOST_AUTO_TEST_SUITE(worker_protocol)
 
-BOOST_AUTO_TEST_CASE(every_captured_client_stream_decodes_and_encodes_to_nixs_bytes) {
+BOOST_AUTO_TEST_CASE(every_captured_conversation_decodes_and_encodes_to_nixs_bytes) {
   auto all = captures();
   BOOST_TEST(all.size() >= 30u);
-  std::size_t with_options = 0, requests = 0, framed = 0;
+  std::size_t with_options = 0, requests = 0, framed = 0, messages = 0, replies = 0;
   for (auto& c : all) {
     BOOST_TEST_CONTEXT(c.name) {
       string_source src(c.to_daemon);
@@ -90,6 +92,7 @@ BOOST_AUTO_TEST_CASE(every_captured_client_stream_decodes_and_encodes_to_nixs_by
       std::string daemon_side = encode_daemon_greeting(protocol_1_34) + encode_daemon_welcome(hello.version, "2.8.0");
       BOOST_TEST(c.to_client.substr(0, daemon_side.size()) == daemon_side);
       // Every request to the end of the stream, each re-encoded to Nix's bytes.
+      std::vector<op> asked;
       while (in.offset() < c.to_daemon.size()) {
         uint64_t start = in.offset();
         request r = read_request(in);
@@ -109,10 +112,45 @@ BOOST_AUTO_TEST_CASE(every_captured_client_stream_decodes_and_encodes_to_nixs_by
           BOOST_TEST(encode_request(set_options_request(options_of(r))) == again);
           ++with_options;
         }
+        asked.push_back(r.code);
         ++requests;
       }
+      // The daemon's side: for each request its stderr stream, then its reply.
+      string_source back(c.to_client);
+      wire::reader out(back, "daemon reply");
+      std::string skipped(daemon_side.size(), '\0');
+      out.read(skipped.data(), skipped.size());
+      auto message = [&] {
+        uint64_t start = out.offset();
+        stderr_message m = read_stderr_message(out);
+        BOOST_TEST(encode_stderr_message(m) == c.to_client.substr(start, out.offset() - start));
+        ++messages;
+        return m.code;
+      };
+      for (op code : asked) {
+        stderr_code last;
+        while ((last = message()) != stderr_code::last && last != stderr_code::error) {
+        }
+        if (last == stderr_code::error)
+          continue;
+        uint64_t start = out.offset();
+        if (code == op::nar_from_path) {
+          string_sink nar;
+          uint64_t size = copy_nar_reply(out, nar);
+          BOOST_TEST(size > 0u);
+          BOOST_TEST(nar.s == c.to_client.substr(start, size));
+        } else {
+          std::string reply = encode_reply(read_reply(out, code));
+          BOOST_TEST(reply == c.to_client.substr(start, out.offset() - start));
+        }
+        ++replies;
+      }
+      while (out.offset() < c.to_client.size()) // an error before work started is sent twice, then the close
+        BOOST_TEST((message() == stderr_code::error));
     }
   }
+  BOOST_TEST_MESSAGE(messages << " stderr messages, " << replies << " replies");
+  BOOST_TEST(replies > 100u);
   // ssh-ng:// clients send no SetOptions; every unix:// one does.
   BOOST_TEST(with_options + 2 == all.size());
   BOOST_TEST_MESSAGE(requests << " requests, " << framed << " with framed data");
@@ -173,6 +211,35 @@ BOOST_AUTO_TEST_CASE(hostile_frames_are_refused_naming_what_and_where) {
   add.code = op::add_build_log;
   add.args = {std::string("x.drv")};
   refused(hello + encode_request(add) + u64(1ull << 30), "a frame of 1073741824 bytes, the limit is 1048576");
+}
+
+BOOST_AUTO_TEST_CASE(a_hostile_daemon_reply_is_refused_naming_what_and_where) {
+  auto refused_reply = [](const std::string& bytes, const std::string& fragment) {
+    string_source src(bytes);
+    wire::reader in(src, "daemon reply");
+    try {
+      read_stderr_message(in);
+      BOOST_ERROR("accepted; expected: " + fragment);
+    } catch (const format_error& e) {
+      BOOST_TEST(std::string(e.what()).find(fragment) != std::string::npos, e.what());
+    }
+  };
+  refused_reply(u64(42), "at byte 0: unknown stderr message 42");
+  stderr_message error;
+  error.code = stderr_code::error;
+  error.text = "boom";
+  std::string bytes = encode_stderr_message(error);
+  bytes.replace(bytes.size() - 16, 8, u64(1)); // havePos
+  refused_reply(bytes, "an error with a position");
+  stderr_message result;
+  result.code = stderr_code::result;
+  bytes = encode_stderr_message(result);
+  bytes.replace(24, 8, u64(1000)); // the field count
+  refused_reply(bytes, "at byte 24: 1000 fields, the limit is 64");
+  result.fields = {uint64_t{1}};
+  bytes = encode_stderr_message(result);
+  bytes.replace(32, 8, u64(7)); // the field's type
+  refused_reply(bytes, "at byte 32: a field of unknown type 7");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,37 @@
+// How the protocol's messages are laid out, as data: a message is a list of
+// parts (u64, string, string list, string map, or a counted list or an
+// optional of records), read into a flat list of arguments in wire order.
+// Counts and flags are arguments too, so writing the list back needs no
+// shape. requests.cpp and replies.cpp hold the tables.
+#pragma once
+
+#include "store/format/wire_reader.hpp"
+
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace kiln::daemon {
+
+using string_pairs = std::vector<std::pair<std::string, std::string>>;
+// One argument: u64 (and bool), string (and path), a list of strings, or a
+// map of strings to strings.
+using argument = std::variant<uint64_t, std::string, std::vector<std::string>, string_pairs>;
+
+enum class kind { u64, str, strings, pairs, records, optional };
+
+struct part {
+  part(kind k, std::vector<part> record = {}) : k(k), record(std::move(record)) {} // NOLINT: a kind is a part
+  kind k;
+  std::vector<part> record; // for records (a u64 count, then each) and optional (a u64 flag, then one if set)
+};
+
+// Reads the parts into `out`. Lists, maps and records are bounded (at most
+// 2^20 entries, strings at most 1 MiB): far above what a client or daemon
+// sends, far below what could exhaust memory. Tables nest at most two deep,
+// so the recursion is bounded by the tables, not by the input.
+void read_parts(wire::reader& in, const std::vector<part>& parts, std::vector<argument>& out);
+void append_arguments(std::string& out, const std::vector<argument>& args);
+
+} // namespace kiln::daemon
