@@ -22,7 +22,7 @@ using argument = std::variant<uint64_t, std::string, std::vector<std::string>, s
 enum class kind { u64, str, strings, pairs, records, optional };
 
 struct part {
-  part(kind k, std::vector<part> record = {}) : k(k), record(std::move(record)) {} // NOLINT: a kind is a part
+  part(kind of, std::vector<part> fields = {}) : k(of), record(std::move(fields)) {} // a kind alone is a part
   kind k;
   std::vector<part> record; // for records (a u64 count, then each) and optional (a u64 flag, then one if set)
 };

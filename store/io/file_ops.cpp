@@ -91,6 +91,7 @@ public:
     if (::unlinkat(e.dirfd, e.name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
       throw_errno("removing the directory '" + e.path + "'");
   }
+  bool skips_vanished() const override { return true; } // already removed is removed
 };
 
 class chowner : public tree_visitor {
