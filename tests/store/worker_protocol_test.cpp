@@ -4,6 +4,7 @@
 // decoded, then encoded again to exactly the bytes Nix sent; and hostile
 // frames refused with the field and offset named.
 #include "store/daemon/protocol.hpp"
+#include "store/daemon/path_infos.hpp"
 #include "store/daemon/replies.hpp"
 #include "store/daemon/requests.hpp"
 #include "store/format/wire.hpp"
@@ -80,7 +81,7 @@ BOOST_AUTO_TEST_SUITE(worker_protocol)
 BOOST_AUTO_TEST_CASE(every_captured_conversation_decodes_and_encodes_to_nixs_bytes) {
   auto all = captures();
   BOOST_TEST(all.size() >= 30u);
-  std::size_t with_options = 0, requests = 0, framed = 0, messages = 0, replies = 0;
+  std::size_t with_options = 0, requests = 0, framed = 0, messages = 0, replies = 0, infos = 0;
   for (auto& c : all) {
     BOOST_TEST_CONTEXT(c.name) {
       string_source src(c.to_daemon);
@@ -140,8 +141,24 @@ BOOST_AUTO_TEST_CASE(every_captured_conversation_decodes_and_encodes_to_nixs_byt
           BOOST_TEST(size > 0u);
           BOOST_TEST(nar.s == c.to_client.substr(start, size));
         } else {
-          std::string reply = encode_reply(read_reply(out, code));
+          std::vector<argument> args = read_reply(out, code);
+          std::string reply = encode_reply(args);
           BOOST_TEST(reply == c.to_client.substr(start, out.offset() - start));
+          // A path's record, through the store's path_info and back
+          // (QueryPathInfo's reply leaves the path out: any stands in for it).
+          bool with_path = code == op::add_to_store;
+          if (with_path || (code == op::query_path_info && std::get<uint64_t>(args[0]) == 1)) {
+            std::size_t prefix = with_path ? 0 : 1, pos = prefix;
+            std::optional<store_path> given;
+            if (!with_path)
+              given = parse_store_path("/nix/store/" + std::string(32, '0') + "-x");
+            path_info info = path_info_from(args, pos, given);
+            BOOST_TEST(pos == args.size());
+            std::vector<argument> rebuilt(args.begin(), args.begin() + static_cast<std::ptrdiff_t>(prefix));
+            append_path_info(rebuilt, info, with_path);
+            BOOST_TEST(encode_reply(rebuilt) == reply);
+            ++infos;
+          }
         }
         ++replies;
       }
@@ -149,7 +166,8 @@ BOOST_AUTO_TEST_CASE(every_captured_conversation_decodes_and_encodes_to_nixs_byt
         BOOST_TEST((message() == stderr_code::error));
     }
   }
-  BOOST_TEST_MESSAGE(messages << " stderr messages, " << replies << " replies");
+  BOOST_TEST_MESSAGE(messages << " stderr messages, " << replies << " replies, " << infos << " path records");
+  BOOST_TEST(infos > 20u);
   BOOST_TEST(replies > 100u);
   // ssh-ng:// clients send no SetOptions; every unix:// one does.
   BOOST_TEST(with_options + 2 == all.size());
@@ -240,6 +258,25 @@ BOOST_AUTO_TEST_CASE(a_hostile_daemon_reply_is_refused_naming_what_and_where) {
   bytes = encode_stderr_message(result);
   bytes.replace(32, 8, u64(7)); // the field's type
   refused_reply(bytes, "at byte 32: a field of unknown type 7");
+
+  // A record naming a path outside the store, or with a hash that is none.
+  path_info good(parse_store_path("/nix/store/" + std::string(32, '0') + "-x"));
+  std::vector<argument> args;
+  append_path_info(args, good, true);
+  auto refused_record = [&](std::size_t i, argument bad, const std::string& fragment) {
+    std::vector<argument> changed = args;
+    changed[i] = std::move(bad);
+    std::size_t pos = 0;
+    try {
+      path_info_from(changed, pos);
+      BOOST_ERROR("accepted; expected: " + fragment);
+    } catch (const format_error& e) {
+      BOOST_TEST(std::string(e.what()).find(fragment) != std::string::npos, e.what());
+    }
+  };
+  refused_record(0, std::string("/etc/passwd"), "/etc/passwd");
+  refused_record(2, std::string("xyz"), "xyz");
+  refused_record(3, uint64_t{7}, "a path's record: the references: missing, or not of its kind");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
