@@ -49,6 +49,14 @@ using builder_impl = builder_actor::extend<
     caf::reacts_to<exited_atom, int32_t, std::string>, caf::reacts_to<limit_atom, uint8_t, uint64_t>,
     caf::reacts_to<usage_atom, uint64_t, uint64_t, uint64_t>>;
 
+// What build-size-max counts: the build directory and the outputs.
+uint64_t disk_used(const std::string& build_dir, const std::vector<std::string>& outputs) {
+  uint64_t used = disk_usage(build_dir);
+  for (auto& o : outputs)
+    used += disk_usage(o);
+  return used;
+}
+
 // Runs on its own thread: everything blocking about one builder process.
 void watch_builder(builder_impl self, sandbox::sandbox_spec spec, std::vector<std::string> outputs,
                    std::shared_ptr<log_window> window, uint64_t size_max) {
@@ -65,9 +73,7 @@ void watch_builder(builder_impl self, sandbox::sandbox_spec spec, std::vector<st
     // stopped by RLIMIT_FSIZE, under a shell that turned the signal into an
     // exit code) failed because of it.
     if (size_max && status != 0) {
-      uint64_t used = disk_usage(spec.build_dir);
-      for (auto& o : outputs)
-        used += disk_usage(o);
+      uint64_t used = disk_used(spec.build_dir, outputs);
       if (used >= size_max)
         caf::anon_send(self, limit_atom::value, uint8_t(builder_outcome::disk_size), used);
     }
@@ -87,7 +93,7 @@ void watch_builder(builder_impl self, sandbox::sandbox_spec spec, std::vector<st
 // so the pause between two measurements grows with it and watching costs
 // a small share of the machine. (No file can outgrow the limit between
 // two: the builder runs under RLIMIT_FSIZE.)
-void watch_size(builder_impl self, std::vector<std::string> places, uint64_t limit,
+void watch_size(builder_impl self, std::string build_dir, std::vector<std::string> outputs, uint64_t limit,
                 std::shared_ptr<std::atomic<bool>> done) {
   using namespace std::chrono;
   auto pause = milliseconds(500);
@@ -98,9 +104,7 @@ void watch_size(builder_impl self, std::vector<std::string> places, uint64_t lim
       std::this_thread::sleep_for(milliseconds(50));
     }
     auto start = steady_clock::now();
-    uint64_t used = 0;
-    for (auto& p : places)
-      used += disk_usage(p);
+    uint64_t used = disk_used(build_dir, outputs);
     if (used > limit) {
       caf::anon_send(self, limit_atom::value, uint8_t(builder_outcome::disk_size), used);
       return;
@@ -141,11 +145,10 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
         arm_silence();
         std::thread(watch_builder, builder_impl(self), st.job.process, st.job.output_locations, st.window,
                     st.job.size_max).detach();
-        if (st.job.size_max) {
-          auto places = st.job.output_locations;
-          places.push_back(st.job.process.build_dir);
-          std::thread(watch_size, builder_impl(self), std::move(places), st.job.size_max, st.size_watch_done).detach();
-        }
+        if (st.job.size_max)
+          std::thread(watch_size, builder_impl(self), st.job.process.build_dir, st.job.output_locations,
+                      st.job.size_max, st.size_watch_done)
+              .detach();
         return st.promise;
       },
       [=](started_atom, int32_t pid) {

@@ -61,7 +61,8 @@ void run_post_build_hook(goal_ptr self, build_result r);
 void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome& o);
 void done(goal_ptr self, build_result r);
 
-build_result failure(build_status s, std::string text) {
+// A goal's end without a build of its own (a failure, or outputs already there).
+build_result ended(build_status s, std::string text = {}) {
   build_result r;
   r.status = s;
   r.error = std::move(text);
@@ -109,7 +110,7 @@ void get_derivation(goal_ptr self, bool read_ahead) {
                 self->send(self->state.scheduler, preload_atom::value, std::move(all));
               have_derivation(self);
             },
-            [=](caf::error& e) { done(self, failure(build_status::input_rejected, error_text(e))); });
+            [=](caf::error& e) { done(self, ended(build_status::input_rejected, error_text(e))); });
     return;
   }
   self->request(self->state.store, caf::infinite, load_atom::value, drv_path(self))
@@ -117,24 +118,22 @@ void get_derivation(goal_ptr self, bool read_ahead) {
               self->state.loaded = std::move(l);
               have_derivation(self);
             },
-            [=](caf::error& e) { done(self, failure(build_status::input_rejected, error_text(e))); });
+            [=](caf::error& e) { done(self, ended(build_status::input_rejected, error_text(e))); });
 }
 
 void have_derivation(goal_ptr self) {
   auto& st = self->state;
   for (auto& name : st.request.outputs)
     if (!st.loaded.drv.outputs.count(name))
-      return done(self, failure(build_status::input_rejected,
+      return done(self, ended(build_status::input_rejected,
                                 "derivation '" + drv_path(self) + "' does not have an output named '" + name + "'"));
   if (st.options.mode == build_mode::normal && wanted_all_valid(self)) {
-    build_result r;
-    r.status = build_status::already_valid;
-    return done(self, r);
+    return done(self, ended(build_status::already_valid));
   }
   if (st.options.mode == build_mode::check) {
     for (auto& [name, valid] : st.loaded.output_valid)
       if (!valid)
-        return done(self, failure(build_status::misc_failure,
+        return done(self, ended(build_status::misc_failure,
                                   "some outputs of '" + drv_path(self) + "' are not valid, so checking is not possible"));
   }
   if (st.options.mode == build_mode::repair)
@@ -164,7 +163,7 @@ void find_damage(goal_ptr self) {
             self->state.repair_needed = !damaged.empty();
             outputs_substituted(self);
           },
-          [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
+          [=](caf::error& e) { done(self, ended(build_status::misc_failure, error_text(e))); });
 }
 
 // Asks substituter `index` for every wanted output still invalid, then the
@@ -178,15 +177,13 @@ void try_substitutes(goal_ptr self, uint32_t index) {
     if (!st.loaded.output_valid[name])
       missing.push_back(name);
   if (missing.empty()) {
-    build_result r;
-    r.status = build_status::substituted;
-    return done(self, r);
+    return done(self, ended(build_status::substituted));
   }
   if (st.cancelled)
     return done(self, cancelled_result(drv_path(self)));
   if (index >= st.options.substituters.size()) {
     if (st.substituter_failed && !st.options.fallback)
-      return done(self, failure(build_status::transient_failure,
+      return done(self, ended(build_status::transient_failure,
                                 "some substitutes for the outputs of derivation '" + drv_path(self) +
                                     "' failed (usually happens due to networking issues); try '--fallback' "
                                     "to build derivation from source"));
@@ -233,12 +230,12 @@ void outputs_substituted(goal_ptr self) {
   for (auto& [input, outputs] : drv.input_drvs) {
     self->request(st.scheduler, caf::infinite, want_atom::value, goal_request{input, outputs}, false)
         .then([=](build_result& r) { input_finished(self, r); },
-              [=](caf::error& e) { input_finished(self, failure(build_status::misc_failure, error_text(e))); });
+              [=](caf::error& e) { input_finished(self, ended(build_status::misc_failure, error_text(e))); });
   }
   for (auto& src : drv.input_srcs) {
     self->request(st.scheduler, caf::infinite, want_path_atom::value, src)
         .then([=](build_result& r) { input_finished(self, r); },
-              [=](caf::error& e) { input_finished(self, failure(build_status::misc_failure, error_text(e))); });
+              [=](caf::error& e) { input_finished(self, ended(build_status::misc_failure, error_text(e))); });
   }
 }
 
@@ -246,7 +243,7 @@ void inputs_realised(goal_ptr self) {
   auto& st = self->state;
   // A goal whose input failed has failed, cancelled or not (Nix's words).
   if (st.failed_inputs)
-    return done(self, failure(build_status::dependency_failed,
+    return done(self, ended(build_status::dependency_failed,
                               std::to_string(st.failed_inputs) + " dependencies of derivation '" +
                                   drv_path(self) + "' failed to build"));
   if (st.cancelled)
@@ -258,7 +255,7 @@ void inputs_realised(goal_ptr self) {
     refusal = "derivation '" + drv_path(self) + "': " + e.what();
   }
   if (refusal)
-    return done(self, failure(build_status::input_rejected, *refusal));
+    return done(self, ended(build_status::input_rejected, *refusal));
   try_to_build(self);
 }
 
@@ -285,15 +282,13 @@ void try_to_build(goal_ptr self) {
   if (st.cancelled)
     return done(self, cancelled_result(drv_path(self)));
   if (st.options.mode == build_mode::repair && !st.repair_needed) {
-    build_result r;
-    r.status = build_status::already_valid;
-    return done(self, r);
+    return done(self, ended(build_status::already_valid));
   }
   bool locked = false;
   try {
     locked = take_locks(self);
   } catch (const std::exception& e) {
-    return done(self, failure(build_status::misc_failure, e.what()));
+    return done(self, ended(build_status::misc_failure, e.what()));
   }
   if (!locked) {
     if (!st.waiting_noted) {
@@ -316,7 +311,7 @@ void try_to_build(goal_ptr self) {
           },
           [=](caf::error& e) {
             done(self, e == engine_errc::cancelled ? cancelled_result(drv_path(self))
-                                                   : failure(build_status::misc_failure, error_text(e)));
+                                                   : ended(build_status::misc_failure, error_text(e)));
           });
 }
 
@@ -339,7 +334,7 @@ void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome&
               return run_post_build_hook(self, std::move(r));
             done(self, std::move(r));
           },
-          [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
+          [=](caf::error& e) { done(self, ended(build_status::misc_failure, error_text(e))); });
 }
 
 // The outputs are registered; the hook runs before the goal reports, so
@@ -370,7 +365,7 @@ void run_post_build_hook(goal_ptr self, build_result r) {
             auto& ctx = e.context();
             if (ctx.size() == 2 && ctx.match_element<std::string>(1))
               show_output(ctx.get_as<std::string>(1));
-            done(self, failure(build_status::misc_failure, error_text(e)));
+            done(self, ended(build_status::misc_failure, error_text(e)));
           });
 }
 
@@ -393,9 +388,7 @@ void start_round(goal_ptr self) {
                     std::find(b.invalid_outputs.begin(), b.invalid_outputs.end(), out.path) == b.invalid_outputs.end();
               if (b.already_valid) {
                 state.start_time = 0; // nothing was built
-                build_result r;
-                r.status = build_status::already_valid;
-                return done(self, r);
+                return done(self, ended(build_status::already_valid));
               }
             }
             auto mode = state.options.mode;
@@ -418,12 +411,12 @@ void start_round(goal_ptr self) {
                       self->state.builder = nullptr;
                       finish_round(self, b, o);
                     },
-                    [=](caf::error& e) { done(self, failure(build_status::misc_failure, error_text(e))); });
+                    [=](caf::error& e) { done(self, ended(build_status::misc_failure, error_text(e))); });
           },
           [=](caf::error& e) {
             if (e != engine_errc::input_rejected)
-              return done(self, failure(build_status::misc_failure, error_text(e)));
-            auto r = failure(build_status::input_rejected, error_text(e));
+              return done(self, ended(build_status::misc_failure, error_text(e)));
+            auto r = ended(build_status::input_rejected, error_text(e));
             r.permanent = true;
             done(self, r);
           });

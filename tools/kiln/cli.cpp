@@ -37,6 +37,10 @@ std::string option_in(const std::string& message) {
   return colon == std::string::npos ? message : message.substr(0, colon);
 }
 
+std::string did_you_mean(const std::string& suggestion) {
+  return suggestion.empty() ? "" : " (did you mean '" + suggestion + "'?)";
+}
+
 } // namespace
 
 std::string closest(const std::string& typed, const std::vector<std::string>& known) {
@@ -51,14 +55,6 @@ std::string closest(const std::string& typed, const std::vector<std::string>& kn
   }
   return best;
 }
-
-namespace {
-
-std::string did_you_mean(const std::string& suggestion) {
-  return suggestion.empty() ? "" : " (did you mean '" + suggestion + "'?)";
-}
-
-} // namespace
 
 std::string parsed_args::value_or(const std::string& name, const std::string& fallback) const {
   auto it = values.find(name);
@@ -124,9 +120,7 @@ parsed_args parse(const std::vector<std::string>& args, const std::vector<option
   for (auto& [s, o] : declared) {
     if (o->count() == 0)
       continue;
-    if (s->takes_pair) {
-      if (pair_words.size() % 2 != 0)
-        throw usage_error("option '" + s->name + "' needs two values: NAME VALUE");
+    if (s->takes_pair) { // always whole pairs: CLI11 refuses a last one left single
       for (std::size_t i = 0; i < pair_words.size(); i += 2)
         out.pairs.emplace_back(pair_words[i], pair_words[i + 1]);
     } else if (s->takes_value) {
