@@ -70,10 +70,7 @@ public:
       w_.str(read_link(e.dirfd, e.name.c_str(), e.path));
     } else if (S_ISDIR(e.st.st_mode)) {
       w_.str("directory");
-      unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!fd)
-        throw_errno("opening the directory '" + e.path + "'");
-      return fd;
+      return open_walked_directory(e);
     } else {
       throw error("file '" + e.path + "' has an unsupported type (only regular files, " +
                   "directories and symlinks can be archived)");

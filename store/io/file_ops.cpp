@@ -59,14 +59,14 @@ void empty_directory(const std::string& dir) {
 
 namespace {
 
-// Opens a directory met on a walk, opening up a read-only one (a
-// canonicalised store path) for `purpose` if it must.
-unique_fd open_walked_directory(const tree_entry& e, const char* purpose) {
+// A directory to remove, opened up first if it is read-only (a
+// canonicalised store path).
+unique_fd open_for_removal(const tree_entry& e) {
   unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd && errno == EACCES && ::fchmodat(e.dirfd, e.name.c_str(), 0700, 0) == 0)
-    fd.reset(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    return open_walked_directory(e);
   if (!fd)
-    throw_errno(std::string("opening the directory '") + e.path + "'" + purpose);
+    throw_errno("opening the directory '" + e.path + "' for removal");
   return fd;
 }
 
@@ -76,7 +76,7 @@ public:
 
   unique_fd visit(const tree_entry& e) override {
     if (S_ISDIR(e.st.st_mode)) {
-      unique_fd fd = open_walked_directory(e, " for removal");
+      unique_fd fd = open_for_removal(e);
       if ((e.st.st_mode & 0700) != 0700)
         ::fchmod(fd.get(), 0700);
       return fd;
@@ -100,9 +100,7 @@ public:
 
   unique_fd visit(const tree_entry& e) override {
     if (S_ISDIR(e.st.st_mode)) {
-      unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!fd)
-        throw_errno("opening the directory '" + e.path + "'");
+      unique_fd fd = open_walked_directory(e);
       if (::fchown(fd.get(), uid_, gid_) != 0)
         throw_errno("changing the owner of '" + e.path + "'");
       return fd;
@@ -133,9 +131,7 @@ public:
       if (::symlinkat(target.c_str(), to_dir, to_name.c_str()) != 0)
         throw_errno("creating the symlink '" + to_name + "'");
     } else if (S_ISDIR(e.st.st_mode)) {
-      unique_fd from(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!from)
-        throw_errno("opening the directory '" + e.path + "'");
+      unique_fd from = open_walked_directory(e);
       if (::mkdirat(to_dir, to_name.c_str(), 0700) != 0)
         throw_errno("creating the directory '" + to_name + "'");
       unique_fd to(::openat(to_dir, to_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));

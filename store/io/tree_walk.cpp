@@ -32,6 +32,13 @@ unique_fd dir_stack::pop(const std::string& shown) {
   return fd;
 }
 
+unique_fd open_walked_directory(const tree_entry& e) {
+  unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd)
+    throw_errno("opening the directory '" + e.path + "'");
+  return fd;
+}
+
 namespace {
 
 struct open_dir {

@@ -72,6 +72,10 @@ public:
   virtual bool skips_vanished() const { return false; }
 };
 
+// Opens a directory met on a walk to walk its entries (never through a
+// symlink); throws naming it.
+unique_fd open_walked_directory(const tree_entry& e);
+
 // Walks the object `name` in `dirfd`, shown as `shown`. Throws what the
 // visitor throws, and for trees deeper than `max_depth` (removal passes no
 // bound: whatever a build left must be removable).

@@ -27,10 +27,7 @@ public:
       return {};
     }
     if (S_ISDIR(e.st.st_mode)) {
-      unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!fd)
-        throw_errno("opening the directory '" + e.path + "'");
-      return fd; // made read-only once its entries are done
+      return open_walked_directory(e); // made read-only once its entries are done
     } else if (S_ISREG(e.st.st_mode)) {
       unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
       if (!fd)

@@ -45,12 +45,8 @@ public:
   optimise_result result;
 
   unique_fd visit(const tree_entry& e) override {
-    if (S_ISDIR(e.st.st_mode)) {
-      unique_fd fd(::openat(e.dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!fd)
-        throw_errno("opening '" + e.path + "'");
-      return fd;
-    }
+    if (S_ISDIR(e.st.st_mode))
+      return open_walked_directory(e);
     if (S_ISREG(e.st.st_mode)) {
       ++result.files_seen;
       link_file(e);
