@@ -19,8 +19,10 @@ class build_steps;
 // caller, so a bad store or key file is reported before anything is spawned.
 store_actor spawn_store_actor(caf::actor_system& sys, std::shared_ptr<local_store> store,
                               std::shared_ptr<build_steps> steps);
-// Detached: log files are written with blocking I/O.
-logger_actor spawn_logger(caf::actor_system& sys, bool print_build_logs);
+// Detached: log files are written with blocking I/O. `lines` (if set) gets
+// every finished line of every build's log: (drv, line).
+using line_sink = std::function<void(const std::string&, const std::string&)>;
+logger_actor spawn_logger(caf::actor_system& sys, line_sink lines);
 builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger);
 // Detached, one hook run each (actors/post_build_hook.cpp).
 hook_actor spawn_post_build_hook(caf::actor_system& sys);

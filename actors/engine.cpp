@@ -6,6 +6,8 @@
 #include "store/io/error.hpp"
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <csignal>
 #include <map>
 #include <pthread.h>
@@ -28,7 +30,7 @@ struct engine_config : caf::actor_system_config {
   }
 };
 
-// Turns SIGINT and SIGTERM into a cancel of the scheduler: they are blocked
+// Turns SIGINT and SIGTERM into a cancel of the run: they are blocked
 // in every thread (made before the actor system, whose threads inherit the
 // mask; builders unblock them before exec) and taken by a thread of its
 // own. A second signal ends the process as it would have.
@@ -41,8 +43,8 @@ public:
     pthread_sigmask(SIG_BLOCK, &set_, &old_);
   }
 
-  void watch(caf::actor scheduler) {
-    scheduler_ = std::move(scheduler);
+  void watch(std::function<void()> cancel) {
+    cancel_ = std::move(cancel);
     thread_ = std::thread([this] {
       const timespec tick{0, 100 * 1000 * 1000};
       while (!stop_) {
@@ -54,7 +56,7 @@ public:
           pthread_sigmask(SIG_UNBLOCK, &set_, nullptr);
           ::raise(sig);
         }
-        caf::anon_send(scheduler_, cancel_atom::value);
+        cancel_();
       }
     });
   }
@@ -72,7 +74,7 @@ public:
   bool fired() const { return fired_; }
 
 private:
-  caf::actor scheduler_;
+  std::function<void()> cancel_;
   sigset_t set_, old_;
   std::atomic<bool> stop_{false}, fired_{false};
   std::thread thread_;
@@ -80,42 +82,10 @@ private:
 
 } // namespace
 
-engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,
-                      const std::vector<goal_request>& requests, const event_sink& events) {
-  engine_run run;
-  // Made first, even when nothing is built: a bad key file is an error at start.
-  auto steps = std::make_shared<build_steps>(*store, options);
-  settled_targets settled;
-  if (options.mode == build_mode::normal)
-    settled = settle_valid_targets(*store, requests);
-  else
-    settled.remaining = requests;
-  run.all = std::move(settled.already_valid);
-  if (!settled.remaining.empty()) {
-    interrupt_watch interrupts;
-    engine_config cfg;
-    caf::actor_system sys{cfg};
-    auto storer = spawn_store_actor(sys, store, std::move(steps));
-    auto logger = spawn_logger(sys, options.print_build_logs);
-    auto sched = spawn_scheduler(sys, storer, logger, options, events, store->layout().store_dir());
-    interrupts.watch(caf::actor_cast<caf::actor>(sched));
-    caf::scoped_actor self{sys};
-    std::string failure;
-    self->request(sched, caf::infinite, want_atom::value, settled.remaining)
-        .receive(
-            [&](std::vector<build_result>& all) {
-              run.all.insert(run.all.end(), std::make_move_iterator(all.begin()),
-                             std::make_move_iterator(all.end()));
-            },
-            [&](caf::error& e) { failure = sys.render(e); });
-    self->send_exit(sched, caf::exit_reason::user_shutdown);
-    self->send_exit(logger, caf::exit_reason::user_shutdown);
-    self->send_exit(storer, caf::exit_reason::user_shutdown);
-    interrupts.stop();
-    run.interrupted = interrupts.fired();
-    if (!failure.empty())
-      throw kiln::error("the build engine failed: " + failure);
-  }
+namespace {
+
+// Every goal's results in run.all; the top-level ones again in the order asked.
+void order_top_level(engine_run& run, const std::vector<goal_request>& requests) {
   std::map<std::string, const build_result*> top_level;
   for (auto& r : run.all)
     if (r.top_level)
@@ -123,6 +93,125 @@ engine_run run_builds(std::shared_ptr<local_store> store, const build_options& o
   for (auto& req : requests)
     if (auto it = top_level.find(req.drv_path); it != top_level.end())
       run.top_level.push_back(*it->second);
+}
+
+class host_job : public engine_job {
+public:
+  host_job(caf::actor_system& sys, std::shared_ptr<local_store> store, const build_options& options,
+           const std::vector<goal_request>& requests, event_sink events)
+    : requests_(requests) {
+    // Made first, even when nothing is built: a bad key file is an error at start.
+    auto steps = std::make_shared<build_steps>(*store, options);
+    settled_targets settled;
+    if (options.mode == build_mode::normal)
+      settled = settle_valid_targets(*store, requests);
+    else
+      settled.remaining = requests;
+    run_.all = std::move(settled.already_valid);
+    if (settled.remaining.empty()) {
+      done_ = true;
+      return;
+    }
+    std::function<void(const std::string&, const std::string&)> lines;
+    if (options.print_build_logs && events)
+      lines = [events](const std::string& drv, const std::string& line) {
+        engine_event e;
+        e.kind = engine_event::log_line;
+        e.drv_path = drv;
+        e.text = line;
+        events(e);
+      };
+    storer_ = spawn_store_actor(sys, store, std::move(steps));
+    logger_ = spawn_logger(sys, std::move(lines));
+    sched_ = spawn_scheduler(sys, storer_, logger_, options, std::move(events), store->layout().store_dir());
+    // The request waits on a thread of its own, not on a CAF scheduler thread.
+    waiter_ = std::thread([this, &sys, remaining = std::move(settled.remaining)] {
+      caf::scoped_actor self{sys};
+      std::string failure;
+      std::vector<build_result> all;
+      self->request(sched_, caf::infinite, want_atom::value, remaining)
+          .receive([&](std::vector<build_result>& r) { all = std::move(r); },
+                   [&](caf::error& e) { failure = sys.render(e); });
+      self->send_exit(sched_, caf::exit_reason::user_shutdown);
+      self->send_exit(logger_, caf::exit_reason::user_shutdown);
+      self->send_exit(storer_, caf::exit_reason::user_shutdown);
+      std::lock_guard<std::mutex> g(mutex_);
+      run_.all.insert(run_.all.end(), std::make_move_iterator(all.begin()), std::make_move_iterator(all.end()));
+      failure_ = failure;
+      done_ = true;
+      ended_.notify_all();
+    });
+  }
+
+  ~host_job() override {
+    if (waiter_.joinable()) {
+      cancel();
+      waiter_.join();
+    }
+  }
+
+  bool wait_for(std::chrono::milliseconds how_long) override {
+    std::unique_lock<std::mutex> g(mutex_);
+    return ended_.wait_for(g, how_long, [this] { return done_; });
+  }
+
+  void cancel() override {
+    if (sched_)
+      caf::anon_send(sched_, cancel_atom::value);
+  }
+
+  engine_run result() override {
+    if (waiter_.joinable())
+      waiter_.join();
+    if (!failure_.empty())
+      throw kiln::error("the build engine failed: " + failure_);
+    engine_run run = run_;
+    order_top_level(run, requests_);
+    return run;
+  }
+
+private:
+  std::vector<goal_request> requests_;
+  store_actor storer_;
+  logger_actor logger_;
+  scheduler_actor sched_;
+  std::thread waiter_;
+  std::mutex mutex_;
+  std::condition_variable ended_;
+  bool done_ = false;
+  engine_run run_;
+  std::string failure_;
+};
+
+} // namespace
+
+struct engine_host::impl {
+  engine_config cfg;
+  caf::actor_system sys{cfg};
+};
+
+engine_host::engine_host() : impl_(std::make_unique<impl>()) {}
+engine_host::~engine_host() = default;
+
+std::unique_ptr<engine_job> engine_host::start(std::shared_ptr<local_store> store, const build_options& options,
+                                               const std::vector<goal_request>& requests, event_sink events) {
+  return std::make_unique<host_job>(impl_->sys, std::move(store), options, requests, std::move(events));
+}
+
+engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,
+                      const std::vector<goal_request>& requests, const event_sink& events) {
+  // The interrupt watch first: the actor system's threads inherit its mask.
+  interrupt_watch interrupts;
+  engine_host host;
+  auto job = host.start(std::move(store), options, requests, events);
+  interrupts.watch([&job] { job->cancel(); });
+  job->wait_for(std::chrono::milliseconds(0));
+  struct stop_watch {
+    interrupt_watch& w;
+    ~stop_watch() { w.stop(); }
+  } stop{interrupts};
+  engine_run run = job->result();
+  run.interrupted = interrupts.fired();
   return run;
 }
 

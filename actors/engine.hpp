@@ -7,6 +7,7 @@
 #include "messages/build_types.hpp"
 #include "store/local/local_store.hpp"
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -17,7 +18,8 @@ namespace kiln {
 // What the engine tells whoever runs it (the CLI prints these).
 struct engine_event {
   // notice: a line for the user as it is (the post-build hook's output).
-  enum kind_t { building, status, finished, notice } kind = status;
+  // log_line: a line of a build's log (only with print_build_logs), in text.
+  enum kind_t { building, status, finished, notice, log_line } kind = status;
   std::string drv_path;
   std::string text; // "building '...'", a result's error, ...
   std::size_t built = 0, running = 0, queued = 0, failed = 0;
@@ -35,5 +37,36 @@ struct engine_run {
 // removed) instead of killing the process; a second one ends it at once.
 engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,
                       const std::vector<goal_request>& requests, const event_sink& events);
+
+// One run of the engine in an engine_host, going on while its caller waits.
+class engine_job {
+public:
+  virtual ~engine_job() = default;
+  // True once the run has ended (then result() does not wait).
+  virtual bool wait_for(std::chrono::milliseconds how_long) = 0;
+  // Cancels every goal of this run: builders killed, directories removed.
+  // Safe from any thread, any number of times.
+  virtual void cancel() = 0;
+  // Waits for the end; throws if the engine itself failed.
+  virtual engine_run result() = 0;
+};
+
+// An actor system that outlives runs (kilnd): each run gets its own store
+// actor, logger and scheduler in it, with the run's options, so runs for
+// different clients are independent; they meet at the store's locks, as
+// two processes would. Events are called from the engine's threads.
+class engine_host {
+public:
+  engine_host();
+  ~engine_host();
+  engine_host(const engine_host&) = delete;
+  engine_host& operator=(const engine_host&) = delete;
+  std::unique_ptr<engine_job> start(std::shared_ptr<local_store> store, const build_options& options,
+                                    const std::vector<goal_request>& requests, event_sink events);
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
 
 } // namespace kiln

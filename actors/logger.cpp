@@ -1,11 +1,12 @@
 // The logger: one log file per running build, written as the output
-// arrives; with -L it also shows each line, prefixed with the derivation's
-// name as the reference does. Detached, because it writes files.
+// arrives; with a line sink (-L, a daemon's client) it also passes on each
+// line. Detached, because it writes files.
 #include "actors/actors.hpp"
 #include "store/local/build_log.hpp"
 #include "store/format/store_path.hpp"
 
 #include <iostream>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -15,27 +16,23 @@ namespace {
 
 struct open_log {
   std::unique_ptr<build_log_writer> file;
-  std::unique_ptr<log_tail> lines; // only with -L
-  std::string prefix;
+  std::unique_ptr<log_tail> lines; // only with a line sink
 };
 
 struct logger_state {
   std::map<std::string, open_log> logs;
+  line_sink lines;
   static inline const char* name = "logger";
 };
 
-// "hello" for /nix/store/<hash>-hello.drv: what -L puts before each line.
-std::string short_name(const std::string& drv_path) {
-  std::string_view name = parse_store_path(drv_path).name();
-  return std::string(name.substr(0, name.size() - 4));
-}
-
-void show(open_log& l) {
+void show(logger_state& st, const std::string& drv, open_log& l) {
   for (auto& line : l.lines->take_finished())
-    std::cerr << l.prefix << line << '\n';
+    st.lines(drv, line);
 }
 
-logger_actor::behavior_type logger_behavior(logger_actor::stateful_pointer<logger_state> self, bool print) {
+logger_actor::behavior_type logger_behavior(logger_actor::stateful_pointer<logger_state> self, line_sink lines) {
+  self->state.lines = std::move(lines);
+  bool print = static_cast<bool>(self->state.lines);
   return {
       [=](log_open_atom, const std::string& drv, const std::string& file, const std::string& compression) {
         open_log l;
@@ -45,10 +42,8 @@ logger_actor::behavior_type logger_behavior(logger_actor::stateful_pointer<logge
         } catch (const std::exception& e) {
           std::cerr << "warning: cannot write the build log: " << e.what() << '\n';
         }
-        if (print) {
+        if (print)
           l.lines = std::make_unique<log_tail>(0, true);
-          l.prefix = short_name(drv) + "> ";
-        }
         self->state.logs[drv] = std::move(l);
       },
       [=](log_atom, const std::string& drv, const std::string& bytes) -> uint64_t {
@@ -64,7 +59,7 @@ logger_actor::behavior_type logger_behavior(logger_actor::stateful_pointer<logge
         }
         if (it->second.lines) {
           it->second.lines->feed(bytes);
-          show(it->second);
+          show(self->state, drv, it->second);
         }
         return bytes.size();
       },
@@ -74,7 +69,7 @@ logger_actor::behavior_type logger_behavior(logger_actor::stateful_pointer<logge
           return;
         if (it->second.lines) {
           it->second.lines->finish();
-          show(it->second);
+          show(self->state, drv, it->second);
         }
         self->state.logs.erase(it); // the writer's destructor finishes the file
       },
@@ -83,8 +78,8 @@ logger_actor::behavior_type logger_behavior(logger_actor::stateful_pointer<logge
 
 } // namespace
 
-logger_actor spawn_logger(caf::actor_system& sys, bool print_build_logs) {
-  return sys.spawn<caf::detached>(logger_behavior, print_build_logs);
+logger_actor spawn_logger(caf::actor_system& sys, line_sink lines) {
+  return sys.spawn<caf::detached>(logger_behavior, std::move(lines));
 }
 
 } // namespace kiln

@@ -126,6 +126,31 @@ uint64_t read_framed(wire::reader& in, sink& out, std::size_t max_chunk) {
   }
 }
 
+std::size_t framed_source::read(char* data, std::size_t n) {
+  if (ended_ || n == 0)
+    return 0;
+  if (left_ == 0) {
+    uint64_t at = in_.offset();
+    left_ = in_.u64();
+    if (left_ == 0) {
+      ended_ = true;
+      return 0;
+    }
+    if (left_ > max_chunk_)
+      in_.fail("a frame of " + std::to_string(left_) + " bytes, the limit is " + std::to_string(max_chunk_), at);
+  }
+  std::size_t take = static_cast<std::size_t>(std::min<uint64_t>(left_, n));
+  in_.read(data, take);
+  left_ -= take;
+  return take;
+}
+
+void framed_source::drain() {
+  char buf[65536];
+  while (read(buf, sizeof buf) > 0) {
+  }
+}
+
 std::string encode_framed(std::string_view data, std::size_t chunk) {
   std::string out;
   for (std::size_t pos = 0; pos < data.size(); pos += chunk) {

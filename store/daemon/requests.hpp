@@ -36,4 +36,21 @@ request set_options_request(const client_options& o);
 uint64_t read_framed(wire::reader& in, sink& out, std::size_t max_chunk = 1 << 20);
 std::string encode_framed(std::string_view data, std::size_t chunk = 32768);
 
+// The same stream as a source: read() gives the chunks' bytes and 0 at the
+// empty chunk that ends it. drain() skips what is left, so the connection
+// stays in step when the reader stopped early (a refused upload).
+class framed_source : public source {
+public:
+  explicit framed_source(wire::reader& in, std::size_t max_chunk = 1 << 20) : in_(in), max_chunk_(max_chunk) {}
+  std::size_t read(char* data, std::size_t n) override;
+  void drain();
+  bool ended() const { return ended_; }
+
+private:
+  wire::reader& in_;
+  std::size_t max_chunk_;
+  uint64_t left_ = 0; // in the current chunk
+  bool ended_ = false;
+};
+
 } // namespace kiln::daemon

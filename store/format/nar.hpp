@@ -35,6 +35,8 @@ nar_digest hash_path(const std::string& path, hash_algo algo = hash_algo::sha256
 
 // NAR of a regular file's bytes alone (as `addToStore` with flat content).
 void dump_string_as_file(std::string_view contents, bool executable, sink& out);
+// The same for `size` bytes read from `contents`, streamed.
+void dump_file_as_nar(source& contents, uint64_t size, bool executable, sink& out);
 
 struct nar_limits {
   std::size_t max_depth = max_tree_depth; // directory nesting

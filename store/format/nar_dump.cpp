@@ -179,7 +179,7 @@ nar_digest hash_path(const std::string& path, hash_algo algo) {
   return {hashed.finish(), hashed.size()};
 }
 
-void dump_string_as_file(std::string_view contents, bool executable, sink& out) {
+void dump_file_as_nar(source& contents, uint64_t size, bool executable, sink& out) {
   nar_writer w(out);
   w.str(nar_magic);
   w.str("(");
@@ -190,11 +190,22 @@ void dump_string_as_file(std::string_view contents, bool executable, sink& out) 
     w.str("");
   }
   w.str("contents");
-  w.u64(contents.size());
-  w.raw(contents.data(), contents.size());
-  w.padding(contents.size());
+  w.u64(size);
+  char buf[65536];
+  for (uint64_t left = size; left > 0;) {
+    std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(left, sizeof buf));
+    read_exact(contents, buf, n, "file contents");
+    w.raw(buf, n);
+    left -= n;
+  }
+  w.padding(size);
   w.str(")");
   w.flush();
+}
+
+void dump_string_as_file(std::string_view contents, bool executable, sink& out) {
+  string_source in{contents};
+  dump_file_as_nar(in, contents.size(), executable, out);
 }
 
 } // namespace kiln

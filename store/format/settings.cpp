@@ -1,5 +1,7 @@
 #include "store/format/settings.hpp"
 
+#include <set>
+
 #include "store/io/error.hpp"
 
 #include <limits>
@@ -52,7 +54,11 @@ const known_setting known[] = {
     {"allowed-impure-host-deps", kind::text, ""},
     {"pre-build-hook", kind::text, ""},
     {"build-users-group", kind::text, ""},
-    {"system-features", kind::text, ""}, // the host's default is set by the caller
+    {"system-features", kind::text, ""},
+    // kilnd: who may connect, who is trusted, what untrusted clients may pick.
+    {"trusted-users", kind::text, "root"},
+    {"allowed-users", kind::text, "*"},
+    {"trusted-substituters", kind::text, ""}, // the host's default is set by the caller
     // Kiln's own: limits on each build's control group (0 = none).
     {"build-memory-max", kind::size, "0"},
     // Bytes a build's directory and outputs may take on disk together.
@@ -160,6 +166,75 @@ void settings::set(const std::string& name, const std::string& value, const std:
   case kind::text: break;
   }
   values_[name] = value;
+}
+
+bool settings::knows(const std::string& name) const { return values_.count(name) != 0; }
+
+namespace {
+
+// Nix settings that have no meaning for Kiln: accepted from nix.conf
+// without a warning (the file is shared with Nix's own tools).
+bool nix_only_setting(const std::string& name) {
+  static const std::set<std::string> names{"experimental-features", "show-trace", "auto-optimise-store",
+                                           "warn-dirty", "flake-registry", "nix-path", "connect-timeout",
+                                           "builders", "builders-use-substitutes", "narinfo-cache-negative-ttl",
+                                           "narinfo-cache-positive-ttl", "http-connections", "netrc-file",
+                                           "substitute", "log-lines", "min-free", "max-free"};
+  return names.count(name) != 0;
+}
+
+} // namespace
+
+void settings::apply_nix_config(std::string_view text, const std::string& file_name,
+                                const std::function<std::optional<std::string>(const std::string&)>& read_file,
+                                const std::function<void(const std::string&)>& warn, int depth) {
+  if (depth > 16)
+    throw format_error(file_name + ": includes nest more than 16 deep (an include cycle?)");
+  std::string dir = file_name.substr(0, file_name.rfind('/') == std::string::npos ? 0 : file_name.rfind('/'));
+  std::size_t line_no = 0;
+  for (std::size_t pos = 0; pos <= text.size();) {
+    auto nl = text.find('\n', pos);
+    std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    pos = nl == std::string_view::npos ? text.size() + 1 : nl + 1;
+    ++line_no;
+    if (auto hash = line.find('#'); hash != std::string_view::npos)
+      line = line.substr(0, hash);
+    std::string t = trim(line);
+    if (t.empty())
+      continue;
+    std::string origin = file_name + ":" + std::to_string(line_no);
+    for (std::string keyword : {"include ", "!include "}) {
+      if (t.rfind(keyword, 0) != 0)
+        continue;
+      std::string target = trim(std::string_view(t).substr(keyword.size()));
+      if (target.empty() || target[0] != '/')
+        target = dir + "/" + target;
+      auto included = read_file(target);
+      if (!included && keyword[0] != '!')
+        throw format_error(origin + ": file '" + target + "' included here does not exist");
+      if (included)
+        apply_nix_config(*included, target, read_file, warn, depth + 1);
+      t.clear();
+    }
+    if (t.empty())
+      continue;
+    auto eq = t.find('=');
+    if (eq == std::string::npos)
+      throw format_error(origin + ": expected 'name = value', got '" + t + "'");
+    std::string name = trim(std::string_view(t).substr(0, eq));
+    std::string value = trim(std::string_view(t).substr(eq + 1));
+    bool extra = name.rfind("extra-", 0) == 0 && knows(name.substr(6));
+    if (extra)
+      name = name.substr(6);
+    if (!knows(name)) {
+      if (!nix_only_setting(name) && !(name.rfind("extra-", 0) == 0 && nix_only_setting(name.substr(6))))
+        warn(origin + ": unknown setting '" + name + "'");
+      continue;
+    }
+    if (extra && !get(name).empty())
+      value = get(name) + " " + value;
+    set(name, value, origin);
+  }
 }
 
 void settings::apply_config(std::string_view text, const std::string& file_name) {

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -22,6 +24,14 @@ public:
   // Applies kiln.conf text: `name = value` lines, `#` comments, blank lines.
   void apply_config(std::string_view text, const std::string& file_name);
 
+  // Applies nix.conf text by Nix's rules: `extra-NAME = v` appends to NAME,
+  // `include FILE` and `!include FILE` (missing is fine) read FILE relative
+  // to this file's directory through `read_file` (nullopt: missing), and a
+  // setting Kiln does not know is passed to `warn`, not an error (the file
+  // is Nix's too). `depth` bounds include cycles.
+  void apply_nix_config(std::string_view text, const std::string& file_name,
+                        const std::function<std::optional<std::string>(const std::string&)>& read_file,
+                        const std::function<void(const std::string&)>& warn, int depth = 0);
   bool get_bool(const std::string& name) const;
   // A number or byte-count setting (K/M/G/T suffixes for byte counts).
   uint64_t get_number(const std::string& name) const;
@@ -32,6 +42,7 @@ public:
 
 private:
   std::map<std::string, std::string> values_;
+  bool knows(const std::string& name) const;
 };
 
 // "true"/"false" as Nix writes booleans.

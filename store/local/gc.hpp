@@ -18,25 +18,8 @@
 
 namespace kiln {
 
-enum class gc_action { print_roots, print_live, print_dead, delete_dead, delete_specific };
 
-struct gc_options {
-  gc_action action = gc_action::delete_dead;
-  store_path_set paths;            // for delete_specific
-  uint64_t max_freed = std::numeric_limits<uint64_t>::max();
-  bool keep_outputs = false;       // outputs of live derivations are live
-  bool keep_derivations = true;    // derivers of live paths are live
-};
 
-struct gc_result {
-  // The live or dead paths (printing), or what was deleted, sorted; paths
-  // in the store directory that were never valid are included as /nix/store/NAME.
-  std::vector<std::string> paths;
-  gc_root_map roots;                  // permanent and temporary ("{temp:PID}")
-  uint64_t bytes_freed = 0;
-  std::size_t links_removed = 0;      // unused .links entries
-  std::size_t roots_from_socket = 0;  // temp roots other processes sent while it ran
-};
 
 // Paths reachable from `roots` through references, plus (repeatedly) the
 // outputs of live derivations with keep_outputs and the derivers of live

@@ -16,8 +16,6 @@
 
 namespace kiln {
 
-// store path -> the links that root it.
-using gc_root_map = std::map<store_path, std::set<std::string>>;
 
 gc_root_map find_permanent_roots(local_store& store);
 

@@ -57,8 +57,8 @@ std::string temp_prefix(const store_path& p) {
 
 } // namespace
 
-local_store::local_store(store_layout layout)
-  : layout_(prepared(std::move(layout))), db_(layout_.db_dir()) {
+local_store::local_store(store_layout layout, std::shared_ptr<temp_roots> roots)
+  : layout_(prepared(std::move(layout))), db_(layout_.db_dir()), roots_(std::move(roots)) {
   cleaned_ = finish_interrupted_adds();
 }
 
@@ -117,11 +117,11 @@ std::size_t local_store::finish_interrupted_adds() {
 }
 
 void local_store::add_temp_root(const store_path& p) {
-  temp_roots::for_store(layout_.state_dir(), std::string(default_store_dir)).add(p);
+  add_temp_roots({p});
 }
 
 void local_store::add_temp_roots(const std::vector<store_path>& paths) {
-  temp_roots::for_store(layout_.state_dir(), std::string(default_store_dir)).add(paths);
+  (roots_ ? *roots_ : temp_roots::for_store(layout_.state_dir(), std::string(default_store_dir))).add(paths);
 }
 
 void local_store::add_temp_roots_for_references(const path_info& info) {

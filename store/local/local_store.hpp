@@ -13,6 +13,7 @@
 #pragma once
 
 #include "store/format/path_info.hpp"
+#include "store/store.hpp"
 #include "store/local/store_db.hpp"
 #include "store/local/store_layout.hpp"
 #include "store/io/stream.hpp"
@@ -25,12 +26,15 @@
 namespace kiln {
 
 struct derivation;
+class temp_roots;
 
-class local_store {
+class local_store : public store {
 public:
   // Creates the layout's directories if missing, opens the database and
   // cleans up after interrupted adds.
-  explicit local_store(store_layout layout);
+  // `roots` holds the temp roots this store's adds make; by default the
+  // process's own file (temp_roots::for_store).
+  explicit local_store(store_layout layout, std::shared_ptr<temp_roots> roots = nullptr);
 
   const store_layout& layout() const { return layout_; }
   store_db& db() { return db_; }
@@ -53,12 +57,32 @@ public:
   path_info add_derivation(const derivation& drv, std::string_view name);
   // A NAR whose metadata is known in advance (substitution, the daemon
   // protocol, import). The NAR's hash and size must match `info`.
-  path_info add_nar(source& nar, path_info info);
+  path_info add_nar(source& nar, path_info info) override;
 
   // Keeps `p` from the garbage collector until this process exits (Nix's
   // temp roots; every add roots its path and references itself).
-  void add_temp_root(const store_path& p);
+  void add_temp_root(const store_path& p) override;
   void add_temp_roots(const std::vector<store_path>& paths);
+
+  // The rest of the store interface (local_store_api.cpp).
+  bool is_valid(const store_path& p) override;
+  std::optional<path_info> query_path_info(const store_path& p) override;
+  store_path_set query_referrers(const store_path& p) override;
+  store_path_set query_valid_derivers(const store_path& p) override;
+  std::map<std::string, store_path> query_derivation_outputs(const store_path& drv) override;
+  std::vector<store_path> query_all_valid_paths() override;
+  std::optional<store_path> query_path_from_hash_part(std::string_view hash_part) override;
+  missing_plan query_missing(const std::vector<wanted_path>& targets) override;
+  path_info add_to_store(std::string_view name, content_method method, hash_algo algo, source& data,
+                         const store_path_set& references) override;
+  void nar_from_path(const store_path& p, sink& out) override;
+  void add_signatures(const store_path& p, const std::set<std::string>& sigs) override;
+  void add_indirect_root(const std::string& link) override;
+  gc_root_map find_roots() override;
+  gc_result collect_garbage(const gc_options& options) override;
+  optimise_result optimise() override;
+  std::vector<verify_problem> verify(bool check_contents) override;
+  std::optional<std::string> build_log(const store_path& drv) override;
 
   // What the interrupted-add cleanup removed when this store was opened.
   std::size_t cleaned_on_open() const { return cleaned_; }
@@ -72,6 +96,7 @@ private:
 
   store_layout layout_;
   store_db db_;
+  std::shared_ptr<temp_roots> roots_;
   std::size_t cleaned_ = 0;
 };
 

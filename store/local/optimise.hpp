@@ -20,12 +20,6 @@
 
 namespace kiln {
 
-struct optimise_result {
-  uint64_t files_seen = 0;
-  uint64_t files_linked = 0; // replaced by a link to an identical file
-  uint64_t bytes_saved = 0;  // sizes of the replaced files whose last other name went
-  uint64_t repaired = 0;     // directories found opened up (by a killed run) and restored
-};
 
 // The steps of replacing one file, in order: where a test may kill the run.
 enum class optimise_step {

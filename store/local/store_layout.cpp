@@ -19,10 +19,17 @@ store_layout store_layout::default_for_user() {
 store_layout store_layout::from_uri(std::string_view uri) {
   if (uri == "local" || uri == "auto")
     return default_for_user();
-  if (uri.rfind("local:", 0) != 0)
+  // Nix's spellings of a chroot store: "/DIR" and "local?root=DIR".
+  std::string dir;
+  if (uri.rfind("local:", 0) == 0)
+    dir = uri.substr(6);
+  else if (uri.rfind("local?root=", 0) == 0)
+    dir = uri.substr(11);
+  else if (!uri.empty() && uri[0] == '/')
+    dir = uri;
+  else
     throw format_error("unsupported store '" + std::string(uri) +
-                       "' (expected 'local' or 'local:DIR')");
-  std::string dir(uri.substr(6));
+                       "' (expected 'local', 'local:DIR', 'local?root=DIR' or '/DIR')");
   if (dir.empty() || dir[0] != '/') {
     char* cwd = ::getcwd(nullptr, 0);
     if (!cwd)

@@ -23,8 +23,9 @@ struct store_layout {
   // Adds in progress (see local_store): cleaned when the store is opened.
   std::string pending_dir() const { return kiln_dir() + "/pending"; }
 
-  // "local:DIR" or "local" (the default for this user: / for root,
-  // ~/.local/share/kiln/root otherwise). Throws format_error otherwise.
+  // "local" (the default for this user: / for root, ~/.local/share/kiln/root
+  // otherwise), or a root directory as "local:DIR", "local?root=DIR" or
+  // "/DIR". Throws format_error otherwise.
   static store_layout from_uri(std::string_view uri);
   static store_layout default_for_user();
 };

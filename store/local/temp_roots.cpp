@@ -35,9 +35,9 @@ temp_roots& temp_roots::for_store(const std::string& state_dir, const std::strin
   return *slot;
 }
 
-temp_roots::temp_roots(std::string state_dir, std::string store_dir)
+temp_roots::temp_roots(std::string state_dir, std::string store_dir, const std::string& owner)
   : pid_(::getpid()), state_dir_(std::move(state_dir)), store_dir_(std::move(store_dir)),
-    file_(state_dir_ + "/temproots/" + std::to_string(pid_)) {}
+    file_(state_dir_ + "/temproots/" + std::to_string(pid_) + (owner.empty() ? "" : "-" + owner)) {}
 
 temp_roots::~temp_roots() {
   if (file_fd_ && pid_ == ::getpid())

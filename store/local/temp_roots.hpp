@@ -29,7 +29,11 @@ public:
   // `state_dir`: one per process and store, as the file is named by pid.
   static temp_roots& for_store(const std::string& state_dir, const std::string& store_dir);
 
-  temp_roots(std::string state_dir, std::string store_dir);
+  // `owner` names the file beside the pid ("<pid>-<owner>"): one file per
+  // daemon session, so a session's roots go when it ends, as a Nix daemon
+  // worker's go with its process. Nix's collector reads the pid before the
+  // dash and, like Kiln's, trusts only the file's lock.
+  temp_roots(std::string state_dir, std::string store_dir, const std::string& owner = "");
   ~temp_roots(); // removes the file
   temp_roots(const temp_roots&) = delete;
   temp_roots& operator=(const temp_roots&) = delete;

@@ -11,10 +11,6 @@
 
 namespace kiln {
 
-struct verify_problem {
-  store_path path;
-  std::string problem; // "missing", "hash mismatch: ...", ...
-};
 
 std::vector<verify_problem> verify_paths(local_store& store, const std::vector<store_path>& paths,
                                          bool check_contents);

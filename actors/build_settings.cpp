@@ -1,0 +1,67 @@
+// Settings to build options: one reading of the settings for every caller
+// (the CLI, kilnd, a daemon client's overrides).
+#include "actors/build_settings.hpp"
+
+#include "sandbox/sandbox_spec.hpp"
+
+#include <sstream>
+#include <thread>
+
+namespace kiln {
+
+build_options build_options_from(const settings& s) {
+  build_options o;
+  auto jobs = s.get("max-jobs");
+  if (jobs == "auto")
+    o.max_jobs = std::max(1u, std::thread::hardware_concurrency());
+  else
+    o.max_jobs = static_cast<uint32_t>(s.get_number("max-jobs"));
+  o.cores = static_cast<uint32_t>(s.get_number("cores"));
+  if (o.cores == 0)
+    o.cores = std::max(1u, std::thread::hardware_concurrency());
+  o.keep_going = s.get_bool("keep-going");
+  o.keep_failed = s.get_bool("keep-failed");
+  o.repeat = static_cast<uint32_t>(s.get_number("repeat"));
+  o.max_silent_time = s.get_number("max-silent-time");
+  o.timeout = s.get_number("timeout");
+  o.max_log_size = s.get_number("max-log-size");
+  o.log_lines = static_cast<uint32_t>(s.get_number("log-lines"));
+  o.compress_build_log = s.get("compress-build-log");
+  std::istringstream keys(s.get("secret-key-files"));
+  for (std::string k; keys >> k;)
+    o.secret_key_files.push_back(k);
+  o.post_build_hook = s.get("post-build-hook");
+  o.build_dir_parent = s.get("build-dir");
+  std::istringstream subs(s.get("substituters")), trusted(s.get("trusted-public-keys"));
+  for (std::string u; subs >> u;)
+    o.substituters.push_back(u);
+  for (std::string k; trusted >> k;)
+    o.trusted_public_keys.push_back(k);
+  o.require_sigs = s.get_bool("require-sigs");
+  o.fallback = s.get_bool("fallback");
+  const std::string& sb = s.get("sandbox");
+  o.sandbox = sb == "false" ? 0 : sb == "relaxed" ? 1 : 2;
+  o.sandbox_fallback = s.get_bool("sandbox-fallback");
+  std::istringstream paths(s.get("sandbox-paths") + " " + s.get("extra-sandbox-paths"));
+  for (std::string p; paths >> p;)
+    o.sandbox_paths.push_back(p);
+  o.sandbox_build_dir = s.get("sandbox-build-dir");
+  std::istringstream impure(s.get("allowed-impure-host-deps"));
+  for (std::string p; impure >> p;)
+    o.allowed_impure_host_deps.push_back(p);
+  o.pre_build_hook = s.get("pre-build-hook");
+  o.build_users_group = s.get("build-users-group");
+  o.memory_max = s.get_number("build-memory-max");
+  o.size_max = s.get_number("build-size-max");
+  if (s.get("build-pids-max") == "auto")
+    o.pids_default = sandbox::default_build_pids_max;
+  else
+    o.pids_max = s.get_number("build-pids-max");
+  o.cpu_max_percent = static_cast<uint32_t>(s.get_number("build-cpu-max"));
+  std::istringstream features(s.get("system-features"));
+  for (std::string f; features >> f;)
+    o.system_features.push_back(f);
+  return o;
+}
+
+} // namespace kiln

@@ -1,0 +1,263 @@
+// A kilnd session's builds: BuildPaths, BuildPathsWithResults and
+// EnsurePath run on the daemon's engine with this client's settings. The
+// engine's events are queued by its threads and written to the client by
+// the session's own, so a slow client never holds up an actor; a client
+// that hangs up has its builds cancelled.
+#include "actors/session.hpp"
+
+#include "actors/build_settings.hpp"
+#include "store/format/derivation.hpp"
+#include "store/format/derivation_hash.hpp"
+#include "store/format/encoding.hpp"
+#include "store/io/error.hpp"
+
+#include <deque>
+#include <mutex>
+#include <poll.h>
+#include <sstream>
+
+namespace kiln::daemon {
+
+namespace {
+
+// Engine events on their way to the session's thread. Log lines beyond
+// the bound are dropped (and counted) rather than held: a client that
+// does not read must not grow the daemon.
+class event_queue {
+public:
+  void push(const engine_event& e) {
+    std::lock_guard<std::mutex> g(mutex_);
+    if (e.kind == engine_event::log_line && events_.size() >= max_events) {
+      ++dropped_;
+      return;
+    }
+    events_.push_back(e);
+  }
+  std::deque<engine_event> take(uint64_t& dropped) {
+    std::lock_guard<std::mutex> g(mutex_);
+    dropped = dropped_;
+    dropped_ = 0;
+    return std::move(events_);
+  }
+
+private:
+  static constexpr std::size_t max_events = 100000;
+  std::mutex mutex_;
+  std::deque<engine_event> events_;
+  uint64_t dropped_ = 0;
+};
+
+// Nix's BuildResult status numbers (worker-protocol.md §1); 7 is Nix's
+// unused CachedFailure.
+uint64_t nix_status(build_status s) {
+  switch (s) {
+  case build_status::built: return 0;
+  case build_status::substituted: return 1;
+  case build_status::already_valid: return 2;
+  case build_status::permanent_failure: return 3;
+  case build_status::input_rejected: return 4;
+  case build_status::output_rejected: return 5;
+  case build_status::transient_failure: return 6;
+  case build_status::timed_out: return 8;
+  case build_status::misc_failure: return 9;
+  case build_status::dependency_failed: return 10;
+  case build_status::log_limit_exceeded: return 11;
+  case build_status::not_deterministic: return 12;
+  }
+  return 9;
+}
+
+bool hung_up(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+// Writes engine events as Nix's daemon writes a build's: an actBuild
+// activity per derivation ("building '...'", fields drv, machine, round,
+// rounds), its log lines as results of it, stopped when it is done.
+class build_activities {
+public:
+  explicit build_activities(client_stream& out) : out_(out) {}
+  ~build_activities() {
+    for (auto& [drv, id] : open_)
+      out_.stop_activity(id);
+  }
+  void forward(std::deque<engine_event> events, uint64_t dropped) {
+    for (auto& e : events) {
+      switch (e.kind) {
+      case engine_event::building:
+        if (e.text.rfind("waiting for", 0) == 0)
+          out_.message(lvl_info, e.text);
+        else
+          activity(e.drv_path, e.text);
+        break;
+      case engine_event::log_line: out_.result(activity(e.drv_path, ""), res_build_log_line, {e.text}); break;
+      case engine_event::notice: out_.message(lvl_error, e.text); break;
+      case engine_event::finished:
+        if (auto it = open_.find(e.drv_path); it != open_.end()) {
+          out_.stop_activity(it->second);
+          open_.erase(it);
+        }
+        break;
+      case engine_event::status: break;
+      }
+    }
+    if (dropped)
+      out_.message(lvl_warn, "kilnd: " + std::to_string(dropped) + " log lines not sent (the client read too slowly)");
+  }
+
+private:
+  uint64_t activity(const std::string& drv, const std::string& text) {
+    auto it = open_.find(drv);
+    if (it != open_.end())
+      return it->second;
+    uint64_t id = out_.start_activity(act_build, text.empty() ? "building '" + drv + "'" : text,
+                                      {drv, std::string(), uint64_t{1}, uint64_t{1}});
+    open_.emplace(drv, id);
+    return id;
+  }
+  client_stream& out_;
+  std::map<std::string, uint64_t> open_;
+};
+
+// DrvOutput ids as Nix 2.8 names built outputs: "sha256:<hash modulo>!<output>".
+string_pairs built_outputs(const build_result& r, const store_layout& layout) {
+  string_pairs out;
+  if (!is_success(r.status) || r.outputs.empty())
+    return out;
+  derivation_hasher hasher(directory_loader(layout.store_dir()));
+  std::string drv_base(parse_store_path(r.path).base_name());
+  derivation drv = parse_derivation(read_whole_file(layout.store_dir() + "/" + drv_base, 64u << 20, "derivation"),
+                                    r.path);
+  auto hashes = hasher.hash_modulo(drv, true);
+  for (auto& [name, path] : r.outputs) {
+    auto h = hashes.find(name);
+    if (h == hashes.end())
+      continue;
+    std::string id = "sha256:" + h->second.base16() + "!" + name;
+    std::string base(parse_store_path(path).base_name());
+    out.emplace_back(id, "{\"dependentRealisations\":{},\"id\":\"" + id + "\",\"outPath\":\"" + base +
+                             "\",\"signatures\":[]}");
+  }
+  return out;
+}
+
+} // namespace
+
+wanted_path parse_derived_path(const std::string& text) {
+  auto bang = text.find('!');
+  auto path = [&](const std::string& t) {
+    try {
+      return parse_store_path(t);
+    } catch (const format_error& e) {
+      throw format_error("'" + text + "' is not a store path: " + e.what());
+    }
+  };
+  if (bang == std::string::npos)
+    return wanted_path::opaque(path(text));
+  std::set<std::string> outputs;
+  std::string list = text.substr(bang + 1);
+  if (list != "*") {
+    std::istringstream names(list);
+    for (std::string n; std::getline(names, n, ',');)
+      outputs.insert(n);
+  }
+  return wanted_path::built(path(text.substr(0, bang)), outputs);
+}
+
+void session::build_paths(const request& r) {
+  bool with_results = r.code == op::build_paths_with_results;
+  uint64_t mode = std::get<uint64_t>(r.args.at(1));
+  if (mode > 2)
+    throw refused_request("unknown build mode " + std::to_string(mode));
+  if (mode == 1 && !trusted_)
+    throw refused_request("repairing is not allowed because you are not in 'trusted-users'");
+  auto& asked = std::get<std::vector<std::string>>(r.args.at(0));
+  std::vector<wanted_path> targets;
+  for (auto& t : asked)
+    targets.push_back(parse_derived_path(t));
+  auto& s = store();
+
+  build_options o = build_options_from(config_);
+  o.mode = mode == 1 ? build_mode::repair : mode == 2 ? build_mode::check : build_mode::normal;
+  o.print_build_logs = true; // the client decides what to show
+  std::vector<goal_request> goals;
+  for (auto& t : targets)
+    if (t.outputs)
+      goals.push_back({t.path.full(), *t.outputs});
+
+  engine_run run;
+  if (!goals.empty()) {
+    if (!ctx_.engine)
+      throw error("this daemon does not build");
+    auto queue = std::make_shared<event_queue>();
+    build_activities acts(out_);
+    // The engine's own store: its actor owns that connection while it runs.
+    auto job = ctx_.engine->start(std::make_shared<local_store>(ctx_.layout, roots_), o, goals,
+                                  [queue](const engine_event& e) { queue->push(e); });
+    bool cancelled = false;
+    uint64_t dropped = 0;
+    while (!job->wait_for(std::chrono::milliseconds(50))) {
+      acts.forward(queue->take(dropped), dropped);
+      out_.flush();
+      if (!cancelled && hung_up(fd_)) {
+        job->cancel(); // nobody is left to want these builds
+        cancelled = true;
+      }
+    }
+    acts.forward(queue->take(dropped), dropped);
+    run = job->result();
+  }
+
+  std::map<std::string, const build_result*> by_drv;
+  for (auto& res : run.top_level)
+    by_drv.emplace(res.path, &res);
+  std::vector<build_result> results;
+  for (auto& t : targets) {
+    if (t.outputs) {
+      auto it = by_drv.find(t.path.full());
+      results.push_back(it != by_drv.end() ? *it->second : cancelled_result(t.path.full()));
+      continue;
+    }
+    build_result res;
+    res.path = t.path.full();
+    res.status = s.is_valid(t.path) ? build_status::already_valid : build_status::misc_failure;
+    if (res.status != build_status::already_valid)
+      res.error = "path '" + t.path.full() + "' does not exist and cannot be created";
+    results.push_back(res);
+  }
+
+  if (!with_results) {
+    std::vector<const build_result*> failed;
+    for (auto& res : results)
+      if (!is_success(res.status))
+        failed.push_back(&res);
+    if (failed.size() == 1)
+      throw error(failed[0]->error);
+    if (!failed.empty()) {
+      std::string names;
+      for (auto* f : failed)
+        names += (names.empty() ? "'" : ", '") + f->path + "'";
+      throw error("build of " + names + " failed");
+    }
+    return out_.last({uint64_t{1}});
+  }
+  std::vector<argument> reply{uint64_t{results.size()}};
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    auto& res = results[i];
+    reply.insert(reply.end(), {asked[i], nix_status(res.status), res.error, uint64_t{res.times_built},
+                               uint64_t{res.status == build_status::not_deterministic},
+                               static_cast<uint64_t>(res.start_time), static_cast<uint64_t>(res.stop_time),
+                               built_outputs(res, ctx_.layout)});
+  }
+  out_.last(reply);
+}
+
+void session::ensure_path(const request& r) {
+  store_path p = path_arg(std::get<std::string>(r.args.at(0)));
+  if (!store().is_valid(p))
+    throw error("path '" + p.full() + "' does not exist and cannot be created");
+  out_.last({uint64_t{1}});
+}
+
+} // namespace kiln::daemon

@@ -1,0 +1,315 @@
+// A kilnd session's store operations: each reads its arguments from the
+// request, asks the session's store, and writes its reply as Nix 2.8's
+// daemon lays it out (worker-protocol.md §4).
+#include "actors/session.hpp"
+
+#include "store/daemon/path_infos.hpp"
+#include "store/format/signature.hpp"
+#include "store/io/error.hpp"
+#include "store/local/build_log.hpp"
+#include "store/local/verify.hpp"
+
+#include <sstream>
+
+namespace kiln::daemon {
+
+namespace {
+
+const std::string& str(const request& r, std::size_t i) { return std::get<std::string>(r.args.at(i)); }
+uint64_t num(const request& r, std::size_t i) { return std::get<uint64_t>(r.args.at(i)); }
+const std::vector<std::string>& strs(const request& r, std::size_t i) {
+  return std::get<std::vector<std::string>>(r.args.at(i));
+}
+
+std::vector<std::string> full_paths(const store_path_set& paths) {
+  std::vector<std::string> out;
+  for (auto& p : paths)
+    out.push_back(p.full());
+  return out;
+}
+
+std::vector<std::string> full_paths(const std::vector<store_path>& paths) {
+  return full_paths(store_path_set(paths.begin(), paths.end()));
+}
+
+// "text:sha256", "fixed:sha256", "fixed:r:sha256" (AddToStore's method).
+std::pair<content_method, hash_algo> parse_content_method(const std::string& text) {
+  std::string_view rest = text;
+  content_method m;
+  if (rest.rfind("text:", 0) == 0) {
+    m = content_method::text;
+    rest.remove_prefix(5);
+  } else if (rest.rfind("fixed:r:", 0) == 0) {
+    m = content_method::recursive;
+    rest.remove_prefix(8);
+  } else if (rest.rfind("fixed:", 0) == 0) {
+    m = content_method::flat;
+    rest.remove_prefix(6);
+  } else {
+    throw format_error("unknown content address method '" + text + "'");
+  }
+  return {m, parse_hash_algo(rest)};
+}
+
+// Consumes the rest of an upload whatever happened to it, so the
+// connection stays in step; if even that fails, the connection is broken.
+template <class F>
+void with_upload(framed_source& data, F f) {
+  try {
+    f();
+  } catch (...) {
+    try {
+      data.drain();
+    } catch (const std::exception& e) {
+      throw refused_request(e.what());
+    }
+    throw;
+  }
+  data.drain();
+}
+
+} // namespace
+
+store_path session::path_arg(const std::string& text) const {
+  try {
+    return parse_store_path(text);
+  } catch (const format_error& e) {
+    throw format_error("'" + text + "' is not a store path: " + e.what());
+  }
+}
+
+void session::store_op(const request& r) {
+  auto& s = store();
+  switch (r.code) {
+  case op::is_valid_path: return out_.last({uint64_t{s.is_valid(path_arg(str(r, 0)))}});
+  case op::query_referrers: return out_.last({full_paths(s.query_referrers(path_arg(str(r, 0))))});
+  case op::query_valid_derivers: return out_.last({full_paths(s.query_valid_derivers(path_arg(str(r, 0))))});
+  case op::query_all_valid_paths: return out_.last({full_paths(s.query_all_valid_paths())});
+  case op::query_valid_paths: {
+    store_path_set asked;
+    for (auto& p : strs(r, 0))
+      asked.insert(path_arg(p));
+    return out_.last({full_paths(s.query_valid_paths(asked))});
+  }
+  case op::query_path_info: {
+    auto info = s.query_path_info(path_arg(str(r, 0)));
+    std::vector<argument> reply{uint64_t{info.has_value()}};
+    if (info)
+      append_path_info(reply, *info, false);
+    return out_.last(reply);
+  }
+  case op::query_path_from_hash_part: {
+    auto p = s.query_path_from_hash_part(str(r, 0));
+    return out_.last({p ? p->full() : std::string()});
+  }
+  case op::query_derivation_output_map: {
+    string_pairs outputs;
+    for (auto& [name, p] : s.query_derivation_outputs(path_arg(str(r, 0))))
+      outputs.emplace_back(name, p.full());
+    return out_.last({outputs});
+  }
+  // Kiln's substituters are other local stores, which Nix's clients cannot
+  // name; a client asking is told there is nothing to substitute.
+  case op::query_substitutable_path_info: return out_.last({uint64_t{0}});
+  case op::query_substitutable_path_infos: return out_.last({uint64_t{0}});
+  case op::query_substitutable_paths: return out_.last({std::vector<std::string>{}});
+  case op::add_temp_root:
+    s.add_temp_root(path_arg(str(r, 0)));
+    return out_.last({uint64_t{1}});
+  case op::add_indirect_root:
+    s.add_indirect_root(str(r, 0));
+    return out_.last({uint64_t{1}});
+  case op::sync_with_gc: return out_.last({uint64_t{1}});
+  case op::find_roots: {
+    string_pairs roots;
+    for (auto& [target, links] : s.find_roots())
+      for (auto& link : links)
+        roots.emplace_back(link, target.full());
+    return out_.last({roots});
+  }
+  case op::add_signatures: {
+    if (!trusted_)
+      throw error("you are not privileged to add signatures");
+    auto& sigs = strs(r, 1);
+    s.add_signatures(path_arg(str(r, 0)), std::set<std::string>(sigs.begin(), sigs.end()));
+    return out_.last({uint64_t{1}});
+  }
+  case op::nar_from_path: {
+    store_path p = path_arg(str(r, 0));
+    if (!s.is_valid(p))
+      throw error("path '" + p.full() + "' is not valid");
+    out_.last();
+    s.nar_from_path(p, out_.raw_sink());
+    return;
+  }
+  case op::add_text_to_store: {
+    store_path_set refs;
+    for (auto& p : strs(r, 2))
+      refs.insert(path_arg(p));
+    string_source text(str(r, 1));
+    auto info = s.add_to_store(str(r, 0), content_method::text, hash_algo::sha256, text, refs);
+    return out_.last({info.path.full()});
+  }
+  case op::optimise_store: {
+    uint64_t act = out_.start_activity(act_optimise_store, "");
+    s.optimise();
+    out_.stop_activity(act);
+    return out_.last({uint64_t{1}});
+  }
+  case op::add_to_store: return add_to_store(r);
+  case op::add_to_store_nar: return add_to_store_nar(r);
+  case op::add_multiple_to_store: return add_multiple_to_store(r);
+  case op::add_build_log: return add_build_log(r);
+  case op::collect_garbage: return collect_garbage(r);
+  case op::verify_store: return verify_store(r);
+  case op::query_missing: return query_missing(r);
+  default: throw error("operation " + std::to_string(static_cast<uint64_t>(r.code)) + " is not supported by kilnd yet");
+  }
+}
+
+void session::add_to_store(const request& r) {
+  framed_source data(in_);
+  with_upload(data, [&] {
+    auto [method, algo] = parse_content_method(str(r, 1));
+    store_path_set refs;
+    for (auto& p : strs(r, 2))
+      refs.insert(path_arg(p));
+    path_info info = store().add_to_store(str(r, 0), method, algo, data, refs);
+    std::vector<argument> reply;
+    append_path_info(reply, info, true);
+    data.drain();
+    out_.last(reply);
+  });
+}
+
+namespace {
+
+// An untrusted client's paths must be content-addressed or signed by a
+// key in trusted-public-keys (Nix's rule for addToStore with checkSigs).
+void check_signed(const path_info& info, const settings& config) {
+  if (info.ca || !parse_bool_setting(config.get("require-sigs"), "require-sigs"))
+    return;
+  std::vector<std::string> keys;
+  std::istringstream words(config.get("trusted-public-keys"));
+  for (std::string k; words >> k;)
+    keys.push_back(k);
+  if (!has_valid_signature(fingerprint_of(info), info.sigs, make_trusted_keys(keys)))
+    throw error("cannot add path '" + info.path.full() + "' because it lacks a valid signature");
+}
+
+} // namespace
+
+void session::add_to_store_nar(const request& r) {
+  std::size_t pos = 0;
+  path_info info = path_info_from(r.args, pos);
+  pos++; // repair: Kiln re-adds nothing that is valid
+  bool dont_check_sigs = num(r, pos) != 0 && trusted_;
+  if (!trusted_)
+    info.ultimate = false;
+  framed_source data(in_);
+  with_upload(data, [&] {
+    auto& s = store();
+    if (!dont_check_sigs)
+      check_signed(info, config_);
+    if (!s.is_valid(info.path))
+      s.add_nar(data, info);
+  });
+  out_.last();
+}
+
+void session::add_multiple_to_store(const request& r) {
+  bool dont_check_sigs = num(r, 1) != 0 && trusted_;
+  framed_source data(in_);
+  with_upload(data, [&] {
+    auto& s = store();
+    wire::reader stream(data, "path stream");
+    uint64_t count = stream.u64();
+    static const std::vector<part> record{kind::str, kind::str, kind::str, kind::strings, kind::u64,
+                                          kind::u64, kind::u64, kind::strings, kind::str};
+    for (uint64_t i = 0; i < count; ++i) {
+      std::vector<argument> fields;
+      read_parts(stream, record, fields);
+      std::size_t pos = 0;
+      path_info info = path_info_from(fields, pos);
+      info.ultimate = false;
+      if (!dont_check_sigs)
+        check_signed(info, config_);
+      if (s.is_valid(info.path)) {
+        char buf[65536];
+        for (uint64_t left = info.nar_size; left > 0;) {
+          std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(left, sizeof buf));
+          stream.read(buf, n);
+          left -= n;
+        }
+      } else {
+        s.add_nar(data, info);
+      }
+    }
+  });
+  out_.last();
+}
+
+void session::add_build_log(const request& r) {
+  framed_source data(in_);
+  with_upload(data, [&] {
+    if (!trusted_)
+      throw error("you are not privileged to add logs");
+    store_path drv = store_path::from_base_name(str(r, 0));
+    build_log_writer log(build_log_path(ctx_.layout, drv.base_name(),
+                                        parse_log_compression(config_.get("compress-build-log"))),
+                         parse_log_compression(config_.get("compress-build-log")));
+    char buf[65536];
+    for (std::size_t n; (n = data.read(buf, sizeof buf)) > 0;)
+      log.write(std::string_view(buf, n));
+    log.close();
+  });
+  out_.last({uint64_t{1}});
+}
+
+void session::collect_garbage(const request& r) {
+  static const gc_action actions[] = {gc_action::print_live, gc_action::print_dead, gc_action::delete_dead,
+                                      gc_action::delete_specific};
+  uint64_t action = num(r, 0);
+  if (action >= 4)
+    throw format_error("unknown garbage collector action " + std::to_string(action));
+  if (num(r, 3))
+    throw error("you are not allowed to ignore liveness");
+  gc_options o;
+  o.action = actions[action];
+  for (auto& p : strs(r, 1))
+    o.paths.insert(path_arg(p));
+  if (uint64_t max = num(r, 4))
+    o.max_freed = max;
+  o.keep_outputs = config_.get_bool("keep-outputs");
+  o.keep_derivations = config_.get_bool("keep-derivations");
+  auto result = store().collect_garbage(o);
+  out_.last({result.paths, result.bytes_freed, uint64_t{0}});
+}
+
+void session::verify_store(const request& r) {
+  bool check_contents = num(r, 0) != 0;
+  if (num(r, 1)) {
+    if (!trusted_)
+      throw error("you are not privileged to repair paths");
+    throw error("kilnd cannot repair the store yet (verify without --repair, then 'kiln build --repair')");
+  }
+  out_.message(lvl_info, "reading the Nix store...");
+  out_.message(lvl_info, "checking path existence...");
+  if (check_contents)
+    out_.message(lvl_info, "checking hashes...");
+  auto problems = store().verify(check_contents);
+  for (auto& p : problems)
+    out_.message(lvl_error, "path '" + p.path.full() + "': " + p.problem);
+  out_.last({uint64_t{!problems.empty()}});
+}
+
+void session::query_missing(const request& r) {
+  std::vector<wanted_path> targets;
+  for (auto& t : strs(r, 0))
+    targets.push_back(parse_derived_path(t));
+  auto plan = store().query_missing(targets);
+  out_.last({full_paths(plan.will_build), full_paths(plan.will_substitute), full_paths(plan.unknown),
+             plan.download_size, plan.nar_size});
+}
+
+} // namespace kiln::daemon
