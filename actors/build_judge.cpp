@@ -18,12 +18,14 @@ namespace kiln {
 
 namespace {
 
-std::string with_log_tail(std::string msg, const std::vector<std::string>& tail) {
+std::string with_log_tail(std::string msg, const std::vector<std::string>& tail, const std::string& hint_drv) {
   if (tail.empty())
     return msg;
   msg += ";\nlast " + std::to_string(tail.size()) + " log lines:";
   for (auto& l : tail)
     msg += "\n> " + l;
+  if (!hint_drv.empty())
+    msg += "\nFor full logs, run '\x1b[1mnix log " + hint_drv + "\x1b[0m'.";
   return msg;
 }
 
@@ -35,6 +37,7 @@ build_result build_steps::judge(const build_round& run, prepared_build& build, c
   const uint32_t round = run.round, rounds = run.rounds;
   build_result r;
   const bool fixed = drv.is_fixed_output();
+  const std::string hint = options_.log_hint ? drv_path : std::string();
   switch (outcome.limit) {
   case builder_outcome::setup_failed:
     r.status = build_status::misc_failure;
@@ -46,19 +49,19 @@ build_result build_steps::judge(const build_round& run, prepared_build& build, c
     r.status = build_status::timed_out;
     r.error = with_log_tail("building of '" + drv_path + "' timed out after " +
                                 std::to_string(options_.max_silent_time) + " seconds of silence",
-                            outcome.log_tail);
+                            outcome.log_tail, hint);
     return r;
   case builder_outcome::timeout:
     r.status = build_status::timed_out;
     r.error = with_log_tail("building of '" + drv_path + "' timed out after " + std::to_string(options_.timeout) +
                                 " seconds",
-                            outcome.log_tail);
+                            outcome.log_tail, hint);
     return r;
   case builder_outcome::disk_size:
     r.status = build_status::permanent_failure;
     r.error = with_log_tail("builder for '" + drv_path + "' killed: " + outcome.message + " (build-size-max is " +
                                 std::to_string(options_.size_max) + " bytes)",
-                            outcome.log_tail);
+                            outcome.log_tail, hint);
     return r;
   case builder_outcome::log_size:
     r.status = build_status::log_limit_exceeded;
@@ -71,7 +74,7 @@ build_result build_steps::judge(const build_round& run, prepared_build& build, c
   if (outcome.wait_status != 0) {
     r.status = fixed ? build_status::transient_failure : build_status::permanent_failure;
     r.error = with_log_tail("builder for '" + drv_path + "' " + sandbox::describe_wait_status(outcome.wait_status),
-                            outcome.log_tail);
+                            outcome.log_tail, hint);
     return r;
   }
 

@@ -198,7 +198,8 @@ void session::run() {
     out_.flush();
     client_hello hello = read_client_hello(in_, daemon_version);
     client_version_ = std::min(hello.version, daemon_version);
-    out_.raw(encode_daemon_welcome(client_version_, ctx_.version));
+    out_.raw(encode_daemon_welcome(client_version_, ctx_.version,
+                                   trusted_ ? trust_flag::trusted : trust_flag::not_trusted));
     out_.flush();
     while (raw_.more()) {
       request r;

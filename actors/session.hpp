@@ -17,8 +17,10 @@
 
 namespace kiln::daemon {
 
-// The version kilnd announces: Nix 2.8's.
-constexpr uint64_t daemon_version = protocol_1_34;
+// The version kilnd announces: Nix 2.8's 1.34 with 1.35's trust flag.
+// 1.36-1.38 (AddPermRoot, CPU times in BuildResult, feature exchange) are
+// not spoken yet: newer clients negotiate down to 1.35.
+constexpr uint64_t daemon_version = protocol_1_35;
 
 // Nix's verbosity levels (SetOptions, log messages).
 enum level : uint64_t { lvl_error = 0, lvl_warn = 1, lvl_notice = 2, lvl_info = 3, lvl_talkative = 4 };

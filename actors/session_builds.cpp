@@ -181,6 +181,7 @@ void session::build_paths(const request& r) {
   build_options o = build_options_from(config_);
   o.mode = mode == 1 ? build_mode::repair : mode == 2 ? build_mode::check : build_mode::normal;
   o.print_build_logs = true; // the client decides what to show
+  o.log_hint = true;
   std::vector<goal_request> goals;
   for (auto& t : targets)
     if (t.outputs)

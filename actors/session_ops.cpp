@@ -152,8 +152,13 @@ void session::store_op(const request& r) {
   }
   case op::optimise_store: {
     uint64_t act = out_.start_activity(act_optimise_store, "");
-    s.optimise();
+    auto done = s.optimise();
     out_.stop_activity(act);
+    char line[96];
+    std::snprintf(line, sizeof line, "%.2f MiB freed by hard-linking %llu files",
+                  static_cast<double>(done.bytes_saved) / (1024.0 * 1024.0),
+                  static_cast<unsigned long long>(done.files_linked));
+    out_.message(lvl_info, line);
     return out_.last({uint64_t{1}});
   }
   case op::add_to_store: return add_to_store(r);
@@ -272,17 +277,17 @@ void session::collect_garbage(const request& r) {
   uint64_t action = num(r, 0);
   if (action >= 4)
     throw format_error("unknown garbage collector action " + std::to_string(action));
-  if (num(r, 3))
+  if (num(r, 2))
     throw error("you are not allowed to ignore liveness");
   gc_options o;
   o.action = actions[action];
   for (auto& p : strs(r, 1))
     o.paths.insert(path_arg(p));
-  if (uint64_t max = num(r, 4))
+  if (uint64_t max = num(r, 3))
     o.max_freed = max;
   o.keep_outputs = config_.get_bool("keep-outputs");
   o.keep_derivations = config_.get_bool("keep-derivations");
-  auto result = store().collect_garbage(o);
+  auto result = store().collect_garbage(o, [this](const std::string& line) { out_.message(lvl_info, line); });
   out_.last({result.paths, result.bytes_freed, uint64_t{0}});
 }
 
@@ -295,8 +300,10 @@ void session::verify_store(const request& r) {
   }
   out_.message(lvl_info, "reading the Nix store...");
   out_.message(lvl_info, "checking path existence...");
-  if (check_contents)
-    out_.message(lvl_info, "checking hashes...");
+  if (check_contents) {
+    out_.message(lvl_info, "checking link hashes...");
+    out_.message(lvl_info, "checking store hashes...");
+  }
   auto problems = store().verify(check_contents);
   for (auto& p : problems)
     out_.message(lvl_error, "path '" + p.path.full() + "': " + p.problem);

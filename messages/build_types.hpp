@@ -72,6 +72,7 @@ struct build_options {
   uint64_t timeout = 0;          // seconds, 0 = none
   uint64_t max_log_size = 0;     // bytes, 0 = none
   uint32_t log_lines = 25;
+  bool log_hint = false; // a failure's log tail ends "For full logs, run 'nix log DRV'." (as Nix's daemon)
   std::string compress_build_log = "zstd";
   std::vector<std::string> secret_key_files;
   std::string post_build_hook;
@@ -103,7 +104,7 @@ typename Inspector::result_type inspect(Inspector& f, build_options& x) {
            x.max_log_size, x.log_lines, x.compress_build_log, x.secret_key_files,
            x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs, x.fallback,
            x.sandbox, x.sandbox_fallback, x.sandbox_paths, x.sandbox_build_dir, x.allowed_impure_host_deps,
-           x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features, x.pids_default, x.size_max);
+           x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features, x.pids_default, x.size_max, x.log_hint);
 }
 
 // DRV^out1,out2 (outputs empty = all of them).

@@ -70,6 +70,10 @@ struct gc_options {
   bool keep_derivations = true;    // derivers of live paths are live
 };
 
+// The collector's progress as Nix prints it, a line at a time
+// ("finding garbage collector roots...", "deleting '/nix/store/...'").
+using gc_progress = std::function<void(const std::string& line)>;
+
 struct gc_result {
   // The live or dead paths (printing), or what was deleted, sorted; paths
   // in the store directory that were never valid are included as /nix/store/NAME.
@@ -129,7 +133,7 @@ public:
   // Makes `link` (an absolute symlink outside the store) a root.
   virtual void add_indirect_root(const std::string& link) = 0;
   virtual gc_root_map find_roots() = 0;
-  virtual gc_result collect_garbage(const gc_options& options) = 0;
+  virtual gc_result collect_garbage(const gc_options& options, const gc_progress& progress = {}) = 0;
 
   // Maintenance.
   virtual optimise_result optimise() = 0;

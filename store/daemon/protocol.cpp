@@ -56,12 +56,28 @@ std::string encode_daemon_greeting(uint64_t daemon_version) {
   return out;
 }
 
-std::string encode_daemon_welcome(uint64_t client_version, const std::string& nix_version) {
+std::string encode_daemon_welcome(uint64_t client_version, const std::string& nix_version, trust_flag trust) {
   std::string out;
   if (protocol_minor(client_version) >= 33)
     wire::append_string(out, nix_version);
+  if (protocol_minor(client_version) >= 35)
+    wire::append_u64(out, static_cast<uint64_t>(trust));
   wire::append_u64(out, static_cast<uint64_t>(stderr_code::last));
   return out;
+}
+
+daemon_welcome read_daemon_welcome(wire::reader& in, uint64_t negotiated_version) {
+  daemon_welcome w;
+  if (protocol_minor(negotiated_version) >= 33)
+    w.nix_version = in.str(1024, "daemon version");
+  if (protocol_minor(negotiated_version) >= 35) {
+    uint64_t at = in.offset();
+    uint64_t t = in.u64();
+    if (t > 2)
+      in.fail("trust flag " + std::to_string(t) + " (0, 1 or 2 expected)", at);
+    w.trust = static_cast<trust_flag>(t);
+  }
+  return w;
 }
 
 } // namespace kiln::daemon

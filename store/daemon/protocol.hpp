@@ -22,6 +22,9 @@ constexpr unsigned protocol_major(uint64_t v) { return static_cast<unsigned>((v 
 constexpr unsigned protocol_minor(uint64_t v) { return static_cast<unsigned>(v & 0xff); }
 // What Nix 2.8 speaks, and what this codec has been proved against.
 constexpr uint64_t protocol_1_34 = protocol_version(1, 34);
+// Nix 2.15-2.19 and Lix (whose 2.94 and later refuse anything older): the
+// daemon's welcome says whether it trusts the client.
+constexpr uint64_t protocol_1_35 = protocol_version(1, 35);
 // The oldest client a 2.8 daemon serves.
 constexpr uint64_t oldest_client = protocol_version(1, 10);
 
@@ -60,7 +63,19 @@ std::string encode_client_hello(const client_hello& h, uint64_t daemon_version);
 // its Nix version for clients from 1.33 on, then the start-up stderr
 // stream, here empty (STDERR_LAST).
 std::string encode_daemon_greeting(uint64_t daemon_version);
-std::string encode_daemon_welcome(uint64_t client_version, const std::string& nix_version);
+// From 1.35 on the welcome ends with the client's trust: `trusted` unset
+// is sent as 0 (unknown), true as 1, false as 2.
+enum class trust_flag : uint64_t { unknown = 0, trusted = 1, not_trusted = 2 };
+std::string encode_daemon_welcome(uint64_t client_version, const std::string& nix_version,
+                                  trust_flag trust = trust_flag::unknown);
+// What a client reads after its hello: the daemon's version string (1.33
+// and later), its trust in the client (1.35 and later). The start-up
+// stderr stream that follows is the caller's.
+struct daemon_welcome {
+  std::string nix_version;
+  trust_flag trust = trust_flag::unknown;
+};
+daemon_welcome read_daemon_welcome(wire::reader& in, uint64_t negotiated_version);
 
 // SetOptions (op 19): the client's settings for the connection (read and
 // written as a request, requests.hpp).

@@ -62,7 +62,7 @@ std::vector<store_path> referrers_first(store_db& db, const store_path_set& path
 class collector {
 public:
   collector(local_store& store, const gc_options& options,
-            const std::function<void(const std::string&)>& progress)
+            const gc_progress& progress)
     : store_(store), db_(store.db()), options_(options), progress_(progress) {}
 
   gc_result run() {
@@ -78,8 +78,9 @@ public:
     // and exits is then either alive when its temp roots are read, or its
     // link exists before the gcroots scan. (Nix 2.8 reads them the other
     // way round; add_permanent_root covers that case.)
+    say("finding garbage collector roots...");
     auto temp = read_temp_roots(layout.temproots_dir(), std::string(default_store_dir));
-    result_.roots = find_permanent_roots(store_);
+    result_.roots = find_permanent_roots(store_, progress_);
     std::set<std::string> rooted_hashes;
     for (auto& [p, pids] : temp) {
       rooted_hashes.insert(std::string(p.hash_part()));
@@ -94,6 +95,8 @@ public:
     store_path_set root_set;
     for (auto& [p, links] : result_.roots)
       root_set.insert(p);
+    if (options_.action != gc_action::print_roots && options_.action != gc_action::delete_specific)
+      say(options_.action == gc_action::delete_dead ? "deleting garbage..." : "determining live/dead paths...");
     live_ = live_paths(db_, root_set, options_.keep_outputs, options_.keep_derivations);
 
     switch (options_.action) {
@@ -108,6 +111,8 @@ public:
         result_.paths.push_back(p.full());
       for (auto& name : store_directory_entries())
         if (auto p = invalid_entry(name); p && !server.is_root(*p))
+          result_.paths.push_back(logical_path(name));
+        else if (free_lock_file(name))
           result_.paths.push_back(logical_path(name));
       break;
     case gc_action::delete_dead:
@@ -151,11 +156,15 @@ private:
     }
   }
 
+  void say(const std::string& line) {
+    if (progress_)
+      progress_(line);
+  }
+
   void deleted(const std::string& logical, uint64_t bytes) {
     result_.bytes_freed += bytes;
     result_.paths.push_back(logical);
-    if (progress_)
-      progress_(logical);
+    say("deleting '" + logical + "'");
   }
 
   // Deletes valid paths, referrers first. Returns the paths that stayed.
@@ -246,28 +255,62 @@ private:
     return gone;
   }
 
-  void remove_lock_file_if_free(const std::string& name) {
+  // A lock file nobody holds (a failed build leaves its own, as Nix's
+  // does) is dead, as Nix counts it; a held one belongs to a build.
+  bool free_lock_file(const std::string& name) {
+    if (name[0] == '.' || !ends_with(name, ".lock"))
+      return false;
     try {
       if (db_.is_valid(store_path::from_base_name(name)))
-        return; // a valid path that happens to be named *.lock
+        return false; // a valid path that happens to be named *.lock
     } catch (const format_error&) {
+      return false;
     }
-    auto lock = path_lock::try_acquire(store_.layout().store_dir() + "/" + name.substr(0, name.size() - 5));
+    return path_lock::try_acquire(lock_owner(name)).held();
+  }
+
+  void remove_lock_file_if_free(const std::string& name) {
+    if (!free_lock_file(name))
+      return;
+    auto lock = path_lock::try_acquire(lock_owner(name));
+    if (!lock.held())
+      return;
     lock.release(true);
+    deleted(logical_path(name), 0);
+  }
+
+  std::string lock_owner(const std::string& lock_name) const {
+    return store_.layout().store_dir() + "/" + lock_name.substr(0, lock_name.size() - 5);
   }
 
   void remove_unused_links() {
+    say("deleting unused links...");
+    char line[96];
+    std::snprintf(line, sizeof line, "note: currently hard linking saves %.2f MiB",
+                  static_cast<double>(remove_unused_link_files()) / (1024.0 * 1024.0));
+    say(line);
+  }
+
+  // Removes the .links entries no store file shares any more; returns what
+  // the remaining ones save, as Nix reports it (every name of a linked file
+  // but one would otherwise be a copy).
+  uint64_t remove_unused_link_files() {
+    uint64_t saved = 0;
     const std::string dir = store_.layout().store_dir() + "/.links";
     unique_fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd) {
       if (errno == ENOENT)
-        return;
+        return 0;
       throw_errno("opening '" + dir + "'");
     }
     for (auto& name : read_directory(fd.get(), dir)) {
       struct stat st;
-      if (::fstatat(fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_nlink != 1)
+      if (::fstatat(fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
         continue;
+      if (st.st_nlink != 1) {
+        saved += static_cast<uint64_t>(st.st_size) * (st.st_nlink - 2);
+        continue;
+      }
       if (::unlinkat(fd.get(), name.c_str(), 0) != 0) {
         if (errno == ENOENT)
           continue;
@@ -276,6 +319,7 @@ private:
       result_.bytes_freed += static_cast<uint64_t>(st.st_size);
       ++result_.links_removed;
     }
+    return saved;
   }
 
   std::string why_live(const store_path& p) {
@@ -317,7 +361,7 @@ private:
   local_store& store_;
   store_db& db_;
   const gc_options& options_;
-  const std::function<void(const std::string&)>& progress_;
+  const gc_progress& progress_;
   gc_root_server* server_ = nullptr;
   store_path_set live_, kept_;
   gc_result result_;
@@ -354,7 +398,7 @@ store_path_set live_paths(store_db& db, const store_path_set& roots, bool keep_o
 }
 
 gc_result collect_garbage(local_store& store, const gc_options& options,
-                          const std::function<void(const std::string&)>& progress) {
+                          const gc_progress& progress) {
   return collector(store, options, progress).run();
 }
 

@@ -30,7 +30,6 @@ store_path_set live_paths(store_db& db, const store_path_set& roots, bool keep_o
 // Runs a collection. `progress` is called with each path deleted.
 // delete_specific refuses (before deleting anything) paths that are live or
 // referred to by a valid path not also being deleted.
-gc_result collect_garbage(local_store& store, const gc_options& options,
-                          const std::function<void(const std::string&)>& progress = {});
+gc_result collect_garbage(local_store& store, const gc_options& options, const gc_progress& progress = {});
 
 } // namespace kiln

@@ -34,7 +34,8 @@ bool is_under(const std::string& path, const std::string& dir) {
 
 class root_finder {
 public:
-  root_finder(local_store& store, gc_root_map& roots) : store_(store), roots_(roots) {}
+  root_finder(local_store& store, gc_root_map& roots, const gc_progress& note)
+    : store_(store), roots_(roots), note_(note) {}
 
   void search(const std::string& path, int depth) {
     struct stat st;
@@ -80,8 +81,12 @@ private:
     if (::lstat(abs.c_str(), &st) != 0) {
       if (errno != ENOENT && errno != ENOTDIR)
         throw_errno("getting the status of '" + abs + "'");
-      if (is_under(link, store_.layout().gcroots_dir() + "/auto"))
-        ::unlink(link.c_str()); // its target is gone for good: a stale registration
+      if (is_under(link, store_.layout().gcroots_dir() + "/auto")) {
+        // Its target is gone for good: a stale registration.
+        if (note_)
+          note_("removing stale link from '" + link + "' to '" + abs + "'");
+        ::unlink(link.c_str());
+      }
       return;
     }
     if (!S_ISLNK(st.st_mode))
@@ -98,6 +103,7 @@ private:
 
   local_store& store_;
   gc_root_map& roots_;
+  const gc_progress& note_;
 };
 
 } // namespace
@@ -157,9 +163,9 @@ std::string add_indirect_root(local_store& store, const std::string& link) {
   return auto_link;
 }
 
-gc_root_map find_permanent_roots(local_store& store) {
+gc_root_map find_permanent_roots(local_store& store, const gc_progress& note) {
   gc_root_map roots;
-  root_finder finder(store, roots);
+  root_finder finder(store, roots, note);
   finder.search(store.layout().gcroots_dir(), 0);
   finder.search(store.layout().profiles_dir(), 0);
   return roots;

@@ -17,7 +17,8 @@
 namespace kiln {
 
 
-gc_root_map find_permanent_roots(local_store& store);
+// `note` hears of each stale link removed, as Nix reports it.
+gc_root_map find_permanent_roots(local_store& store, const gc_progress& note = {});
 
 // Makes `link` a symlink to `p` (replacing whatever is there) that no
 // collector can miss: `p` becomes a temp root first, and the link is made

@@ -79,7 +79,7 @@ public:
   void add_signatures(const store_path& p, const std::set<std::string>& sigs) override;
   void add_indirect_root(const std::string& link) override;
   gc_root_map find_roots() override;
-  gc_result collect_garbage(const gc_options& options) override;
+  gc_result collect_garbage(const gc_options& options, const gc_progress& progress = {}) override;
   optimise_result optimise() override;
   std::vector<verify_problem> verify(bool check_contents) override;
   std::optional<std::string> build_log(const store_path& drv) override;

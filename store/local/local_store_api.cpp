@@ -160,7 +160,9 @@ gc_root_map local_store::find_roots() {
   return kiln::collect_garbage(*this, o).roots;
 }
 
-gc_result local_store::collect_garbage(const gc_options& options) { return kiln::collect_garbage(*this, options); }
+gc_result local_store::collect_garbage(const gc_options& options, const gc_progress& progress) {
+  return kiln::collect_garbage(*this, options, progress);
+}
 
 optimise_result local_store::optimise() { return optimise_store(*this); }
 

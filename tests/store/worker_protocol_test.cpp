@@ -206,6 +206,32 @@ BOOST_AUTO_TEST_CASE(an_older_client_gets_the_fields_of_its_version) {
   BOOST_TEST(encode_daemon_welcome(protocol_version(1, 32), "2.8.0") == u64(0x616c7473)); // no version string
 }
 
+// 1.35 (Nix 2.15-2.19, Lix): the welcome ends with the daemon's trust in
+// the client, written here from the documented change, not captured.
+BOOST_AUTO_TEST_CASE(a_1_35_client_is_told_whether_it_is_trusted) {
+  std::string version = u64(5) + std::string("2.8.0\0\0\0", 8);
+  BOOST_TEST(encode_daemon_welcome(protocol_1_35, "2.8.0", trust_flag::trusted) == version + u64(1) + u64(0x616c7473));
+  BOOST_TEST(encode_daemon_welcome(protocol_1_35, "2.8.0", trust_flag::not_trusted) ==
+             version + u64(2) + u64(0x616c7473));
+  BOOST_TEST(encode_daemon_welcome(protocol_1_35, "2.8.0") == version + u64(0) + u64(0x616c7473));
+  // A 1.34 client is not sent the flag it would not read.
+  BOOST_TEST(encode_daemon_welcome(protocol_1_34, "2.8.0", trust_flag::trusted) == version + u64(0x616c7473));
+  for (auto t : {trust_flag::unknown, trust_flag::trusted, trust_flag::not_trusted}) {
+    std::string bytes = encode_daemon_welcome(protocol_1_35, "2.8.0", t);
+    string_source src(bytes);
+    wire::reader in(src, "daemon message");
+    auto w = read_daemon_welcome(in, protocol_1_35);
+    BOOST_TEST(w.nix_version == "2.8.0");
+    BOOST_TEST((w.trust == t));
+  }
+  std::string bad_bytes = version + u64(3);
+  string_source bad(bad_bytes);
+  wire::reader in(bad, "daemon message");
+  BOOST_CHECK_EXCEPTION(read_daemon_welcome(in, protocol_1_35), format_error, [](const format_error& e) {
+    return std::string(e.what()).find("at byte 16: trust flag 3") != std::string::npos;
+  });
+}
+
 BOOST_AUTO_TEST_CASE(hostile_frames_are_refused_naming_what_and_where) {
   std::string hello = encode_client_hello({}, protocol_1_34);
   refused(u64(0x12345678), "at byte 0: not a Nix client");

@@ -159,3 +159,206 @@ class SideBySide:
 
     def kiln_valid(self, path):
         return self.kiln_run("store", "path-info", "--store", self.store, path).returncode == 0
+
+
+DAEMON_SOCKET = "/nix/var/nix/daemon-socket/socket"
+
+
+def against_daemon(daemon_argv, steps, nix_conf="sandbox = false\nbuild-users-group =\nsubstituters =\n", files=None,
+                   timeout=600):
+    """Runs `steps` (name -> shell commands, in order) as Nix clients of one
+    daemon serving a fresh, empty store at /nix: a tmpfs over /nix in a
+    private mount namespace, so the host's /nix is never touched. `files`
+    (path -> text) are written first. Returns (name -> (exit status,
+    output)), stdout and stderr together, and the daemon's own log."""
+    work = tempfile.mkdtemp(prefix="kiln-daemon-")
+    os.chmod(work, 0o755)
+    try:
+        os.makedirs(f"{work}/conf")
+        with open(f"{work}/conf/nix.conf", "w") as f:
+            f.write(nix_conf)
+        for path, content in (files or {}).items():
+            os.makedirs(os.path.dirname(f"{work}/{path}"), exist_ok=True)
+            with open(f"{work}/{path}", "w") as f:
+                f.write(content)
+        script = [
+            "set -u",
+            "mount -t tmpfs kiln-test /nix",
+            "mkdir -p /nix/store /nix/var/nix",
+            f"export NIX_CONF_DIR={work}/conf HOME={work}/home TMPDIR={work}/tmp",
+            f"mkdir -p {work}/home {work}/tmp; chmod 777 {work}/tmp; cd {work}",
+            f"{' '.join(daemon_argv)} > {work}/daemon.log 2>&1 & daemon=$!",
+            f"for i in $(seq 200); do [ -S {DAEMON_SOCKET} ] && break; sleep 0.05; done",
+            "export NIX_REMOTE=daemon",
+        ]
+        for name, commands in steps.items():
+            # The exit line on a line of its own, even after output without a newline.
+            script += [f"echo '@@@ {name}'", f"( {commands} ) 2>&1", "printf '\\n@@@ exit %s\\n' $?"]
+        script += ["kill $daemon; wait $daemon"]
+        with open(f"{work}/script.sh", "w") as f:
+            f.write("\n".join(script) + "\n")
+        r = run(["unshare", "-m", "--propagation", "private", "bash", f"{work}/script.sh"], timeout=timeout)
+        results, name, lines = {}, None, []
+        for line in r.stdout.split("\n"):
+            if line.startswith("@@@ exit "):
+                results[name] = (int(line[9:]), "\n".join(lines).strip("\n").replace(work, "WORK"))
+                name, lines = None, []
+            elif line.startswith("@@@ "):
+                name = line[4:]
+            elif name is not None:
+                lines.append(line)
+        with open(f"{work}/daemon.log") as f:
+            log = f.read()
+        missing = [n for n in steps if n not in results]
+        assert not missing, f"steps {missing} did not run\n{explain(r)}\n--- daemon\n{log}"
+        return results, log
+    finally:
+        subprocess.run(["rm", "-rf", work])
+
+
+class DaemonClient:
+    """A worker-protocol client as small as a test needs (worker-protocol.md):
+    the handshake, requests as lists of u64s, strings and string lists, and
+    the stderr stream read to its end."""
+    MAGIC_1, MAGIC_2, VERSION = 0x6E697863, 0x6478696F, 0x122
+    NEXT, LAST, ERROR = 0x6F6C6D67, 0x616C7473, 0x63787470
+    START, STOP, RESULT = 0x53545254, 0x53544F50, 0x52534C54
+
+    def __init__(self, socket_path, handshake=True, timeout=30):
+        import socket
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(socket_path)
+        self.buf = b""
+        if handshake:
+            self.send(self.MAGIC_1)
+            assert self.u64() == self.MAGIC_2
+            self.daemon_version = self.u64()
+            self.send(self.VERSION, 0, 0)
+            self.nix_version = self.str()
+            assert self.u64() == self.LAST
+
+    @staticmethod
+    def encode(*parts):
+        out = b""
+        for p in parts:
+            if isinstance(p, int):
+                out += p.to_bytes(8, "little")
+            elif isinstance(p, (str, bytes)):
+                data = p.encode() if isinstance(p, str) else p
+                out += len(data).to_bytes(8, "little") + data + b"\0" * (-len(data) % 8)
+            else:
+                out += DaemonClient.encode(len(p), *p)
+        return out
+
+    def send(self, *parts):
+        self.sock.sendall(self.encode(*parts))
+
+    def read(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("the daemon closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def u64(self):
+        return int.from_bytes(self.read(8), "little")
+
+    def str(self):
+        n = self.u64()
+        data = self.read(n + (-n % 8))[:n]
+        return data.decode(errors="replace")
+
+    def strings(self):
+        return [self.str() for _ in range(self.u64())]
+
+    def fields(self):
+        return [self.u64() if self.u64() == 0 else self.str() for _ in range(self.u64())]
+
+    def stream(self):
+        """Reads the stderr stream: (error text or None, [(code, payload), ...])."""
+        seen = []
+        while True:
+            code = self.u64()
+            if code == self.LAST:
+                return None, seen
+            if code == self.ERROR:
+                self.str(), self.u64(), self.str()
+                msg = self.str()
+                self.u64()
+                for _ in range(self.u64()):
+                    self.u64(), self.str()
+                return msg, seen
+            if code == self.NEXT:
+                seen.append((code, self.str()))
+            elif code == self.START:
+                act, _level, kind, text = self.u64(), self.u64(), self.u64(), self.str()
+                seen.append((code, (act, kind, text, self.fields(), self.u64())))
+            elif code == self.STOP:
+                seen.append((code, self.u64()))
+            elif code == self.RESULT:
+                seen.append((code, (self.u64(), self.u64(), self.fields())))
+            else:
+                raise AssertionError(f"unknown stderr code {code:#x}")
+
+    def set_options(self, verbosity=3, overrides=()):
+        self.send(19, 0, 0, 0, verbosity, 1, 0, 1, 0, 0, 0, 0, 1, len(overrides))
+        for k, v in overrides:
+            self.send(k, v)
+        err, _ = self.stream()
+        assert err is None, err
+
+    def is_valid(self, path):
+        self.send(1, path)
+        err, _ = self.stream()
+        assert err is None, err
+        return self.u64() == 1
+
+    def close(self):
+        self.sock.close()
+
+
+class Kilnd:
+    """kilnd serving a SideBySide's Kiln store on a socket of its own."""
+
+    def __init__(self, both, *options):
+        self.socket = f"{both.dir}/daemon.sock"
+        binary = os.path.join(os.path.dirname(both.kiln), "kilnd")
+        self.log = open(f"{both.dir}/kilnd.log", "w+")
+        env = dict(both.env, NIX_CONF_DIR=f"{both.dir}/no-nix-conf")
+        self.proc = subprocess.Popen([binary, "--store", both.store, "--socket", self.socket, *options],
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(200):
+            if os.path.exists(self.socket):
+                break
+            time.sleep(0.01)
+        assert os.path.exists(self.socket), self.output()
+
+    def client(self, **kw):
+        return DaemonClient(self.socket, **kw)
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read()
+
+    def reload(self):
+        """SIGHUP: the configuration is read again (for new connections)."""
+        before = self.output().count("configuration reloaded")
+        self.proc.send_signal(1)
+        for _ in range(500):
+            if self.output().count("configuration reloaded") > before:
+                return
+            time.sleep(0.01)
+        raise AssertionError("kilnd did not reload its configuration\n" + self.output())
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
+
+    def stop(self):
+        self.proc.terminate()
+        status = self.proc.wait(timeout=30)
+        self.log.close()
+        return status

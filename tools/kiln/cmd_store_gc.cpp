@@ -32,8 +32,8 @@ void print_summary(const gc_result& r, bool json, const char* key) {
 }
 
 // Progress on stderr, so stdout stays the summary (or the JSON).
-void report_deletion(const std::string& p) {
-  std::cerr << "deleting '" << p << "'\n";
+void report_deletion(const std::string& line) {
+  std::cerr << line << '\n';
 }
 
 gc_options options_from(const cli::parsed_args& a) {

@@ -81,6 +81,7 @@ kiln::settings load_config(const std::vector<std::pair<std::string, std::string>
   kiln::settings s;
   s.set("system-features", kiln::sandbox::default_system_features(::access("/dev/kvm", F_OK) == 0), "the host");
   s.set("compress-build-log", "bzip2", "kilnd"); // where and how `nix log` reads it
+  s.set("log-lines", "10", "kilnd");               // Nix 2.8's daemon's
   if (::getuid() == 0 && ::getgrnam("nixbld"))
     s.set("build-users-group", "nixbld", "kilnd"); // Nix's default for a root daemon
   auto read = [](const std::string& path) -> std::optional<std::string> {

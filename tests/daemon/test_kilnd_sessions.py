@@ -1,0 +1,207 @@
+"""kilnd's sessions under stress, through the protocol itself: hostile bytes
+from many connections at once, clients that vanish mid-build, and clients
+that want the same build."""
+import os
+import random
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from kiln_testing import DaemonClient, Kilnd, explain
+
+
+@pytest.fixture
+def kilnd(both):
+    d = Kilnd(both, "--option", "build-users-group", "")
+    yield d
+    assert d.proc.poll() is None, "kilnd died\n" + d.output()
+    assert d.stop() == 0, d.output()
+
+
+def closes(sock, timeout=10):
+    """True once the daemon has closed the connection (whatever it said first)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def hostile_round(path, rng):
+    """One of each kind of bad client; returns what went wrong, if anything."""
+    problems = []
+
+    def raw(data, half_close=True):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        try:
+            s.sendall(data)
+        except BrokenPipeError:
+            pass
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        if not closes(s):
+            problems.append(f"not closed after {data[:32]!r}")
+        s.close()
+
+    raw(rng.randbytes(rng.randrange(1, 4096)))                      # noise instead of a handshake
+    raw(DaemonClient.encode(0x6E697863, 0x122))                      # a handshake cut short
+    raw(DaemonClient.encode(0x12345678, 0x122, 0, 0))                 # the wrong magic
+    raw(b"", half_close=True)                                        # connect, say nothing, hang up
+    hello = DaemonClient.encode(0x6E697863, 0x122, 0, 0)
+    raw(hello + DaemonClient.encode(999))                            # an unknown operation
+    raw(hello + DaemonClient.encode(1) + (1 << 40).to_bytes(8, "little"))  # a huge length
+    raw(hello + DaemonClient.encode(1, "/nix/store/" + "a" * 20)[:40])      # a truncated frame
+    raw(hello + DaemonClient.encode(31, 1 << 50))                    # a list of 2^50 paths
+
+    # An unknown operation is refused by name, as Nix refuses it.
+    c = DaemonClient(path)
+    c.send(999)
+    err, _ = c.stream()
+    if not err or "999" not in err:
+        problems.append(f"unknown operation answered {err!r}")
+    c.close()
+    return problems
+
+
+def test_hostile_clients_get_an_error_or_a_close_and_the_daemon_stays_up(kilnd, both):
+    rng = random.Random(15)
+    # Many connections at once, each misbehaving in its own way.
+    problems = []
+    threads = [threading.Thread(target=lambda: problems.extend(hostile_round(kilnd.socket, random.Random(rng.random()))))
+               for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not problems, problems
+    warm = kilnd.rss_kib()
+    for _ in range(5):
+        problems = hostile_round(kilnd.socket, rng)
+        assert not problems, problems
+    grown = kilnd.rss_kib() - warm
+    assert grown < 4096, f"kilnd grew by {grown} KiB over 5 rounds of hostile clients"
+    # Others are still served.
+    c = kilnd.client()
+    c.set_options()
+    assert not c.is_valid("/nix/store/" + "0" * 32 + "-missing")
+
+
+def test_a_bad_upload_registers_nothing_and_the_connection_goes_on(kilnd, both):
+    c = kilnd.client()
+    c.set_options()
+    path = "/nix/store/" + "1" * 32 + "-bad-nar"
+    garbage = b"not a NAR at all" * 10
+    # AddToStoreNar: the record, repair, dontCheckSigs, then the framed "NAR".
+    c.send(39, path, "", "0" * 64, [], 0, len(garbage), 0, [], "", 0, 1)
+    c.sock.sendall(len(garbage).to_bytes(8, "little") + garbage + (0).to_bytes(8, "little"))
+    err, _ = c.stream()
+    assert err, "a garbage NAR was accepted"
+    assert not c.is_valid(path)
+    assert not os.path.exists(both.real(path))
+
+
+def processes(*argv):
+    """Pids of host processes running exactly argv (builders are in a pid
+    namespace of their own: their own idea of their pid is no use here)."""
+    want = "\0".join(argv).encode() + b"\0"
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read() == want:
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def build(client, drv):
+    client.send(9, [f"{drv}!*"], 0)
+    err, seen = client.stream()
+    if err is None:
+        assert client.u64() == 1
+    return err, seen
+
+
+def test_a_client_that_goes_away_has_its_build_killed(kilnd, both):
+    shared = both.share_with_builders("shared")
+    kilnd.reload()  # builders see the shared directory from the next connection on
+    slow = both.drv("slow", f"echo started > {shared}/started; exec sleep 6543")
+    quick = both.drv("quick", "sleep 2; echo done > $out")
+    leaver, stayer = kilnd.client(), kilnd.client()
+    for c in (leaver, stayer):
+        c.set_options(overrides=[("max-jobs", "2")])
+    leaver.send(9, [f"{slow}!*"], 0)
+    other = {}
+    t = threading.Thread(target=lambda: other.update(result=build(stayer, quick)))
+    t.start()
+    for _ in range(600):
+        if processes("sleep", "6543"):
+            break
+        time.sleep(0.05)
+    assert processes("sleep", "6543"), "the slow build never started\n" + kilnd.output()
+    leaver.sock.close()  # as a killed client's socket closes
+    gone_at = time.monotonic()
+    while processes("sleep", "6543") and time.monotonic() - gone_at < 5:
+        time.sleep(0.02)
+    waited = time.monotonic() - gone_at
+    assert not processes("sleep", "6543"), "the builder outlived its client"
+    assert waited < 1.0, f"the builder died {waited:.2f} s after its client"
+    t.join(60)
+    err, _ = other["result"]
+    assert err is None, f"the other client's build failed: {err}\n{kilnd.output()}"
+
+
+def test_two_clients_wanting_one_derivation_build_it_once(kilnd, both):
+    shared = both.share_with_builders("count")
+    kilnd.reload()
+    drv = both.drv("once", f"echo run >> {shared}/runs; sleep 1; echo x > $out")
+    results = []
+    clients = [kilnd.client() for _ in range(4)]
+    threads = []
+    for c in clients:
+        c.set_options()
+        threads.append(threading.Thread(target=lambda c=c: results.append(build(c, drv))))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [err for err, _ in results] == [None] * 4, results
+    with open(f"{shared}/runs") as f:
+        assert f.read() == "run\n", "the derivation was built more than once"
+
+
+def test_a_socket_handed_over_by_systemd_is_served(both):
+    """Socket activation as systemd does it: the listening socket on fd 3,
+    LISTEN_PID naming kilnd and LISTEN_FDS=1."""
+    path = f"{both.dir}/activated.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    kilnd = os.path.join(os.path.dirname(both.kiln), "kilnd")
+    env = dict(both.env, NIX_CONF_DIR=f"{both.dir}/no-nix-conf")
+    proc = subprocess.Popen(
+        ["bash", "-c", f"exec 3<&{listener.fileno()}; LISTEN_PID=$$ LISTEN_FDS=1 exec {kilnd} --store {both.store}"],
+        env=env, pass_fds=[listener.fileno()], stderr=subprocess.PIPE, text=True)
+    listener.close()
+    try:
+        c = DaemonClient(path)
+        c.set_options()
+        assert not c.is_valid("/nix/store/" + "0" * 32 + "-missing")
+        assert c.nix_version.startswith("2.8.0")
+    except Exception:
+        proc.terminate()
+        raise AssertionError("kilnd: " + proc.communicate(timeout=30)[1])
+    proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "serving the socket systemd handed over" in err
+    assert os.path.exists(path), "kilnd removed a socket it did not make"
