@@ -26,8 +26,12 @@ logger_actor spawn_logger(caf::actor_system& sys, line_sink lines);
 builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger);
 // Detached, one hook run each (actors/post_build_hook.cpp).
 hook_actor spawn_post_build_hook(caf::actor_system& sys);
+// With a `pool`, each build slot is also leased from it (kilnd); without,
+// `max-jobs` alone limits the run (the embedded engine).
 scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, logger_actor logger,
-                                build_options options, event_sink events, std::string store_real_dir);
+                                build_options options, event_sink events, std::string store_real_dir,
+                                slot_pool_actor pool = {});
+slot_pool_actor spawn_slot_pool(caf::actor_system& sys, uint32_t max_jobs);
 // Spawned by the scheduler; they report (done_atom, build_result) to it.
 // A derivation goal given its derivation already loaded (read ahead by a
 // goal that needs it) starts from there.

@@ -4,7 +4,6 @@
 
 #include "sandbox/sandbox_spec.hpp"
 
-#include <sstream>
 #include <thread>
 
 namespace kiln {
@@ -27,28 +26,21 @@ build_options build_options_from(const settings& s) {
   o.max_log_size = s.get_number("max-log-size");
   o.log_lines = static_cast<uint32_t>(s.get_number("log-lines"));
   o.compress_build_log = s.get("compress-build-log");
-  std::istringstream keys(s.get("secret-key-files"));
-  for (std::string k; keys >> k;)
-    o.secret_key_files.push_back(k);
+  o.secret_key_files = s.get_words("secret-key-files");
   o.post_build_hook = s.get("post-build-hook");
   o.build_dir_parent = s.get("build-dir");
-  std::istringstream subs(s.get("substituters")), trusted(s.get("trusted-public-keys"));
-  for (std::string u; subs >> u;)
-    o.substituters.push_back(u);
-  for (std::string k; trusted >> k;)
-    o.trusted_public_keys.push_back(k);
+  o.substituters = s.get_words("substituters");
+  o.trusted_public_keys = s.get_words("trusted-public-keys");
   o.require_sigs = s.get_bool("require-sigs");
   o.fallback = s.get_bool("fallback");
   const std::string& sb = s.get("sandbox");
   o.sandbox = sb == "false" ? 0 : sb == "relaxed" ? 1 : 2;
   o.sandbox_fallback = s.get_bool("sandbox-fallback");
-  std::istringstream paths(s.get("sandbox-paths") + " " + s.get("extra-sandbox-paths"));
-  for (std::string p; paths >> p;)
+  o.sandbox_paths = s.get_words("sandbox-paths");
+  for (auto& p : s.get_words("extra-sandbox-paths"))
     o.sandbox_paths.push_back(p);
   o.sandbox_build_dir = s.get("sandbox-build-dir");
-  std::istringstream impure(s.get("allowed-impure-host-deps"));
-  for (std::string p; impure >> p;)
-    o.allowed_impure_host_deps.push_back(p);
+  o.allowed_impure_host_deps = s.get_words("allowed-impure-host-deps");
   o.pre_build_hook = s.get("pre-build-hook");
   o.build_users_group = s.get("build-users-group");
   o.memory_max = s.get_number("build-memory-max");
@@ -58,9 +50,7 @@ build_options build_options_from(const settings& s) {
   else
     o.pids_max = s.get_number("build-pids-max");
   o.cpu_max_percent = static_cast<uint32_t>(s.get_number("build-cpu-max"));
-  std::istringstream features(s.get("system-features"));
-  for (std::string f; features >> f;)
-    o.system_features.push_back(f);
+  o.system_features = s.get_words("system-features");
   return o;
 }
 

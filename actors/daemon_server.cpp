@@ -97,7 +97,11 @@ int run_server(const server_options& options) {
   ctx.layout = options.layout;
   ctx.config = options.load_config();
   ctx.version = options.version;
-  engine_host engine;
+  // max-jobs of kilnd's own configuration bounds all clients' builds
+  // together; a client's own max-jobs bounds its builds within that.
+  const std::string& jobs = ctx.config.get("max-jobs");
+  engine_host engine(jobs == "auto" ? std::max(1u, std::thread::hardware_concurrency())
+                                    : static_cast<uint32_t>(std::max<uint64_t>(1, ctx.config.get_number("max-jobs"))));
   ctx.engine = &engine;
 
   unique_fd listener;

@@ -77,7 +77,7 @@ bool socket_source::more() {
   if (pos_ < end_)
     return true;
   for (;;) {
-    ssize_t n = ::read(fd_, buf_.data(), buf_.size());
+    ssize_t n = ::read(fd_, buf_.get(), buffer_size);
     if (n >= 0) {
       pos_ = 0;
       end_ = static_cast<std::size_t>(n);
@@ -94,7 +94,7 @@ std::size_t socket_source::read(char* data, std::size_t n) {
   if (!more())
     return 0;
   std::size_t take = std::min(n, end_ - pos_);
-  std::memcpy(data, buf_.data() + pos_, take);
+  std::memcpy(data, buf_.get() + pos_, take);
   pos_ += take;
   return take;
 }

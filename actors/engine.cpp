@@ -97,8 +97,8 @@ void order_top_level(engine_run& run, const std::vector<goal_request>& requests)
 
 class host_job : public engine_job {
 public:
-  host_job(caf::actor_system& sys, std::shared_ptr<local_store> store, const build_options& options,
-           const std::vector<goal_request>& requests, event_sink events)
+  host_job(caf::actor_system& sys, slot_pool_actor pool, std::shared_ptr<local_store> store,
+           const build_options& options, const std::vector<goal_request>& requests, event_sink events)
     : requests_(requests) {
     // Made first, even when nothing is built: a bad key file is an error at start.
     auto steps = std::make_shared<build_steps>(*store, options);
@@ -123,7 +123,8 @@ public:
       };
     storer_ = spawn_store_actor(sys, store, std::move(steps));
     logger_ = spawn_logger(sys, std::move(lines));
-    sched_ = spawn_scheduler(sys, storer_, logger_, options, std::move(events), store->layout().store_dir());
+    sched_ = spawn_scheduler(sys, storer_, logger_, options, std::move(events), store->layout().store_dir(),
+                             std::move(pool));
     // The request waits on a thread of its own, not on a CAF scheduler thread.
     waiter_ = std::thread([this, &sys, remaining = std::move(settled.remaining)] {
       caf::scoped_actor self{sys};
@@ -188,14 +189,21 @@ private:
 struct engine_host::impl {
   engine_config cfg;
   caf::actor_system sys{cfg};
+  slot_pool_actor pool;
 };
 
-engine_host::engine_host() : impl_(std::make_unique<impl>()) {}
-engine_host::~engine_host() = default;
+engine_host::engine_host(uint32_t shared_slots) : impl_(std::make_unique<impl>()) {
+  if (shared_slots)
+    impl_->pool = spawn_slot_pool(impl_->sys, shared_slots);
+}
+engine_host::~engine_host() {
+  if (impl_->pool) // the system waits for every actor before it goes
+    caf::anon_send_exit(impl_->pool, caf::exit_reason::user_shutdown);
+}
 
 std::unique_ptr<engine_job> engine_host::start(std::shared_ptr<local_store> store, const build_options& options,
                                                const std::vector<goal_request>& requests, event_sink events) {
-  return std::make_unique<host_job>(impl_->sys, std::move(store), options, requests, std::move(events));
+  return std::make_unique<host_job>(impl_->sys, impl_->pool, std::move(store), options, requests, std::move(events));
 }
 
 engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,

@@ -57,7 +57,10 @@ public:
 // two processes would. Events are called from the engine's threads.
 class engine_host {
 public:
-  engine_host();
+  // With `shared_slots`, the runs share that many build slots in all, taken
+  // in turn (kilnd's max-jobs); each run's own max-jobs still caps it. 0:
+  // each run has its own.
+  explicit engine_host(uint32_t shared_slots = 0);
   ~engine_host();
   engine_host(const engine_host&) = delete;
   engine_host& operator=(const engine_host&) = delete;

@@ -44,6 +44,10 @@ struct scheduler_state {
   std::map<caf::actor_addr, std::pair<std::string, bool>> by_actor;
   uint64_t next_lease = 1;
   std::map<uint64_t, caf::actor_addr> leases;
+  // kilnd: every lease is also one of the daemon's slots (its pool lease).
+  slot_pool_actor pool;
+  std::map<uint64_t, uint64_t> pool_leases;
+  std::size_t asking_pool = 0; // granted here, waiting for the pool
   std::deque<queued_slot> slot_queue;
   std::vector<build_result> results;
   std::size_t built = 0, failed = 0;
@@ -126,14 +130,46 @@ void want(sched_ptr self, const goal_request& req, bool is_path, bool top_level,
   e.waiters.push_back(std::move(cb));
 }
 
+void release_lease(sched_ptr self, uint64_t lease) {
+  auto& st = self->state;
+  st.leases.erase(lease);
+  if (auto it = st.pool_leases.find(lease); it != st.pool_leases.end()) {
+    self->send(st.pool, release_atom::value, it->second);
+    st.pool_leases.erase(it);
+  }
+}
+
 void grant_slots(sched_ptr self) {
   auto& st = self->state;
-  while (!st.slot_queue.empty() && st.leases.size() < st.options.max_jobs) {
+  while (!st.slot_queue.empty() && st.leases.size() + st.asking_pool < st.options.max_jobs) {
     auto q = std::move(st.slot_queue.front());
     st.slot_queue.pop_front();
-    uint64_t lease = st.next_lease++;
-    st.leases[lease] = q.holder;
-    q.promise.deliver(lease);
+    if (!st.pool) {
+      uint64_t lease = st.next_lease++;
+      st.leases[lease] = q.holder;
+      q.promise.deliver(lease);
+      continue;
+    }
+    // The daemon's slot first; the pool answers when this run's turn comes.
+    ++st.asking_pool;
+    self->request(st.pool, caf::infinite, slot_atom::value)
+        .then(
+            [=](uint64_t pool_lease) mutable {
+              auto& s = self->state;
+              --s.asking_pool;
+              uint64_t lease = s.next_lease++;
+              s.leases[lease] = q.holder;
+              s.pool_leases[lease] = pool_lease;
+              if (!s.by_actor.count(q.holder)) // the goal went meanwhile
+                release_lease(self, lease);
+              else
+                q.promise.deliver(lease);
+              grant_slots(self);
+            },
+            [=](caf::error& e) mutable {
+              --self->state.asking_pool;
+              q.promise.deliver(std::move(e));
+            });
   }
 }
 
@@ -178,8 +214,10 @@ void goal_done(sched_ptr self, const caf::actor_addr& who, build_result r) {
 }
 
 scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logger_actor logger,
-                                         build_options options, event_sink events, std::string store_real_dir) {
+                                         build_options options, event_sink events, std::string store_real_dir,
+                                         slot_pool_actor pool) {
   auto& initial = self->state;
+  initial.pool = std::move(pool);
   initial.store = std::move(store);
   initial.logger = std::move(logger);
   initial.options = std::move(options);
@@ -188,8 +226,12 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logg
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
     // Leases of a goal that is gone come back.
-    for (auto it = st.leases.begin(); it != st.leases.end();)
-      it = it->second == dm.source ? st.leases.erase(it) : std::next(it);
+    std::vector<uint64_t> gone;
+    for (auto& [lease, holder] : st.leases)
+      if (holder == dm.source)
+        gone.push_back(lease);
+    for (auto lease : gone)
+      release_lease(self, lease);
     grant_slots(self);
     auto g = st.by_actor.find(dm.source);
     if (g == st.by_actor.end())
@@ -225,6 +267,10 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logg
         return rp;
       },
       [=](slot_atom) -> caf::typed_response_promise<uint64_t> {
+        // Who asks, read before the promise takes the request over (after
+        // make_response_promise, CAF 0.17's current_sender() is null).
+        auto sender = self->current_sender();
+        caf::actor_addr holder = sender ? sender->address() : caf::actor_addr();
         auto rp = self->make_response_promise<uint64_t>();
         auto& st = self->state;
         if (st.options.max_jobs == 0) {
@@ -234,13 +280,13 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logg
         } else if (st.cancelling) {
           rp.deliver(caf::make_error(engine_errc::cancelled, std::string("cancelled: another build failed")));
         } else {
-          st.slot_queue.push_back({rp, self->current_sender() ? self->current_sender()->address() : caf::actor_addr()});
+          st.slot_queue.push_back({rp, holder});
           grant_slots(self);
         }
         return rp;
       },
       [=](release_atom, uint64_t lease) {
-        self->state.leases.erase(lease);
+        release_lease(self, lease);
         grant_slots(self);
       },
       [=](done_atom, build_result& r) {
@@ -266,9 +312,10 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logg
 } // namespace
 
 scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, logger_actor logger,
-                                build_options options, event_sink events, std::string store_real_dir) {
+                                build_options options, event_sink events, std::string store_real_dir,
+                                slot_pool_actor pool) {
   return sys.spawn(scheduler, std::move(store), std::move(logger), std::move(options), std::move(events),
-                   std::move(store_real_dir));
+                   std::move(store_real_dir), std::move(pool));
 }
 
 } // namespace kiln

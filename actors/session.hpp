@@ -44,14 +44,17 @@ struct refused_request : std::runtime_error {
 // requests) from data without consuming any.
 class socket_source : public source {
 public:
-  explicit socket_source(int fd) : fd_(fd), buf_(1 << 16) {}
+  // The buffer is not cleared first: an idle connection costs only the
+  // pages its requests touched.
+  explicit socket_source(int fd) : fd_(fd), buf_(new char[buffer_size]) {}
   std::size_t read(char* data, std::size_t n) override;
   // False once the client has closed its side and everything sent was read.
   bool more();
 
 private:
+  static constexpr std::size_t buffer_size = 1 << 16;
   int fd_;
-  std::vector<char> buf_;
+  std::unique_ptr<char[]> buf_;
   std::size_t pos_ = 0, end_ = 0;
 };
 

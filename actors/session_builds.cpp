@@ -47,26 +47,6 @@ private:
   uint64_t dropped_ = 0;
 };
 
-// Nix's BuildResult status numbers (worker-protocol.md §1); 7 is Nix's
-// unused CachedFailure.
-uint64_t nix_status(build_status s) {
-  switch (s) {
-  case build_status::built: return 0;
-  case build_status::substituted: return 1;
-  case build_status::already_valid: return 2;
-  case build_status::permanent_failure: return 3;
-  case build_status::input_rejected: return 4;
-  case build_status::output_rejected: return 5;
-  case build_status::transient_failure: return 6;
-  case build_status::timed_out: return 8;
-  case build_status::misc_failure: return 9;
-  case build_status::dependency_failed: return 10;
-  case build_status::log_limit_exceeded: return 11;
-  case build_status::not_deterministic: return 12;
-  }
-  return 9;
-}
-
 bool hung_up(int fd) {
   pollfd p{fd, POLLRDHUP, 0};
   return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
@@ -246,7 +226,7 @@ void session::build_paths(const request& r) {
   std::vector<argument> reply{uint64_t{results.size()}};
   for (std::size_t i = 0; i < results.size(); ++i) {
     auto& res = results[i];
-    reply.insert(reply.end(), {asked[i], nix_status(res.status), res.error, uint64_t{res.times_built},
+    reply.insert(reply.end(), {asked[i], nix_status_number(res.status), res.error, uint64_t{res.times_built},
                                uint64_t{res.status == build_status::not_deterministic},
                                static_cast<uint64_t>(res.start_time), static_cast<uint64_t>(res.stop_time),
                                built_outputs(res, ctx_.layout)});

@@ -194,11 +194,7 @@ namespace {
 void check_signed(const path_info& info, const settings& config) {
   if (info.ca || !parse_bool_setting(config.get("require-sigs"), "require-sigs"))
     return;
-  std::vector<std::string> keys;
-  std::istringstream words(config.get("trusted-public-keys"));
-  for (std::string k; words >> k;)
-    keys.push_back(k);
-  if (!has_valid_signature(fingerprint_of(info), info.sigs, make_trusted_keys(keys)))
+  if (!has_valid_signature(fingerprint_of(info), info.sigs, make_trusted_keys(config.get_words("trusted-public-keys"))))
     throw error("cannot add path '" + info.path.full() + "' because it lacks a valid signature");
 }
 

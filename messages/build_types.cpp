@@ -53,6 +53,31 @@ build_result cancelled_result(const std::string& drv_path) {
   return r;
 }
 
+namespace {
+constexpr std::pair<build_status, uint64_t> nix_numbers[] = {
+    {build_status::built, 0},           {build_status::substituted, 1},       {build_status::already_valid, 2},
+    {build_status::permanent_failure, 3}, {build_status::input_rejected, 4},  {build_status::output_rejected, 5},
+    {build_status::transient_failure, 6}, {build_status::timed_out, 8},       {build_status::misc_failure, 9},
+    {build_status::dependency_failed, 10}, {build_status::log_limit_exceeded, 11},
+    {build_status::not_deterministic, 12}};
+} // namespace
+
+uint64_t nix_status_number(build_status s) {
+  for (auto [ours, nix] : nix_numbers)
+    if (ours == s)
+      return nix;
+  return 9;
+}
+
+build_status from_nix_status_number(uint64_t n) {
+  for (auto [ours, nix] : nix_numbers)
+    if (nix == n)
+      return ours;
+  if (n == 13) // ResolvesToAlreadyValid
+    return build_status::already_valid;
+  return build_status::misc_failure;
+}
+
 int exit_status(const std::vector<build_result>& results) {
   bool failed = false, permanent = false, timed_out = false, mismatch = false, not_deterministic = false;
   for (auto& r : results) {

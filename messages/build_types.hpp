@@ -27,6 +27,10 @@ enum class build_status : uint8_t {
 // "Built", "AlreadyValid", ... as the reference spells them.
 std::string_view to_string(build_status s);
 bool is_success(build_status s);
+// Nix's BuildResult status numbers (worker-protocol.md §1; 7 is Nix's
+// unused CachedFailure, 13 and 14 are newer than Kiln's statuses) and back.
+uint64_t nix_status_number(build_status s);
+build_status from_nix_status_number(uint64_t n);
 
 struct build_result {
   std::string path;      // the .drv (or store path) the goal was for

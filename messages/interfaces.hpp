@@ -94,6 +94,14 @@ using scheduler_actor = caf::typed_actor<
     // directories removed) and the run ends.
     caf::reacts_to<cancel_atom>>;
 
+// The daemon's build slots, shared by the schedulers of all its clients'
+// runs: `max-jobs` of kilnd's own configuration in all, granted to the
+// schedulers waiting in turn (one each, round and round), so a client with
+// a thousand builds queued takes a turn like a client with one. A lease
+// comes back when released or when its scheduler is gone.
+using slot_pool_actor = caf::typed_actor<caf::replies_to<slot_atom>::with<uint64_t>,
+                                         caf::reacts_to<release_atom, uint64_t>>;
+
 // Runs the post-build hook once (on a thread of its own: it blocks while
 // the hook runs) with OUT_PATHS and DRV_PATH set; replies with what the
 // hook printed (stdout and stderr), or hook_failed naming the program and

@@ -143,4 +143,13 @@ public:
   virtual std::optional<std::string> build_log(const store_path& drv) = 0;
 };
 
+// Every path reachable from `roots` through `next_of` (references, or
+// referrers), in topological order (references first), ties broken by
+// name, so every store gives the same order for the same graph.
+std::vector<store_path> closure_order(const store_path_set& roots,
+                                      const std::function<store_path_set(const store_path&)>& next_of,
+                                      bool referrers = false);
+// The same over any store; a root that is not valid is an error.
+std::vector<store_path> compute_closure(store& s, const store_path_set& roots, bool referrers = false);
+
 } // namespace kiln

@@ -1,6 +1,7 @@
 #include "store/format/settings.hpp"
 
 #include <set>
+#include <sstream>
 
 #include "store/io/error.hpp"
 
@@ -179,8 +180,42 @@ bool nix_only_setting(const std::string& name) {
                                            "warn-dirty", "flake-registry", "nix-path", "connect-timeout",
                                            "builders", "builders-use-substitutes", "narinfo-cache-negative-ttl",
                                            "narinfo-cache-positive-ttl", "http-connections", "netrc-file",
-                                           "substitute", "log-lines", "min-free", "max-free"};
+                                           "substitute", "min-free", "max-free"};
   return names.count(name) != 0;
+}
+
+} // namespace
+
+namespace {
+
+// Calls `f(origin, line)` for each line of a configuration file that says
+// something: comments ('#' to the end of the line) and blank lines skipped,
+// the rest trimmed; origin is "FILE:LINE".
+void for_each_config_line(std::string_view text, const std::string& file_name,
+                          const std::function<void(const std::string&, const std::string&)>& f) {
+  std::size_t line_no = 0;
+  for (std::size_t pos = 0; pos <= text.size();) {
+    auto nl = text.find('\n', pos);
+    std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    pos = nl == std::string_view::npos ? text.size() + 1 : nl + 1;
+    ++line_no;
+    if (auto hash = line.find('#'); hash != std::string_view::npos)
+      line = line.substr(0, hash);
+    std::string t = trim(line);
+    if (!t.empty())
+      f(file_name + ":" + std::to_string(line_no), t);
+  }
+}
+
+// "name = value", both trimmed; throws naming `origin` otherwise.
+std::pair<std::string, std::string> assignment(const std::string& line, const std::string& origin) {
+  auto eq = line.find('=');
+  if (eq == std::string::npos)
+    throw format_error(origin + ": expected 'name = value', got '" + line + "'");
+  std::string name = trim(std::string_view(line).substr(0, eq));
+  if (name.empty())
+    throw format_error(origin + ": a setting name is missing before '='");
+  return {name, trim(std::string_view(line).substr(eq + 1))};
 }
 
 } // namespace
@@ -191,22 +226,11 @@ void settings::apply_nix_config(std::string_view text, const std::string& file_n
   if (depth > 16)
     throw format_error(file_name + ": includes nest more than 16 deep (an include cycle?)");
   std::string dir = file_name.substr(0, file_name.rfind('/') == std::string::npos ? 0 : file_name.rfind('/'));
-  std::size_t line_no = 0;
-  for (std::size_t pos = 0; pos <= text.size();) {
-    auto nl = text.find('\n', pos);
-    std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-    pos = nl == std::string_view::npos ? text.size() + 1 : nl + 1;
-    ++line_no;
-    if (auto hash = line.find('#'); hash != std::string_view::npos)
-      line = line.substr(0, hash);
-    std::string t = trim(line);
-    if (t.empty())
-      continue;
-    std::string origin = file_name + ":" + std::to_string(line_no);
+  for_each_config_line(text, file_name, [&](const std::string& origin, const std::string& line) {
     for (std::string keyword : {"include ", "!include "}) {
-      if (t.rfind(keyword, 0) != 0)
+      if (line.rfind(keyword, 0) != 0)
         continue;
-      std::string target = trim(std::string_view(t).substr(keyword.size()));
+      std::string target = trim(std::string_view(line).substr(keyword.size()));
       if (target.empty() || target[0] != '/')
         target = dir + "/" + target;
       auto included = read_file(target);
@@ -214,50 +238,36 @@ void settings::apply_nix_config(std::string_view text, const std::string& file_n
         throw format_error(origin + ": file '" + target + "' included here does not exist");
       if (included)
         apply_nix_config(*included, target, read_file, warn, depth + 1);
-      t.clear();
+      return;
     }
-    if (t.empty())
-      continue;
-    auto eq = t.find('=');
-    if (eq == std::string::npos)
-      throw format_error(origin + ": expected 'name = value', got '" + t + "'");
-    std::string name = trim(std::string_view(t).substr(0, eq));
-    std::string value = trim(std::string_view(t).substr(eq + 1));
+    auto [name, value] = assignment(line, origin);
     bool extra = name.rfind("extra-", 0) == 0 && knows(name.substr(6));
     if (extra)
       name = name.substr(6);
     if (!knows(name)) {
       if (!nix_only_setting(name) && !(name.rfind("extra-", 0) == 0 && nix_only_setting(name.substr(6))))
         warn(origin + ": unknown setting '" + name + "'");
-      continue;
+      return;
     }
     if (extra && !get(name).empty())
       value = get(name) + " " + value;
     set(name, value, origin);
-  }
+  });
 }
 
 void settings::apply_config(std::string_view text, const std::string& file_name) {
-  std::size_t line_no = 0;
-  for (std::size_t pos = 0; pos <= text.size();) {
-    auto nl = text.find('\n', pos);
-    std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-    pos = nl == std::string_view::npos ? text.size() + 1 : nl + 1;
-    ++line_no;
-    if (auto hash = line.find('#'); hash != std::string_view::npos)
-      line = line.substr(0, hash);
-    std::string t = trim(line);
-    if (t.empty())
-      continue;
-    std::string origin = file_name + ":" + std::to_string(line_no);
-    auto eq = t.find('=');
-    if (eq == std::string::npos)
-      throw format_error(origin + ": expected 'name = value', got '" + t + "'");
-    std::string name = trim(std::string_view(t).substr(0, eq));
-    if (name.empty())
-      throw format_error(origin + ": a setting name is missing before '='");
-    set(name, trim(std::string_view(t).substr(eq + 1)), origin);
-  }
+  for_each_config_line(text, file_name, [&](const std::string& origin, const std::string& line) {
+    auto [name, value] = assignment(line, origin);
+    set(name, value, origin);
+  });
+}
+
+std::vector<std::string> settings::get_words(const std::string& name) const {
+  std::vector<std::string> words;
+  std::istringstream in(get(name));
+  for (std::string w; in >> w;)
+    words.push_back(w);
+  return words;
 }
 
 bool settings::get_bool(const std::string& name) const {

@@ -36,6 +36,8 @@ public:
   // A number or byte-count setting (K/M/G/T suffixes for byte counts).
   uint64_t get_number(const std::string& name) const;
   const std::string& get(const std::string& name) const;
+  // A list setting's space-separated words.
+  std::vector<std::string> get_words(const std::string& name) const;
 
   // name -> current value, for `kiln show-config` and the console.
   const std::map<std::string, std::string>& all() const { return values_; }

@@ -1,5 +1,7 @@
 #include "store/local/closure.hpp"
 
+#include "store/store.hpp"
+
 #include "store/io/error.hpp"
 
 #include <nlohmann/json.hpp>
@@ -10,50 +12,12 @@
 namespace kiln {
 
 std::vector<store_path> compute_closure(store_db& db, const store_path_set& roots, bool referrers) {
-  std::map<store_path, store_path_set> edges; // path -> its references (or referrers)
-  std::vector<store_path> todo(roots.begin(), roots.end());
   for (auto& r : roots)
     if (!db.is_valid(r))
       throw error("path '" + r.full() + "' is not valid");
-  while (!todo.empty()) {
-    store_path p = todo.back();
-    todo.pop_back();
-    if (edges.count(p))
-      continue;
-    auto next = referrers ? db.query_referrers(p) : db.query_references(p);
-    next.erase(p);
-    for (auto& n : next)
-      if (!edges.count(n))
-        todo.push_back(n);
-    edges.emplace(p, std::move(next));
-  }
-  // Kahn's algorithm, smallest name first for a stable order. For referrer
-  // closures the order is reversed at the end so references still come first.
-  std::map<store_path, std::size_t> pending;
-  std::map<store_path, std::vector<store_path>> dependents;
-  for (auto& [p, deps] : edges) {
-    pending[p] = deps.size();
-    for (auto& d : deps)
-      dependents[d].push_back(p);
-  }
-  store_path_set ready;
-  for (auto& [p, n] : pending)
-    if (n == 0)
-      ready.insert(p);
-  std::vector<store_path> order;
-  while (!ready.empty()) {
-    store_path p = *ready.begin();
-    ready.erase(ready.begin());
-    order.push_back(p);
-    for (auto& d : dependents[p])
-      if (--pending[d] == 0)
-        ready.insert(d);
-  }
-  if (order.size() != edges.size())
-    throw error("the reference graph has a cycle (the store database is corrupt)");
-  if (referrers)
-    std::reverse(order.begin(), order.end());
-  return order;
+  return closure_order(roots, [&](const store_path& p) {
+    return referrers ? db.query_referrers(p) : db.query_references(p);
+  }, referrers);
 }
 
 store_path_set export_references(store_db& db, const store_path_set& paths, const store_path_set& input_closure) {

@@ -83,6 +83,11 @@ STEPS = {
     "gc --print-dead": "nix-store --gc --print-dead | sort",
     "delete": f"p=$(nix {NIX} store add-file other/file) && nix-store --delete $p && nix-store --check-validity $p",
     "optimise": "nix-store --optimise",
+    # Kiln's own client through either daemon (logs are read from /nix/var/log, as Nix's client reads them).
+    "kiln store query": f"KILN store query --store daemon --requisites {WRAPPER}",
+    "kiln path-info": f"KILN store path-info --store daemon --json -r {WRAPPER} | sed 's/\"registrationTime\":[0-9]*//g'",
+    "kiln log": f"KILN log --store daemon {DRV}",
+    "kiln build": "KILN build --store daemon $(nix-instantiate default.nix -A unbuilt 2>/dev/null)",
     # Last: Nix 2.8 leaves the checked output's lock and a rewritten copy
     # of it in the store, which would show in the collector's answers.
     "realise --check": f"nix-store --realise --check {DRV}",
@@ -109,8 +114,9 @@ def normalise(name, output):
 @pytest.fixture(scope="module")
 def answers(kiln):
     kilnd = os.path.join(os.path.dirname(kiln), "kilnd")
-    ours, log = against_daemon([kilnd], STEPS, files=FILES)
-    theirs, _ = against_daemon(["nix-daemon"], STEPS, files=FILES)
+    steps = {name: command.replace("KILN", kiln) for name, command in STEPS.items()}
+    ours, log = against_daemon([kilnd], steps, files=FILES)
+    theirs, _ = against_daemon(["nix-daemon"], steps, files=FILES)
     return ours, theirs, log
 
 

@@ -205,3 +205,78 @@ def test_a_socket_handed_over_by_systemd_is_served(both):
     assert proc.returncode == 0, err
     assert "serving the socket systemd handed over" in err
     assert os.path.exists(path), "kilnd removed a socket it did not make"
+
+
+def test_build_slots_are_shared_between_clients_in_turn(both):
+    """kilnd's max-jobs bounds all clients' builds together, and a client with
+    many builds queued does not make another's single build wait behind them."""
+    shared = both.share_with_builders("slots")
+    stamp = f"echo $1 $(date +%s.%N) >> {shared}/log"
+    busy = [both.drv(f"busy{i}", f"{stamp.replace('$1', 'start')}; sleep 1; {stamp.replace('$1', 'end')}; echo > $out")
+            for i in range(5)]
+    single = both.drv("single", f"{stamp.replace('$1', 'start')}; {stamp.replace('$1', 'end')}; echo > $out")
+    d = Kilnd(both, "--option", "build-users-group", "", "--option", "max-jobs", "1")
+    try:
+        many, one = d.client(), d.client()
+        many.set_options(max_jobs=5)  # the client would take 5; the daemon has 1
+        one.set_options()
+        results = {}
+        t = threading.Thread(target=lambda: results.update(many=build_all(many, busy)))
+        t.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        err, _ = build(one, single)
+        waited = time.monotonic() - started
+        t.join(60)
+        assert err is None and results["many"][0] is None, (err, results)
+        assert waited < 2.5, f"the single build waited {waited:.1f} s behind the other client's queue"
+        running, most = 0, 0
+        for line in sorted(open(f"{shared}/log"), key=lambda l: float(l.split()[1])):
+            running += 1 if line.startswith("start") else -1
+            most = max(most, running)
+        assert most == 1, f"{most} builds ran at once with max-jobs 1"
+    finally:
+        assert d.stop() == 0, d.output()
+
+
+def build_all(client, drvs):
+    client.send(9, [f"{d}!*" for d in drvs], 0)
+    err, seen = client.stream()
+    if err is None:
+        assert client.u64() == 1
+    return err, seen
+
+
+def test_kiln_through_the_daemon_answers_as_on_the_embedded_store(kilnd, both):
+    dep = both.drv("dep", "echo making dep; echo dep > $out")
+    dep_out = both.outputs(dep)["out"]
+    top = both.drv("top", f"echo making top; echo {dep_out} > $out", inputs=[dep])
+    failing = both.drv("failing", "echo about to fail; exit 1")
+    daemon = f"unix://{kilnd.socket}"
+
+    built = both.kiln_run("build", "--store", daemon, "-L", top)
+    assert built.returncode == 0, explain(built) + kilnd.output()
+    assert "building '" + top + "'..." in built.stderr and "top> making top" in built.stderr, built.stderr
+    out = built.stdout.strip()
+    assert out == both.outputs(top)["out"]
+    assert both.kiln_build(top).stdout == built.stdout  # the embedded engine finds it built
+
+    for args in (["store", "query", "--requisites", out], ["store", "query", "--references", out],
+                 ["store", "query", "--referrers", dep_out], ["store", "query", "--deriver", out],
+                 ["store", "query", "--outputs", top], ["store", "path-info", "--json", "-r", out],
+                 ["store", "missing", top], ["store", "missing", failing]):
+        ours = both.kiln_run(*args[:2], "--store", daemon, *args[2:])
+        embedded = both.kiln_run(*args[:2], "--store", both.store, *args[2:])
+        assert (ours.returncode, ours.stdout) == (embedded.returncode, embedded.stdout), \
+            f"{args}\n--- through the daemon\n{explain(ours)}\n--- embedded\n{explain(embedded)}"
+    # Equal answers could be equally wrong: these are known.
+    refs = both.kiln_run("store", "query", "--store", daemon, "--references", out)
+    assert refs.stdout.split() == [dep_out], explain(refs)
+    outs = both.kiln_run("store", "query", "--store", daemon, "--outputs", top)
+    assert outs.stdout.split() == [out], explain(outs)
+
+    r = both.kiln_run("build", "--store", daemon, failing)
+    assert r.returncode == 100 and "builder for '" + failing + "' failed with exit code 1" in r.stderr, explain(r)
+    # A command that needs the local store says so.
+    refused = both.kiln_run("store", "export", "--store", daemon, out)
+    assert refused.returncode == 1 and "works on a local store only" in refused.stderr, explain(refused)

@@ -3,6 +3,9 @@
 #include "store/io/error.hpp"
 #include "store/format/settings.hpp"
 
+#include <map>
+#include <optional>
+
 using namespace kiln;
 
 namespace {
@@ -79,3 +82,36 @@ BOOST_AUTO_TEST_CASE(sizes_with_suffixes) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// nix.conf by Nix's rules (kilnd reads it): extra- appends, includes are
+// relative to the including file, !include may be missing, and a setting
+// Kiln does not know is a warning naming file and line, not an error.
+BOOST_AUTO_TEST_CASE(nix_conf_by_nixs_rules) {
+  std::map<std::string, std::string> files{
+      {"/etc/nix/nix.conf", "substituters = a\nextra-substituters = b\n# comment\ninclude more.conf\n"
+                            "!include /nowhere.conf\nexperimental-features = nix-command\nfrobnicate = 3\n"},
+      {"/etc/nix/more.conf", "extra-substituters = c\nmax-jobs = 4\n"},
+      {"/etc/nix/loop.conf", "include loop.conf\n"},
+  };
+  auto read = [&](const std::string& path) -> std::optional<std::string> {
+    auto it = files.find(path);
+    return it == files.end() ? std::nullopt : std::optional<std::string>(it->second);
+  };
+  std::vector<std::string> warnings;
+  settings s;
+  s.apply_nix_config(files["/etc/nix/nix.conf"], "/etc/nix/nix.conf", read,
+                     [&](const std::string& w) { warnings.push_back(w); });
+  BOOST_TEST(s.get("substituters") == "a b c");
+  BOOST_TEST((s.get_words("substituters") == std::vector<std::string>{"a", "b", "c"}));
+  BOOST_TEST(s.get("max-jobs") == "4");
+  BOOST_REQUIRE(warnings.size() == 1u); // experimental-features is Nix's own, silently
+  BOOST_TEST(warnings[0] == "/etc/nix/nix.conf:7: unknown setting 'frobnicate'");
+
+  settings t;
+  BOOST_TEST(error_contains([&] { t.apply_nix_config("include gone.conf\n", "/etc/nix/nix.conf", read, {}); },
+                            "/etc/nix/nix.conf:1: file '/etc/nix/gone.conf' included here does not exist"));
+  BOOST_TEST(error_contains([&] { t.apply_nix_config(files["/etc/nix/loop.conf"], "/etc/nix/loop.conf", read, {}); },
+                            "includes nest more than 16 deep"));
+  BOOST_TEST(error_contains([&] { t.apply_nix_config("max-jobs = many\n", "/etc/nix/nix.conf", read, {}); },
+                            "/etc/nix/nix.conf:1: setting 'max-jobs'"));
+}

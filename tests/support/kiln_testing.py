@@ -303,8 +303,8 @@ class DaemonClient:
             else:
                 raise AssertionError(f"unknown stderr code {code:#x}")
 
-    def set_options(self, verbosity=3, overrides=()):
-        self.send(19, 0, 0, 0, verbosity, 1, 0, 1, 0, 0, 0, 0, 1, len(overrides))
+    def set_options(self, verbosity=3, overrides=(), max_jobs=1):
+        self.send(19, 0, 0, 0, verbosity, max_jobs, 0, 1, 0, 0, 0, 0, 1, len(overrides))
         for k, v in overrides:
             self.send(k, v)
         err, _ = self.stream()
@@ -326,7 +326,8 @@ class Kilnd:
     def __init__(self, both, *options):
         self.socket = f"{both.dir}/daemon.sock"
         binary = os.path.join(os.path.dirname(both.kiln), "kilnd")
-        self.log = open(f"{both.dir}/kilnd.log", "w+")
+        self.log_path = f"{both.dir}/kilnd.log"
+        self.log = open(self.log_path, "w")
         env = dict(both.env, NIX_CONF_DIR=f"{both.dir}/no-nix-conf")
         self.proc = subprocess.Popen([binary, "--store", both.store, "--socket", self.socket, *options],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -340,8 +341,8 @@ class Kilnd:
         return DaemonClient(self.socket, **kw)
 
     def output(self):
-        self.log.seek(0)
-        return self.log.read()
+        with open(self.log_path) as f:
+            return f.read()
 
     def reload(self):
         """SIGHUP: the configuration is read again (for new connections)."""

@@ -2,6 +2,7 @@
 // embedded (no daemon), and the logs it leaves.
 #include "actors/build_settings.hpp"
 #include "actors/engine.hpp"
+#include "store/daemon/client_store.hpp"
 #include "store/local/build_log.hpp"
 #include "store/io/error.hpp"
 #include "tools/kiln/commands.hpp"
@@ -23,11 +24,15 @@ const char* build_usage = R"(Usage: kiln build [OPTIONS] DRV[^OUTPUTS]...
 
 Realises derivations in the local store with the embedded build engine (no
 daemon needed): inputs first, each derivation once, up to -j builds at a time.
+With --store daemon (or unix:///PATH) the daemon builds them instead, with
+these options as the client's settings, and its progress is shown here.
 DRV is a .drv store path (or its real location); ^out,dev picks outputs, ^* all.
 Prints the output paths of the derivations asked for, one per line.
 
 Options:
-  --store local:DIR      the store to build in (default: the user's store)
+  --store STORE          local:DIR, /DIR, daemon, unix:///PATH (default: the
+                         daemon if its socket exists and you are not root,
+                         else the user's local store)
   -j, --max-jobs N       builds at once (default 1; 'auto' = cores)
   --keep-going, -k       build what can be built when something fails
   --keep-failed, -K      keep the build directory of a failed build
@@ -68,7 +73,7 @@ output's hash did not match, +4 --check found a different output; 1 other
 errors (--repeat finding one included, as Nix; SIGINT/SIGTERM: interrupted).
 )";
 
-const char* log_usage = R"(Usage: kiln log [--store local:DIR] PATH
+const char* log_usage = R"(Usage: kiln log [--store STORE] PATH
 
 Prints the build log of PATH: a .drv, or an output path (its deriver's log),
 whichever compression it was written with (zstd, bzip2 as Nix writes, none).
@@ -96,7 +101,7 @@ build_options options_from(settings s, const cli::parsed_args& a) {
   return o;
 }
 
-goal_request parse_goal(local_store& store, const std::string& text) {
+goal_request parse_goal(kiln::store& store, const std::string& text) {
   goal_request g;
   std::string path = text;
   auto caret = text.rfind('^');
@@ -114,7 +119,7 @@ goal_request parse_goal(local_store& store, const std::string& text) {
       }
     }
   }
-  store_path p = store.parse_path(path);
+  store_path p = parse_any_path(store, path);
   if (!p.is_derivation())
     throw cli::usage_error("'" + path + "' is not a derivation (.drv)");
   g.drv_path = p.full();
@@ -170,6 +175,65 @@ event_sink progress_printer(bool json) {
   };
 }
 
+// What a daemon says while it builds, as `kiln build` prints the engine's
+// events: "building '...'...", its messages, and with -L the log lines.
+daemon::client_store::log_sink daemon_log_printer(bool print_build_logs) {
+  auto building = std::make_shared<std::map<uint64_t, std::string>>(); // activity -> drv
+  return [print_build_logs, building](const daemon::stderr_message& m) {
+    using daemon::stderr_code;
+    if (m.code == stderr_code::next) {
+      std::cerr << m.text << std::flush;
+    } else if (m.code == stderr_code::start_activity && m.type == 105) {
+      std::cerr << m.text << "...\n";
+      if (!m.fields.empty())
+        if (auto* drv = std::get_if<std::string>(&m.fields[0]))
+          (*building)[m.id] = *drv;
+    } else if (m.code == stderr_code::result && m.type == 101 && print_build_logs && !m.fields.empty()) {
+      auto it = building->find(m.id);
+      auto* line = std::get_if<std::string>(&m.fields[0]);
+      if (it != building->end() && line) {
+        std::string_view name = parse_store_path(it->second).name();
+        std::cerr << name.substr(0, name.size() - 4) << "> " << *line << '\n';
+      }
+    }
+  };
+}
+
+// The same request sent to a daemon (BuildPathsWithResults) with this
+// command's settings as the client's options; its results as the engine's.
+engine_run build_through_daemon(daemon::client_store& client, const build_options& options,
+                                const std::vector<goal_request>& goals) {
+  if (options.mode == build_mode::hash)
+    throw cli::usage_error("--hash works on a local store only");
+  std::vector<std::string> derived;
+  for (auto& g : goals) {
+    std::string outs;
+    for (auto& o : g.outputs)
+      outs += (outs.empty() ? "" : ",") + o;
+    derived.push_back(g.drv_path + "!" + (outs.empty() ? "*" : outs));
+  }
+  uint64_t mode = options.mode == build_mode::repair ? 1 : options.mode == build_mode::check ? 2 : 0;
+  engine_run run;
+  auto results = client.build_paths(derived, mode);
+  for (std::size_t i = 0; i < results.size() && i < goals.size(); ++i) {
+    build_result r;
+    r.path = goals[i].drv_path;
+    r.status = from_nix_status_number(results[i].status);
+    r.error = results[i].error;
+    r.times_built = static_cast<uint32_t>(results[i].times_built);
+    r.start_time = static_cast<int64_t>(results[i].start_time);
+    r.stop_time = static_cast<int64_t>(results[i].stop_time);
+    r.top_level = true;
+    if (is_success(r.status))
+      for (auto& [name, path] : client.query_derivation_outputs(parse_store_path(r.path)))
+        if (goals[i].outputs.empty() || goals[i].outputs.count(name))
+          r.outputs.emplace(name, path.full());
+    run.all.push_back(r);
+    run.top_level.push_back(r);
+  }
+  return run;
+}
+
 } // namespace
 
 int build_command(const std::vector<std::string>& args) {
@@ -186,12 +250,17 @@ int build_command(const std::vector<std::string>& args) {
   if (wanted.empty())
     throw cli::usage_error("missing a derivation to build");
   build_options options = options_from(load_settings(a), a);
-  std::shared_ptr<local_store> store = open_store(a);
+  bool json = a.has("--json");
+  std::unique_ptr<kiln::store> any = open_any_store(a, daemon_log_printer(options.print_build_logs));
   std::vector<goal_request> goals;
   for (auto& p : wanted)
-    goals.push_back(parse_goal(*store, p));
-  bool json = a.has("--json");
-  engine_run run = run_builds(std::move(store), options, goals, progress_printer(json));
+    goals.push_back(parse_goal(*any, p));
+  engine_run run;
+  if (auto* client = dynamic_cast<daemon::client_store*>(any.get()))
+    run = build_through_daemon(*client, options, goals);
+  else
+    run = run_builds(std::shared_ptr<local_store>(static_cast<local_store*>(any.release())), options, goals,
+                     progress_printer(json));
   if (::isatty(2))
     std::cerr << "\r\033[K" << std::flush;
 
@@ -222,19 +291,19 @@ int build_command(const std::vector<std::string>& args) {
 int log_command(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option}, log_usage);
   cli::expect_positional(a, 1, 1, "a store path");
-  auto store = open_store(a);
-  store_path p = store->parse_path(a.positional[0]);
+  auto store = open_any_store(a);
+  store_path p = parse_any_path(*store, a.positional[0]);
   std::vector<store_path> drvs;
   if (p.is_derivation()) {
     drvs.push_back(p);
   } else {
-    for (auto& d : store->db().query_valid_derivers(p))
+    for (auto& d : store->query_valid_derivers(p))
       drvs.push_back(d);
-    if (auto info = store->db().query_path_info(p); info && info->deriver)
+    if (auto info = store->query_path_info(p); info && info->deriver)
       drvs.push_back(*info->deriver);
   }
   for (auto& d : drvs)
-    if (auto text = read_build_log(store->layout(), d.base_name())) {
+    if (auto text = store->build_log(d)) {
       std::cout << *text << std::flush;
       return 0;
     }

@@ -1,3 +1,4 @@
+#include "store/daemon/client_store.hpp"
 #include "store/local/closure.hpp"
 #include "store/io/error.hpp"
 #include "store/local/export.hpp"
@@ -48,16 +49,73 @@ const char* store_usage = R"(Usage: kiln store COMMAND [--store local:DIR] ...
 
 --store local:DIR keeps contents in DIR/nix/store and the database in
 DIR/nix/var/nix/db, laid out exactly as Nix 2.8 does, so Nix's tools read it
-(nix-store --store DIR ...). Without --store: / for root, else
-~/.local/share/kiln/root. Paths may be given as /nix/store/... or as their
-location under DIR.
+(nix-store --store DIR ...); /DIR and local?root=DIR say the same. Without
+--store: the daemon for a user who is not root when its socket exists, else
+/ for root and ~/.local/share/kiln/root for others. Paths may be given as
+/nix/store/... or as their location under DIR.
+
+--store daemon (or unix:///PATH) talks to kilnd or nix-daemon over Nix's
+socket ($NIX_DAEMON_SOCKET_PATH, else /nix/var/nix/daemon-socket/socket):
+path-info, query and missing work through it (and kiln build and kiln log);
+the other commands need a local store and say so.
 
 Settings come from $KILN_CONF (default /etc/kiln/kiln.conf) as 'name = value'
 lines, then from --option NAME VALUE (e.g. --option keep-outputs true).
 )";
 
+namespace {
+
+bool names_daemon(const std::string& uri) { return uri == "daemon" || uri.rfind("unix://", 0) == 0; }
+
+// Nix's default: the daemon for a user who is not root when its socket is
+// there, else the local store.
+std::string chosen_store(const cli::parsed_args& a) {
+  std::string uri = a.value_or("--store", "auto");
+  if (uri == "auto")
+    uri = ::getuid() != 0 && ::access(daemon::default_daemon_socket().c_str(), F_OK) == 0 ? "daemon" : "local";
+  return uri;
+}
+
+} // namespace
+
 std::unique_ptr<local_store> open_store(const cli::parsed_args& a) {
-  return std::make_unique<local_store>(store_layout::from_uri(a.value_or("--store", "local")));
+  std::string uri = chosen_store(a);
+  if (names_daemon(uri))
+    throw cli::usage_error("this command works on a local store only, not through the daemon ('" + uri + "')");
+  return std::make_unique<local_store>(store_layout::from_uri(uri));
+}
+
+std::unique_ptr<kiln::store> open_any_store(const cli::parsed_args& a, daemon::client_store::log_sink log) {
+  std::string uri = chosen_store(a);
+  if (!log)
+    log = [](const daemon::stderr_message& m) {
+      if (m.code == daemon::stderr_code::next)
+        std::cerr << m.text << std::flush;
+    };
+  if (names_daemon(uri)) {
+    // The client's settings, as Nix's client sends them: the flags that
+    // have fields of their own, then what was set by name.
+    daemon::client_options o;
+    o.keep_going = a.has("--keep-going");
+    o.keep_failed = a.has("--keep-failed");
+    o.try_fallback = a.has("--fallback");
+    o.verbose_build = a.has("--print-build-logs") ? 0 : 7;
+    auto number = [&](const char* flag, const char* name) {
+      if (a.values.count(flag))
+        return parse_size_setting(a.values.at(flag), std::string(flag));
+      return settings().get_number(name);
+    };
+    if (a.values.count("--max-jobs") && a.values.at("--max-jobs") != "auto")
+      o.max_build_jobs = number("--max-jobs", "max-jobs");
+    o.max_silent_time = number("--max-silent-time", "max-silent-time");
+    for (auto [flag, name] : {std::pair{"--timeout", "timeout"}, {"--max-log-size", "max-log-size"}, {"--repeat", "repeat"}})
+      if (a.values.count(flag))
+        o.overrides.emplace_back(name, a.values.at(flag));
+    o.overrides.insert(o.overrides.end(), a.pairs.begin(), a.pairs.end());
+    return std::make_unique<daemon::client_store>(uri == "daemon" ? daemon::default_daemon_socket() : uri.substr(7), o,
+                                                  std::move(log));
+  }
+  return std::make_unique<local_store>(store_layout::from_uri(uri));
 }
 
 settings load_settings(const cli::parsed_args& a) {
@@ -73,27 +131,33 @@ settings load_settings(const cli::parsed_args& a) {
   return s;
 }
 
-store_path valid_path(local_store& store, const std::string& text) {
-  auto p = store.parse_path(text);
-  if (!store.db().is_valid(p))
+store_path parse_any_path(kiln::store& s, const std::string& text) {
+  if (auto* local = dynamic_cast<local_store*>(&s))
+    return local->parse_path(text);
+  return parse_store_path(text);
+}
+
+store_path valid_path(kiln::store& store, const std::string& text) {
+  auto p = parse_any_path(store, text);
+  if (!store.is_valid(p))
     throw error("path '" + p.full() + "' is not valid in this store");
   return p;
 }
 
-store_path_set valid_paths(local_store& store, const std::vector<std::string>& texts) {
+store_path_set valid_paths(kiln::store& store, const std::vector<std::string>& texts) {
   store_path_set out;
   for (auto& t : texts)
     out.insert(valid_path(store, t));
   return out;
 }
 
-wanted_path parse_wanted(local_store& store, const std::string& text) {
+wanted_path parse_wanted(kiln::store& store, const std::string& text) {
   auto caret = text.rfind('^');
   if (caret == std::string::npos) {
-    auto p = store.parse_path(text);
+    auto p = parse_any_path(store, text);
     return p.is_derivation() ? wanted_path::built(p) : wanted_path::opaque(p);
   }
-  auto p = store.parse_path(text.substr(0, caret));
+  auto p = parse_any_path(store, text.substr(0, caret));
   if (!p.is_derivation())
     throw cli::usage_error("'" + text + "': only a .drv path can be followed by ^OUTPUTS");
   std::string list = text.substr(caret + 1);
@@ -111,7 +175,7 @@ wanted_path parse_wanted(local_store& store, const std::string& text) {
   return wanted_path::built(p, outputs);
 }
 
-store_path_set valid_paths_mentioned(local_store& store, std::string_view text) {
+store_path_set valid_paths_mentioned(kiln::store& store, std::string_view text) {
   store_path_set found;
   const std::string marker = std::string(default_store_dir) + "/";
   for (auto pos = text.find(marker); pos != std::string_view::npos; pos = text.find(marker, pos + 1)) {
@@ -122,7 +186,7 @@ store_path_set valid_paths_mentioned(local_store& store, std::string_view text) 
     for (char c : hash_part)
       well_formed = well_formed && is_nix_base32_char(c);
     if (well_formed)
-      if (auto p = store.db().query_path_from_hash_part(hash_part))
+      if (auto p = store.query_path_from_hash_part(hash_part))
         found.insert(*p);
   }
   return found;

@@ -46,12 +46,12 @@ nlohmann::ordered_json info_json(const path_info& info, bool sigs) {
 int store_missing(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option, {"--json"}}, store_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "DRV or PATH");
-  auto store = open_store(a);
+  auto store = open_any_store(a);
   std::vector<wanted_path> wanted;
   for (auto& t : a.positional)
     wanted.push_back(parse_wanted(*store, t));
   // No substituters yet: binary caches arrive with their own issue.
-  auto plan = query_missing(*store, wanted);
+  auto plan = store->query_missing(wanted);
   auto list = [](const store_path_set& s) {
     std::vector<std::string> v;
     for (auto& p : s)
@@ -91,14 +91,14 @@ int store_missing(const std::vector<std::string>& args) {
 int store_path_info(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option, {"--json"}, {"--recursive", false, "-r"}, {"--sigs"}}, store_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "PATH");
-  auto store = open_store(a);
+  auto store = open_any_store(a);
   auto roots = valid_paths(*store, a.positional);
   std::vector<store_path> paths = a.has("--recursive")
-                                    ? compute_closure(store->db(), roots)
+                                    ? compute_closure(*store, roots)
                                     : std::vector<store_path>(roots.begin(), roots.end());
   auto all = nlohmann::ordered_json::array();
   for (auto& p : paths) {
-    auto info = *store->db().query_path_info(p);
+    auto info = *store->query_path_info(p);
     if (a.has("--json")) {
       all.push_back(info_json(info, a.has("--sigs")));
     } else {
@@ -131,24 +131,27 @@ int store_query(const std::vector<std::string>& args) {
   if (mode.empty())
     throw cli::usage_error("missing --references, --referrers, --requisites, --deriver or --outputs");
   cli::expect_positional(a, 1, SIZE_MAX, "PATH");
-  auto store = open_store(a);
-  auto& db = store->db();
+  auto store = open_any_store(a);
   if (mode == "--requisites") {
-    for (auto& p : compute_closure(db, valid_paths(*store, a.positional)))
+    for (auto& p : compute_closure(*store, valid_paths(*store, a.positional)))
       std::cout << p.full() << '\n';
     return 0;
   }
   for (auto& text : a.positional) {
     auto p = valid_path(*store, text);
-    if (mode == "--references" || mode == "--referrers") {
-      for (auto& r : mode == "--references" ? db.query_references(p) : db.query_referrers(p))
+    if (mode == "--references") {
+      auto info = store->query_path_info(p); // kept: the loop reads into it
+      for (auto& r : info->references)
+        std::cout << r.full() << '\n';
+    } else if (mode == "--referrers") {
+      for (auto& r : store->query_referrers(p))
         std::cout << r.full() << '\n';
     } else if (mode == "--deriver") {
-      auto info = db.query_path_info(p);
+      auto info = store->query_path_info(p);
       std::cout << (info->deriver ? info->deriver->full() : "unknown-deriver") << '\n';
-    } else if (p.is_derivation()) { // --outputs of a .drv: read it
-      for (auto& [name, out] : read_derivation_file(store->real_path(p)).outputs)
-        std::cout << out.path << '\n';
+    } else if (p.is_derivation()) { // --outputs of a .drv: as recorded with it
+      for (auto& [name, out] : store->query_derivation_outputs(p))
+        std::cout << out.full() << '\n';
     } else {
       std::cout << p.full() << '\n'; // a plain path is its own output, as in Nix
     }

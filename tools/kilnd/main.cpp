@@ -36,7 +36,9 @@ Configuration, read at start and again on SIGHUP (for new connections):
   then $KILN_CONF (default /etc/kiln/kiln.conf, if present); then --option.
   trusted-users (default root) and allowed-users (default *) decide who may
   connect and who is trusted, as nix-daemon decides it. Build logs are written
-  bzip2-compressed by default, where `nix log` reads them.
+  bzip2-compressed by default, where `nix log` reads them. max-jobs here is the
+  number of builds at once for all clients together, taken in turn between
+  them; a client's own max-jobs only lowers its share.
 
 Environment: NIX_DAEMON_SOCKET_PATH; NIX_STATE_DIR and NIX_LOG_DIR may name a
 store's root as Nix lays it out (DIR/nix/var/nix, DIR/nix/var/log/nix); store
