@@ -81,6 +81,30 @@ int activated_socket() {
 
 } // namespace
 
+namespace {
+
+// max-jobs of kilnd's own configuration bounds all clients' builds
+// together; a client's own max-jobs bounds its builds within that.
+uint32_t daemon_slots(const settings& config) {
+  const std::string& jobs = config.get("max-jobs");
+  if (jobs == "auto")
+    return std::max(1u, std::thread::hardware_concurrency());
+  return static_cast<uint32_t>(std::max<uint64_t>(1, config.get_number("max-jobs")));
+}
+
+} // namespace
+
+int run_stdio(const server_options& options) {
+  daemon_context ctx;
+  ctx.layout = options.layout;
+  ctx.config = options.load_config();
+  ctx.version = options.version;
+  engine_host engine(daemon_slots(ctx.config));
+  ctx.engine = &engine;
+  serve_stdio(ctx, ctx.config);
+  return 0;
+}
+
 int run_server(const server_options& options) {
   sigset_t signals;
   sigemptyset(&signals);
@@ -97,11 +121,7 @@ int run_server(const server_options& options) {
   ctx.layout = options.layout;
   ctx.config = options.load_config();
   ctx.version = options.version;
-  // max-jobs of kilnd's own configuration bounds all clients' builds
-  // together; a client's own max-jobs bounds its builds within that.
-  const std::string& jobs = ctx.config.get("max-jobs");
-  engine_host engine(jobs == "auto" ? std::max(1u, std::thread::hardware_concurrency())
-                                    : static_cast<uint32_t>(std::max<uint64_t>(1, ctx.config.get_number("max-jobs"))));
+  engine_host engine(daemon_slots(ctx.config));
   ctx.engine = &engine;
 
   unique_fd listener;

@@ -22,5 +22,8 @@ struct server_options {
 
 // Serves until SIGTERM or SIGINT; returns the exit status.
 int run_server(const server_options& options);
+// Serves one trusted client on stdin and stdout (nix-daemon --stdio), until
+// it closes them.
+int run_stdio(const server_options& options);
 
 } // namespace kiln::daemon

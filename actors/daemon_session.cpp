@@ -163,7 +163,8 @@ sink& client_stream::raw_sink() {
 void client_stream::flush() {
   std::size_t done = 0;
   while (done < buffer_.size()) {
-    ssize_t n = ::send(fd_, buffer_.data() + done, buffer_.size() - done, MSG_NOSIGNAL);
+    // write(), not send(): stdout may be a pipe (--stdio); kilnd ignores SIGPIPE.
+    ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0) {
@@ -175,8 +176,8 @@ void client_stream::flush() {
   buffer_.clear();
 }
 
-session::session(int fd, daemon_context& ctx, const settings& config, const peer_info& peer, bool trusted)
-  : fd_(fd), ctx_(ctx), peer_(peer), trusted_(trusted), raw_(fd), in_(raw_, "daemon request"), out_(fd),
+session::session(int in, int out, daemon_context& ctx, const settings& config, const peer_info& peer, bool trusted)
+  : in_fd_(in), ctx_(ctx), peer_(peer), trusted_(trusted), raw_(in), in_(raw_, "daemon request"), out_(out),
     daemon_config_(config), config_(config) {}
 
 local_store& session::store() {
@@ -290,7 +291,11 @@ void session::set_options(const client_options& o) {
 }
 
 void serve_connection(int fd, daemon_context& ctx, const settings& config, const peer_info& peer, bool trusted) {
-  session(fd, ctx, config, peer, trusted).run();
+  session(fd, fd, ctx, config, peer, trusted).run();
+}
+
+void serve_stdio(daemon_context& ctx, const settings& config) {
+  session(STDIN_FILENO, STDOUT_FILENO, ctx, config, peer_info{}, true).run();
 }
 
 } // namespace kiln::daemon

@@ -43,5 +43,8 @@ bool user_matches(const peer_info& peer, const std::string& list);
 // protocol. Never throws; a client's error ends only its connection.
 // `config` is the daemon's configuration as the connection found it.
 void serve_connection(int fd, daemon_context& ctx, const settings& config, const peer_info& peer, bool trusted);
+// nix-daemon --stdio: one connection on stdin and stdout (what `ssh-ng://`
+// runs on the remote side), trusted, as Nix's is.
+void serve_stdio(daemon_context& ctx, const settings& config);
 
 } // namespace kiln::daemon

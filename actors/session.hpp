@@ -90,7 +90,9 @@ wanted_path parse_derived_path(const std::string& text);
 
 class session {
 public:
-  session(int fd, daemon_context& ctx, const settings& config, const peer_info& peer, bool trusted);
+  // Requests come on `in`, answers go to `out` (one socket, or stdin and
+  // stdout for --stdio).
+  session(int in, int out, daemon_context& ctx, const settings& config, const peer_info& peer, bool trusted);
   void run();
 
 private:
@@ -116,7 +118,7 @@ private:
   void build_paths(const request& r);
   void ensure_path(const request& r);
 
-  int fd_;
+  int in_fd_;
   daemon_context& ctx_;
   peer_info peer_;
   bool trusted_;

@@ -181,7 +181,7 @@ void session::build_paths(const request& r) {
     while (!job->wait_for(std::chrono::milliseconds(50))) {
       acts.forward(queue->take(dropped), dropped);
       out_.flush();
-      if (!cancelled && hung_up(fd_)) {
+      if (!cancelled && hung_up(in_fd_)) {
         job->cancel(); // nobody is left to want these builds
         cancelled = true;
       }

@@ -280,3 +280,28 @@ def test_kiln_through_the_daemon_answers_as_on_the_embedded_store(kilnd, both):
     # A command that needs the local store says so.
     refused = both.kiln_run("store", "export", "--store", daemon, out)
     assert refused.returncode == 1 and "works on a local store only" in refused.stderr, explain(refused)
+
+
+def test_stdio_serves_one_trusted_client(both):
+    """kilnd --stdio, as `ssh-ng://` runs nix-daemon --stdio remotely: no
+    socket, no SetOptions, trusted; NarFromPath gives the path's NAR."""
+    src = os.path.join(both.dir, "hello.txt")
+    with open(src, "w") as f:
+        f.write("hello\n")
+    path = both.kiln_run("store", "add", "--store", both.store, src).stdout.strip()
+    ours, theirs = socket.socketpair()
+    kilnd = os.path.join(os.path.dirname(both.kiln), "kilnd")
+    env = dict(both.env, NIX_CONF_DIR=f"{both.dir}/no-nix-conf")
+    proc = subprocess.Popen([kilnd, "--stdio", "--store", both.store], stdin=theirs, stdout=theirs,
+                            stderr=subprocess.PIPE, env=env, text=True)
+    theirs.close()
+    c = DaemonClient(sock=ours)
+    assert c.is_valid(path)
+    c.send(38, path)
+    err, _ = c.stream()
+    assert err is None, err
+    expected = subprocess.run([both.kiln, "store", "dump", "--store", both.store, path], capture_output=True,
+                              env=both.env).stdout
+    assert expected and c.read(len(expected)) == expected
+    c.close()
+    assert proc.wait(timeout=30) == 0, proc.stderr.read()

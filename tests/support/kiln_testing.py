@@ -224,11 +224,13 @@ class DaemonClient:
     NEXT, LAST, ERROR = 0x6F6C6D67, 0x616C7473, 0x63787470
     START, STOP, RESULT = 0x53545254, 0x53544F50, 0x52534C54
 
-    def __init__(self, socket_path, handshake=True, timeout=30):
+    def __init__(self, socket_path=None, handshake=True, timeout=30, sock=None):
         import socket
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(socket_path)
+        self.sock = sock
         self.sock.settimeout(timeout)
-        self.sock.connect(socket_path)
         self.buf = b""
         if handshake:
             self.send(self.MAGIC_1)

@@ -15,7 +15,7 @@
 
 namespace {
 
-const char* usage = R"(Usage: kilnd [--store STORE] [--socket PATH] [--option NAME VALUE]...
+const char* usage = R"(Usage: kilnd [--store STORE] [--socket PATH | --stdio] [--option NAME VALUE]...
 
 kilnd is Kiln's build daemon: it serves a Nix store to Nix 2.8's clients
 (nix-build, nix-store, nix) over the daemon socket, speaking Nix's worker
@@ -28,6 +28,9 @@ Options:
   --socket PATH        where to listen (default: $NIX_DAEMON_SOCKET_PATH, else
                        <state>/daemon-socket/socket, /nix/var/nix/daemon-socket/socket)
   --option NAME VALUE  a setting, after the configuration files
+  --stdio              serve one client on stdin and stdout, trusted, and exit
+                       when it is done (what `ssh-ng://` runs remotely, as
+                       nix-daemon --stdio)
   --version            print the version
 
 Configuration, read at start and again on SIGHUP (for new connections):
@@ -112,8 +115,8 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    auto a = kiln::cli::parse(args, {{"--store", true}, {"--socket", true}, kiln::cli::setting_option, {"--version"}},
-                              usage);
+    auto a = kiln::cli::parse(
+        args, {{"--store", true}, {"--socket", true}, kiln::cli::setting_option, {"--version"}, {"--stdio"}}, usage);
     if (a.has("--version")) {
       std::cout << "kilnd 0.1.0\n";
       return 0;
@@ -126,7 +129,7 @@ int main(int argc, char** argv) {
     auto pairs = a.pairs;
     o.load_config = [pairs] { return load_config(pairs); };
     o.load_config(); // a bad configuration is an error before anything listens
-    return kiln::daemon::run_server(o);
+    return a.has("--stdio") ? kiln::daemon::run_stdio(o) : kiln::daemon::run_server(o);
   } catch (const kiln::cli::help_shown&) {
     return 0;
   } catch (const kiln::cli::usage_error& e) {
