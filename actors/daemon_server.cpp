@@ -13,6 +13,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <poll.h>
 #include <pwd.h>
@@ -92,16 +93,24 @@ uint32_t daemon_slots(const settings& config) {
   return static_cast<uint32_t>(std::max<uint64_t>(1, config.get_number("max-jobs")));
 }
 
+// What every way of serving has: the configuration and one engine.
+struct daemon_core {
+  explicit daemon_core(const server_options& options) {
+    ctx.layout = options.layout;
+    ctx.config = options.load_config();
+    ctx.version = options.version;
+    engine = std::make_unique<engine_host>(daemon_slots(ctx.config));
+    ctx.engine = engine.get();
+  }
+  daemon_context ctx;
+  std::unique_ptr<engine_host> engine;
+};
+
 } // namespace
 
 int run_stdio(const server_options& options) {
-  daemon_context ctx;
-  ctx.layout = options.layout;
-  ctx.config = options.load_config();
-  ctx.version = options.version;
-  engine_host engine(daemon_slots(ctx.config));
-  ctx.engine = &engine;
-  serve_stdio(ctx, ctx.config);
+  daemon_core core(options);
+  serve_stdio(core.ctx, core.ctx.config);
   return 0;
 }
 
@@ -117,12 +126,8 @@ int run_server(const server_options& options) {
   if (!sigfd)
     throw_errno("making a signalfd");
 
-  daemon_context ctx;
-  ctx.layout = options.layout;
-  ctx.config = options.load_config();
-  ctx.version = options.version;
-  engine_host engine(daemon_slots(ctx.config));
-  ctx.engine = &engine;
+  daemon_core core(options);
+  daemon_context& ctx = core.ctx;
 
   unique_fd listener;
   if (int fd = activated_socket(); fd >= 0) {

@@ -236,12 +236,8 @@ void session::add_multiple_to_store(const request& r) {
       if (!dont_check_sigs)
         check_signed(info, config_);
       if (s.is_valid(info.path)) {
-        char buf[65536];
-        for (uint64_t left = info.nar_size; left > 0;) {
-          std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(left, sizeof buf));
-          stream.read(buf, n);
-          left -= n;
-        }
+        discard_sink skipped;
+        copy_exact(data, skipped, info.nar_size, "NAR of '" + info.path.full() + "'");
       } else {
         s.add_nar(data, info);
       }

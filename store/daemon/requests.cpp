@@ -146,9 +146,8 @@ std::size_t framed_source::read(char* data, std::size_t n) {
 }
 
 void framed_source::drain() {
-  char buf[65536];
-  while (read(buf, sizeof buf) > 0) {
-  }
+  discard_sink rest;
+  copy_all(*this, rest);
 }
 
 std::string encode_framed(std::string_view data, std::size_t chunk) {

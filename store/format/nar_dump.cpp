@@ -191,13 +191,8 @@ void dump_file_as_nar(source& contents, uint64_t size, bool executable, sink& ou
   }
   w.str("contents");
   w.u64(size);
-  char buf[65536];
-  for (uint64_t left = size; left > 0;) {
-    std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(left, sizeof buf));
-    read_exact(contents, buf, n, "file contents");
-    w.raw(buf, n);
-    left -= n;
-  }
+  w.flush(); // the contents go straight to `out`, after what is buffered
+  copy_exact(contents, out, size, "file contents");
   w.padding(size);
   w.str(")");
   w.flush();

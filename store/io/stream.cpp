@@ -69,6 +69,24 @@ void read_exact(source& in, char* data, std::size_t n, std::string_view what) {
   }
 }
 
+void copy_exact(source& in, sink& out, uint64_t n, std::string_view what) {
+  char buf[65536];
+  for (uint64_t left = n; left > 0;) {
+    std::size_t chunk = static_cast<std::size_t>(std::min<uint64_t>(left, sizeof buf));
+    read_exact(in, buf, chunk, what);
+    out.write(buf, chunk);
+    left -= chunk;
+  }
+}
+
+uint64_t copy_all(source& in, sink& out) {
+  char buf[65536];
+  uint64_t total = 0;
+  for (std::size_t n; (n = in.read(buf, sizeof buf)) > 0; total += n)
+    out.write(buf, n);
+  return total;
+}
+
 std::size_t string_source::read(char* data, std::size_t n) {
   n = std::min(n, s_.size());
   std::memcpy(data, s_.data(), n);

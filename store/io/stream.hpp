@@ -69,6 +69,16 @@ private:
 // Reads exactly n bytes or throws format_error("... truncated ...") naming
 // `what` when the input ends first.
 void read_exact(source& in, char* data, std::size_t n, std::string_view what);
+// Copies exactly n bytes of `in` to `out`, or throws as read_exact does.
+void copy_exact(source& in, sink& out, uint64_t n, std::string_view what);
+// Copies `in` to `out` until `in` ends; returns the bytes copied.
+uint64_t copy_all(source& in, sink& out);
+
+// Takes bytes and keeps none (skipping what a stream carries).
+class discard_sink : public sink {
+public:
+  void write(const char*, std::size_t) override {}
+};
 
 class string_source : public source {
 public:

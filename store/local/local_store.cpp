@@ -260,15 +260,7 @@ path_info local_store::add_nar(source& nar, path_info info) {
   if (info.nar_size == 0)
     throw error("cannot add '" + info.path.full() + "' from a NAR without its expected size");
   // Exactly nar_size bytes: the NAR may be followed by more data (an export).
-  return materialise(info, [&](sink& out) {
-    char buf[65536];
-    for (uint64_t left = info.nar_size; left > 0;) {
-      std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(left, sizeof buf));
-      read_exact(nar, buf, n, "NAR of '" + info.path.full() + "'");
-      out.write(buf, n);
-      left -= n;
-    }
-  });
+  return materialise(info, [&](sink& out) { copy_exact(nar, out, info.nar_size, "NAR of '" + info.path.full() + "'"); });
 }
 
 } // namespace kiln

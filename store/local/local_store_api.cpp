@@ -28,33 +28,18 @@ unique_fd anonymous_file(const std::string& dir) {
   return fd;
 }
 
-class fd_rewound_source : public source {
-public:
-  explicit fd_rewound_source(int fd) : fd_(fd) {
-    if (::lseek(fd, 0, SEEK_SET) != 0)
-      throw_errno("rewinding a temporary file");
-  }
-  std::size_t read(char* data, std::size_t n) override {
-    for (;;) {
-      ssize_t got = ::read(fd_, data, n);
-      if (got >= 0)
-        return static_cast<std::size_t>(got);
-      if (errno != EINTR)
-        throw_errno("reading a temporary file");
-    }
-  }
-
-private:
-  int fd_;
-};
+// The spooled file from its start.
+fd_source rewound(int fd) {
+  if (::lseek(fd, 0, SEEK_SET) != 0)
+    throw_errno("rewinding a temporary file");
+  return fd_source(fd, "a temporary file");
+}
 
 // Copies `in` to `out` to its end, hashing it; returns the hash and size.
 std::pair<hash, uint64_t> spool(source& in, int out, hash_algo algo) {
   hashing_source h(in, algo);
   fd_sink to(out);
-  char buf[65536];
-  for (std::size_t n; (n = h.read(buf, sizeof buf)) > 0;)
-    to.write(buf, n);
+  copy_all(h, to);
   to.flush();
   return {h.finish(), h.size()};
 }
@@ -115,25 +100,23 @@ path_info local_store::add_to_store(std::string_view name, content_method method
       info.nar_size = size;
     } else {
       hash_sink sha256(hash_algo::sha256);
-      fd_rewound_source again(file.get());
-      char buf[65536];
-      for (std::size_t n; (n = again.read(buf, sizeof buf)) > 0;)
-        sha256.write(buf, n);
+      fd_source again = rewound(file.get());
+      copy_all(again, sha256);
       info.nar_hash = sha256.finish();
       info.nar_size = sha256.size();
     }
-    fd_rewound_source nar(file.get());
+    fd_source nar = rewound(file.get());
     return add_nar(nar, info);
   }
   hash_sink nar_hash(hash_algo::sha256);
   {
-    fd_rewound_source contents(file.get());
+    fd_source contents = rewound(file.get());
     dump_file_as_nar(contents, size, false, nar_hash);
   }
   info.nar_hash = nar_hash.finish();
   info.nar_size = nar_hash.size();
   return materialise(info, [&](sink& out) {
-    fd_rewound_source contents(file.get());
+    fd_source contents = rewound(file.get());
     dump_file_as_nar(contents, size, false, out);
   });
 }

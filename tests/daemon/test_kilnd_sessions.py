@@ -305,3 +305,23 @@ def test_stdio_serves_one_trusted_client(both):
     assert expected and c.read(len(expected)) == expected
     c.close()
     assert proc.wait(timeout=30) == 0, proc.stderr.read()
+
+
+def test_sigterm_hangs_up_cancels_builds_and_exits(both):
+    both.share_with_builders("unused")
+    slow = both.drv("slow-term", "exec sleep 7654")
+    d = Kilnd(both, "--option", "build-users-group", "")
+    c = d.client()
+    c.set_options()
+    c.send(9, [f"{slow}!*"], 0)
+    for _ in range(600):
+        if processes("sleep", "7654"):
+            break
+        time.sleep(0.05)
+    assert processes("sleep", "7654"), "the build never started\n" + d.output()
+    stopped = time.monotonic()
+    assert d.stop() == 0, d.output()
+    took = time.monotonic() - stopped
+    assert took < 5, f"kilnd took {took:.1f} s to stop"
+    assert not processes("sleep", "7654"), "a build outlived kilnd's SIGTERM"
+    assert closes(c.sock), "the client was not hung up on"
