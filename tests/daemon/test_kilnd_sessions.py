@@ -1,6 +1,7 @@
 """kilnd's sessions under stress, through the protocol itself: hostile bytes
 from many connections at once, clients that vanish mid-build, and clients
 that want the same build."""
+import json
 import os
 import random
 import socket
@@ -325,3 +326,69 @@ def test_sigterm_hangs_up_cancels_builds_and_exits(both):
     assert took < 5, f"kilnd took {took:.1f} s to stop"
     assert not processes("sleep", "7654"), "a build outlived kilnd's SIGTERM"
     assert closes(c.sock), "the client was not hung up on"
+
+
+def test_mutated_real_conversations_never_hurt_the_daemon(kilnd, both, vectors):
+    """A fuzz loop: every captured Nix 2.8 client conversation, replayed with
+    random bytes changed, cut short or given a huge length, from 8
+    connections at once. Each connection must end (an error or a close),
+    kilnd must stay up with flat memory, and the store must still verify."""
+    raw = os.path.join(vectors, "worker-protocol", "raw")
+    conversations = []
+    for name in sorted(os.listdir(raw)):
+        with open(os.path.join(raw, name)) as f:
+            data = b"".join(bytes.fromhex(json.loads(l)["hex"]) for l in f if '"C2D"' in l)
+        if len(data) > 40:
+            conversations.append(data)
+    rng = random.Random(1515)
+
+    def mutate(data):
+        data = bytearray(data)
+        for _ in range(rng.randrange(1, 6)):
+            at = rng.randrange(32, len(data))  # past the handshake, or nothing would get that far
+            kind = rng.randrange(3)
+            if kind == 0:
+                data[at] = rng.randrange(256)
+            elif kind == 1:
+                data[at:at + 8] = rng.choice([(1 << 40), (1 << 63), 999, 0]).to_bytes(8, "little")
+            else:
+                del data[at:]
+                break
+        return bytes(data)
+
+    def replay(data, problems):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(kilnd.socket)
+        s.settimeout(20)
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if not closes(s, timeout=20):
+            problems.append(f"a connection was left open after {len(data)} bytes")
+        s.close()
+
+    def fuzz(rounds):
+        problems = []
+        for _ in range(rounds):
+            batch = [threading.Thread(target=replay, args=(mutate(rng.choice(conversations)), problems))
+                     for _ in range(8)]
+            for t in batch:
+                t.start()
+            for t in batch:
+                t.join(60)
+        return problems
+
+    assert not fuzz(5)
+    warm = kilnd.rss_kib()
+    problems = fuzz(60)
+    assert not problems, problems[:5]
+    assert kilnd.proc.poll() is None, "kilnd died\n" + kilnd.output()
+    grown = kilnd.rss_kib() - warm
+    assert grown < 8192, f"kilnd grew by {grown} KiB over 480 mutated conversations"
+    c = kilnd.client()
+    c.set_options()
+    assert not c.is_valid("/nix/store/" + "0" * 32 + "-missing")
+    v = both.kiln_run("store", "verify", "--store", both.store, "--all", "--check-contents")
+    assert v.returncode == 0, explain(v)
