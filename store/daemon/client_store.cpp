@@ -264,8 +264,9 @@ gc_result client_store::collect_garbage(const gc_options& o, const gc_progress& 
   };
   std::vector<argument> reply;
   try {
-    reply = call(op::collect_garbage, {actions.at(o.action), texts(o.paths), uint64_t{0},
-                                       o.max_freed == UINT64_MAX ? uint64_t{0} : o.max_freed, uint64_t{0},
+    // maxFreed as Nix's client sends it: all ones for no limit (a 2.8
+    // daemon takes 0 literally and stops at once).
+    reply = call(op::collect_garbage, {actions.at(o.action), texts(o.paths), uint64_t{0}, o.max_freed, uint64_t{0},
                                        uint64_t{0}, uint64_t{0}});
   } catch (...) {
     log_ = saved;

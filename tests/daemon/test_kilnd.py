@@ -88,6 +88,10 @@ STEPS = {
     "kiln path-info": f"KILN store path-info --store daemon --json -r {WRAPPER} | sed 's/\"registrationTime\":[0-9]*//g'",
     "kiln log": f"KILN log --store daemon {DRV}",
     "kiln build": "KILN build --store daemon $(nix-instantiate default.nix -A unbuilt 2>/dev/null)",
+    "kiln add": ("KILN store add --store daemon src && KILN store add-fixed --store daemon --type sha256 src/greeting"
+                 " && KILN store add-fixed --store daemon --recursive --type sha1 src"),
+    "kiln delete": "p=$(KILN store add --store daemon other/file) && KILN store delete --store daemon $p 2>&1 | tail -1"
+                   " && nix-store --check-validity $p",
     # Last: Nix 2.8 leaves the checked output's lock and a rewritten copy
     # of it in the store, which would show in the collector's answers.
     "realise --check": f"nix-store --realise --check {DRV}",

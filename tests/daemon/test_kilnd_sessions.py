@@ -276,6 +276,23 @@ def test_kiln_through_the_daemon_answers_as_on_the_embedded_store(kilnd, both):
     outs = both.kiln_run("store", "query", "--store", daemon, "--outputs", top)
     assert outs.stdout.split() == [out], explain(outs)
 
+    # Adding through the daemon names the paths the embedded store names.
+    tree = os.path.join(both.dir, "tree")
+    os.makedirs(f"{tree}/sub")
+    with open(f"{tree}/sub/file", "w") as f:
+        f.write("content\n")
+    for args in (["add", tree], ["add-fixed", "--type", "sha256", f"{tree}/sub/file"],
+                 ["add-fixed", "--recursive", "--type", "sha1", tree]):
+        ours = both.kiln_run("store", args[0], "--store", daemon, *args[1:])
+        embedded = both.kiln_run("store", args[0], "--store", both.store, *args[1:])
+        assert ours.returncode == 0 and ours.stdout == embedded.stdout, f"{args}\n{explain(ours)}\n{explain(embedded)}"
+    dead = both.kiln_run("store", "gc", "--store", daemon, "--print-dead")
+    assert dead.stdout == both.kiln_run("store", "gc", "--store", both.store, "--print-dead").stdout, explain(dead)
+    added = both.kiln_run("store", "add", "--store", daemon, f"{tree}/sub/file").stdout.strip()
+    gone = both.kiln_run("store", "delete", "--store", daemon, added)
+    assert gone.returncode == 0 and f"deleting '{added}'" in gone.stderr, explain(gone)
+    assert both.kiln_run("store", "path-info", "--store", both.store, added).returncode == 1
+
     r = both.kiln_run("build", "--store", daemon, failing)
     assert r.returncode == 100 and "builder for '" + failing + "' failed with exit code 1" in r.stderr, explain(r)
     # A command that needs the local store says so.

@@ -3,6 +3,8 @@
 #include "store/io/error.hpp"
 #include "store/local/export.hpp"
 #include "store/io/fd.hpp"
+#include "store/io/file_ops.hpp"
+#include "store/io/pipe_source.hpp"
 #include "store/format/nar.hpp"
 #include "store/local/optimise.hpp"
 #include "sandbox/system_features.hpp"
@@ -10,7 +12,9 @@
 #include "tools/kiln/store_cli.hpp"
 
 #include <cstdlib>
+#include <fcntl.h>
 #include <iostream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace kiln::cmd {
@@ -56,8 +60,8 @@ DIR/nix/var/nix/db, laid out exactly as Nix 2.8 does, so Nix's tools read it
 
 --store daemon (or unix:///PATH) talks to kilnd or nix-daemon over Nix's
 socket ($NIX_DAEMON_SOCKET_PATH, else /nix/var/nix/daemon-socket/socket):
-path-info, query and missing work through it (and kiln build and kiln log);
-the other commands need a local store and say so.
+add, add-fixed, path-info, query, missing, gc and delete work through it (and
+kiln build and kiln log); the other commands need a local store and say so.
 
 Settings come from $KILN_CONF (default /etc/kiln/kiln.conf) as 'name = value'
 lines, then from --option NAME VALUE (e.g. --option keep-outputs true).
@@ -194,12 +198,38 @@ store_path_set valid_paths_mentioned(kiln::store& store, std::string_view text) 
 
 namespace {
 
+namespace {
+
+// `nix-store --add` and `--add-fixed`: in a local store straight from the
+// file system; through a daemon as Nix's client sends it, the NAR (or, for
+// a flat hash, the file's bytes) streamed in AddToStore.
+path_info add_file_or_tree(kiln::store& s, const std::string& path, ingestion_method method, hash_algo algo) {
+  if (auto* local = dynamic_cast<local_store*>(&s))
+    return local->add_path(path, method, algo);
+  std::string name = split_path(path).second;
+  check_store_path_name(name);
+  if (method == ingestion_method::recursive) {
+    pipe_source nar([&](sink& out) { dump_path(path, out); });
+    return s.add_to_store(name, content_method::recursive, algo, nar, {});
+  }
+  unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st;
+  if (!fd || ::fstat(fd.get(), &st) != 0)
+    throw_errno("opening '" + path + "'");
+  if (!S_ISREG(st.st_mode))
+    throw error("'" + path + "' is not a regular file (flat hashing takes one file)");
+  fd_source bytes(fd.get(), path);
+  return s.add_to_store(name, content_method::flat, algo, bytes, {});
+}
+
+} // namespace
+
 int add(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option}, store_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "PATH to add");
-  auto store = open_store(a);
+  auto store = open_any_store(a);
   for (auto& p : a.positional)
-    std::cout << store->add_path(p).path.full() << '\n';
+    std::cout << add_file_or_tree(*store, p, ingestion_method::recursive, hash_algo::sha256).path.full() << '\n';
   return 0;
 }
 
@@ -210,9 +240,9 @@ int add_fixed(const std::vector<std::string>& args) {
     throw cli::usage_error("missing --type ALGO (sha256, sha512, sha1 or md5)");
   auto algo = parse_hash_algo(a.values.at("--type"));
   auto method = a.has("--recursive") ? ingestion_method::recursive : ingestion_method::flat;
-  auto store = open_store(a);
+  auto store = open_any_store(a);
   for (auto& p : a.positional)
-    std::cout << store->add_path(p, method, algo).path.full() << '\n';
+    std::cout << add_file_or_tree(*store, p, method, algo).path.full() << '\n';
   return 0;
 }
 

@@ -65,8 +65,8 @@ int store_gc(const std::vector<std::string>& args) {
   if (a.values.count("--max-freed"))
     o.max_freed = parse_size_setting(a.values.at("--max-freed"), "--max-freed");
   bool json = a.has("--json");
-  auto store = open_store(a);
-  auto r = collect_garbage(*store, o, json ? nullptr : report_deletion);
+  auto store = open_any_store(a);
+  auto r = store->collect_garbage(o, json ? gc_progress{} : report_deletion);
   switch (o.action) {
   case gc_action::print_roots:
     if (json) {
@@ -99,10 +99,10 @@ int store_delete(const std::vector<std::string>& args) {
   cli::expect_positional(a, 1, SIZE_MAX, "PATH to delete");
   gc_options o = options_from(a);
   o.action = gc_action::delete_specific;
-  auto store = open_store(a);
+  auto store = open_any_store(a);
   for (auto& t : a.positional)
-    o.paths.insert(store->parse_path(t));
-  auto r = collect_garbage(*store, o, a.has("--json") ? nullptr : report_deletion);
+    o.paths.insert(parse_any_path(*store, t));
+  auto r = store->collect_garbage(o, a.has("--json") ? gc_progress{} : report_deletion);
   print_summary(r, a.has("--json"), "deleted");
   return 0;
 }
