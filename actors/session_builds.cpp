@@ -147,12 +147,12 @@ wanted_path parse_derived_path(const std::string& text) {
 
 void session::build_paths(const request& r) {
   bool with_results = r.code == op::build_paths_with_results;
-  uint64_t mode = std::get<uint64_t>(r.args.at(1));
+  uint64_t mode = u64_at(r.args, 1);
   if (mode > 2)
     throw refused_request("unknown build mode " + std::to_string(mode));
   if (mode == 1 && !trusted_)
     throw refused_request("repairing is not allowed because you are not in 'trusted-users'");
-  auto& asked = std::get<std::vector<std::string>>(r.args.at(0));
+  auto& asked = strs_at(r.args, 0);
   std::vector<wanted_path> targets;
   for (auto& t : asked)
     targets.push_back(parse_derived_path(t));
@@ -235,7 +235,7 @@ void session::build_paths(const request& r) {
 }
 
 void session::ensure_path(const request& r) {
-  store_path p = path_arg(std::get<std::string>(r.args.at(0)));
+  store_path p = path_arg(str_at(r.args, 0));
   if (!store().is_valid(p))
     throw error("path '" + p.full() + "' does not exist and cannot be created");
   out_.last({uint64_t{1}});

@@ -15,12 +15,6 @@ namespace kiln::daemon {
 
 namespace {
 
-const std::string& str(const request& r, std::size_t i) { return std::get<std::string>(r.args.at(i)); }
-uint64_t num(const request& r, std::size_t i) { return std::get<uint64_t>(r.args.at(i)); }
-const std::vector<std::string>& strs(const request& r, std::size_t i) {
-  return std::get<std::vector<std::string>>(r.args.at(i));
-}
-
 std::vector<std::string> full_paths(const store_path_set& paths) {
   std::vector<std::string> out;
   for (auto& p : paths)
@@ -81,30 +75,30 @@ store_path session::path_arg(const std::string& text) const {
 void session::store_op(const request& r) {
   auto& s = store();
   switch (r.code) {
-  case op::is_valid_path: return out_.last({uint64_t{s.is_valid(path_arg(str(r, 0)))}});
-  case op::query_referrers: return out_.last({full_paths(s.query_referrers(path_arg(str(r, 0))))});
-  case op::query_valid_derivers: return out_.last({full_paths(s.query_valid_derivers(path_arg(str(r, 0))))});
+  case op::is_valid_path: return out_.last({uint64_t{s.is_valid(path_arg(str_at(r.args, 0)))}});
+  case op::query_referrers: return out_.last({full_paths(s.query_referrers(path_arg(str_at(r.args, 0))))});
+  case op::query_valid_derivers: return out_.last({full_paths(s.query_valid_derivers(path_arg(str_at(r.args, 0))))});
   case op::query_all_valid_paths: return out_.last({full_paths(s.query_all_valid_paths())});
   case op::query_valid_paths: {
     store_path_set asked;
-    for (auto& p : strs(r, 0))
+    for (auto& p : strs_at(r.args, 0))
       asked.insert(path_arg(p));
     return out_.last({full_paths(s.query_valid_paths(asked))});
   }
   case op::query_path_info: {
-    auto info = s.query_path_info(path_arg(str(r, 0)));
+    auto info = s.query_path_info(path_arg(str_at(r.args, 0)));
     std::vector<argument> reply{uint64_t{info.has_value()}};
     if (info)
       append_path_info(reply, *info, false);
     return out_.last(reply);
   }
   case op::query_path_from_hash_part: {
-    auto p = s.query_path_from_hash_part(str(r, 0));
+    auto p = s.query_path_from_hash_part(str_at(r.args, 0));
     return out_.last({p ? p->full() : std::string()});
   }
   case op::query_derivation_output_map: {
     string_pairs outputs;
-    for (auto& [name, p] : s.query_derivation_outputs(path_arg(str(r, 0))))
+    for (auto& [name, p] : s.query_derivation_outputs(path_arg(str_at(r.args, 0))))
       outputs.emplace_back(name, p.full());
     return out_.last({outputs});
   }
@@ -114,10 +108,10 @@ void session::store_op(const request& r) {
   case op::query_substitutable_path_infos: return out_.last({uint64_t{0}});
   case op::query_substitutable_paths: return out_.last({std::vector<std::string>{}});
   case op::add_temp_root:
-    s.add_temp_root(path_arg(str(r, 0)));
+    s.add_temp_root(path_arg(str_at(r.args, 0)));
     return out_.last({uint64_t{1}});
   case op::add_indirect_root:
-    s.add_indirect_root(str(r, 0));
+    s.add_indirect_root(str_at(r.args, 0));
     return out_.last({uint64_t{1}});
   case op::sync_with_gc: return out_.last({uint64_t{1}});
   case op::find_roots: {
@@ -130,12 +124,12 @@ void session::store_op(const request& r) {
   case op::add_signatures: {
     if (!trusted_)
       throw error("you are not privileged to add signatures");
-    auto& sigs = strs(r, 1);
-    s.add_signatures(path_arg(str(r, 0)), std::set<std::string>(sigs.begin(), sigs.end()));
+    auto& sigs = strs_at(r.args, 1);
+    s.add_signatures(path_arg(str_at(r.args, 0)), std::set<std::string>(sigs.begin(), sigs.end()));
     return out_.last({uint64_t{1}});
   }
   case op::nar_from_path: {
-    store_path p = path_arg(str(r, 0));
+    store_path p = path_arg(str_at(r.args, 0));
     if (!s.is_valid(p))
       throw error("path '" + p.full() + "' is not valid");
     out_.last();
@@ -144,10 +138,10 @@ void session::store_op(const request& r) {
   }
   case op::add_text_to_store: {
     store_path_set refs;
-    for (auto& p : strs(r, 2))
+    for (auto& p : strs_at(r.args, 2))
       refs.insert(path_arg(p));
-    string_source text(str(r, 1));
-    auto info = s.add_to_store(str(r, 0), content_method::text, hash_algo::sha256, text, refs);
+    string_source text(str_at(r.args, 1));
+    auto info = s.add_to_store(str_at(r.args, 0), content_method::text, hash_algo::sha256, text, refs);
     return out_.last({info.path.full()});
   }
   case op::optimise_store: {
@@ -175,11 +169,11 @@ void session::store_op(const request& r) {
 void session::add_to_store(const request& r) {
   framed_source data(in_);
   with_upload(data, [&] {
-    auto [method, algo] = parse_content_method(str(r, 1));
+    auto [method, algo] = parse_content_method(str_at(r.args, 1));
     store_path_set refs;
-    for (auto& p : strs(r, 2))
+    for (auto& p : strs_at(r.args, 2))
       refs.insert(path_arg(p));
-    path_info info = store().add_to_store(str(r, 0), method, algo, data, refs);
+    path_info info = store().add_to_store(str_at(r.args, 0), method, algo, data, refs);
     std::vector<argument> reply;
     append_path_info(reply, info, true);
     data.drain();
@@ -204,7 +198,7 @@ void session::add_to_store_nar(const request& r) {
   std::size_t pos = 0;
   path_info info = path_info_from(r.args, pos);
   pos++; // repair: Kiln re-adds nothing that is valid
-  bool dont_check_sigs = num(r, pos) != 0 && trusted_;
+  bool dont_check_sigs = u64_at(r.args, pos) != 0 && trusted_;
   if (!trusted_)
     info.ultimate = false;
   framed_source data(in_);
@@ -219,7 +213,7 @@ void session::add_to_store_nar(const request& r) {
 }
 
 void session::add_multiple_to_store(const request& r) {
-  bool dont_check_sigs = num(r, 1) != 0 && trusted_;
+  bool dont_check_sigs = u64_at(r.args, 1) != 0 && trusted_;
   framed_source data(in_);
   with_upload(data, [&] {
     auto& s = store();
@@ -251,7 +245,7 @@ void session::add_build_log(const request& r) {
   with_upload(data, [&] {
     if (!trusted_)
       throw error("you are not privileged to add logs");
-    store_path drv = store_path::from_base_name(str(r, 0));
+    store_path drv = store_path::from_base_name(str_at(r.args, 0));
     build_log_writer log(build_log_path(ctx_.layout, drv.base_name(),
                                         parse_log_compression(config_.get("compress-build-log"))),
                          parse_log_compression(config_.get("compress-build-log")));
@@ -266,16 +260,16 @@ void session::add_build_log(const request& r) {
 void session::collect_garbage(const request& r) {
   static const gc_action actions[] = {gc_action::print_live, gc_action::print_dead, gc_action::delete_dead,
                                       gc_action::delete_specific};
-  uint64_t action = num(r, 0);
+  uint64_t action = u64_at(r.args, 0);
   if (action >= 4)
     throw format_error("unknown garbage collector action " + std::to_string(action));
-  if (num(r, 2))
+  if (u64_at(r.args, 2))
     throw error("you are not allowed to ignore liveness");
   gc_options o;
   o.action = actions[action];
-  for (auto& p : strs(r, 1))
+  for (auto& p : strs_at(r.args, 1))
     o.paths.insert(path_arg(p));
-  if (uint64_t max = num(r, 3))
+  if (uint64_t max = u64_at(r.args, 3))
     o.max_freed = max;
   o.keep_outputs = config_.get_bool("keep-outputs");
   o.keep_derivations = config_.get_bool("keep-derivations");
@@ -284,8 +278,8 @@ void session::collect_garbage(const request& r) {
 }
 
 void session::verify_store(const request& r) {
-  bool check_contents = num(r, 0) != 0;
-  if (num(r, 1)) {
+  bool check_contents = u64_at(r.args, 0) != 0;
+  if (u64_at(r.args, 1)) {
     if (!trusted_)
       throw error("you are not privileged to repair paths");
     throw error("kilnd cannot repair the store yet (verify without --repair, then 'kiln build --repair')");
@@ -304,7 +298,7 @@ void session::verify_store(const request& r) {
 
 void session::query_missing(const request& r) {
   std::vector<wanted_path> targets;
-  for (auto& t : strs(r, 0))
+  for (auto& t : strs_at(r.args, 0))
     targets.push_back(parse_derived_path(t));
   auto plan = store().query_missing(targets);
   out_.last({full_paths(plan.will_build), full_paths(plan.will_substitute), full_paths(plan.unknown),

@@ -15,12 +15,6 @@ namespace kiln::daemon {
 
 namespace {
 
-const std::string& str_at(const std::vector<argument>& a, std::size_t i) { return std::get<std::string>(a.at(i)); }
-uint64_t u64_at(const std::vector<argument>& a, std::size_t i) { return std::get<uint64_t>(a.at(i)); }
-const std::vector<std::string>& strs_at(const std::vector<argument>& a, std::size_t i) {
-  return std::get<std::vector<std::string>>(a.at(i));
-}
-
 std::vector<std::string> texts(const store_path_set& paths) {
   std::vector<std::string> out;
   for (auto& p : paths)
@@ -166,7 +160,7 @@ store_path_set client_store::query_valid_derivers(const store_path& p) {
 std::map<std::string, store_path> client_store::query_derivation_outputs(const store_path& drv) {
   std::map<std::string, store_path> out;
   auto reply = call(op::query_derivation_output_map, {drv.full()}); // kept: the loop reads into it
-  for (auto& [name, path] : std::get<string_pairs>(reply.at(0)))
+  for (auto& [name, path] : pairs_at(reply, 0))
     if (!path.empty())
       out.emplace(name, parse_store_path(path));
   return out;
@@ -241,7 +235,7 @@ void client_store::add_indirect_root(const std::string& link) { call(op::add_ind
 gc_root_map client_store::find_roots() {
   gc_root_map roots;
   auto reply = call(op::find_roots, {}); // kept: the loop reads into it
-  for (auto& [link, target] : std::get<string_pairs>(reply.at(0)))
+  for (auto& [link, target] : pairs_at(reply, 0))
     roots[parse_store_path(target)].insert(link);
   return roots;
 }
@@ -337,7 +331,7 @@ std::vector<remote_build_result> client_store::build_paths(const std::vector<std
     r.non_deterministic = u64_at(reply, pos++) != 0;
     r.start_time = u64_at(reply, pos++);
     r.stop_time = u64_at(reply, pos++);
-    r.built_outputs = std::get<string_pairs>(reply.at(pos++));
+    r.built_outputs = pairs_at(reply, pos++);
     out.push_back(std::move(r));
   }
   return out;

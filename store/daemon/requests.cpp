@@ -80,7 +80,7 @@ std::string encode_request(const request& r) {
 client_options options_of(const request& r) {
   if (r.code != op::set_options)
     throw format_error("expected SetOptions, got operation " + std::to_string(static_cast<uint64_t>(r.code)));
-  auto n = [&](std::size_t i) { return std::get<uint64_t>(r.args.at(i)); };
+  auto n = [&](std::size_t i) { return u64_at(r.args, i); };
   client_options o;
   o.keep_failed = n(0) != 0; // any non-zero value is true, as Nix reads it
   o.keep_going = n(1) != 0;
@@ -94,7 +94,7 @@ client_options options_of(const request& r) {
   o.print_build_trace = n(9);
   o.build_cores = n(10);
   o.use_substitutes = n(11) != 0;
-  o.overrides = std::get<string_pairs>(r.args.at(12));
+  o.overrides = pairs_at(r.args, 12);
   return o;
 }
 

@@ -34,4 +34,16 @@ struct part {
 void read_parts(wire::reader& in, const std::vector<part>& parts, std::vector<argument>& out);
 void append_arguments(std::string& out, const std::vector<argument>& args);
 
+// The i-th argument as the kind its shape gives it.
+inline uint64_t u64_at(const std::vector<argument>& a, std::size_t i) { return std::get<uint64_t>(a.at(i)); }
+inline const std::string& str_at(const std::vector<argument>& a, std::size_t i) {
+  return std::get<std::string>(a.at(i));
+}
+inline const std::vector<std::string>& strs_at(const std::vector<argument>& a, std::size_t i) {
+  return std::get<std::vector<std::string>>(a.at(i));
+}
+inline const string_pairs& pairs_at(const std::vector<argument>& a, std::size_t i) {
+  return std::get<string_pairs>(a.at(i));
+}
+
 } // namespace kiln::daemon
