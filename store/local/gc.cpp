@@ -80,14 +80,10 @@ public:
     // way round; add_permanent_root covers that case.)
     say("finding garbage collector roots...");
     auto temp = read_temp_roots(layout.temproots_dir(), std::string(default_store_dir));
-    result_.roots = find_permanent_roots(store_, progress_);
+    result_.roots = with_temp_roots(store_, find_permanent_roots(store_, progress_), temp);
     std::set<std::string> rooted_hashes;
-    for (auto& [p, pids] : temp) {
+    for (auto& [p, pids] : temp)
       rooted_hashes.insert(std::string(p.hash_part()));
-      for (long pid : pids)
-        if (db_.is_valid(p))
-          result_.roots[p].insert("{temp:" + std::to_string(pid) + "}");
-    }
     gc_root_server server(gc_socket_path(layout.state_dir()), std::string(default_store_dir),
                           rooted_hashes);
     server_ = &server;

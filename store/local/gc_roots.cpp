@@ -171,4 +171,12 @@ gc_root_map find_permanent_roots(local_store& store, const gc_progress& note) {
   return roots;
 }
 
+gc_root_map with_temp_roots(local_store& store, gc_root_map roots, const std::map<store_path, std::set<long>>& temp) {
+  for (auto& [p, pids] : temp)
+    if (store.db().is_valid(p))
+      for (long pid : pids)
+        roots[p].insert("{temp:" + std::to_string(pid) + "}");
+  return roots;
+}
+
 } // namespace kiln

@@ -19,6 +19,9 @@ namespace kiln {
 
 // `note` hears of each stale link removed, as Nix reports it.
 gc_root_map find_permanent_roots(local_store& store, const gc_progress& note = {});
+// The permanent roots and, as "{temp:PID}", the valid paths among `temp`
+// (read_temp_roots' answer): every root, as Nix's findRoots lists them.
+gc_root_map with_temp_roots(local_store& store, gc_root_map roots, const std::map<store_path, std::set<long>>& temp);
 
 // Makes `link` a symlink to `p` (replacing whatever is there) that no
 // collector can miss: `p` becomes a temp root first, and the link is made

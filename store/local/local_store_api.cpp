@@ -10,6 +10,7 @@
 #include "store/local/gc_roots.hpp"
 #include "store/local/missing.hpp"
 #include "store/local/optimise.hpp"
+#include "store/local/temp_roots.hpp"
 #include "store/local/verify.hpp"
 
 #include <fcntl.h>
@@ -138,9 +139,10 @@ void local_store::add_signatures(const store_path& p, const std::set<std::string
 void local_store::add_indirect_root(const std::string& link) { kiln::add_indirect_root(*this, link); }
 
 gc_root_map local_store::find_roots() {
-  gc_options o;
-  o.action = gc_action::print_roots;
-  return kiln::collect_garbage(*this, o).roots;
+  // Listing roots needs no collector's lock (Nix's findRoots takes none):
+  // a running collection does not hold it up.
+  return with_temp_roots(*this, find_permanent_roots(*this),
+                         read_temp_roots(layout_.temproots_dir(), std::string(default_store_dir)));
 }
 
 gc_result local_store::collect_garbage(const gc_options& options, const gc_progress& progress) {

@@ -286,6 +286,9 @@ def test_kiln_through_the_daemon_answers_as_on_the_embedded_store(kilnd, both):
         ours = both.kiln_run("store", args[0], "--store", daemon, *args[1:])
         embedded = both.kiln_run("store", args[0], "--store", both.store, *args[1:])
         assert ours.returncode == 0 and ours.stdout == embedded.stdout, f"{args}\n{explain(ours)}\n{explain(embedded)}"
+    roots = both.kiln_run("store", "gc", "--store", daemon, "--print-roots")
+    assert roots.returncode == 0 and roots.stdout == both.kiln_run(
+        "store", "gc", "--store", both.store, "--print-roots").stdout, explain(roots)
     dead = both.kiln_run("store", "gc", "--store", daemon, "--print-dead")
     assert dead.stdout == both.kiln_run("store", "gc", "--store", both.store, "--print-dead").stdout, explain(dead)
     added = both.kiln_run("store", "add", "--store", daemon, f"{tree}/sub/file").stdout.strip()
