@@ -159,13 +159,17 @@ loaded_derivation build_steps::load(const std::string& drv_path) {
   store_path p = store_.parse_path(drv_path);
   if (!p.is_derivation())
     throw format_error("'" + drv_path + "' is not a derivation (.drv) path");
-  store_.add_temp_root(p);
-  if (!store_.db().is_valid(p))
-    throw error("derivation '" + p.full() + "' is not valid in this store (add it with 'kiln drv add')");
   loaded_derivation l;
   l.drv_path = p.full();
-  std::string text = read_whole_file(store_.real_path(p), std::size_t(1) << 30, "derivation");
-  l.drv = parse_derivation(text, p.full());
+  if (auto given = options_.given_derivations.find(p.full()); given != options_.given_derivations.end()) {
+    l.drv = parse_derivation(given->second, p.full());
+  } else {
+    store_.add_temp_root(p);
+    if (!store_.db().is_valid(p))
+      throw error("derivation '" + p.full() + "' is not valid in this store (add it with 'kiln drv add')");
+    std::string text = read_whole_file(store_.real_path(p), std::size_t(1) << 30, "derivation");
+    l.drv = parse_derivation(text, p.full());
+  }
   for (auto& [name, out] : l.drv.outputs) {
     bool ok = false;
     if (!out.path.empty()) {

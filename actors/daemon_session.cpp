@@ -16,6 +16,9 @@ namespace kiln::daemon {
 
 namespace {
 
+// The protocol features kilnd has: none of those Nix defines yet.
+const feature_set kilnd_features;
+
 bool in_group(const peer_info& peer, const std::string& group) {
   struct group* g = ::getgrnam(group.c_str());
   if (!g)
@@ -199,6 +202,12 @@ void session::run() {
     out_.flush();
     client_hello hello = read_client_hello(in_, daemon_version);
     client_version_ = std::min(hello.version, daemon_version);
+    if (protocol_minor(client_version_) >= 38) {
+      out_.raw(encode_features(kilnd_features));
+      out_.flush();
+      features_ = common_features(hello.features, kilnd_features);
+    }
+    read_client_hello_rest(in_, client_version_, hello);
     out_.raw(encode_daemon_welcome(client_version_, ctx_.version,
                                    trusted_ ? trust_flag::trusted : trust_flag::not_trusted));
     out_.flush();
@@ -234,6 +243,7 @@ bool session::serve(const request& r) {
     switch (r.code) {
     case op::build_paths:
     case op::build_paths_with_results: build_paths(r); break;
+    case op::build_derivation: build_derivation(r); break;
     case op::ensure_path: ensure_path(r); break;
     default: store_op(r); break;
     }

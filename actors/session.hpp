@@ -5,6 +5,7 @@
 #pragma once
 
 #include "actors/daemon_session.hpp"
+#include "actors/engine.hpp"
 #include "store/daemon/protocol.hpp"
 #include "store/daemon/replies.hpp"
 #include "store/daemon/requests.hpp"
@@ -17,10 +18,9 @@
 
 namespace kiln::daemon {
 
-// The version kilnd announces: Nix 2.8's 1.34 with 1.35's trust flag.
-// 1.36-1.38 (AddPermRoot, CPU times in BuildResult, feature exchange) are
-// not spoken yet: newer clients negotiate down to 1.35.
-constexpr uint64_t daemon_version = protocol_1_35;
+// The version kilnd announces: 1.38, so clients from Nix 2.8 (1.34) to
+// today's meet it at their own version.
+constexpr uint64_t daemon_version = protocol_1_38;
 
 // Nix's verbosity levels (SetOptions, log messages).
 enum level : uint64_t { lvl_error = 0, lvl_warn = 1, lvl_notice = 2, lvl_info = 3, lvl_talkative = 4 };
@@ -111,12 +111,19 @@ private:
   void collect_garbage(const request& r);
   void verify_store(const request& r);
   void query_missing(const request& r);
+  void add_perm_root(const request& r);
   // A path argument of the request: a store path, or an error naming it.
   store_path path_arg(const std::string& text) const;
 
-  // session_builds.cpp: BuildPaths, BuildPathsWithResults, EnsurePath.
+  // session_builds.cpp: BuildPaths, BuildPathsWithResults, BuildDerivation, EnsurePath.
   void build_paths(const request& r);
+  void build_derivation(const request& r);
   void ensure_path(const request& r);
+  // Runs goals on the daemon's engine, forwarding its events to the client
+  // until the run ends; cancels the run if the client hangs up.
+  engine_run run_goals(const build_options& o, const std::vector<goal_request>& goals);
+  // The daemon's build settings with this client's, for a build in `mode`.
+  build_options client_build_options(build_mode mode) const;
 
   int in_fd_;
   daemon_context& ctx_;
@@ -126,6 +133,7 @@ private:
   wire::reader in_;
   client_stream out_;
   uint64_t client_version_ = daemon_version;
+  feature_set features_; // both sides have them (1.38)
   settings daemon_config_; // the daemon's, as this connection found it
   settings config_;        // the same with this client's overrides
   client_options options_;

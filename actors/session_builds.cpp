@@ -6,6 +6,7 @@
 #include "actors/session.hpp"
 
 #include "actors/build_settings.hpp"
+#include "store/daemon/build_results.hpp"
 #include "store/format/derivation.hpp"
 #include "store/format/derivation_hash.hpp"
 #include "store/format/encoding.hpp"
@@ -101,14 +102,11 @@ private:
 };
 
 // DrvOutput ids as Nix 2.8 names built outputs: "sha256:<hash modulo>!<output>".
-string_pairs built_outputs(const build_result& r, const store_layout& layout) {
+string_pairs built_outputs(const build_result& r, const derivation& drv, const store_layout& layout) {
   string_pairs out;
   if (!is_success(r.status) || r.outputs.empty())
     return out;
   derivation_hasher hasher(directory_loader(layout.store_dir()));
-  std::string drv_base(parse_store_path(r.path).base_name());
-  derivation drv = parse_derivation(read_whole_file(layout.store_dir() + "/" + drv_base, 64u << 20, "derivation"),
-                                    r.path);
   auto hashes = hasher.hash_modulo(drv, true);
   for (auto& [name, path] : r.outputs) {
     auto h = hashes.find(name);
@@ -120,6 +118,37 @@ string_pairs built_outputs(const build_result& r, const store_layout& layout) {
                              "\",\"signatures\":[]}");
   }
   return out;
+}
+
+derivation stored_derivation(const std::string& drv_path, const store_layout& layout) {
+  std::string base(parse_store_path(drv_path).base_name());
+  return parse_derivation(read_whole_file(layout.store_dir() + "/" + base, 64u << 20, "derivation"), drv_path);
+}
+
+// A result as the protocol carries it. CPU times go only where a build
+// ran and they were measured (its control group).
+wire_build_result wire_result(const build_result& res, string_pairs outputs) {
+  wire_build_result w;
+  w.status = nix_status_number(res.status);
+  w.error = res.error;
+  w.times_built = res.times_built;
+  w.non_deterministic = res.status == build_status::not_deterministic;
+  w.start_time = static_cast<uint64_t>(res.start_time);
+  w.stop_time = static_cast<uint64_t>(res.stop_time);
+  if (res.cpu_user_us || res.cpu_system_us) {
+    w.cpu_user_us = res.cpu_user_us;
+    w.cpu_system_us = res.cpu_system_us;
+  }
+  w.built_outputs = std::move(outputs);
+  return w;
+}
+
+build_mode build_mode_arg(uint64_t mode, bool trusted) {
+  if (mode > 2)
+    throw refused_request("unknown build mode " + std::to_string(mode));
+  if (mode == 1 && !trusted)
+    throw refused_request("repairing is not allowed because you are not in 'trusted-users'");
+  return mode == 1 ? build_mode::repair : mode == 2 ? build_mode::check : build_mode::normal;
 }
 
 } // namespace
@@ -145,50 +174,52 @@ wanted_path parse_derived_path(const std::string& text) {
   return wanted_path::built(path(text.substr(0, bang)), outputs);
 }
 
+engine_run session::run_goals(const build_options& o, const std::vector<goal_request>& goals) {
+  if (!ctx_.engine)
+    throw error("this daemon does not build");
+  auto queue = std::make_shared<event_queue>();
+  build_activities acts(out_);
+  // The engine's own store: its actor owns that connection while it runs.
+  auto job = ctx_.engine->start(std::make_shared<local_store>(ctx_.layout, roots_), o, goals,
+                                [queue](const engine_event& e) { queue->push(e); });
+  bool cancelled = false;
+  uint64_t dropped = 0;
+  while (!job->wait_for(std::chrono::milliseconds(50))) {
+    acts.forward(queue->take(dropped), dropped);
+    out_.flush();
+    if (!cancelled && hung_up(in_fd_)) {
+      job->cancel(); // nobody is left to want these builds
+      cancelled = true;
+    }
+  }
+  acts.forward(queue->take(dropped), dropped);
+  return job->result();
+}
+
+build_options session::client_build_options(build_mode mode) const {
+  build_options o = build_options_from(config_);
+  o.mode = mode;
+  o.print_build_logs = true; // the client decides what to show
+  o.log_hint = true;
+  return o;
+}
+
 void session::build_paths(const request& r) {
   bool with_results = r.code == op::build_paths_with_results;
-  uint64_t mode = u64_at(r.args, 1);
-  if (mode > 2)
-    throw refused_request("unknown build mode " + std::to_string(mode));
-  if (mode == 1 && !trusted_)
-    throw refused_request("repairing is not allowed because you are not in 'trusted-users'");
+  build_mode mode = build_mode_arg(u64_at(r.args, 1), trusted_);
   auto& asked = strs_at(r.args, 0);
   std::vector<wanted_path> targets;
   for (auto& t : asked)
     targets.push_back(parse_derived_path(t));
   auto& s = store();
 
-  build_options o = build_options_from(config_);
-  o.mode = mode == 1 ? build_mode::repair : mode == 2 ? build_mode::check : build_mode::normal;
-  o.print_build_logs = true; // the client decides what to show
-  o.log_hint = true;
   std::vector<goal_request> goals;
   for (auto& t : targets)
     if (t.outputs)
       goals.push_back({t.path.full(), *t.outputs});
-
   engine_run run;
-  if (!goals.empty()) {
-    if (!ctx_.engine)
-      throw error("this daemon does not build");
-    auto queue = std::make_shared<event_queue>();
-    build_activities acts(out_);
-    // The engine's own store: its actor owns that connection while it runs.
-    auto job = ctx_.engine->start(std::make_shared<local_store>(ctx_.layout, roots_), o, goals,
-                                  [queue](const engine_event& e) { queue->push(e); });
-    bool cancelled = false;
-    uint64_t dropped = 0;
-    while (!job->wait_for(std::chrono::milliseconds(50))) {
-      acts.forward(queue->take(dropped), dropped);
-      out_.flush();
-      if (!cancelled && hung_up(in_fd_)) {
-        job->cancel(); // nobody is left to want these builds
-        cancelled = true;
-      }
-    }
-    acts.forward(queue->take(dropped), dropped);
-    run = job->result();
-  }
+  if (!goals.empty())
+    run = run_goals(client_build_options(mode), goals);
 
   std::map<std::string, const build_result*> by_drv;
   for (auto& res : run.top_level)
@@ -226,11 +257,62 @@ void session::build_paths(const request& r) {
   std::vector<argument> reply{uint64_t{results.size()}};
   for (std::size_t i = 0; i < results.size(); ++i) {
     auto& res = results[i];
-    reply.insert(reply.end(), {asked[i], nix_status_number(res.status), res.error, uint64_t{res.times_built},
-                               uint64_t{res.status == build_status::not_deterministic},
-                               static_cast<uint64_t>(res.start_time), static_cast<uint64_t>(res.stop_time),
-                               built_outputs(res, ctx_.layout)});
+    string_pairs outputs;
+    if (is_success(res.status) && !res.outputs.empty())
+      outputs = built_outputs(res, stored_derivation(res.path, ctx_.layout), ctx_.layout);
+    reply.emplace_back(asked[i]);
+    append_build_result(reply, wire_result(res, std::move(outputs)), client_version_);
   }
+  out_.last(reply);
+}
+
+// BuildDerivation: what a Nix sends the machine it builds on remotely. The
+// derivation comes with the request, its inputs already copied here and
+// named as sources; it is built as given, under the path given, without
+// being written to the store (as Nix's daemon builds it). An untrusted
+// client may only build a fixed-output derivation, whose output is checked
+// by its content; it gets the derivation's own path, not the one it named.
+void session::build_derivation(const request& r) {
+  std::size_t pos = 0;
+  store_path named = path_arg(str_at(r.args, pos++));
+  if (!named.is_derivation())
+    throw error("'" + named.full() + "' is not a derivation path");
+  derivation drv;
+  for (uint64_t i = 0, n = u64_at(r.args, pos++); i < n; ++i) {
+    std::string name = str_at(r.args, pos++);
+    derivation_output out;
+    out.path = str_at(r.args, pos++);
+    out.hash_algo = str_at(r.args, pos++);
+    out.hash = str_at(r.args, pos++);
+    drv.outputs.emplace(std::move(name), std::move(out));
+  }
+  for (auto& p : strs_at(r.args, pos++))
+    drv.input_srcs.insert(path_arg(p).full());
+  drv.platform = str_at(r.args, pos++);
+  drv.builder = str_at(r.args, pos++);
+  drv.args = strs_at(r.args, pos++);
+  for (auto& [key, value] : pairs_at(r.args, pos++))
+    drv.env[key] = value;
+  build_mode mode = build_mode_arg(u64_at(r.args, pos++), trusted_);
+  // Printed and parsed again: the same strict checks as a .drv file.
+  std::string text = print_derivation(drv);
+  drv = parse_derivation(text, "the derivation of '" + named.full() + "'");
+
+  std::string drv_path = named.full();
+  if (!trusted_) {
+    if (!drv.is_fixed_output())
+      throw error("you are not privileged to build input-addressed derivations");
+    drv_path = derivation_store_path(drv, named.name().substr(0, named.name().size() - 4)).full();
+  }
+  build_options o = client_build_options(mode);
+  o.given_derivations[drv_path] = text;
+  engine_run run = run_goals(o, {{drv_path, {}}});
+  build_result res = run.top_level.empty() ? cancelled_result(drv_path) : run.top_level.front();
+  string_pairs outputs;
+  if (is_success(res.status) && !res.outputs.empty())
+    outputs = built_outputs(res, drv, ctx_.layout);
+  std::vector<argument> reply;
+  append_build_result(reply, wire_result(res, std::move(outputs)), client_version_);
   out_.last(reply);
 }
 

@@ -7,9 +7,13 @@
 #include "store/format/signature.hpp"
 #include "store/io/error.hpp"
 #include "store/local/build_log.hpp"
+#include "store/local/gc_roots.hpp"
 #include "store/local/verify.hpp"
 
+#include <climits>
 #include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace kiln::daemon {
 
@@ -114,6 +118,7 @@ void session::store_op(const request& r) {
     s.add_indirect_root(str_at(r.args, 0));
     return out_.last({uint64_t{1}});
   case op::sync_with_gc: return out_.last({uint64_t{1}});
+  case op::add_perm_root: return add_perm_root(r);
   case op::find_roots: {
     string_pairs roots;
     for (auto& [target, links] : s.find_roots())
@@ -303,6 +308,36 @@ void session::query_missing(const request& r) {
   auto plan = store().query_missing(targets);
   out_.last({full_paths(plan.will_build), full_paths(plan.will_substitute), full_paths(plan.unknown),
              plan.download_size, plan.nar_size});
+}
+
+// AddPermRoot (1.36): a symlink at the client's path to a store path,
+// registered as an indirect root, as Nix's daemon makes it for a trusted
+// client (an untrusted one can make the link itself, as Nix tells it).
+void session::add_perm_root(const request& r) {
+  if (!trusted_)
+    throw error("you are not privileged to create perm roots\n\nhint: you can just do this client-side without "
+                "special privileges, and probably want to do that instead.");
+  store_path p = path_arg(str_at(r.args, 0));
+  const std::string& link = str_at(r.args, 1);
+  if (link.empty() || link[0] != '/')
+    throw error("the root '" + link + "' is not an absolute path");
+  auto& s = store();
+  // Inside the store as its paths read (/nix/store) or where it really is.
+  std::string store_dir(default_store_dir);
+  if (link.rfind(store_dir + "/", 0) == 0 || link.rfind(ctx_.layout.store_dir() + "/", 0) == 0)
+    throw error("creating a garbage collector root (" + link +
+                ") in the Nix store is forbidden (are you running nix-build inside the store?)");
+  // Replaced only if it is a link into the store already: never a user's file.
+  struct stat st;
+  if (::lstat(link.c_str(), &st) == 0) {
+    char target[PATH_MAX];
+    ssize_t n = S_ISLNK(st.st_mode) ? ::readlink(link.c_str(), target, sizeof target - 1) : -1;
+    if (n < 0 || std::string(target, static_cast<std::size_t>(n)).rfind(store_dir + "/", 0) != 0)
+      throw error("cannot create symlink '" + link + "'; already exists");
+  }
+  add_permanent_root(s, link, p);
+  kiln::add_indirect_root(s, link);
+  out_.last({link});
 }
 
 } // namespace kiln::daemon

@@ -98,6 +98,10 @@ struct build_options {
   uint32_t cpu_max_percent = 0;
   uint64_t pids_default = 0; // build-pids-max = auto: where it can be enforced
   std::vector<std::string> system_features; // what requiredSystemFeatures may ask for
+  // Derivations that came with the request (kilnd's BuildDerivation), by
+  // the .drv path they are built under, as ATerm text: read from here, not
+  // from the store, where they need not be.
+  std::map<std::string, std::string> given_derivations;
 };
 
 template <class Inspector>
@@ -108,7 +112,8 @@ typename Inspector::result_type inspect(Inspector& f, build_options& x) {
            x.max_log_size, x.log_lines, x.compress_build_log, x.secret_key_files,
            x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs, x.fallback,
            x.sandbox, x.sandbox_fallback, x.sandbox_paths, x.sandbox_build_dir, x.allowed_impure_host_deps,
-           x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features, x.pids_default, x.size_max, x.log_hint);
+           x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features, x.pids_default, x.size_max, x.log_hint,
+           x.given_derivations);
 }
 
 // DRV^out1,out2 (outputs empty = all of them).

@@ -81,12 +81,14 @@ client_store::client_store(const std::string& socket_path, const client_options&
     in.fail("daemon protocol version " + std::to_string(protocol_major(daemon)) + "." +
                 std::to_string(protocol_minor(daemon)) + " is not supported",
             at + 8);
-  // We speak 1.35: the handshake is 1.34's with the daemon's trust after
-  // its version; nothing after the handshake differs.
+  // We speak up to 1.38 and meet an older daemon at its version.
   client_hello mine;
-  mine.version = protocol_1_35;
-  conn_->send(encode_client_hello(mine, daemon).substr(8));
-  version_ = std::min(daemon, protocol_1_35);
+  mine.version = protocol_1_38;
+  conn_->send(encode_client_hello(mine, daemon).substr(8)); // the magic went first
+  version_ = std::min(daemon, protocol_1_38);
+  if (protocol_minor(version_) >= 38)
+    features_ = common_features(mine.features, read_features(in));
+  conn_->send(encode_client_hello_rest(mine, version_));
   welcome_ = read_daemon_welcome(in, version_);
   read_stream();
   call(op::set_options, set_options_request(options).args);
@@ -132,7 +134,7 @@ std::vector<argument> client_store::call(op code, std::vector<argument> args, so
     conn_->send(frame);
   }
   read_stream();
-  return code == op::nar_from_path ? std::vector<argument>{} : read_reply(conn_->in, code);
+  return code == op::nar_from_path ? std::vector<argument>{} : read_reply(conn_->in, code, version_);
 }
 
 bool client_store::is_valid(const store_path& p) { return u64_at(call(op::is_valid_path, {p.full()}), 0) != 0; }
@@ -325,13 +327,7 @@ std::vector<remote_build_result> client_store::build_paths(const std::vector<std
   for (uint64_t i = 0, n = u64_at(reply, 0); i < n; ++i) {
     remote_build_result r;
     r.path = str_at(reply, pos++);
-    r.status = u64_at(reply, pos++);
-    r.error = str_at(reply, pos++);
-    r.times_built = u64_at(reply, pos++);
-    r.non_deterministic = u64_at(reply, pos++) != 0;
-    r.start_time = u64_at(reply, pos++);
-    r.stop_time = u64_at(reply, pos++);
-    r.built_outputs = pairs_at(reply, pos++);
+    static_cast<wire_build_result&>(r) = build_result_from(reply, pos, version_);
     out.push_back(std::move(r));
   }
   return out;

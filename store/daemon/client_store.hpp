@@ -5,6 +5,7 @@
 // to a callback; its errors are thrown as kiln::error with its text.
 #pragma once
 
+#include "store/daemon/build_results.hpp"
 #include "store/daemon/protocol.hpp"
 #include "store/daemon/replies.hpp"
 #include "store/daemon/requests.hpp"
@@ -18,14 +19,10 @@
 namespace kiln::daemon {
 
 // Nix's BuildResult as a daemon reports it (op 46).
-struct remote_build_result {
-  std::string path;   // the derived path asked for ("X.drv!out", or a plain path)
-  uint64_t status = 9; // Nix's numbers: 0 Built, 1 Substituted, 2 AlreadyValid, 3 PermanentFailure, ...
-  std::string error;
-  uint64_t times_built = 0;
-  bool non_deterministic = false;
-  uint64_t start_time = 0, stop_time = 0;
-  std::vector<std::pair<std::string, std::string>> built_outputs; // DrvOutput id -> Realisation JSON
+// A result of BuildPathsWithResults: the derived path asked for ("X.drv!out",
+// or a plain path) and what became of it.
+struct remote_build_result : wire_build_result {
+  std::string path;
 };
 
 class client_store : public store {
@@ -39,6 +36,7 @@ public:
   const std::string& daemon_nix_version() const { return welcome_.nix_version; }
   trust_flag trust() const { return welcome_.trust; }
   uint64_t protocol() const { return version_; }
+  const feature_set& features() const { return features_; }
 
   bool is_valid(const store_path& p) override;
   std::optional<path_info> query_path_info(const store_path& p) override;
@@ -79,6 +77,7 @@ private:
   std::unique_ptr<connection> conn_;
   log_sink log_;
   uint64_t version_ = 0;
+  feature_set features_; // both sides have them (1.38)
   daemon_welcome welcome_;
 };
 

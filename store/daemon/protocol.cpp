@@ -2,9 +2,15 @@
 
 #include "store/format/wire.hpp"
 
+#include <algorithm>
+#include <iterator>
+
 namespace kiln::daemon {
 
 namespace {
+
+constexpr uint64_t max_features = 1024;
+constexpr std::size_t max_feature_name = 1024;
 
 bool read_bool(wire::reader& in) { return in.u64() != 0; } // any non-zero value, as Nix reads it
 
@@ -23,7 +29,13 @@ client_hello read_client_hello(wire::reader& in, uint64_t daemon_version) {
   h.version = in.u64();
   if (protocol_major(h.version) != 1 || h.version < oldest_client)
     in.fail("client protocol version " + version_text(h.version) + " is not supported (1.10 or later is)", at);
-  unsigned minor = protocol_minor(std::min(h.version, daemon_version));
+  if (protocol_minor(std::min(h.version, daemon_version)) >= 38)
+    h.features = read_features(in);
+  return h;
+}
+
+void read_client_hello_rest(wire::reader& in, uint64_t negotiated_version, client_hello& h) {
+  unsigned minor = protocol_minor(negotiated_version);
   if (minor >= 14) {
     h.cpu_affinity = read_bool(in);
     if (h.cpu_affinity)
@@ -31,14 +43,20 @@ client_hello read_client_hello(wire::reader& in, uint64_t daemon_version) {
   }
   if (minor >= 11)
     h.reserve_space = read_bool(in);
-  return h;
 }
 
 std::string encode_client_hello(const client_hello& h, uint64_t daemon_version) {
   std::string out;
   wire::append_u64(out, worker_magic_1);
   wire::append_u64(out, h.version);
-  unsigned minor = protocol_minor(std::min(h.version, daemon_version));
+  if (protocol_minor(std::min(h.version, daemon_version)) >= 38)
+    out += encode_features(h.features);
+  return out;
+}
+
+std::string encode_client_hello_rest(const client_hello& h, uint64_t negotiated_version) {
+  std::string out;
+  unsigned minor = protocol_minor(negotiated_version);
   if (minor >= 14) {
     wire::append_u64(out, h.cpu_affinity);
     if (h.cpu_affinity)
@@ -47,6 +65,37 @@ std::string encode_client_hello(const client_hello& h, uint64_t daemon_version) 
   if (minor >= 11)
     wire::append_u64(out, h.reserve_space);
   return out;
+}
+
+feature_set common_features(const feature_set& a, const feature_set& b) {
+  feature_set both;
+  std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(both));
+  return both;
+}
+
+std::string encode_features(const feature_set& features) {
+  std::string out;
+  wire::append_u64(out, features.size());
+  for (auto& f : features)
+    wire::append_string(out, f);
+  return out;
+}
+
+feature_set read_features(wire::reader& in) {
+  uint64_t at = in.offset();
+  uint64_t n = in.u64();
+  if (n > max_features)
+    in.fail(std::to_string(n) + " protocol features, the limit is " + std::to_string(max_features), at);
+  feature_set features;
+  for (uint64_t i = 0; i < n; ++i) {
+    at = in.offset();
+    std::string f = in.str(max_feature_name, "a protocol feature");
+    // A set on the wire: sorted and unique, or it is not one.
+    if (!features.empty() && f <= features.back())
+      in.fail("protocol feature '" + f + "' is out of order or repeated", at);
+    features.push_back(std::move(f));
+  }
+  return features;
 }
 
 std::string encode_daemon_greeting(uint64_t daemon_version) {

@@ -25,6 +25,12 @@ constexpr uint64_t protocol_1_34 = protocol_version(1, 34);
 // Nix 2.15-2.19 and Lix (whose 2.94 and later refuse anything older): the
 // daemon's welcome says whether it trusts the client.
 constexpr uint64_t protocol_1_35 = protocol_version(1, 35);
+// Nix 2.20 and later: AddPermRoot (op 47) at 1.36; a BuildResult's CPU
+// times at 1.37; from 1.38 both sides exchange the protocol features they
+// have right after the versions, and use those both have.
+constexpr uint64_t protocol_1_36 = protocol_version(1, 36);
+constexpr uint64_t protocol_1_37 = protocol_version(1, 37);
+constexpr uint64_t protocol_1_38 = protocol_version(1, 38);
 // The oldest client a 2.8 daemon serves.
 constexpr uint64_t oldest_client = protocol_version(1, 10);
 
@@ -42,22 +48,37 @@ enum class op : uint64_t {
   query_valid_paths = 31, query_substitutable_paths = 32, query_valid_derivers = 33, optimise_store = 34,
   verify_store = 35, build_derivation = 36, add_signatures = 37, nar_from_path = 38, add_to_store_nar = 39,
   query_missing = 40, query_derivation_output_map = 41, add_multiple_to_store = 44, add_build_log = 45,
-  build_paths_with_results = 46,
+  build_paths_with_results = 46, add_perm_root = 47,
 };
 
-// What a client sends in the handshake, from its magic on.
+// Protocol features (1.38), sorted, no duplicates. Kiln announces none of
+// Nix's yet; what both sides have is their intersection.
+using feature_set = std::vector<std::string>;
+feature_set common_features(const feature_set& a, const feature_set& b);
+
+// What a client sends in the handshake, from its magic on. It comes in two
+// parts: from 1.38 the client waits for the daemon's features between them.
 struct client_hello {
   uint64_t version = protocol_1_34;
+  feature_set features;      // 1.38 and later
   bool cpu_affinity = false; // obsolete: a CPU number follows if set
   uint64_t cpu = 0;
   bool reserve_space = false; // obsolete
 };
 
-// Reads a client's side of the handshake, given the version the daemon
-// announced (which decides the fields). Refuses a wrong magic and a
-// client older than oldest_client or of another major version.
+// The first part: magic, version, and from 1.38 the client's features.
+// Which fields come is decided by the lower of the two versions. Refuses a
+// wrong magic and a client older than oldest_client or of another major
+// version.
 client_hello read_client_hello(wire::reader& in, uint64_t daemon_version);
 std::string encode_client_hello(const client_hello& h, uint64_t daemon_version);
+// The second part, after the daemon's features (1.38) or straight after
+// the first: the obsolete CPU affinity and reserveSpace.
+void read_client_hello_rest(wire::reader& in, uint64_t negotiated_version, client_hello& h);
+std::string encode_client_hello_rest(const client_hello& h, uint64_t negotiated_version);
+// The daemon's features (1.38 and later), sent between the two parts.
+std::string encode_features(const feature_set& features);
+feature_set read_features(wire::reader& in);
 
 // The daemon's side: magic and version, then (after the client's answer)
 // its Nix version for clients from 1.33 on, then the start-up stderr

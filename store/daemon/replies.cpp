@@ -1,5 +1,7 @@
 #include "store/daemon/replies.hpp"
 
+#include "store/daemon/build_results.hpp"
+
 #include "store/format/nar.hpp"
 #include "store/format/wire.hpp"
 
@@ -43,8 +45,7 @@ const std::map<op, std::vector<part>>& reply_shapes() {
       {op::query_derivation_output_map, {k::pairs}},
       {op::add_multiple_to_store, {}},
       {op::add_build_log, {k::u64}},
-      {op::build_paths_with_results,
-       {{k::records, {k::str, k::u64, k::str, k::u64, k::u64, k::u64, k::u64, k::pairs}}}},
+      {op::add_perm_root, {k::str}},
   };
   return table;
 }
@@ -190,11 +191,23 @@ std::string encode_stderr_message(const stderr_message& m) {
   return out;
 }
 
-std::vector<argument> read_reply(wire::reader& in, op code) {
+std::vector<argument> read_reply(wire::reader& in, op code, uint64_t version) {
+  std::vector<argument> args;
+  // The two replies with a build result are laid out by the version.
+  if (code == op::build_derivation) {
+    read_parts(in, build_result_parts(version), args);
+    return args;
+  }
+  if (code == op::build_paths_with_results) {
+    std::vector<part> keyed{kind::str};
+    for (auto& p : build_result_parts(version))
+      keyed.push_back(p);
+    read_parts(in, {part(kind::records, keyed)}, args);
+    return args;
+  }
   auto it = reply_shapes().find(code);
   if (it == reply_shapes().end())
     in.fail("no reply shape for operation " + std::to_string(static_cast<uint64_t>(code)), in.offset());
-  std::vector<argument> args;
   read_parts(in, it->second, args);
   return args;
 }

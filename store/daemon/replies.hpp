@@ -30,9 +30,11 @@ struct stderr_message {
 stderr_message read_stderr_message(wire::reader& in);
 std::string encode_stderr_message(const stderr_message& m);
 
-// The reply to `code` after STDERR_LAST, in wire order. NarFromPath's
-// reply is a raw NAR, not arguments: copy it with copy_nar_reply().
-std::vector<argument> read_reply(wire::reader& in, op code);
+// The reply to `code` after STDERR_LAST, in wire order, as laid out at
+// the connection's `version` (only build results differ between versions).
+// NarFromPath's reply is a raw NAR, not arguments: copy it with
+// copy_nar_reply().
+std::vector<argument> read_reply(wire::reader& in, op code, uint64_t version = protocol_1_34);
 std::string encode_reply(const std::vector<argument>& args);
 uint64_t copy_nar_reply(wire::reader& in, sink& out);
 

@@ -51,6 +51,12 @@ const std::map<op, shape>& shapes() {
       {op::add_multiple_to_store, {{k::u64, k::u64}, true}},
       {op::add_build_log, {{k::str}, true}},
       {op::build_paths_with_results, {{k::strings, k::u64}}},
+      // The derivation's path, then the derivation itself (its outputs as
+      // name, path, hash algorithm, hash; input sources, platform, builder,
+      // arguments, environment), then the build mode.
+      {op::build_derivation, {{k::str, part(k::records, {k::str, k::str, k::str, k::str}), k::strings, k::str, k::str,
+                               k::strings, k::pairs, k::u64}}},
+      {op::add_perm_root, {{k::str, k::str}}},
   };
   return table;
 }

@@ -1,5 +1,5 @@
 // The arguments of every request a Nix 2.8 client sends (protocol 1.34),
-// read and written by one table of shapes (requests.cpp) rather than by a
+// and of AddPermRoot (1.36), read and written by one table of shapes (requests.cpp) rather than by a
 // function per operation. Bulk data that follows some requests (ops 7, 39,
 // 44, 45) is a framed stream left for the caller to consume with
 // read_framed(), so a large NAR is never held whole.

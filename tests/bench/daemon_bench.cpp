@@ -37,8 +37,10 @@ public:
     send(hello);
     in_.u64(); // magic 2
     uint64_t daemon = in_.u64();
-    send(encode_client_hello({}, daemon).substr(8));
-    read_daemon_welcome(in_, std::min(daemon, protocol_1_34));
+    client_hello as_nix_2_8; // 1.34
+    uint64_t version = std::min(daemon, as_nix_2_8.version);
+    send(encode_client_hello(as_nix_2_8, daemon).substr(8) + encode_client_hello_rest(as_nix_2_8, version));
+    read_daemon_welcome(in_, version);
     expect_last();
     client_options o;
     send(encode_request(set_options_request(o)));

@@ -30,6 +30,10 @@ let src = ./src; in rec {
     name = "unbuilt"; system = "x86_64-linux"; builder = "/bin/sh";
     args = [ "-c" "echo ${wrapper} > $out" ];
   };
+  remote = derivation {
+    name = "remote"; system = "x86_64-linux"; builder = "/bin/sh";
+    args = [ "-c" "echo building remotely; while read l; do echo \\"$l\\"; done < ${hello} > $out" ];
+  };
   failing = derivation {
     name = "failing"; system = "x86_64-linux"; builder = "/bin/sh";
     args = [ "-c" "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $i; done; exit 3" ];
@@ -37,11 +41,18 @@ let src = ./src; in rec {
 }
 """,
     "other/file": "a path made in another store\n",
+    # An ssh stand-in for ssh-ng:// builders: runs the remote command (its
+    # last argument) here, where remote-daemon is the daemon under test.
+    "bin/ssh": "#!/bin/sh\nfor last; do :; done\nexec sh -c \"$last\"\n",
 }
 
 DRV = "$(nix-instantiate default.nix -A hello 2>/dev/null)"
 OUT = "$(nix-build default.nix -A hello --no-out-link 2>/dev/null)"
 WRAPPER = "$(nix-build default.nix -A wrapper --no-out-link 2>/dev/null)"
+
+REMOTE = ("printf '#!/bin/sh\\nexec DAEMON \"$@\"\\n' > bin/remote-daemon && chmod +x bin/* && "
+          "PATH=$PWD/bin:$PATH nix-build --store $PWD/builder-client default.nix --no-out-link --max-jobs 0 "
+          "--builders 'ssh-ng://localhost?remote-program=remote-daemon x86_64-linux'")
 
 STEPS = {
     "ping": f"nix {NIX} store ping 2>&1 | grep -v '^Version'",
@@ -92,6 +103,11 @@ STEPS = {
                  " && KILN store add-fixed --store daemon --recursive --type sha1 src"),
     "kiln delete": "p=$(KILN store add --store daemon other/file) && KILN store delete --store daemon $p 2>&1 | tail -1"
                    " && nix-store --check-validity $p",
+    # A Nix that builds elsewhere: its store is a directory here, its only
+    # builder the daemon under test over ssh-ng:// (BuildDerivation, with the
+    # inputs copied first and the outputs copied back).
+    "remote build": f"{REMOTE} -A remote && cat $PWD/builder-client/nix/store/*-remote",
+    "failing remote build": f"{REMOTE} -A failing",
     # Last: Nix 2.8 leaves the checked output's lock and a rewritten copy
     # of it in the store, which would show in the collector's answers.
     "realise --check": f"nix-store --realise --check {DRV}",
@@ -118,9 +134,10 @@ def normalise(name, output):
 @pytest.fixture(scope="module")
 def answers(kiln):
     kilnd = os.path.join(os.path.dirname(kiln), "kilnd")
-    steps = {name: command.replace("KILN", kiln) for name, command in STEPS.items()}
-    ours, log = against_daemon([kilnd], steps, files=FILES)
-    theirs, _ = against_daemon(["nix-daemon"], steps, files=FILES)
+    def steps(daemon):
+        return {name: command.replace("KILN", kiln).replace("DAEMON", daemon) for name, command in STEPS.items()}
+    ours, log = against_daemon([kilnd], steps(kilnd), files=FILES)
+    theirs, _ = against_daemon(["nix-daemon"], steps("nix-daemon"), files=FILES)
     return ours, theirs, log
 
 

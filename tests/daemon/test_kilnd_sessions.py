@@ -1,6 +1,7 @@
 """kilnd's sessions under stress, through the protocol itself: hostile bytes
 from many connections at once, clients that vanish mid-build, and clients
 that want the same build."""
+import hashlib
 import json
 import os
 import random
@@ -412,3 +413,148 @@ def test_mutated_real_conversations_never_hurt_the_daemon(kilnd, both, vectors):
     assert not c.is_valid("/nix/store/" + "0" * 32 + "-missing")
     v = both.kiln_run("store", "verify", "--store", both.store, "--all", "--check-contents")
     assert v.returncode == 0, explain(v)
+
+
+def read_build_result(c, minor):
+    """A BuildResult as the daemon writes it at protocol 1.`minor` (34 and later)."""
+    r = {"status": c.u64(), "error": c.str(), "times_built": c.u64(), "non_deterministic": c.u64(),
+         "start": c.u64(), "stop": c.u64()}
+    if minor >= 37:
+        r["cpu"] = [c.u64() if c.u64() == 1 else None for _ in range(2)]
+    r["outputs"] = dict((c.str(), c.str()) for _ in range(c.u64()))
+    return r
+
+
+def test_newer_clients_meet_kilnd_at_their_version(kilnd, both):
+    """1.35 to 1.38 as each version's change describes it: the trust flag,
+    AddPermRoot, CPU times in build results, the feature exchange."""
+    assert DaemonClient(kilnd.socket).daemon_version == 0x126, "kilnd should announce 1.38"
+    absent = "/nix/store/" + "0" * 32 + "-absent"
+    for minor in (34, 35, 36, 37, 38):
+        c = kilnd.client(version=0x100 | minor, features=("a-feature-kilnd-lacks",))
+        assert c.trust == (1 if minor >= 35 else None)  # root is in trusted-users
+        assert c.daemon_features == ([] if minor >= 38 else None)
+        c.set_options()
+        assert not c.is_valid(absent)
+        c.close()
+
+    # 1.37: the build's CPU time comes with its result; 1.34 has no room for it.
+    drv = both.drv("cpu", "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo x > $out")
+    out = both.outputs(drv)["out"]
+    for minor in (37, 34):
+        c = kilnd.client(version=0x100 | minor)
+        c.set_options()
+        c.send(46, [f"{drv}!out"], 0)
+        err, _ = c.stream()
+        assert err is None, err
+        assert c.u64() == 1 and c.str() == f"{drv}!out"
+        r = read_build_result(c, minor)
+        assert r["status"] == (0 if minor == 37 else 2), r  # built, then already valid
+        # Already valid or not, the outputs come with the result (as Nix's daemon sends them).
+        assert [v["outPath"] for v in map(json.loads, r["outputs"].values())] == [out.split("/")[-1]]
+        if minor == 37:
+            assert r["times_built"] == 1 and r["start"] <= r["stop"]
+            # Measured by the build's control group: present, and the loop took some.
+            assert None not in r["cpu"] and sum(r["cpu"]) > 0, r
+        c.close()
+
+    # 1.36: AddPermRoot makes the link and registers it as an indirect root.
+    c = kilnd.client(version=0x126)
+    c.set_options()
+    link = f"{both.dir}/result"
+    c.send(47, out, link)
+    err, _ = c.stream()
+    assert err is None, err
+    assert c.str() == link
+    assert os.readlink(link) == out
+    auto = f"{both.dir}/kiln/nix/var/nix/gcroots/auto"
+    assert [os.readlink(f"{auto}/{n}") for n in os.listdir(auto)] == [link]
+    # Never over a user's file, never inside the store; the connection goes on.
+    with open(f"{both.dir}/precious", "w") as f:
+        f.write("mine")
+    for where, fragment in ((f"{both.dir}/precious", "already exists"),
+                            (f"/nix/store/{'1' * 32}-x", "in the Nix store is forbidden"),
+                            ("relative/link", "not an absolute path")):
+        c.send(47, out, where)
+        err, _ = c.stream()
+        assert err and fragment in err, err
+    with open(f"{both.dir}/precious") as f:
+        assert f.read() == "mine"
+    assert c.is_valid(out)
+
+
+def basic_derivation(both, drv, store_root):
+    """BuildDerivation's arguments for `drv` (no input derivations), read
+    from the store at `store_root`."""
+    r = both.kiln_run("drv", "show", "--json", f"{store_root}{drv}")
+    assert r.returncode == 0, explain(r)
+    d = json.loads(r.stdout)[drv]
+    outputs = []
+    for name, o in sorted(d["outputs"].items()):
+        outputs += [name, o.get("path", ""), o.get("hashAlgo", ""), o.get("hash", "")]
+    env = sorted(d["env"].items())
+    return [drv, len(d["outputs"]), *outputs, sorted(d["inputSrcs"]), d["system"], d["builder"], d["args"],
+            len(env), *[x for kv in env for x in kv]]
+
+
+def build_derivation(c, args, mode=0):
+    c.send(36, *args, mode)
+    err, _ = c.stream()
+    return err, (None if err else read_build_result(c, c.version & 0xFF))
+
+
+def test_build_derivation_builds_what_it_is_given(both):
+    """BuildDerivation (what a remote-building Nix sends): the derivation
+    comes with the request and need not be in the daemon's store; an
+    untrusted client may build only a fixed-output one."""
+    elsewhere = f"{both.dir}/elsewhere"
+    drv = both.drv("given", "echo given > $out", store=f"local:{elsewhere}")
+    args = basic_derivation(both, drv, elsewhere)
+    out = args[3]
+    d = Kilnd(both, "--option", "build-users-group", "")
+    try:
+        c = d.client(version=0x125)
+        c.set_options()
+        err, r = build_derivation(c, args)
+        assert err is None, err
+        assert r["status"] == 0 and r["times_built"] == 1, r
+        assert [json.loads(v)["outPath"] for v in r["outputs"].values()] == [out.split("/")[-1]]
+        assert c.is_valid(out) and not c.is_valid(drv)  # the output is registered, the .drv was never written
+        with open(both.real(out)) as f:
+            assert f.read() == "given\n"
+        err, r = build_derivation(c, args)
+        assert err is None and r["status"] == 2, r  # already valid
+        # A build that fails says so in its result, with the log's tail.
+        bad = basic_derivation(both, both.drv("fails", "echo the-last-words; exit 3", store=f"local:{elsewhere}"),
+                               elsewhere)
+        err, r = build_derivation(c, bad)
+        assert err is None and r["status"] != 0 and "the-last-words" in r["error"], r
+        c.close()
+    finally:
+        assert d.stop() == 0, d.output()
+
+    def fixed(name, content):
+        return both.drv(name, f"printf fixed > $out", store=f"local:{elsewhere}",
+                        fixed={"hashAlgo": "sha256", "hash": hashlib.sha256(content).hexdigest()})
+    right, wrong = fixed("fixed", b"fixed"), fixed("mislabelled", b"something else")
+    d = Kilnd(both, "--option", "build-users-group", "", "--option", "trusted-users", "nobody")
+    try:
+        c = d.client(version=0x126)
+        assert c.trust == 2
+        c.set_options()
+        err, _ = build_derivation(c, basic_derivation(both, both.drv("other", "echo o > $out",
+                                                                     store=f"local:{elsewhere}"), elsewhere))
+        assert err and "not privileged to build input-addressed derivations" in err, err
+        err, r = build_derivation(c, basic_derivation(both, right, elsewhere))
+        assert err is None and r["status"] == 0, (err, r)
+        # Built under the derivation's own path: the output is what its hash says.
+        assert c.is_valid(basic_derivation(both, right, elsewhere)[3])
+        err, r = build_derivation(c, basic_derivation(both, wrong, elsewhere))
+        assert err is None and r["status"] != 0 and "hash mismatch" in r["error"], (err, r)
+        assert not c.is_valid(basic_derivation(both, wrong, elsewhere)[3])
+        c.send(47, out, f"{both.dir}/root")
+        err, _ = c.stream()
+        assert err and "not privileged to create perm roots" in err, err
+        c.close()
+    finally:
+        assert d.stop() == 0, d.output()

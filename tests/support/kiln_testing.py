@@ -93,8 +93,8 @@ class SideBySide:
         return run([self.kiln, *args], input=input, timeout=timeout, env=self.env)
 
     def drv(self, name, script, outputs=("out",), env=None, inputs=(), fixed=None, system="x86_64-linux",
-            builder="/bin/sh", args=None, input_srcs=(), structured=None):
-        """Adds a derivation (builder /bin/sh -c SCRIPT) to the Kiln store; returns its path.
+            builder="/bin/sh", args=None, input_srcs=(), structured=None, store=None):
+        """Adds a derivation (builder /bin/sh -c SCRIPT) to the Kiln store (or to `store`); returns its path.
         With `structured` (a dict), its attributes are that dict as __json alone.
         An `env` entry set to None removes that variable (e.g. PATH)."""
         self._count += 1
@@ -109,7 +109,7 @@ class SideBySide:
         path = f"{self.dir}/drv{self._count}.json"
         with open(path, "w") as f:
             json.dump(body, f)
-        r = self.kiln_run("drv", "add", "--store", self.store, "--json", path)
+        r = self.kiln_run("drv", "add", "--store", store or self.store, "--json", path)
         assert r.returncode == 0, explain(r)
         return r.stdout.strip()
 
@@ -224,7 +224,10 @@ class DaemonClient:
     NEXT, LAST, ERROR = 0x6F6C6D67, 0x616C7473, 0x63787470
     START, STOP, RESULT = 0x53545254, 0x53544F50, 0x52534C54
 
-    def __init__(self, socket_path=None, handshake=True, timeout=30, sock=None):
+    def __init__(self, socket_path=None, handshake=True, timeout=30, sock=None, version=VERSION, features=()):
+        """`version` is the protocol version the client claims (Nix 2.8's
+        1.34 by default); from 1.38 it sends `features` and reads the
+        daemon's (daemon_features), from 1.35 it reads its trust (trust)."""
         import socket
         if sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -232,12 +235,22 @@ class DaemonClient:
         self.sock = sock
         self.sock.settimeout(timeout)
         self.buf = b""
+        self.daemon_features = self.trust = None
         if handshake:
             self.send(self.MAGIC_1)
             assert self.u64() == self.MAGIC_2
             self.daemon_version = self.u64()
-            self.send(self.VERSION, 0, 0)
+            self.version = min(version, self.daemon_version)
+            minor = self.version & 0xFF
+            if minor >= 38:
+                self.send(version, sorted(features))
+                self.daemon_features = self.strings()
+                self.send(0, 0)
+            else:
+                self.send(version, 0, 0)
             self.nix_version = self.str()
+            if minor >= 35:
+                self.trust = self.u64()
             assert self.u64() == self.LAST
 
     @staticmethod

@@ -223,6 +223,8 @@ engine_run build_through_daemon(daemon::client_store& client, const build_option
     r.times_built = static_cast<uint32_t>(results[i].times_built);
     r.start_time = static_cast<int64_t>(results[i].start_time);
     r.stop_time = static_cast<int64_t>(results[i].stop_time);
+    r.cpu_user_us = results[i].cpu_user_us.value_or(0);
+    r.cpu_system_us = results[i].cpu_system_us.value_or(0);
     r.top_level = true;
     if (is_success(r.status))
       for (auto& [name, path] : client.query_derivation_outputs(parse_store_path(r.path)))
