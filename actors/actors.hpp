@@ -13,6 +13,7 @@
 namespace kiln {
 
 class build_steps;
+class shared_interest;
 
 // Detached: owns the store (database handle) and runs build_steps.
 // The store and the steps (keys read, settings checked) are made by the
@@ -27,10 +28,12 @@ builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger);
 // Detached, one hook run each (actors/post_build_hook.cpp).
 hook_actor spawn_post_build_hook(caf::actor_system& sys);
 // With a `pool`, each build slot is also leased from it (kilnd); without,
-// `max-jobs` alone limits the run (the embedded engine).
+// `max-jobs` alone limits the run (the embedded engine). With `interest`,
+// shared by the runs of one engine_host, a cancel spares the builds
+// another run wants (shared_interest.hpp).
 scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, logger_actor logger,
                                 build_options options, event_sink events, std::string store_real_dir,
-                                slot_pool_actor pool = {});
+                                slot_pool_actor pool = {}, std::shared_ptr<shared_interest> interest = {});
 slot_pool_actor spawn_slot_pool(caf::actor_system& sys, uint32_t max_jobs);
 // Spawned by the scheduler; they report (done_atom, build_result) to it.
 // A derivation goal given its derivation already loaded (read ahead by a

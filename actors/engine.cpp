@@ -2,6 +2,7 @@
 // actor, logger and scheduler, run until every requested goal is done.
 #include "actors/actors.hpp"
 #include "actors/build_steps.hpp"
+#include "actors/shared_interest.hpp"
 #include "actors/valid_targets.hpp"
 #include "store/io/error.hpp"
 
@@ -97,8 +98,9 @@ void order_top_level(engine_run& run, const std::vector<goal_request>& requests)
 
 class host_job : public engine_job {
 public:
-  host_job(caf::actor_system& sys, slot_pool_actor pool, std::shared_ptr<local_store> store,
-           const build_options& options, const std::vector<goal_request>& requests, event_sink events)
+  host_job(caf::actor_system& sys, slot_pool_actor pool, std::shared_ptr<shared_interest> interest,
+           std::shared_ptr<local_store> store, const build_options& options, const std::vector<goal_request>& requests,
+           event_sink events)
     : requests_(requests) {
     // Made first, even when nothing is built: a bad key file is an error at start.
     auto steps = std::make_shared<build_steps>(*store, options);
@@ -124,7 +126,7 @@ public:
     storer_ = spawn_store_actor(sys, store, std::move(steps));
     logger_ = spawn_logger(sys, std::move(lines));
     sched_ = spawn_scheduler(sys, storer_, logger_, options, std::move(events), store->layout().store_dir(),
-                             std::move(pool));
+                             std::move(pool), std::move(interest));
     // The request waits on a thread of its own, not on a CAF scheduler thread.
     waiter_ = std::thread([this, &sys, remaining = std::move(settled.remaining)] {
       caf::scoped_actor self{sys};
@@ -190,6 +192,7 @@ struct engine_host::impl {
   engine_config cfg;
   caf::actor_system sys{cfg};
   slot_pool_actor pool;
+  std::shared_ptr<shared_interest> interest = std::make_shared<shared_interest>();
 };
 
 engine_host::engine_host(uint32_t shared_slots) : impl_(std::make_unique<impl>()) {
@@ -203,7 +206,8 @@ engine_host::~engine_host() {
 
 std::unique_ptr<engine_job> engine_host::start(std::shared_ptr<local_store> store, const build_options& options,
                                                const std::vector<goal_request>& requests, event_sink events) {
-  return std::make_unique<host_job>(impl_->sys, impl_->pool, std::move(store), options, requests, std::move(events));
+  return std::make_unique<host_job>(impl_->sys, impl_->pool, impl_->interest, std::move(store), options, requests,
+                                    std::move(events));
 }
 
 engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,

@@ -54,7 +54,9 @@ public:
 // An actor system that outlives runs (kilnd): each run gets its own store
 // actor, logger and scheduler in it, with the run's options, so runs for
 // different clients are independent; they meet at the store's locks, as
-// two processes would. Events are called from the engine's threads.
+// two processes would, and a run that is cancelled leaves running the
+// builds another run wants (shared_interest.hpp). Events are called from
+// the engine's threads.
 class engine_host {
 public:
   // With `shared_slots`, the runs share that many build slots in all, taken

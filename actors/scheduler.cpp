@@ -6,9 +6,13 @@
 // - `max-jobs` build slots, leased to goals and queued in request order;
 //   a lease comes back when its goal releases it or dies (monitor).
 // - Without --keep-going the first failure cancels every other goal.
+// - Cancelling spares a build that another run of the same engine_host
+//   has a goal for (shared_interest.hpp): it finishes for that run's sake.
 #include "actors/actors.hpp"
+#include "actors/shared_interest.hpp"
 
 #include <deque>
+#include <memory>
 #include <map>
 
 namespace kiln {
@@ -52,6 +56,15 @@ struct scheduler_state {
   std::vector<build_result> results;
   std::size_t built = 0, failed = 0;
   bool cancelling = false;
+  // kilnd: the derivations every run has goals for, and which of them
+  // this run counts there (given back when their goals end, or with it).
+  std::shared_ptr<shared_interest> interest;
+  std::multiset<std::string> counted;
+  ~scheduler_state() {
+    if (interest)
+      for (auto& drv : counted)
+        interest->remove(drv);
+  }
   static inline const char* name = "scheduler";
 };
 
@@ -94,6 +107,10 @@ void start_goal(sched_ptr self, const std::string& key, goal_entry& e) {
   }
   self->monitor(e.goal);
   st.by_actor[e.goal.address()] = {key, e.is_path};
+  if (st.interest && !e.is_path) {
+    st.interest->add(key);
+    st.counted.insert(key);
+  }
   if (st.cancelling)
     caf::anon_send(e.goal, cancel_atom::value);
 }
@@ -173,6 +190,18 @@ void grant_slots(sched_ptr self) {
   }
 }
 
+// A goal whose build is running (it holds a slot) and that another run
+// has a goal for: left to finish.
+bool spared(sched_ptr self, const std::string& key, const goal_entry& e) {
+  auto& st = self->state;
+  if (!st.interest || e.is_path || !st.interest->wanted_elsewhere(key))
+    return false;
+  for (auto& [lease, holder] : st.leases)
+    if (holder == e.goal.address())
+      return true;
+  return false;
+}
+
 void cancel_all(sched_ptr self) {
   auto& st = self->state;
   if (st.cancelling)
@@ -180,7 +209,7 @@ void cancel_all(sched_ptr self) {
   st.cancelling = true;
   for (auto& table : {&st.drv_goals, &st.path_goals})
     for (auto& [key, e] : *table)
-      if (e.goal)
+      if (e.goal && !spared(self, key, e))
         caf::anon_send(e.goal, cancel_atom::value);
   for (auto& q : st.slot_queue)
     q.promise.deliver(caf::make_error(engine_errc::cancelled, std::string("cancelled: another build failed")));
@@ -195,6 +224,10 @@ void goal_done(sched_ptr self, const caf::actor_addr& who, build_result r) {
     return;
   auto [key, is_path] = running->second;
   st.by_actor.erase(running);
+  if (auto c = st.counted.find(key); !is_path && c != st.counted.end()) {
+    st.interest->remove(key);
+    st.counted.erase(c);
+  }
   goal_entry& e = (is_path ? st.path_goals : st.drv_goals).at(key);
   e.goal = nullptr;
   r.top_level = e.top_level;
@@ -215,9 +248,10 @@ void goal_done(sched_ptr self, const caf::actor_addr& who, build_result r) {
 
 scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logger_actor logger,
                                          build_options options, event_sink events, std::string store_real_dir,
-                                         slot_pool_actor pool) {
+                                         slot_pool_actor pool, std::shared_ptr<shared_interest> interest) {
   auto& initial = self->state;
   initial.pool = std::move(pool);
+  initial.interest = std::move(interest);
   initial.store = std::move(store);
   initial.logger = std::move(logger);
   initial.options = std::move(options);
@@ -313,9 +347,9 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logg
 
 scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, logger_actor logger,
                                 build_options options, event_sink events, std::string store_real_dir,
-                                slot_pool_actor pool) {
+                                slot_pool_actor pool, std::shared_ptr<shared_interest> interest) {
   return sys.spawn(scheduler, std::move(store), std::move(logger), std::move(options), std::move(events),
-                   std::move(store_real_dir), std::move(pool));
+                   std::move(store_real_dir), std::move(pool), std::move(interest));
 }
 
 } // namespace kiln

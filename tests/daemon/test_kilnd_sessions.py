@@ -181,6 +181,104 @@ def test_two_clients_wanting_one_derivation_build_it_once(kilnd, both):
         assert f.read() == "run\n", "the derivation was built more than once"
 
 
+def test_a_build_another_client_wants_outlives_the_client_that_started_it(kilnd, both):
+    """Kill the client whose build is running while another waits for the
+    same derivation: the build goes on for the one still there (and is
+    not run a second time)."""
+    shared = both.share_with_builders("outlive")
+    kilnd.reload()
+    drv = both.drv("wanted-twice", f"echo run >> {shared}/runs; sleep 2; echo x > $out")
+    starter, waiter = kilnd.client(), kilnd.client()
+    for c in (starter, waiter):
+        c.set_options(verbosity=7)
+    starter.send(9, [f"{drv}!*"], 0)
+    for _ in range(600):
+        if os.path.exists(f"{shared}/runs"):
+            break
+        time.sleep(0.05)
+    waiter.send(9, [f"{drv}!*"], 0)
+    # Its goal is there once it says it waits for the running build.
+    while True:
+        code = waiter.u64()
+        assert code in (waiter.NEXT, waiter.START, waiter.STOP, waiter.RESULT), hex(code)
+        if code == waiter.NEXT:
+            if "waiting for another process" in waiter.str():
+                break
+        elif code == waiter.START:
+            waiter.u64(), waiter.u64(), waiter.u64(), waiter.str(), waiter.fields(), waiter.u64()
+        elif code == waiter.STOP:
+            waiter.u64()
+        else:
+            waiter.u64(), waiter.u64(), waiter.fields()
+    starter.sock.close()
+    err, _ = waiter.stream()
+    assert err is None, err + "\n" + kilnd.output()
+    assert waiter.u64() == 1
+    with open(f"{shared}/runs") as f:
+        assert f.read() == "run\n", "the build was killed with its client and run again"
+
+
+def test_fifty_clients_building_overlapping_graphs(both):
+    """50 clients at once, each wanting three of 15 derivations that share
+    10 inputs, which share 5 more: every client gets its results, each
+    derivation is built once; a 51st client killed mid-build loses the
+    build only it wanted, within a second, and nobody else notices."""
+    shared = both.share_with_builders("graph")
+    with open(f"{shared}/runs", "w"):
+        pass
+    os.chmod(f"{shared}/runs", 0o666)  # builders of different uids all append to it
+    d = Kilnd(both, "--option", "build-users-group", "", "--option", "max-jobs", "4")
+    try:
+        def step(name, inputs=()):
+            return both.drv(name, f"echo {name} >> {shared}/runs; sleep 0.1; echo {name} > $out", inputs=inputs)
+        base = [step(f"base{i}") for i in range(5)]
+        middle = [step(f"middle{i}", (base[i % 5], base[(i + 1) % 5])) for i in range(10)]
+        top = [step(f"top{i}", (middle[i % 10], middle[(i + 3) % 10])) for i in range(15)]
+        lonely = both.drv("lonely", "exec sleep 7654")
+        rng = random.Random(50)
+        wants = [rng.sample(top, 3) for _ in range(50)]
+        results = [None] * 50
+
+        def client(i):
+            c = d.client(timeout=120)
+            c.set_options(max_jobs=4)
+            c.send(9, [f"{t}!*" for t in wants[i]], 0)
+            err, _ = c.stream()
+            results[i] = err if err else c.u64()
+            c.close()
+
+        leaver = d.client()
+        leaver.set_options(max_jobs=4)
+        leaver.send(9, [f"{lonely}!*", f"{top[0]}!*"], 0)
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(50)]
+        for t in threads:
+            t.start()
+        for _ in range(600):
+            if processes("sleep", "7654"):
+                break
+            time.sleep(0.05)
+        assert processes("sleep", "7654"), "the lonely build never started\n" + d.output()
+        leaver.sock.close()
+        gone_at = time.monotonic()
+        while processes("sleep", "7654") and time.monotonic() - gone_at < 5:
+            time.sleep(0.02)
+        assert not processes("sleep", "7654"), "the lonely build outlived its client"
+        assert time.monotonic() - gone_at < 1.0, "the lonely build died more than a second after its client"
+        for t in threads:
+            t.join(180)
+        assert not any(t.is_alive() for t in threads), "a client is still waiting (deadlock?)\n" + d.output()
+        assert results == [1] * 50, [r for r in results if r != 1][:3]
+        with open(f"{shared}/runs") as f:
+            runs = f.read().split()
+        wanted = {t for ts in wants for t in ts}
+        assert len(runs) == len(set(runs)), f"built more than once: {sorted(runs)}"
+        for t in wanted:
+            assert t.rsplit("-", 1)[-1][:-4] in runs, " ".join(sorted(runs))
+        assert all(f"base{i}" in runs for i in range(5))
+    finally:
+        assert d.stop() == 0, d.output()
+
+
 def test_a_socket_handed_over_by_systemd_is_served(both):
     """Socket activation as systemd does it: the listening socket on fd 3,
     LISTEN_PID naming kilnd and LISTEN_FDS=1."""
