@@ -23,6 +23,7 @@ struct engine_event {
   std::string drv_path;
   std::string text; // "building '...'", a result's error, ...
   std::size_t built = 0, running = 0, queued = 0, failed = 0;
+  build_status result = build_status::misc_failure; // finished: how the goal ended
 };
 using event_sink = std::function<void(const engine_event&)>;
 

@@ -70,7 +70,8 @@ struct scheduler_state {
 
 using sched_ptr = scheduler_actor::stateful_pointer<scheduler_state>;
 
-void emit(sched_ptr self, engine_event::kind_t kind, const std::string& drv, const std::string& text) {
+void emit(sched_ptr self, engine_event::kind_t kind, const std::string& drv, const std::string& text,
+          build_status status = build_status::misc_failure) {
   auto& st = self->state;
   if (!st.events)
     return;
@@ -78,6 +79,7 @@ void emit(sched_ptr self, engine_event::kind_t kind, const std::string& drv, con
   e.kind = kind;
   e.drv_path = drv;
   e.text = text;
+  e.result = status;
   e.built = st.built;
   e.failed = st.failed;
   e.running = st.leases.size();
@@ -237,7 +239,7 @@ void goal_done(sched_ptr self, const caf::actor_addr& who, build_result r) {
     ++st.built;
   if (!is_success(r.status))
     ++st.failed;
-  emit(self, engine_event::finished, key, r.error);
+  emit(self, engine_event::finished, key, r.error, r.status);
   auto waiters = std::move(e.waiters);
   e.waiters.clear();
   for (auto& w : waiters)

@@ -23,11 +23,16 @@ namespace kiln::daemon {
 constexpr uint64_t daemon_version = protocol_1_38;
 
 // Nix's verbosity levels (SetOptions, log messages).
-enum level : uint64_t { lvl_error = 0, lvl_warn = 1, lvl_notice = 2, lvl_info = 3, lvl_talkative = 4 };
+enum level : uint64_t {
+  lvl_error = 0, lvl_warn = 1, lvl_notice = 2, lvl_info = 3, lvl_talkative = 4, lvl_chatty = 5, lvl_debug = 6
+};
 
 // Nix's activity and result types (worker-protocol.md §3).
-enum activity_type : uint64_t { act_unknown = 0, act_build = 105, act_optimise_store = 106, act_verify_paths = 107 };
-enum result_type : uint64_t { res_build_log_line = 101 };
+enum activity_type : uint64_t {
+  act_unknown = 0, act_copy_path = 100, act_file_transfer = 101, act_realise = 102, act_copy_paths = 103,
+  act_builds = 104, act_build = 105, act_optimise_store = 106, act_verify_paths = 107
+};
+enum result_type : uint64_t { res_build_log_line = 101, res_progress = 105, res_set_expected = 106 };
 
 // Thrown when writing to the client fails: it has gone.
 struct client_gone : std::runtime_error {

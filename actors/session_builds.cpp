@@ -53,15 +53,33 @@ bool hung_up(int fd) {
   return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-// Writes engine events as Nix's daemon writes a build's: an actBuild
-// activity per derivation ("building '...'", fields drv, machine, round,
-// rounds), its log lines as results of it, stopped when it is done.
+// Writes engine events as Nix's daemon writes a build's: its worker's
+// activities (realise, builds, copy paths) with their progress (builds
+// done, expected, running, failed; nothing is fetched or copied, so those
+// stay 0), then an actBuild activity per derivation ("building '...'",
+// fields drv, machine, round, rounds) with its log lines as results.
+// Expected builds are the top-level goals at first, then what
+// queryMissing says will be built; a build that fails leaves them.
 class build_activities {
 public:
-  explicit build_activities(client_stream& out) : out_(out) {}
+  build_activities(client_stream& out, std::size_t top_level) : out_(out), expected_(top_level) {
+    realise_ = out_.start_activity(act_realise, "", {}, lvl_error);
+    builds_ = out_.start_activity(act_builds, "", {}, lvl_error);
+    copies_ = out_.start_activity(act_copy_paths, "", {}, lvl_error);
+    progress();
+  }
   ~build_activities() {
     for (auto& [drv, id] : open_)
       out_.stop_activity(id);
+    for (uint64_t id : {copies_, builds_, realise_})
+      out_.stop_activity(id);
+  }
+  void expect(std::set<std::string> will_build) {
+    will_build_ = std::move(will_build);
+    if (will_build_.size() != expected_) {
+      expected_ = will_build_.size();
+      progress();
+    }
   }
   void forward(std::deque<engine_event> events, uint64_t dropped) {
     for (auto& e : events) {
@@ -74,12 +92,7 @@ public:
         break;
       case engine_event::log_line: out_.result(activity(e.drv_path, ""), res_build_log_line, {e.text}); break;
       case engine_event::notice: out_.message(lvl_error, e.text); break;
-      case engine_event::finished:
-        if (auto it = open_.find(e.drv_path); it != open_.end()) {
-          out_.stop_activity(it->second);
-          open_.erase(it);
-        }
-        break;
+      case engine_event::finished: finished(e); break;
       case engine_event::status: break;
       }
     }
@@ -95,9 +108,41 @@ private:
     uint64_t id = out_.start_activity(act_build, text.empty() ? "building '" + drv + "'" : text,
                                       {drv, std::string(), uint64_t{1}, uint64_t{1}});
     open_.emplace(drv, id);
+    if (will_build_.insert(drv).second) // built though queryMissing did not expect it (--check)
+      ++expected_;
+    progress();
     return id;
   }
+  void finished(const engine_event& e) {
+    if (will_build_.count(e.drv_path)) {
+      if (e.result == build_status::built)
+        ++done_;
+      else if (expected_ > 0) {
+        --expected_;
+        if (e.result != build_status::dependency_failed && open_.count(e.drv_path))
+          ++failed_;
+      }
+      will_build_.erase(e.drv_path);
+    }
+    auto it = open_.find(e.drv_path);
+    if (it == open_.end())
+      return;
+    uint64_t id = it->second;
+    open_.erase(it);
+    progress();
+    out_.stop_activity(id);
+  }
+  void progress() {
+    uint64_t running = open_.size();
+    out_.result(builds_, res_progress, {uint64_t{done_}, uint64_t{expected_}, running, uint64_t{failed_}});
+    out_.result(copies_, res_progress, {uint64_t{0}, uint64_t{0}, uint64_t{0}, uint64_t{0}});
+    out_.result(realise_, res_set_expected, {uint64_t{act_file_transfer}, uint64_t{0}});
+    out_.result(realise_, res_set_expected, {uint64_t{act_copy_path}, uint64_t{0}});
+  }
   client_stream& out_;
+  uint64_t realise_ = 0, builds_ = 0, copies_ = 0;
+  std::size_t expected_ = 0, done_ = 0, failed_ = 0;
+  std::set<std::string> will_build_;
   std::map<std::string, uint64_t> open_;
 };
 
@@ -178,7 +223,24 @@ engine_run session::run_goals(const build_options& o, const std::vector<goal_req
   if (!ctx_.engine)
     throw error("this daemon does not build");
   auto queue = std::make_shared<event_queue>();
-  build_activities acts(out_);
+  build_activities acts(out_, goals.size());
+  {
+    uint64_t asking = out_.start_activity(act_unknown, "querying info about missing paths", {}, lvl_debug);
+    std::set<std::string> will_build;
+    try {
+      std::vector<wanted_path> targets;
+      for (auto& g : goals)
+        targets.push_back(wanted_path::built(parse_store_path(g.drv_path), g.outputs));
+      for (auto& p : store().query_missing(targets).will_build)
+        will_build.insert(p.full());
+    } catch (const std::exception&) {
+      // A derivation given with the request is not in the store to ask about.
+      for (auto& g : goals)
+        will_build.insert(g.drv_path);
+    }
+    out_.stop_activity(asking);
+    acts.expect(std::move(will_build));
+  }
   // The engine's own store: its actor owns that connection while it runs.
   auto job = ctx_.engine->start(std::make_shared<local_store>(ctx_.layout, roots_), o, goals,
                                 [queue](const engine_event& e) { queue->push(e); });

@@ -30,6 +30,14 @@ let src = ./src; in rec {
     name = "unbuilt"; system = "x86_64-linux"; builder = "/bin/sh";
     args = [ "-c" "echo ${wrapper} > $out" ];
   };
+  first = derivation {
+    name = "first"; system = "x86_64-linux"; builder = "/bin/sh";
+    args = [ "-c" "echo making first; echo 1 > $out" ];
+  };
+  second = derivation {
+    name = "second"; system = "x86_64-linux"; builder = "/bin/sh";
+    args = [ "-c" "echo ${first} > $out" ];
+  };
   remote = derivation {
     name = "remote"; system = "x86_64-linux"; builder = "/bin/sh";
     args = [ "-c" "echo building remotely; while read l; do echo \\"$l\\"; done < ${hello} > $out" ];
@@ -61,6 +69,10 @@ STEPS = {
     "built content": f"cat {WRAPPER} {OUT}",
     "failing build": "nix-build default.nix -A failing --no-out-link",
     "failing, new CLI": f"nix {NIX} build -f default.nix failing --no-link",
+    # What nix build's progress bar is drawn from: the activities, their
+    # progress and their results, in order.
+    "internal-json": f"nix {NIX} build --log-format internal-json -f default.nix second --no-link",
+    "internal-json, failing": f"nix {NIX} build --log-format internal-json -f default.nix failing --no-link",
     "realise": f"nix-store --realise {DRV}",
     "references": f"nix-store -q --references {WRAPPER}",
     "referrers": f"nix-store -q --referrers {OUT}",
@@ -117,8 +129,18 @@ STEPS = {
 STALE_LINK = re.compile(r"gcroots/auto/[0-9a-z]+' to 'WORK/tmp/nix-build-[0-9]+-0/result'")
 
 
+ACTIVITY_ID = re.compile(r'"(id|parent)":([0-9]+)')
+ANSI = re.compile(r"\\u001b\[[0-9;]*m")
+
+
 def normalise(name, output):
-    """Takes out what differs by time and process ids, and only that."""
+    """Takes out what differs by time and process ids, and only that; and
+    in internal-json, the colours inside an error's text (Nix's daemon
+    colours the path in "builder for '...' failed", kilnd does not)."""
+    if name.startswith("internal-json"):
+        ids = {}
+        output = ACTIVITY_ID.sub(lambda m: f'"{m[1]}":{ids.setdefault(m[2], len(ids) + 1)}', output)
+        return "\n".join(ANSI.sub("", l) if '"action":"msg"' in l else l for l in output.split("\n"))
     if "removing stale link" in output:
         lines = [STALE_LINK.sub("gcroots/auto/HASH' to 'WORK/tmp/nix-build-PID-0/result'", l)
                  for l in output.split("\n")]
@@ -145,5 +167,7 @@ def answers(kiln):
 def test_same_answer(answers, step):
     ours, theirs, log = answers
     (our_exit, our_out), (their_exit, their_out) = ours[step], theirs[step]
+    if step.startswith("internal-json"):  # the stream is there to compare: the builds activity and a build
+        assert '"type":104' in their_out and '"type":105' in their_out, their_out
     assert (our_exit, normalise(step, our_out)) == (their_exit, normalise(step, their_out)), \
         f"kilnd said:\n{our_out}\nnix-daemon said:\n{their_out}\n--- kilnd's log\n{log[-3000:]}"

@@ -229,8 +229,10 @@ def test_fifty_clients_building_overlapping_graphs(both):
     os.chmod(f"{shared}/runs", 0o666)  # builders of different uids all append to it
     d = Kilnd(both, "--option", "build-users-group", "", "--option", "max-jobs", "4")
     try:
+        # A build is counted when it has run to its end: the 51st client's
+        # builds that nobody else wanted yet when it went are killed first.
         def step(name, inputs=()):
-            return both.drv(name, f"echo {name} >> {shared}/runs; sleep 0.1; echo {name} > $out", inputs=inputs)
+            return both.drv(name, f"sleep 0.1; echo {name} > $out; echo {name} >> {shared}/runs", inputs=inputs)
         base = [step(f"base{i}") for i in range(5)]
         middle = [step(f"middle{i}", (base[i % 5], base[(i + 1) % 5])) for i in range(10)]
         top = [step(f"top{i}", (middle[i % 10], middle[(i + 3) % 10])) for i in range(15)]
@@ -277,6 +279,28 @@ def test_fifty_clients_building_overlapping_graphs(both):
         assert all(f"base{i}" in runs for i in range(5))
     finally:
         assert d.stop() == 0, d.output()
+
+
+def test_a_store_wiped_between_connections_is_made_again(kilnd, both):
+    """Nix's own tests remove the store under a running daemon and start
+    again: the next connection finds an empty store, and builds in it."""
+    drv = both.drv("wiped", "echo w > $out")
+    out = both.outputs(drv)["out"]
+    c = kilnd.client()
+    c.set_options()
+    assert build(c, drv)[0] is None and c.is_valid(out)
+    c.close()
+    subprocess.run(["rm", "-rf", f"{both.dir}/kiln"], check=True)
+    c = kilnd.client()
+    c.set_options()
+    assert not c.is_valid(out)
+    c.close()
+    drv = both.drv("wiped", "echo w > $out")  # the same derivation, in the new store
+    c = kilnd.client()
+    c.set_options()
+    assert build(c, drv)[0] is None and c.is_valid(out)
+    with open(both.real(out)) as f:
+        assert f.read() == "w\n"
 
 
 def test_a_socket_handed_over_by_systemd_is_served(both):

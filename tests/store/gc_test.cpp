@@ -429,12 +429,21 @@ BOOST_AUTO_TEST_CASE(nix_sends_its_temp_roots_to_kilns_collector) {
 BOOST_AUTO_TEST_CASE(nix_gc_keeps_kilns_temp_roots) {
   holder h(layout, "held", "held");
   store_path held = text_path("held", "held");
-  std::string cmd = "nix-store --store '" + layout.root + "' --gc >/dev/null 2>&1";
-  BOOST_REQUIRE(std::system(cmd.c_str()) == 0);
+  std::string cmd = "nix-store --store '" + layout.root + "' --gc 2>&1";
+  auto collect = [&] {
+    FILE* out = ::popen(cmd.c_str(), "r");
+    BOOST_REQUIRE(out);
+    std::string printed;
+    char buf[512];
+    while (std::fgets(buf, sizeof buf, out))
+      printed += buf;
+    BOOST_REQUIRE_MESSAGE(::pclose(out) == 0, "Nix's collector failed: " + printed);
+  };
+  collect();
   BOOST_TEST(valid_and_present(held));
   BOOST_TEST(gone(other));
   h.release();
-  BOOST_REQUIRE(std::system(cmd.c_str()) == 0);
+  collect();
   BOOST_TEST(gone(held));
 }
 
