@@ -196,9 +196,15 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
         st.tail->finish();
         for (auto& l : st.tail->lines())
           st.outcome.log_tail.push_back(l);
-        self->send(logger, log_close_atom::value, st.job.drv_path);
-        st.promise.deliver(st.outcome);
-        self->quit();
+        // The outcome goes once the logger has shown every line before it
+        // (its messages from here arrive in order): a client must not hear
+        // that the build ended before its last log lines.
+        auto finish = [self] {
+          self->state.promise.deliver(self->state.outcome);
+          self->quit();
+        };
+        self->request(logger, log_write_timeout, log_close_atom::value, st.job.drv_path)
+            .then([finish](bool) { finish(); }, [finish](caf::error&) { finish(); });
       },
       [=](cancel_atom) { kill(builder_outcome::cancelled, "cancelled"); },
       [=](usage_atom, uint64_t user, uint64_t system, uint64_t peak) {

@@ -66,12 +66,13 @@ logger_actor::behavior_type logger_behavior(logger_actor::stateful_pointer<logge
       [=](log_close_atom, const std::string& drv) {
         auto it = self->state.logs.find(drv);
         if (it == self->state.logs.end())
-          return;
+          return true;
         if (it->second.lines) {
           it->second.lines->finish();
           show(self->state, drv, it->second);
         }
         self->state.logs.erase(it); // the writer's destructor finishes the file
+        return true;
       },
   };
 }

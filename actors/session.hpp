@@ -115,6 +115,7 @@ private:
   void add_build_log(const request& r);
   void collect_garbage(const request& r);
   void verify_store(const request& r);
+  void repair_path(const store_path& p);
   void query_missing(const request& r);
   void add_perm_root(const request& r);
   // A path argument of the request: a store path, or an error naming it.

@@ -283,22 +283,45 @@ void session::collect_garbage(const request& r) {
 }
 
 void session::verify_store(const request& r) {
-  bool check_contents = u64_at(r.args, 0) != 0;
-  if (u64_at(r.args, 1)) {
-    if (!trusted_)
-      throw error("you are not privileged to repair paths");
-    throw error("kilnd cannot repair the store yet (verify without --repair, then 'kiln build --repair')");
-  }
+  bool check_contents = u64_at(r.args, 0) != 0, repair = u64_at(r.args, 1) != 0;
+  if (repair && !trusted_)
+    throw error("you are not privileged to repair paths");
   out_.message(lvl_info, "reading the Nix store...");
   out_.message(lvl_info, "checking path existence...");
   if (check_contents) {
     out_.message(lvl_info, "checking link hashes...");
     out_.message(lvl_info, "checking store hashes...");
   }
-  auto problems = store().verify(check_contents);
-  for (auto& p : problems)
-    out_.message(lvl_error, "path '" + p.path.full() + "': " + p.problem);
-  out_.last({uint64_t{!problems.empty()}});
+  bool errors = false;
+  std::set<store_path> repaired;
+  for (auto& p : store().verify(check_contents)) {
+    out_.message(lvl_error, p.expected_hash.empty() ? "path '" + p.path.full() + "': " + p.problem
+                                                    : "path '" + p.path.full() + "' was modified! expected hash '" +
+                                                          p.expected_hash + "', got '" + p.actual_hash + "'");
+    if (!repair) {
+      errors = true;
+    } else if (repaired.insert(p.path).second) {
+      try {
+        repair_path(p.path);
+      } catch (const std::exception& e) {
+        out_.message(lvl_error, std::string("\x1b[31;1merror:\x1b[0m ") + e.what());
+        errors = true;
+      }
+    }
+  }
+  out_.last({uint64_t{errors}});
+}
+
+// As Nix repairs a path it cannot substitute (Kiln's daemon has no
+// substituters for it yet): its deriver, if valid, rebuilt in repair mode.
+void session::repair_path(const store_path& p) {
+  auto info = store().query_path_info(p);
+  if (!info || !info->deriver || !store().is_valid(*info->deriver))
+    throw error("cannot repair path '" + p.full() + "'");
+  engine_run run = run_goals(client_build_options(build_mode::repair), {{info->deriver->full(), {}}});
+  if (run.top_level.empty() || !is_success(run.top_level.front().status))
+    throw error("cannot repair path '" + p.full() + "': " +
+                (run.top_level.empty() ? std::string("its build was cancelled") : run.top_level.front().error));
 }
 
 void session::query_missing(const request& r) {

@@ -68,7 +68,9 @@ using logger_actor = caf::typed_actor<
     // Replies with the number of bytes written once they are: the builder
     // keeps a window of unacknowledged log bytes (back-pressure).
     caf::replies_to<log_atom, std::string /*drv*/, std::string /*bytes*/>::with<uint64_t>,
-    caf::reacts_to<log_close_atom, std::string /*drv*/>>;
+    // Replies once the log is closed, so every line sent before it has
+    // been written and shown when the build's outcome goes out.
+    caf::replies_to<log_close_atom, std::string /*drv*/>::with<bool>>;
 
 // Runs one builder under its limits.
 using builder_actor = caf::typed_actor<

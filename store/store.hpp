@@ -94,6 +94,9 @@ struct optimise_result {
 struct verify_problem {
   store_path path;
   std::string problem; // "missing", "hash mismatch: ...", ...
+  // A path whose contents changed: the recorded NAR hash and the one found
+  // (prefixed base32, as Nix prints them); empty for other problems.
+  std::string expected_hash, actual_hash;
 };
 
 // How added content becomes a path (Nix's ContentAddressMethod): a text

@@ -61,11 +61,14 @@ std::vector<verify_problem> verify_paths(local_store& store, const std::vector<s
       continue;
     try {
       auto got = hash_path(store.real_path(p));
-      if (got.nar_hash != info->nar_hash || got.nar_size != info->nar_size)
-        problems.push_back({p, "contents changed: hash " + got.nar_hash.to_prefixed(hash_format::base32) +
-                                 " (" + std::to_string(got.nar_size) + " bytes), recorded " +
-                                 info->nar_hash.to_prefixed(hash_format::base32) + " (" +
-                                 std::to_string(info->nar_size) + " bytes)"});
+      if (got.nar_hash != info->nar_hash || got.nar_size != info->nar_size) {
+        std::string actual = got.nar_hash.to_prefixed(hash_format::base32);
+        std::string expected = info->nar_hash.to_prefixed(hash_format::base32);
+        problems.push_back({p,
+                            "contents changed: hash " + actual + " (" + std::to_string(got.nar_size) +
+                                " bytes), recorded " + expected + " (" + std::to_string(info->nar_size) + " bytes)",
+                            expected, actual});
+      }
     } catch (const error& e) {
       problems.push_back({p, std::string("unreadable: ") + e.what()});
     }

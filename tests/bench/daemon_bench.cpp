@@ -4,6 +4,8 @@
 //   kiln-bench-daemon query SOCKET OP N CLIENTS PATH  N calls of OP (1 IsValidPath, 26 QueryPathInfo)
 //                                                 spread over CLIENTS connections; calls per second
 //   kiln-bench-daemon idle SOCKET N SECONDS       N connections held open for SECONDS
+//   kiln-bench-daemon floor N                     N round trips to a process that only echoes
+//                                                 (a socketpair): what a daemon doing nothing would reach
 // Written with Kiln's protocol codec, so both daemons see the same client.
 #include "store/daemon/protocol.hpp"
 #include "store/daemon/replies.hpp"
@@ -20,6 +22,8 @@
 #include <string>
 #include <thread>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <vector>
 
 using namespace kiln;
@@ -110,6 +114,34 @@ int query_bench(const std::string& socket, op code, int n, int clients, const st
   return 0;
 }
 
+// The round trip's own cost on this machine: a request of a call's size
+// to a child that answers at once with a reply of a call's size.
+int floor_bench(int n) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+    throw std::runtime_error("socketpair failed");
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(sv[0]);
+    char buf[256];
+    while (::read(sv[1], buf, sizeof buf) > 0)
+      if (::write(sv[1], buf, 24) != 24)
+        break;
+    ::_exit(0);
+  }
+  ::close(sv[1]);
+  char buf[256] = {};
+  auto t = clock_type::now();
+  for (int i = 0; i < n; ++i)
+    if (::write(sv[0], buf, 96) != 96 || ::read(sv[0], buf, sizeof buf) <= 0)
+      throw std::runtime_error("the echoing child went away");
+  double secs = micros(clock_type::now() - t) / 1e6;
+  ::close(sv[0]);
+  ::waitpid(child, nullptr, 0);
+  std::printf("round-trip floor x%d: %.0f round trips/s (%.1f us each)\n", n, n / secs, secs / n * 1e6);
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -119,6 +151,8 @@ int main(int argc, char** argv) {
       return connect_bench(a[1], std::stoi(a[2]));
     if (a.size() == 6 && a[0] == "query")
       return query_bench(a[1], static_cast<op>(std::stoi(a[2])), std::stoi(a[3]), std::stoi(a[4]), a[5]);
+    if (a.size() == 2 && a[0] == "floor")
+      return floor_bench(std::stoi(a[1]));
     if (a.size() == 4 && a[0] == "idle") {
       std::vector<connection*> held;
       for (int i = 0; i < std::stoi(a[2]); ++i)
@@ -132,6 +166,7 @@ int main(int argc, char** argv) {
     std::cerr << "kiln-bench-daemon: " << e.what() << '\n';
     return 1;
   }
-  std::cerr << "usage: kiln-bench-daemon connect SOCKET N | query SOCKET OP N CLIENTS PATH | idle SOCKET N SECONDS\n";
+  std::cerr << "usage: kiln-bench-daemon connect SOCKET N | query SOCKET OP N CLIENTS PATH | idle SOCKET N SECONDS"
+               " | floor N\n";
   return 2;
 }

@@ -8,7 +8,9 @@ as root, after scripts/setup; never in CI):
 Both daemons serve the same fresh store at /nix (a tmpfs in a private mount
 namespace) on sockets of their own. Printed, for each daemon, interleaved
 round by round: connection + handshake + SetOptions latency (p50, p99);
-IsValidPath and QueryPathInfo calls per second from 1 and from 16 clients;
+IsValidPath and QueryPathInfo calls per second from 1 and from 16 clients,
+and the floor under one client's figure (round trips to a process that only
+echoes);
 the daemon's RSS idle and with --idle connections held open (nix-daemon:
 all its processes); and ms per derivation of a wide and a chain graph
 built with `nix-store --realise` as the client (each daemon its own graph
@@ -33,6 +35,7 @@ P=$(NIX_REMOTE=unix:///nix/var/nix/daemon-socket/kiln.sock nix-store --add {work
 rss() {{ ps -o rss= -p $(pgrep -d, -f "$1") | awk '{{s+=$1}} END {{print s}}'; }}
 sleep {settle}
 for round in $(seq {rounds}); do
+  echo "@ round $round: $($BENCH floor {calls})"
   for d in kiln nix; do
     S=/nix/var/nix/daemon-socket/$d.sock
     echo "@ $d round $round: $($BENCH connect $S 1000)"
