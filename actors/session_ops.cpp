@@ -288,11 +288,21 @@ void session::verify_store(const request& r) {
     throw error("you are not privileged to repair paths");
   out_.message(lvl_info, "reading the Nix store...");
   out_.message(lvl_info, "checking path existence...");
+  bool errors = false;
   if (check_contents) {
     out_.message(lvl_info, "checking link hashes...");
+    for (auto& l : check_links(store())) {
+      out_.message(lvl_error, "link '" + l.link + "' was modified! expected hash '" + l.expected + "', got '" +
+                                  l.actual + "'");
+      if (!repair)
+        errors = true;
+      else if (::unlink(l.link.c_str()) == 0)
+        out_.message(lvl_info, "removed link '" + l.link + "'");
+      else
+        throw_errno("removing corrupt link '" + l.link + "'");
+    }
     out_.message(lvl_info, "checking store hashes...");
   }
-  bool errors = false;
   std::set<store_path> repaired;
   for (auto& p : store().verify(check_contents)) {
     out_.message(lvl_error, p.expected_hash.empty() ? "path '" + p.path.full() + "': " + p.problem

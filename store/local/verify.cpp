@@ -3,6 +3,10 @@
 #include "store/io/error.hpp"
 #include "store/format/find_cycles.hpp"
 #include "store/format/nar.hpp"
+#include "store/io/fd.hpp"
+#include "store/io/file_ops.hpp"
+
+#include <algorithm>
 
 #include <sys/stat.h>
 
@@ -87,6 +91,23 @@ void sign_paths(local_store& store, const std::vector<store_path>& paths, const 
     updated.push_back(*info);
   }
   store.db().register_valid_paths(updated); // one transaction; updates in place
+}
+
+std::vector<link_problem> check_links(const local_store& store) {
+  std::vector<link_problem> problems;
+  std::string dir = store.layout().store_dir() + "/.links";
+  if (!path_exists(dir))
+    return problems;
+  unique_fd fd = open_directory(dir);
+  std::vector<std::string> names = read_directory(fd.get(), dir);
+  std::sort(names.begin(), names.end());
+  for (auto& name : names) {
+    std::string link = dir + "/" + name;
+    std::string actual = hash_path(link).nar_hash.to_string(hash_format::base32);
+    if (actual != name)
+      problems.push_back({link, name, actual});
+  }
+  return problems;
 }
 
 } // namespace kiln

@@ -120,18 +120,23 @@ STEPS = {
     # inputs copied first and the outputs copied back).
     "remote build": f"{REMOTE} -A remote && cat $PWD/builder-client/nix/store/*-remote",
     "failing remote build": f"{REMOTE} -A failing",
-    # Damage repaired: an output rebuilt from its deriver; a path with no
-    # deriver (and nothing to substitute it from) cannot be, and is removed
-    # after. Each is replaced, not written through: after --optimise its
-    # file is a hard link that other paths share.
+    # After the collector's steps: Nix 2.8 leaves the checked output's lock and a rewritten copy
+    # of it in the store, which would show in the collector's answers.
+    "realise --check": f"nix-store --realise --check {DRV}",
+    # Then the store damaged on purpose. An output is rebuilt from its
+    # deriver; a path with no deriver (and nothing to substitute it from)
+    # cannot be, and is removed after. Each is replaced, not written
+    # through: after --optimise its file is a hard link others share.
     "verify --repair": (f"o={OUT}; rm -f $o && echo changed > $o && nix-store --verify --check-contents --repair"
                         f" && cat $o && nix-store --verify --check-contents"),
     "verify --repair, no deriver": ("p=$(nix-store --add other/file) && rm -f $p && echo junk > $p && "
                                     "nix-store --verify --check-contents --repair; s=$?; nix-store --delete $p "
                                     ">/dev/null 2>&1; exit $s"),
-    # Last: Nix 2.8 leaves the checked output's lock and a rewritten copy
-    # of it in the store, which would show in the collector's answers.
-    "realise --check": f"nix-store --realise --check {DRV}",
+    # A file of .links written through: the link is removed, every path
+    # sharing it repaired if it can be (hello) or reported (its source).
+    "verify --repair, a modified link": (f"nix-store --optimise >/dev/null 2>&1; o={OUT}; echo changed > $o && "
+                                         "nix-store --verify --check-contents --repair; "
+                                         "nix-store --verify --check-contents"),
 }
 
 

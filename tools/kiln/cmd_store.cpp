@@ -36,7 +36,8 @@ const char* store_usage = R"(Usage: kiln store COMMAND [--store local:DIR] ...
                                                'nix-store --export' stream on stdout
   kiln store import                            add every path of an export stream on stdin
   kiln store verify [--check-contents] [--json] --all|PATH...
-                                               check that valid paths exist (and hash right);
+                                               check that valid paths exist (and hash right;
+                                               with --all, the optimised .links too);
                                                exit 1 if anything is broken
   kiln store gc [--print-roots|--print-live|--print-dead] [--max-freed BYTES] [--json]
                                                delete every path not reachable from a root

@@ -170,19 +170,28 @@ int store_verify(const std::vector<std::string>& args) {
   for (auto& text : a.positional)
     paths.push_back(store->parse_path(text));
   auto problems = verify_paths(*store, paths, a.has("--check-contents"));
+  // The store's shared copies of files (kiln store optimise), with the whole store's contents.
+  std::vector<link_problem> links;
+  if (a.has("--all") && a.has("--check-contents"))
+    links = check_links(*store);
   if (a.has("--json")) {
     auto j = nlohmann::ordered_json::array();
     for (auto& p : problems)
       j.push_back({{"path", p.path.full()}, {"problem", p.problem}});
+    for (auto& l : links)
+      j.push_back({{"link", l.link}, {"problem", "contents changed: hash " + l.actual + ", named for " + l.expected}});
     std::cout << j.dump() << '\n';
   } else {
     for (auto& p : problems)
       std::cerr << "kiln: " << p.path.full() << ": " << p.problem << '\n';
+    for (auto& l : links)
+      std::cerr << "kiln: " << l.link << ": contents changed: hash " << l.actual << ", named for " << l.expected << '\n';
+    std::size_t n = problems.size() + links.size();
     std::cerr << "verified " << paths.size() << " paths"
               << (a.has("--check-contents") ? " (contents hashed)" : "") << ": "
-              << problems.size() << " problem" << (problems.size() == 1 ? "" : "s") << '\n';
+              << n << " problem" << (n == 1 ? "" : "s") << '\n';
   }
-  return problems.empty() ? 0 : 1;
+  return problems.empty() && links.empty() ? 0 : 1;
 }
 
 int store_sign(const std::vector<std::string>& args) {
