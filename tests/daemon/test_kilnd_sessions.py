@@ -421,8 +421,37 @@ def test_kiln_through_the_daemon_answers_as_on_the_embedded_store(kilnd, both):
 
     r = both.kiln_run("build", "--store", daemon, failing)
     assert r.returncode == 100 and "builder for '" + failing + "' failed with exit code 1" in r.stderr, explain(r)
+
+    # The NAR, an export stream, a text path, signatures, the whole store's check: the same bytes.
+    text = os.path.join(both.dir, "text")
+    with open(text, "w") as f:
+        f.write(f"refers to {dep_out}\n")
+    key = os.path.join(both.dir, "key")
+    assert both.kiln_run("key", "generate", "test-1", key, key + ".pub").returncode == 0
+    with open(key + ".pub") as f:
+        public = f.read().strip()
+    for args in (["dump", dep_out], ["export", out, dep_out], ["add-text", "note", text],
+                 ["sign", "--key-file", key, out], ["verify-sigs", "--trusted-public-keys", public, out, dep_out],
+                 ["verify", "--check-contents", "--all"]):
+        ours = subprocess.run([both.kiln, "store", args[0], "--store", daemon, *args[1:]], env=both.env,
+                              capture_output=True)
+        embedded = subprocess.run([both.kiln, "store", args[0], "--store", both.store, *args[1:]], env=both.env,
+                                  capture_output=True)
+        assert (ours.returncode, ours.stdout) == (embedded.returncode, embedded.stdout), \
+            f"{args}\n{explain(ours)}\n{explain(embedded)}"
+    sigs = both.kiln_run("store", "verify-sigs", "--store", daemon, "--trusted-public-keys", public, out)
+    assert sigs.returncode == 0 and "signed by a trusted key" in sigs.stdout, explain(sigs)  # signed through the daemon
+    # An export through the daemon imports through it elsewhere, and as the embedded store reads it.
+    exported = subprocess.run([both.kiln, "store", "export", "--store", daemon, dep_out], env=both.env,
+                              capture_output=True).stdout
+    other = f"local:{both.dir}/other"
+    imported = subprocess.run([both.kiln, "store", "import", "--store", other], input=exported, env=both.env,
+                              capture_output=True)
+    assert imported.returncode == 0 and imported.stdout.decode().split() == [dep_out], explain(imported)
     # A command that needs the local store says so.
-    refused = both.kiln_run("store", "export", "--store", daemon, out)
+    refused = both.kiln_run("store", "verify", "--store", daemon, out)
+    assert refused.returncode == 1 and "give --all" in refused.stderr, explain(refused)
+    refused = both.kiln_run("store", "optimise", "--store", daemon)
     assert refused.returncode == 1 and "works on a local store only" in refused.stderr, explain(refused)
 
 

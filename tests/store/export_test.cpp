@@ -1,7 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "store/io/error.hpp"
-#include "store/local/export.hpp"
+#include "store/export.hpp"
 #include "tests/support/nar_builder.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -18,7 +18,7 @@ struct fixture {
   // The imported paths; a refused one is an error here.
   std::vector<store_path> import_bytes(const std::string& bytes) {
     string_source in(bytes);
-    auto r = import_paths(store, in);
+    auto r = import_paths(store, in, store.layout().kiln_dir());
     if (!r.refused.empty())
       throw error(r.refused.front().second);
     return r.imported;
@@ -67,7 +67,7 @@ BOOST_AUTO_TEST_CASE(refuses_a_referrer_before_its_reference_and_goes_on_with_th
   std::string body = vector.substr(0, vector.size() - 8); // without the final 0
   std::string stream = body.substr(second) + body.substr(0, second) + std::string(8, '\0');
   string_source in(stream);
-  auto r = import_paths(store, in);
+  auto r = import_paths(store, in, store.layout().kiln_dir());
   BOOST_TEST_REQUIRE(r.refused.size() == 1u);
   BOOST_TEST(r.refused[0].second.find("cache-leaf' is not valid") != std::string::npos, r.refused[0].second);
   BOOST_TEST(r.imported.size() == 1u); // the leaf, after it

@@ -1,7 +1,7 @@
 #include "store/daemon/client_store.hpp"
 #include "store/local/closure.hpp"
 #include "store/io/error.hpp"
-#include "store/local/export.hpp"
+#include "store/export.hpp"
 #include "store/io/fd.hpp"
 #include "store/io/file_ops.hpp"
 #include "store/io/pipe_source.hpp"
@@ -38,7 +38,8 @@ const char* store_usage = R"(Usage: kiln store COMMAND [--store local:DIR] ...
   kiln store verify [--check-contents] [--json] --all|PATH...
                                                check that valid paths exist (and hash right;
                                                with --all, the optimised .links too);
-                                               exit 1 if anything is broken
+                                               exit 1 if anything is broken (a daemon
+                                               checks its whole store: --all only)
   kiln store gc [--print-roots|--print-live|--print-dead] [--max-freed BYTES] [--json]
                                                delete every path not reachable from a root
                                                (gcroots/, profiles/, live processes' temp
@@ -61,8 +62,9 @@ DIR/nix/var/nix/db, laid out exactly as Nix 2.8 does, so Nix's tools read it
 
 --store daemon (or unix:///PATH) talks to kilnd or nix-daemon over Nix's
 socket ($NIX_DAEMON_SOCKET_PATH, else /nix/var/nix/daemon-socket/socket):
-add, add-fixed, path-info, query, missing, gc and delete work through it (and
-kiln build and kiln log); the other commands need a local store and say so.
+add, add-fixed, add-text, path-info, query, missing, gc, delete, dump, export,
+import, sign, verify-sigs and verify --all work through it (and kiln build and
+kiln log); optimise and verify of given PATHs need a local store and say so.
 
 Settings come from $KILN_CONF (default /etc/kiln/kiln.conf) as 'name = value'
 lines, then from --option NAME VALUE (e.g. --option keep-outputs true).
@@ -252,9 +254,11 @@ int add_text(const std::vector<std::string>& args) {
   cli::expect_positional(a, 2, 2, "NAME FILE");
   // Text paths are small (builder scripts, configs); 64 MiB is far beyond any.
   std::string text = read_whole_file(a.positional[1], 64u << 20, "text file");
-  auto store = open_store(a);
+  auto store = open_any_store(a);
   auto refs = valid_paths_mentioned(*store, text);
-  std::cout << store->add_text(a.positional[0], text, refs).path.full() << '\n';
+  string_source data(text);
+  std::cout << store->add_to_store(a.positional[0], content_method::text, hash_algo::sha256, data, refs).path.full()
+            << '\n';
   return 0;
 }
 
@@ -262,10 +266,10 @@ int dump(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option}, store_usage);
   cli::expect_positional(a, 1, 1, "PATH to dump");
   cli::refuse_binary_to_terminal("NAR");
-  auto store = open_store(a);
+  auto store = open_any_store(a);
   auto p = valid_path(*store, a.positional[0]);
   fd_sink out(STDOUT_FILENO, "standard output", 1 << 20);
-  dump_path(store->real_path(p), out);
+  store->nar_from_path(p, out);
   out.flush();
   return 0;
 }
@@ -274,11 +278,11 @@ int export_(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option}, store_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "PATH to export");
   cli::refuse_binary_to_terminal("export stream");
-  auto store = open_store(a);
+  auto store = open_any_store(a);
   auto wanted = valid_paths(*store, a.positional);
   // The given paths only, but references before referrers, as Nix orders them.
   std::vector<store_path> order;
-  for (auto& p : compute_closure(store->db(), wanted))
+  for (auto& p : compute_closure(*store, wanted))
     if (wanted.count(p))
       order.push_back(p);
   fd_sink out(STDOUT_FILENO, "standard output", 1 << 20);
@@ -289,9 +293,15 @@ int export_(const std::vector<std::string>& args) {
 int import(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option}, store_usage);
   cli::expect_positional(a, 0, 0, "");
-  auto store = open_store(a);
+  auto store = open_any_store(a);
+  // NARs wait beside the store they go to, or in $TMPDIR on their way to a daemon.
+  std::string spool = "/tmp";
+  if (auto* local = dynamic_cast<local_store*>(store.get()))
+    spool = local->layout().kiln_dir();
+  else if (const char* tmp = std::getenv("TMPDIR"); tmp && *tmp)
+    spool = tmp;
   fd_source in(STDIN_FILENO, "standard input");
-  auto result = import_paths(*store, in);
+  auto result = import_paths(*store, in, spool);
   for (auto& p : result.imported)
     std::cout << p.full() << '\n';
   for (auto& [path, why] : result.refused)

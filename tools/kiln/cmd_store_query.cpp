@@ -163,17 +163,26 @@ int store_verify(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option, {"--check-contents"}, {"--all"}, {"--json"}}, store_usage);
   if (a.has("--all") == !a.positional.empty())
     throw cli::usage_error("give either --all or the PATHs to verify");
-  auto store = open_store(a);
+  auto any = open_any_store(a);
+  auto* store = dynamic_cast<local_store*>(any.get());
+  if (!store && !a.has("--all"))
+    throw cli::usage_error("a daemon verifies its whole store: give --all, or a local --store to verify PATHs");
   std::vector<store_path> paths;
-  if (a.has("--all"))
-    paths = store->db().query_all_valid_paths();
-  for (auto& text : a.positional)
-    paths.push_back(store->parse_path(text));
-  auto problems = verify_paths(*store, paths, a.has("--check-contents"));
-  // The store's shared copies of files (kiln store optimise), with the whole store's contents.
+  std::vector<verify_problem> problems;
   std::vector<link_problem> links;
-  if (a.has("--all") && a.has("--check-contents"))
-    links = check_links(*store);
+  if (!store) {
+    paths = any->query_all_valid_paths(); // what was there to check
+    problems = any->verify(a.has("--check-contents"));
+  } else {
+    if (a.has("--all"))
+      paths = store->db().query_all_valid_paths();
+    for (auto& text : a.positional)
+      paths.push_back(store->parse_path(text));
+    problems = verify_paths(*store, paths, a.has("--check-contents"));
+    // The store's shared copies of files (kiln store optimise), with the whole store's contents.
+    if (a.has("--all") && a.has("--check-contents"))
+      links = check_links(*store);
+  }
   if (a.has("--json")) {
     auto j = nlohmann::ordered_json::array();
     for (auto& p : problems)
@@ -200,9 +209,9 @@ int store_sign(const std::vector<std::string>& args) {
   if (!a.values.count("--key-file"))
     throw cli::usage_error("missing --key-file SECRET-KEY-FILE");
   auto key = read_secret_key_file(a.values.at("--key-file"));
-  auto store = open_store(a);
-  auto paths = valid_paths(*store, a.positional);
-  sign_paths(*store, std::vector<store_path>(paths.begin(), paths.end()), key);
+  auto store = open_any_store(a);
+  for (auto& p : valid_paths(*store, a.positional))
+    store->add_signatures(p, {key.sign(fingerprint_of(*store->query_path_info(p)))});
   return 0;
 }
 
@@ -221,10 +230,10 @@ int store_verify_sigs(const std::vector<std::string>& args) {
   if (texts.empty())
     throw cli::usage_error("missing --trusted-public-keys 'NAME:KEY ...'");
   auto trusted = make_trusted_keys(texts);
-  auto store = open_store(a);
+  auto store = open_any_store(a);
   int untrusted = 0;
   for (auto& p : valid_paths(*store, a.positional)) {
-    auto info = *store->db().query_path_info(p);
+    auto info = *store->query_path_info(p);
     bool ok = has_valid_signature(fingerprint_of(info), info.sigs, trusted);
     std::cout << p.full() << (ok ? ": signed by a trusted key\n" : ": NO valid signature by a trusted key\n");
     untrusted += !ok;

@@ -2,15 +2,18 @@
 // path, its NAR followed by its path, references and deriver.
 #pragma once
 
-#include "store/local/local_store.hpp"
+#include "store/store.hpp"
+
+#include <string>
 
 #include <vector>
 
 namespace kiln {
 
 // Writes `paths` in the order given (callers pass references first, e.g.
-// compute_closure's order). Every path must be valid.
-void export_paths(local_store& store, const std::vector<store_path>& paths, sink& out);
+// compute_closure's order). Every path must be valid. Any store: a local
+// one, or a daemon's (its NAR of each path).
+void export_paths(store& store, const std::vector<store_path>& paths, sink& out);
 
 struct import_result {
   std::vector<store_path> imported;
@@ -24,6 +27,7 @@ struct import_result {
 // Adds every path in the stream, in order, each atomically. The NAR hash
 // and size are computed from the stream, never trusted. A malformed stream
 // (framing, NAR) stops the import there, naming the entry and offset.
-import_result import_paths(local_store& store, source& in);
+// Each NAR waits in an unnamed file in `spool_dir` until it is checked.
+import_result import_paths(store& store, source& in, const std::string& spool_dir);
 
 } // namespace kiln

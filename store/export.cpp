@@ -1,4 +1,4 @@
-#include "store/local/export.hpp"
+#include "store/export.hpp"
 
 #include "store/io/error.hpp"
 #include "store/io/fd.hpp"
@@ -59,9 +59,9 @@ private:
 
 } // namespace
 
-void export_paths(local_store& store, const std::vector<store_path>& paths, sink& out) {
+void export_paths(store& store, const std::vector<store_path>& paths, sink& out) {
   for (auto& p : paths) {
-    auto info = store.db().query_path_info(p);
+    auto info = store.query_path_info(p);
     if (!info)
       throw error("cannot export '" + p.full() + "': it is not valid");
     std::string frame;
@@ -69,7 +69,7 @@ void export_paths(local_store& store, const std::vector<store_path>& paths, sink
     out.write(frame);
     hash_sink check(hash_algo::sha256);
     tee_sink both(out, check);
-    dump_path(store.real_path(p), both);
+    store.nar_from_path(p, both);
     if (check.finish() != info->nar_hash)
       throw error("cannot export '" + p.full() + "': its contents no longer match its recorded " +
                   "hash (run 'kiln store verify --check-contents')");
@@ -89,11 +89,11 @@ void export_paths(local_store& store, const std::vector<store_path>& paths, sink
   out.flush();
 }
 
-import_result import_paths(local_store& store, source& raw) {
+import_result import_paths(store& store, source& raw, const std::string& spool_dir) {
   buffered_source in(raw);
   stream_reader r(in);
   import_result result;
-  std::string spool_file = store.layout().kiln_dir() + "/import-" + std::to_string(::getpid()) + ".nar";
+  std::string spool_file = spool_dir + "/kiln-import-" + std::to_string(::getpid()) + ".nar";
   for (std::size_t entry = 1;; ++entry) {
     uint64_t more = r.u64("entry marker");
     if (more == 0)
