@@ -303,6 +303,33 @@ def test_a_store_wiped_between_connections_is_made_again(kilnd, both):
         assert f.read() == "w\n"
 
 
+def test_an_ordinary_user_runs_kilnd_without_sandbox_or_build_users(both):
+    """A single-user install: kilnd, its store and its client all belong to
+    one ordinary user; builds run as that user, with no sandbox and no
+    build users (kilnd's defaults when it is not root)."""
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    home = f"{both.dir}/user"
+    store = f"local:{home}/store"
+    os.makedirs(f"{home}/tmp")
+    drv = both.drv("mine", "echo mine > $out", store=store)
+    subprocess.run(["chown", "-R", "65534:65534", home], check=True)
+    d = Kilnd(both, "--option", "sandbox", "false", store=store, socket=f"{home}/sock", run_as=nobody,
+              env={"TMPDIR": f"{home}/tmp", "HOME": home})
+    try:
+        assert os.stat(f"{home}/sock").st_uid == 65534  # the daemon is the user's
+        r = subprocess.run([*nobody, both.kiln, "build", "--store", f"unix://{home}/sock", drv],
+                           env=dict(both.env, HOME=home), capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, explain(r) + d.output()
+        out = r.stdout.strip()
+        real = f"{home}/store{out}"
+        with open(real) as f:
+            assert f.read() == "mine\n"
+        assert os.stat(real).st_uid == 65534  # built as the user, not a build user
+        assert "(trusted)" not in d.output()  # root alone is in trusted-users
+    finally:
+        assert d.stop() == 0, d.output()
+
+
 def test_a_socket_handed_over_by_systemd_is_served(both):
     """Socket activation as systemd does it: the listening socket on fd 3,
     LISTEN_PID naming kilnd and LISTEN_FDS=1."""

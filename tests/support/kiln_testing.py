@@ -338,14 +338,16 @@ class DaemonClient:
 class Kilnd:
     """kilnd serving a SideBySide's Kiln store on a socket of its own."""
 
-    def __init__(self, both, *options):
-        self.socket = f"{both.dir}/daemon.sock"
+    def __init__(self, both, *options, store=None, socket=None, run_as=(), env=None):
+        """`run_as` prefixes the command (e.g. setpriv to another user);
+        `store`, `socket` and `env` (entries added) replace the defaults."""
+        self.socket = socket or f"{both.dir}/daemon.sock"
         binary = os.path.join(os.path.dirname(both.kiln), "kilnd")
         self.log_path = f"{both.dir}/kilnd.log"
         self.log = open(self.log_path, "w")
-        env = dict(both.env, NIX_CONF_DIR=f"{both.dir}/no-nix-conf")
-        self.proc = subprocess.Popen([binary, "--store", both.store, "--socket", self.socket, *options],
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        env = dict(both.env, NIX_CONF_DIR=f"{both.dir}/no-nix-conf", **(env or {}))
+        self.proc = subprocess.Popen([*run_as, binary, "--store", store or both.store, "--socket", self.socket,
+                                      *options], env=env, stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(200):
             if os.path.exists(self.socket):
                 break
