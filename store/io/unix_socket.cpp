@@ -58,14 +58,20 @@ unique_fd connect_unix(const std::string& path) {
 
 unique_fd listen_unix(const std::string& path) {
   unique_fd fd = new_socket();
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-    throw_errno("removing the old socket '" + path + "'");
-  if (with_address(path, [&](sockaddr* a, socklen_t n) { return ::bind(fd.get(), a, n); }) != 0)
-    throw_errno("binding the socket '" + path + "'");
-  if (::chmod(path.c_str(), 0666) != 0)
-    throw_errno("setting the mode of '" + path + "'");
+  // Made under a name of its own and renamed into place once it listens:
+  // a client that finds the socket can connect to it (bound but not yet
+  // listening, it would be refused).
+  std::string made = path + ".new";
+  if (::unlink(made.c_str()) != 0 && errno != ENOENT)
+    throw_errno("removing the old socket '" + made + "'");
+  if (with_address(made, [&](sockaddr* a, socklen_t n) { return ::bind(fd.get(), a, n); }) != 0)
+    throw_errno("binding the socket '" + made + "'");
+  if (::chmod(made.c_str(), 0666) != 0)
+    throw_errno("setting the mode of '" + made + "'");
   if (::listen(fd.get(), 128) != 0)
-    throw_errno("listening on '" + path + "'");
+    throw_errno("listening on '" + made + "'");
+  if (::rename(made.c_str(), path.c_str()) != 0)
+    throw_errno("moving the socket to '" + path + "'");
   return fd;
 }
 

@@ -12,6 +12,7 @@ namespace kiln {
 // Connects; throws sys_error (code() ENOENT, ECONNREFUSED, ...) on failure.
 unique_fd connect_unix(const std::string& path);
 // Replaces whatever is at `path` with a socket listening there, mode 0666.
+// The socket appears at `path` only once it listens.
 unique_fd listen_unix(const std::string& path);
 
 } // namespace kiln
