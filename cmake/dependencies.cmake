@@ -4,6 +4,7 @@ find_package(OpenSSL REQUIRED COMPONENTS Crypto)   # libcrypto: SHA-256 with SHA
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
+pkg_check_modules(LZMA REQUIRED IMPORTED_TARGET liblzma)
 pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(BZip2 REQUIRED)                     # .bz2 build logs, as Nix writes them

@@ -1,5 +1,6 @@
 #include "store/local/build_log.hpp"
 
+#include "store/io/decompress.hpp"
 #include "store/io/error.hpp"
 #include "store/io/fd.hpp"
 #include "store/io/file_ops.hpp"
@@ -39,53 +40,6 @@ std::string log_stem(const store_layout& layout, std::string_view base) {
   if (base.size() < 3 || base.find('/') != std::string_view::npos)
     throw format_error("'" + std::string(base) + "' is not a derivation's base name");
   return layout.log_dir() + "/" + std::string(base.substr(0, 2)) + "/" + std::string(base.substr(2));
-}
-
-std::string unzstd(const std::string& in, const std::string& path) {
-  std::string out;
-  ZSTD_DStream* d = ZSTD_createDStream();
-  ZSTD_initDStream(d);
-  ZSTD_inBuffer ib{in.data(), in.size(), 0};
-  std::vector<char> buf(1 << 16);
-  std::size_t last = 0;
-  while (ib.pos < ib.size) {
-    ZSTD_outBuffer ob{buf.data(), buf.size(), 0};
-    last = ZSTD_decompressStream(d, &ob, &ib);
-    if (ZSTD_isError(last)) {
-      ZSTD_freeDStream(d);
-      throw format_error("build log '" + path + "' is not valid zstd: " + ZSTD_getErrorName(last));
-    }
-    out.append(buf.data(), ob.pos);
-    if (ob.pos == 0 && last != 0 && ib.pos == ib.size)
-      break;
-  }
-  ZSTD_freeDStream(d);
-  if (last != 0)
-    throw format_error("build log '" + path + "' ends in the middle of a zstd frame");
-  return out;
-}
-
-std::string unbzip2(const std::string& in, const std::string& path) {
-  bz_stream s{};
-  if (BZ2_bzDecompressInit(&s, 0, 0) != BZ_OK)
-    throw error("cannot start bzip2 decompression");
-  s.next_in = const_cast<char*>(in.data());
-  s.avail_in = static_cast<unsigned>(in.size());
-  std::string out;
-  std::vector<char> buf(1 << 16);
-  int r = BZ_OK;
-  while (r == BZ_OK) {
-    s.next_out = buf.data();
-    s.avail_out = static_cast<unsigned>(buf.size());
-    r = BZ2_bzDecompress(&s);
-    out.append(buf.data(), buf.size() - s.avail_out);
-    if (r == BZ_OK && s.avail_in == 0 && s.avail_out != 0)
-      break; // input ended before the stream's end marker
-  }
-  BZ2_bzDecompressEnd(&s);
-  if (r != BZ_STREAM_END)
-    throw format_error("build log '" + path + "' is not a complete bzip2 stream");
-  return out;
 }
 
 } // namespace
@@ -199,12 +153,17 @@ std::optional<std::string> read_build_log(const store_layout& layout, std::strin
     std::string path = build_log_path(layout, drv_base_name, c);
     if (!path_exists(path))
       continue;
-    std::string raw = read_whole_file(path, std::size_t(1) << 34, "build log");
-    switch (c) {
-    case log_compression::zstd: return unzstd(raw, path);
-    case log_compression::bzip2: return unbzip2(raw, path);
-    case log_compression::none: return raw;
-    }
+    unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd)
+      throw_errno("opening the build log '" + path + "'");
+    fd_source raw(fd.get(), path);
+    auto text = decompressing_source(raw, c == log_compression::zstd    ? "zstd"
+                                          : c == log_compression::bzip2 ? "bzip2"
+                                                                        : "none",
+                                     "build log '" + path + "'");
+    string_sink out;
+    copy_all(*text, out);
+    return out.s;
   }
   return std::nullopt;
 }
