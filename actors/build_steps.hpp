@@ -8,7 +8,7 @@
 #include "sandbox/build_users.hpp"
 #include "store/format/derivation.hpp"
 #include "store/local/local_store.hpp"
-#include "store/local/local_substituter.hpp"
+#include "store/local/substituter.hpp"
 #include "store/format/signature.hpp"
 
 #include <map>
@@ -76,7 +76,7 @@ private:
   build_options options_;
   std::vector<secret_key> keys_;
   trusted_keys trusted_;
-  std::vector<std::unique_ptr<local_substituter>> substituters_; // made on first use
+  std::vector<std::unique_ptr<substituter>> substituters_; // made on first use
   std::vector<std::string> unusable_; // why a substituter could not be made ("" = it could)
   // Round 1's outputs, compared with each later round's.
   std::map<std::string, std::vector<path_info>> first_round_;

@@ -81,7 +81,7 @@ struct build_options {
   std::vector<std::string> secret_key_files;
   std::string post_build_hook;
   std::string build_dir_parent; // where build directories go ("" = $TMPDIR or /tmp)
-  std::vector<std::string> substituters;        // local:DIR[?trusted=1] stores, tried in order
+  std::vector<std::string> substituters;        // local:DIR and file:///DIR, [?trusted=1], tried in order
   std::vector<std::string> trusted_public_keys; // "name:base64"
   bool require_sigs = true;
   bool fallback = false; // build when a substituter failed (not only when none had the path)

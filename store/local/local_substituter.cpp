@@ -60,82 +60,48 @@ void copy_path(local_store& dest, const std::string& from, const path_info& info
 
 } // namespace
 
-local_substituter::local_substituter(const std::string& uri) : uri_(uri) {
+namespace {
+
+// The directory and the trust of local:DIR[?trusted=0|1].
+std::pair<std::string, bool> parse_local_uri(const std::string& uri) {
   constexpr std::string_view scheme = "local:";
   if (uri.compare(0, scheme.size(), scheme) != 0)
-    throw format_error("substituter '" + uri + "' is not supported yet (only local:DIR stores are)");
-  root_ = uri.substr(scheme.size());
-  if (auto q = root_.find('?'); q != std::string::npos) {
-    std::string query = root_.substr(q + 1);
-    root_.resize(q);
+    throw format_error("substituter '" + uri + "' is not a local:DIR store");
+  std::string root = uri.substr(scheme.size());
+  bool trusted = false;
+  if (auto q = root.find('?'); q != std::string::npos) {
+    std::string query = root.substr(q + 1);
+    root.resize(q);
     if (query == "trusted=1")
-      trusted_ = true;
+      trusted = true;
     else if (query != "trusted=0")
       throw format_error("substituter '" + uri + "': unknown parameter '" + query + "' (only trusted=1)");
   }
-  if (root_.empty() || root_[0] != '/')
+  if (root.empty() || root[0] != '/')
     throw format_error("substituter '" + uri + "': expected an absolute directory after 'local:'");
+  return {root, trusted};
 }
+
+} // namespace
+
+local_substituter::local_substituter(const std::string& uri)
+  : substituter(uri, parse_local_uri(uri).second), root_(parse_local_uri(uri).first) {}
 
 local_store& local_substituter::source() {
   if (!source_) {
     // Opening creates a store's directories: refuse to do that to a
     // directory that holds no store.
     if (!path_exists(root_ + "/nix/var/nix/db/db.sqlite"))
-      throw error("substituter '" + uri_ + "' has no store database under '" + root_ + "'");
+      throw error("substituter '" + uri() + "' has no store database under '" + root_ + "'");
     source_ = std::make_unique<local_store>(store_layout::from_uri("local:" + root_));
   }
   return *source_;
 }
 
-substitute_outcome local_substituter::substitute(local_store& dest, const store_path& path, const trusted_keys& keys,
-                                          bool require_sigs) {
-  local_store& src = source();
-  // The closure of `path` that `dest` lacks, references before referrers.
-  std::vector<path_info> order;
-  std::set<store_path> seen;
-  std::vector<std::pair<store_path, bool>> stack{{path, false}};
-  std::map<store_path, path_info> infos;
-  while (!stack.empty()) {
-    auto [p, expanded] = stack.back();
-    stack.pop_back();
-    if (expanded) {
-      order.push_back(infos.at(p));
-      continue;
-    }
-    if (!seen.insert(p).second)
-      continue;
-    dest.add_temp_root(p);
-    if (dest.db().is_valid(p))
-      continue;
-    auto info = src.db().query_path_info(p);
-    if (!info)
-      return {substitute_outcome::absent,
-              p == path ? "'" + uri_ + "' does not have '" + p.full() + "'"
-                        : "'" + uri_ + "' does not have '" + p.full() + "', which '" + path.full() + "' refers to"};
-    if (require_sigs && !trusted_ && !info->ca) {
-      std::set<std::string> refs;
-      for (auto& r : info->references)
-        refs.insert(r.full());
-      if (!has_valid_signature(path_fingerprint(p.full(), info->nar_hash, info->nar_size, refs), info->sigs, keys))
-        return {substitute_outcome::untrusted, "the substitute for '" + p.full() + "' from '" + uri_ +
-                                                   "' is not signed by any of the keys in 'trusted-public-keys'"};
-    }
-    stack.push_back({p, true});
-    for (auto& r : info->references)
-      if (r != p)
-        stack.push_back({r, false});
-    infos.emplace(p, std::move(*info));
-  }
-  for (auto& info : order) {
-    if (dest.db().is_valid(info.path))
-      continue;
-    path_info copy = info;
-    copy.ultimate = false;
-    copy.registration_time = 0;
-    copy_path(dest, src.real_path(info.path), copy);
-  }
-  return {};
+std::optional<path_info> local_substituter::query(const store_path& p) { return source().db().query_path_info(p); }
+
+void local_substituter::copy(local_store& dest, const path_info& info) {
+  copy_path(dest, source().real_path(info.path), info);
 }
 
 } // namespace kiln

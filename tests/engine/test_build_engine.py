@@ -17,7 +17,7 @@ import time
 import pytest
 
 from host_processes import running
-from kiln_testing import explain
+from kiln_testing import explain, run
 
 
 @pytest.fixture
@@ -392,6 +392,44 @@ def test_unsigned_substitutes_are_built_unless_the_store_is_trusted(both, mirror
     mirror.build(unsigned2)
     r = both.kiln_build("--json", "--option", "substituters", f"{mirror.store}?trusted=1", unsigned2)
     assert r.returncode == 0 and both.results(r)[unsigned2]["status"] == "Substituted" and mirror.built() == ""
+
+
+@pytest.mark.parametrize("compression", ["none", "xz", "bzip2", "zstd"])
+def test_substituted_from_a_binary_cache_nix_wrote(both, compression):
+    """A file:// cache written by Nix 2.8's nix copy --to, signed, with each
+    compression: the outputs come from it, nothing is built."""
+    key, pub = f"{both.dir}/key", f"{both.dir}/key.pub"
+    both.kiln_run("key", "generate", "cache-key-1", key, pub)
+    blog = f"{both.share_with_builders('events')}/builds"
+    open(blog, "w").close()
+    os.chmod(blog, 0o666)
+    dep = both.drv("cachedep", f"echo dep >> {blog}; echo dep > $out")
+    dep_out = both.outputs(dep)["out"]
+    top = both.drv("cachetop", f"echo top >> {blog}; echo {dep_out} > $out", inputs=[dep])
+    top_out = both.outputs(top)["out"]
+    assert both.kiln_build(top).returncode == 0
+    # Into Nix's store (export, import), from there into a cache by Nix; then gone from Kiln's.
+    exp = subprocess.run([both.kiln, "store", "export", "--store", both.store, dep_out, top_out], env=both.env,
+                         capture_output=True)
+    imp = subprocess.run(["nix-store", "--store", both.nix_root, "--import"], input=exp.stdout, capture_output=True)
+    assert imp.returncode == 0, imp.stderr.decode()
+    cache = f"{both.dir}/cache"
+    r = run(["nix", "--extra-experimental-features", "nix-command", "copy", "--store", both.nix_root,
+             "--to", f"file://{cache}?compression={compression}&secret-key={key}", top_out])
+    assert r.returncode == 0, explain(r)
+    assert both.kiln_run("store", "delete", "--store", both.store, top_out, dep_out).returncode == 0
+    open(blog, "w").close()
+    r = both.kiln_build("--json", "--option", "substituters", f"file://{cache}", "--option", "trusted-public-keys",
+                        open(pub).read(), top)
+    assert both.results(r)[top]["status"] == "Substituted", explain(r)
+    assert open(blog).read() == "", "something was built"
+    assert open(both.real(top_out)).read() == f"{dep_out}\n"
+    v = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", top_out, dep_out)
+    assert v.returncode == 0, explain(v)
+    # Not signed by a key Kiln trusts: built instead, with a warning.
+    assert both.kiln_run("store", "delete", "--store", both.store, top_out).returncode == 0
+    r = both.kiln_build("--json", "--option", "substituters", f"file://{cache}", top)
+    assert both.results(r)[top]["status"] == "Built" and "is not signed by any of the keys" in r.stderr, explain(r)
 
 
 def test_an_unsupported_substituter_is_passed_over_with_a_warning(both):

@@ -54,8 +54,10 @@ Options:
   --option NAME VALUE    any kiln.conf setting (max-jobs, cores, log-lines,
                          compress-build-log, secret-key-files, post-build-hook,
                          substituters, trusted-public-keys, require-sigs, ...)
-                         substituters: other stores, local:DIR[?trusted=1],
-                         whose signed paths are copied instead of built
+                         substituters: other stores, local:DIR, and binary
+                         caches, file:///DIR (each ?trusted=1 to skip
+                         signatures), whose signed paths are copied instead
+                         of built
                          sandbox true|false|relaxed (default true): builds see
                          only their inputs, /dev, /proc, /build and the
                          sandbox-paths (e.g. '/bin /lib /lib64 /usr'), with
