@@ -12,25 +12,6 @@ namespace kiln {
 
 namespace {
 
-std::pair<std::string, bool> parse_file_uri(const std::string& uri) {
-  constexpr std::string_view scheme = "file://";
-  if (uri.compare(0, scheme.size(), scheme) != 0)
-    throw format_error("substituter '" + uri + "' is not a file:// binary cache");
-  std::string dir = uri.substr(scheme.size());
-  bool trusted = false;
-  if (auto q = dir.find('?'); q != std::string::npos) {
-    std::string query = dir.substr(q + 1);
-    dir.resize(q);
-    if (query == "trusted=1")
-      trusted = true;
-    else if (query != "trusted=0")
-      throw format_error("substituter '" + uri + "': unknown parameter '" + query + "' (only trusted=1)");
-  }
-  if (dir.empty() || dir[0] != '/')
-    throw format_error("substituter '" + uri + "': expected an absolute directory after 'file://'");
-  return {dir, trusted};
-}
-
 unique_fd open_in_cache(const std::string& path) {
   return unique_fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
 }
@@ -38,7 +19,7 @@ unique_fd open_in_cache(const std::string& path) {
 } // namespace
 
 file_cache_substituter::file_cache_substituter(const std::string& uri)
-  : substituter(uri, parse_file_uri(uri).second), dir_(parse_file_uri(uri).first) {}
+  : substituter(uri, parse_directory_uri(uri, "file://").second), dir_(parse_directory_uri(uri, "file://").first) {}
 
 void file_cache_substituter::open() {
   std::string info_file = dir_ + "/nix-cache-info";

@@ -60,32 +60,8 @@ void copy_path(local_store& dest, const std::string& from, const path_info& info
 
 } // namespace
 
-namespace {
-
-// The directory and the trust of local:DIR[?trusted=0|1].
-std::pair<std::string, bool> parse_local_uri(const std::string& uri) {
-  constexpr std::string_view scheme = "local:";
-  if (uri.compare(0, scheme.size(), scheme) != 0)
-    throw format_error("substituter '" + uri + "' is not a local:DIR store");
-  std::string root = uri.substr(scheme.size());
-  bool trusted = false;
-  if (auto q = root.find('?'); q != std::string::npos) {
-    std::string query = root.substr(q + 1);
-    root.resize(q);
-    if (query == "trusted=1")
-      trusted = true;
-    else if (query != "trusted=0")
-      throw format_error("substituter '" + uri + "': unknown parameter '" + query + "' (only trusted=1)");
-  }
-  if (root.empty() || root[0] != '/')
-    throw format_error("substituter '" + uri + "': expected an absolute directory after 'local:'");
-  return {root, trusted};
-}
-
-} // namespace
-
 local_substituter::local_substituter(const std::string& uri)
-  : substituter(uri, parse_local_uri(uri).second), root_(parse_local_uri(uri).first) {}
+  : substituter(uri, parse_directory_uri(uri, "local:").second), root_(parse_directory_uri(uri, "local:").first) {}
 
 local_store& local_substituter::source() {
   if (!source_) {

@@ -1,10 +1,31 @@
 #include "store/local/substituter.hpp"
 
+#include "store/io/error.hpp"
+
 #include <map>
 #include <set>
 #include <vector>
 
 namespace kiln {
+
+std::pair<std::string, bool> substituter::parse_directory_uri(const std::string& uri, std::string_view scheme) {
+  if (uri.compare(0, scheme.size(), scheme) != 0)
+    throw format_error("substituter '" + uri + "' does not start with '" + std::string(scheme) + "'");
+  std::string dir = uri.substr(scheme.size());
+  bool trusted = false;
+  if (auto q = dir.find('?'); q != std::string::npos) {
+    std::string query = dir.substr(q + 1);
+    dir.resize(q);
+    if (query == "trusted=1")
+      trusted = true;
+    else if (query != "trusted=0")
+      throw format_error("substituter '" + uri + "': unknown parameter '" + query + "' (only trusted=1)");
+  }
+  if (dir.empty() || dir[0] != '/')
+    throw format_error("substituter '" + uri + "': expected an absolute directory after '" + std::string(scheme) +
+                       "'");
+  return {dir, trusted};
+}
 
 substitute_outcome substituter::substitute(local_store& dest, const store_path& path, const trusted_keys& keys,
                                         bool require_sigs) {

@@ -30,6 +30,9 @@ public:
 
 protected:
   substituter(std::string uri, bool trusted) : uri_(std::move(uri)), trusted_(trusted) {}
+  // The directory of SCHEME/DIR[?trusted=0|1] and whether it is trusted;
+  // a format_error for anything else.
+  static std::pair<std::string, bool> parse_directory_uri(const std::string& uri, std::string_view scheme);
   // What the substituter knows about `p`, or nothing if it lacks it.
   virtual std::optional<path_info> query(const store_path& p) = 0;
   // Adds `info`'s path to `dest` from here (its NAR checked against `info`).
