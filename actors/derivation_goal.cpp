@@ -155,16 +155,13 @@ void find_damage(goal_ptr self) {
     return outputs_substituted(self);
   }
   std::vector<std::string> outputs;
-  for (auto& name : wanted_outputs(self)) {
-    outputs.push_back(st.loaded.drv.outputs.at(name).path);
-    self->send(st.scheduler, notice_atom::value, drv_path(self), "checking path '" + outputs.back() + "'...");
-  }
+  for (auto& name : wanted_outputs(self))
+    say(self, "checking path '" + outputs.emplace_back(st.loaded.drv.outputs.at(name).path) + "'...");
   self->request(st.store, damage_check_timeout, damaged_atom::value, outputs)
       .then(
           [=](const std::vector<std::string>& damaged) {
             for (auto& path : damaged)
-              self->send(self->state.scheduler, notice_atom::value, drv_path(self),
-                         "path '" + path + "' is corrupted or missing!");
+              say(self, "path '" + path + "' is corrupted or missing!");
             self->state.repair_needed = !damaged.empty();
             outputs_substituted(self);
           },

@@ -19,13 +19,6 @@ namespace kiln::daemon {
 
 namespace {
 
-std::vector<std::string> full_paths(const store_path_set& paths) {
-  std::vector<std::string> out;
-  for (auto& p : paths)
-    out.push_back(p.full());
-  return out;
-}
-
 std::vector<std::string> full_paths(const std::vector<store_path>& paths) {
   return full_paths(store_path_set(paths.begin(), paths.end()));
 }

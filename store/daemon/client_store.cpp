@@ -15,13 +15,6 @@ namespace kiln::daemon {
 
 namespace {
 
-std::vector<std::string> texts(const store_path_set& paths) {
-  std::vector<std::string> out;
-  for (auto& p : paths)
-    out.push_back(p.full());
-  return out;
-}
-
 store_path_set paths_of(const std::vector<std::string>& texts) {
   store_path_set out;
   for (auto& t : texts)
@@ -148,7 +141,7 @@ std::optional<path_info> client_store::query_path_info(const store_path& p) {
 }
 
 store_path_set client_store::query_valid_paths(const store_path_set& paths) {
-  return paths_of(strs_at(call(op::query_valid_paths, {texts(paths), uint64_t{0}}), 0));
+  return paths_of(strs_at(call(op::query_valid_paths, {full_paths(paths), uint64_t{0}}), 0));
 }
 
 store_path_set client_store::query_referrers(const store_path& p) {
@@ -208,7 +201,7 @@ missing_plan client_store::query_missing(const std::vector<wanted_path>& targets
 path_info client_store::add_to_store(std::string_view name, content_method method, hash_algo algo, source& data,
                                      const store_path_set& references) {
   auto reply = call(op::add_to_store,
-                    {std::string(name), content_method_text(method, algo), texts(references), uint64_t{0}}, &data);
+                    {std::string(name), content_method_text(method, algo), full_paths(references), uint64_t{0}}, &data);
   std::size_t pos = 0;
   return path_info_from(reply, pos);
 }
@@ -262,7 +255,7 @@ gc_result client_store::collect_garbage(const gc_options& o, const gc_progress& 
   try {
     // maxFreed as Nix's client sends it: all ones for no limit (a 2.8
     // daemon takes 0 literally and stops at once).
-    reply = call(op::collect_garbage, {actions.at(o.action), texts(o.paths), uint64_t{0}, o.max_freed, uint64_t{0},
+    reply = call(op::collect_garbage, {actions.at(o.action), full_paths(o.paths), uint64_t{0}, o.max_freed, uint64_t{0},
                                        uint64_t{0}, uint64_t{0}});
   } catch (...) {
     log_ = saved;

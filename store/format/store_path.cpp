@@ -57,6 +57,13 @@ store_path store_path::from_base_name(std::string_view base) {
   return store_path(std::string(base));
 }
 
+std::vector<std::string> full_paths(const store_path_set& paths) {
+  std::vector<std::string> out;
+  for (auto& p : paths)
+    out.push_back(p.full());
+  return out;
+}
+
 store_path parse_store_path(std::string_view path, std::string_view store_dir) {
   if (path.size() <= store_dir.size() + 1 || path.substr(0, store_dir.size()) != store_dir ||
       path[store_dir.size()] != '/')

@@ -5,6 +5,7 @@
 #include "store/format/hash.hpp"
 
 #include <set>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -37,6 +38,9 @@ private:
 };
 
 using store_path_set = std::set<store_path>;
+
+// The paths as text (/nix/store/...), in the set's order.
+std::vector<std::string> full_paths(const store_path_set& paths);
 
 // Throws format_error if `name` is empty, longer than 211 characters, or has
 // a character outside [A-Za-z0-9+-._?=].
