@@ -330,6 +330,34 @@ def test_an_ordinary_user_runs_kilnd_without_sandbox_or_build_users(both):
         assert d.stop() == 0, d.output()
 
 
+def test_a_client_of_kilnd_gets_substitutes_from_its_binary_cache(both):
+    """kilnd's own substituters (here a file:// cache Nix 2.8 wrote) serve its
+    clients' builds: substituted, nothing built."""
+    key, pub = f"{both.dir}/key", f"{both.dir}/key.pub"
+    both.kiln_run("key", "generate", "kilnd-cache-1", key, pub)
+    drv = both.drv("cached", "echo cached > $out")
+    out = both.outputs(drv)["out"]
+    assert both.kiln_build(drv).returncode == 0
+    cache = both.nix_cache([out], "zstd", key)
+    assert both.kiln_run("store", "delete", "--store", both.store, out).returncode == 0
+    with open(pub) as f:
+        trusted = f.read()
+    d = Kilnd(both, "--option", "build-users-group", "", "--option", "substituters", f"file://{cache}",
+              "--option", "trusted-public-keys", trusted)
+    try:
+        c = d.client(version=0x125)
+        c.set_options()
+        c.send(46, [f"{drv}!out"], 0)
+        err, _ = c.stream()
+        assert err is None, err
+        assert c.u64() == 1 and c.str() == f"{drv}!out"
+        assert read_build_result(c, 37)["status"] == 1  # Substituted
+        with open(both.real(out)) as f:
+            assert f.read() == "cached\n"
+    finally:
+        assert d.stop() == 0, d.output()
+
+
 def test_a_socket_handed_over_by_systemd_is_served(both):
     """Socket activation as systemd does it: the listening socket on fd 3,
     LISTEN_PID naming kilnd and LISTEN_FDS=1."""

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from host_processes import running
-from kiln_testing import explain, run
+from kiln_testing import explain
 
 
 @pytest.fixture
@@ -408,15 +408,7 @@ def test_substituted_from_a_binary_cache_nix_wrote(both, compression):
     top = both.drv("cachetop", f"echo top >> {blog}; echo {dep_out} > $out", inputs=[dep])
     top_out = both.outputs(top)["out"]
     assert both.kiln_build(top).returncode == 0
-    # Into Nix's store (export, import), from there into a cache by Nix; then gone from Kiln's.
-    exp = subprocess.run([both.kiln, "store", "export", "--store", both.store, dep_out, top_out], env=both.env,
-                         capture_output=True)
-    imp = subprocess.run(["nix-store", "--store", both.nix_root, "--import"], input=exp.stdout, capture_output=True)
-    assert imp.returncode == 0, imp.stderr.decode()
-    cache = f"{both.dir}/cache"
-    r = run(["nix", "--extra-experimental-features", "nix-command", "copy", "--store", both.nix_root,
-             "--to", f"file://{cache}?compression={compression}&secret-key={key}", top_out])
-    assert r.returncode == 0, explain(r)
+    cache = both.nix_cache([dep_out, top_out], compression, key)  # then gone from Kiln's store
     assert both.kiln_run("store", "delete", "--store", both.store, top_out, dep_out).returncode == 0
     open(blog, "w").close()
     r = both.kiln_build("--json", "--option", "substituters", f"file://{cache}", "--option", "trusted-public-keys",

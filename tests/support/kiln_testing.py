@@ -154,6 +154,22 @@ class SideBySide:
                     "--option", "sandbox", "true", "--option", "sandbox-paths", HOST_TOOLS, *options],
                    timeout=timeout)
 
+    def nix_cache(self, paths, compression, key):
+        """A file:// binary cache written by Nix 2.8 (nix copy --to) holding
+        `paths` (valid in the Kiln store: exported to the Nix store first),
+        signed with the secret key file `key`; returns its directory."""
+        exp = subprocess.run([self.kiln, "store", "export", "--store", self.store, *paths], env=self.env,
+                             capture_output=True)
+        assert exp.returncode == 0, exp.stderr.decode()
+        imp = subprocess.run(["nix-store", "--store", self.nix_root, "--import"], input=exp.stdout,
+                             capture_output=True)
+        assert imp.returncode == 0, imp.stderr.decode()
+        cache = f"{self.dir}/cache-{compression}"
+        r = run(["nix", "--extra-experimental-features", "nix-command", "copy", "--store", self.nix_root,
+                 "--to", f"file://{cache}?compression={compression}&secret-key={key}", *paths])
+        assert r.returncode == 0, explain(r)
+        return cache
+
     def nix_valid(self, path):
         return run(["nix-store", "--store", self.nix_root, "--check-validity", path]).returncode == 0
 
