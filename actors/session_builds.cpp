@@ -147,11 +147,9 @@ private:
 };
 
 // DrvOutput ids as Nix 2.8 names built outputs: "sha256:<hash modulo>!<output>".
-string_pairs built_outputs(const build_result& r, const derivation& drv, const store_layout& layout) {
+// `hasher` memoises the inputs' hashes across the results of one reply.
+string_pairs built_outputs(const build_result& r, const derivation& drv, derivation_hasher& hasher) {
   string_pairs out;
-  if (!is_success(r.status) || r.outputs.empty())
-    return out;
-  derivation_hasher hasher(directory_loader(layout.store_dir()));
   auto hashes = hasher.hash_modulo(drv, true);
   for (auto& [name, path] : r.outputs) {
     auto h = hashes.find(name);
@@ -317,11 +315,12 @@ void session::build_paths(const request& r) {
     return out_.last({uint64_t{1}});
   }
   std::vector<argument> reply{uint64_t{results.size()}};
+  derivation_hasher hasher(directory_loader(ctx_.layout.store_dir()));
   for (std::size_t i = 0; i < results.size(); ++i) {
     auto& res = results[i];
     string_pairs outputs;
     if (is_success(res.status) && !res.outputs.empty())
-      outputs = built_outputs(res, stored_derivation(res.path, ctx_.layout), ctx_.layout);
+      outputs = built_outputs(res, stored_derivation(res.path, ctx_.layout), hasher);
     reply.emplace_back(asked[i]);
     append_build_result(reply, wire_result(res, std::move(outputs)), client_version_);
   }
@@ -371,8 +370,10 @@ void session::build_derivation(const request& r) {
   engine_run run = run_goals(o, {{drv_path, {}}});
   build_result res = run.top_level.empty() ? cancelled_result(drv_path) : run.top_level.front();
   string_pairs outputs;
-  if (is_success(res.status) && !res.outputs.empty())
-    outputs = built_outputs(res, drv, ctx_.layout);
+  if (is_success(res.status) && !res.outputs.empty()) {
+    derivation_hasher hasher(directory_loader(ctx_.layout.store_dir()));
+    outputs = built_outputs(res, drv, hasher);
+  }
   std::vector<argument> reply;
   append_build_result(reply, wire_result(res, std::move(outputs)), client_version_);
   out_.last(reply);
