@@ -1,14 +1,13 @@
 #include "store/local/build_log.hpp"
 
+#include "store/io/compress.hpp"
 #include "store/io/decompress.hpp"
 #include "store/io/error.hpp"
 #include "store/io/fd.hpp"
 #include "store/io/file_ops.hpp"
 
-#include <bzlib.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <zstd.h>
 
 #include <cerrno>
 #include <vector>
@@ -27,13 +26,13 @@ log_compression parse_log_compression(const std::string& value) {
 
 namespace {
 
-const char* suffix(log_compression c) {
+const char* method_name(log_compression c) {
   switch (c) {
-  case log_compression::zstd: return ".zst";
-  case log_compression::bzip2: return ".bz2";
-  case log_compression::none: return "";
+  case log_compression::zstd: return "zstd";
+  case log_compression::bzip2: return "bzip2";
+  case log_compression::none: return "none";
   }
-  return "";
+  return "none";
 }
 
 std::string log_stem(const store_layout& layout, std::string_view base) {
@@ -46,64 +45,42 @@ std::string log_stem(const store_layout& layout, std::string_view base) {
 
 std::string build_log_path(const store_layout& layout, std::string_view drv_base_name,
                            log_compression compression) {
-  return log_stem(layout, drv_base_name) + suffix(compression);
+  return log_stem(layout, drv_base_name) + compression_extension(method_name(compression));
 }
+
+namespace {
+
+// Unbuffered: what the builder printed is in the file as soon as the
+// compressor lets it out, so a build that dies leaves its log behind.
+class log_file_sink : public sink {
+public:
+  log_file_sink(int fd, const std::string& path) : fd_(fd), path_(path) {}
+  void write(const char* data, std::size_t n) override { write_all(fd_, data, n, path_); }
+
+private:
+  int fd_;
+  const std::string& path_;
+};
+
+} // namespace
 
 struct build_log_writer::impl {
   unique_fd fd;
   std::string path;
-  log_compression compression;
-  ZSTD_CStream* zstd = nullptr;
-  bz_stream bz{};
-  bool bz_open = false;
-  std::vector<char> buf = std::vector<char>(1 << 16);
-
-  void out(const char* p, std::size_t n) { write_all(fd.get(), p, n, path); }
-
-  void zstd_step(ZSTD_inBuffer& in, ZSTD_EndDirective mode) {
-    for (;;) {
-      ZSTD_outBuffer ob{buf.data(), buf.size(), 0};
-      std::size_t left = ZSTD_compressStream2(zstd, &ob, &in, mode);
-      if (ZSTD_isError(left))
-        throw error("compressing build log '" + path + "': " + ZSTD_getErrorName(left));
-      out(buf.data(), ob.pos);
-      if (mode == ZSTD_e_end ? left == 0 : in.pos == in.size)
-        return;
-    }
-  }
-
-  void bz_step(const char* p, std::size_t n, int action) {
-    bz.next_in = const_cast<char*>(p);
-    bz.avail_in = static_cast<unsigned>(n);
-    for (;;) {
-      bz.next_out = buf.data();
-      bz.avail_out = static_cast<unsigned>(buf.size());
-      int r = BZ2_bzCompress(&bz, action);
-      if (r < 0)
-        throw error("compressing build log '" + path + "': bzip2 error " + std::to_string(r));
-      out(buf.data(), buf.size() - bz.avail_out);
-      if (action == BZ_RUN ? bz.avail_in == 0 : r == BZ_STREAM_END)
-        return;
-    }
-  }
+  std::unique_ptr<log_file_sink> file;
+  std::unique_ptr<compressing_sink> out;
 };
 
 build_log_writer::build_log_writer(const std::string& path, log_compression compression)
     : impl_(std::make_unique<impl>()) {
   impl_->path = path;
-  impl_->compression = compression;
   make_directories(split_path(path).first);
   impl_->fd = unique_fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!impl_->fd)
     throw_errno("creating build log '" + path + "'");
-  if (compression == log_compression::zstd) {
-    impl_->zstd = ZSTD_createCStream();
-    ZSTD_CCtx_setParameter(impl_->zstd, ZSTD_c_compressionLevel, 3);
-  } else if (compression == log_compression::bzip2) {
-    if (BZ2_bzCompressInit(&impl_->bz, 9, 0, 0) != BZ_OK)
-      throw error("cannot start bzip2 compression for '" + path + "'");
-    impl_->bz_open = true;
-  }
+  impl_->file = std::make_unique<log_file_sink>(impl_->fd.get(), impl_->path);
+  impl_->out = make_compressing_sink(*impl_->file, method_name(compression), compression == log_compression::zstd ? 3 : -1,
+                                     "build log '" + path + "'");
 }
 
 build_log_writer::~build_log_writer() {
@@ -114,37 +91,14 @@ build_log_writer::~build_log_writer() {
 }
 
 void build_log_writer::write(std::string_view data) {
-  if (!impl_->fd || data.empty())
-    return;
-  switch (impl_->compression) {
-  case log_compression::none:
-    impl_->out(data.data(), data.size());
-    break;
-  case log_compression::zstd: {
-    ZSTD_inBuffer in{data.data(), data.size(), 0};
-    impl_->zstd_step(in, ZSTD_e_continue);
-    break;
-  }
-  case log_compression::bzip2:
-    impl_->bz_step(data.data(), data.size(), BZ_RUN);
-    break;
-  }
+  if (impl_->fd && !data.empty())
+    impl_->out->write(data.data(), data.size());
 }
 
 void build_log_writer::close() {
   if (!impl_->fd)
     return;
-  if (impl_->zstd) {
-    ZSTD_inBuffer in{nullptr, 0, 0};
-    impl_->zstd_step(in, ZSTD_e_end);
-    ZSTD_freeCStream(impl_->zstd);
-    impl_->zstd = nullptr;
-  }
-  if (impl_->bz_open) {
-    impl_->bz_step(nullptr, 0, BZ_FINISH);
-    BZ2_bzCompressEnd(&impl_->bz);
-    impl_->bz_open = false;
-  }
+  impl_->out->finish();
   impl_->fd.reset();
 }
 
@@ -157,10 +111,7 @@ std::optional<std::string> read_build_log(const store_layout& layout, std::strin
     if (!fd)
       throw_errno("opening the build log '" + path + "'");
     fd_source raw(fd.get(), path);
-    auto text = decompressing_source(raw, c == log_compression::zstd    ? "zstd"
-                                          : c == log_compression::bzip2 ? "bzip2"
-                                                                        : "none",
-                                     "build log '" + path + "'");
+    auto text = decompressing_source(raw, method_name(c), "build log '" + path + "'");
     string_sink out;
     copy_all(*text, out);
     return out.s;

@@ -2,8 +2,10 @@
 // (xz, bzip2, zstd, none): each comes out as the NAR its narinfo
 // describes (hash and size), also when the compressed bytes arrive one at
 // a time; cut short, garbled or of an unknown kind, it is an error that
-// names what was read.
+// names what was read. Compression (compress.hpp) comes back through the
+// same decompression, for every method and level, in pieces of any size.
 #include "store/format/narinfo.hpp"
+#include "store/io/compress.hpp"
 #include "store/io/decompress.hpp"
 #include "store/io/error.hpp"
 #include "tests/support/test_support.hpp"
@@ -102,6 +104,41 @@ BOOST_AUTO_TEST_CASE(cut_short_garbled_or_unknown_is_an_error_naming_it) {
   refused("data", "br", "test data: unknown compression 'br'");
   BOOST_TEST(decompress("plain", "none") == "plain");
   BOOST_TEST(decompress("plain", "") == "plain");
+}
+
+BOOST_AUTO_TEST_CASE(what_is_compressed_decompresses_to_itself) {
+  // Compressible and incompressible halves, larger than the buffers.
+  std::string data;
+  for (int i = 0; i < 40000; ++i)
+    data += "line " + std::to_string(i % 97) + "\n";
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 300000; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    data += static_cast<char>(x);
+  }
+  for (auto& method : {"none", "xz", "bzip2", "zstd"})
+    for (int level : {-1, 1}) {
+      BOOST_TEST_CONTEXT(method << " level " << level) {
+        string_sink packed;
+        auto out = make_compressing_sink(packed, method, level, "test data");
+        for (std::size_t at = 0; at < data.size(); at += 70001)
+          out->write(data.data() + at, std::min<std::size_t>(70001, data.size() - at));
+        out->finish();
+        BOOST_TEST((decompress(packed.s, method) == data));
+        if (std::string(method) != "none")
+          BOOST_TEST(packed.s.size() < data.size());
+      }
+    }
+  string_sink empty;
+  auto out = make_compressing_sink(empty, "zstd", -1, "nothing");
+  out->finish();
+  BOOST_TEST(decompress(empty.s, "zstd").empty());
+  BOOST_CHECK_THROW(make_compressing_sink(empty, "br", -1, "test data"), format_error);
+  BOOST_CHECK_THROW(make_compressing_sink(empty, "xz", 12, "test data"), error);
+  BOOST_TEST(compression_extension("xz") == ".xz");
+  BOOST_TEST(compression_extension("bzip2") == ".bz2");
+  BOOST_TEST(compression_extension("zstd") == ".zst");
+  BOOST_TEST(compression_extension("none").empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
