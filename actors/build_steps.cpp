@@ -6,7 +6,6 @@
 #include "sandbox/sandbox_spec.hpp"
 #include "sandbox/sandbox_store.hpp"
 #include "sandbox/builtin_builders.hpp"
-#include "store/cache/substituters.hpp"
 #include "store/local/build_log.hpp"
 #include "store/local/build_outputs.hpp"
 #include "store/local/closure.hpp"
@@ -145,9 +144,7 @@ substitute_outcome build_steps::substitute(const std::string& path, uint32_t ind
     return {substitute_outcome::absent, unusable_[index]};
   if (!substituters_[index]) {
     try {
-      auto sub = make_substituter(options_.substituters[index]);
-      sub->open();
-      substituters_[index] = std::move(sub);
+      substituters_[index] = make_substituter(options_.substituters[index]);
     } catch (const error& e) {
       unusable_[index] = e.what();
       return {substitute_outcome::unusable, e.what()};

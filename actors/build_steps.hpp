@@ -8,7 +8,7 @@
 #include "sandbox/build_users.hpp"
 #include "store/format/derivation.hpp"
 #include "store/local/local_store.hpp"
-#include "store/local/substituter.hpp"
+#include "store/cache/substituter.hpp"
 #include "store/format/signature.hpp"
 
 #include <map>

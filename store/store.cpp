@@ -7,6 +7,15 @@
 
 namespace kiln {
 
+void throw_nar_mismatch(const path_info& expected, const hash& got, uint64_t got_size) {
+  if (got_size != expected.nar_size)
+    throw error("NAR of '" + expected.path.full() + "' has " + std::to_string(got_size) + " bytes, expected " +
+                std::to_string(expected.nar_size));
+  throw error("hash mismatch importing path '" + expected.path.full() + "';\n  specified: " +
+              expected.nar_hash.to_prefixed(hash_format::base32) + "\n  got:       " +
+              got.to_prefixed(hash_format::base32));
+}
+
 store_path_set store::query_valid_paths(const store_path_set& paths) {
   store_path_set valid;
   for (auto& p : paths)

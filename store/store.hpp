@@ -146,6 +146,10 @@ public:
   virtual std::optional<std::string> build_log(const store_path& drv) = 0;
 };
 
+// A NAR that is not what its record says: Nix's message ("hash mismatch
+// importing path ..."), or the sizes that differ.
+[[noreturn]] void throw_nar_mismatch(const path_info& expected, const hash& got, uint64_t got_size);
+
 // Every path reachable from `roots` through `next_of` (references, or
 // referrers), in topological order (references first), ties broken by
 // name, so every store gives the same order for the same graph.

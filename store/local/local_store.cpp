@@ -176,13 +176,8 @@ path_info local_store::materialise(path_info info,
     hashing_source hashed(nar, hash_algo::sha256);
     restore_nar(hashed, temp, {}, staging);
     hash got = hashed.finish();
-    if (info.nar_size != 0 && hashed.size() != info.nar_size)
-      throw error("NAR of '" + info.path.full() + "' has " + std::to_string(hashed.size()) +
-                  " bytes, expected " + std::to_string(info.nar_size));
-    if (info.nar_size != 0 && got != info.nar_hash)
-      throw error("hash mismatch importing path '" + info.path.full() + "';\n  specified: " +
-                  info.nar_hash.to_prefixed(hash_format::base32) + "\n  got:       " +
-                  got.to_prefixed(hash_format::base32));
+    if (info.nar_size != 0 && (hashed.size() != info.nar_size || got != info.nar_hash))
+      throw_nar_mismatch(info, got, hashed.size());
     info.nar_hash = got;
     info.nar_size = hashed.size();
     derivation_outputs_map drv_outputs;

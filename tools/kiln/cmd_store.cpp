@@ -1,3 +1,4 @@
+#include "store/cache/store_uri.hpp"
 #include "store/daemon/client_store.hpp"
 #include "store/local/closure.hpp"
 #include "store/io/error.hpp"
@@ -92,8 +93,8 @@ std::unique_ptr<local_store> open_store(const cli::parsed_args& a) {
   return std::make_unique<local_store>(store_layout::from_uri(uri));
 }
 
-std::unique_ptr<kiln::store> open_any_store(const cli::parsed_args& a, daemon::client_store::log_sink log) {
-  std::string uri = chosen_store(a);
+std::unique_ptr<kiln::store> open_store_at(const std::string& uri, const cli::parsed_args& a, bool must_exist,
+                                           daemon::client_store::log_sink log) {
   if (!log)
     log = [](const daemon::stderr_message& m) {
       if (m.code == daemon::stderr_code::next)
@@ -122,7 +123,13 @@ std::unique_ptr<kiln::store> open_any_store(const cli::parsed_args& a, daemon::c
     return std::make_unique<daemon::client_store>(uri == "daemon" ? daemon::default_daemon_socket() : uri.substr(7), o,
                                                   std::move(log));
   }
+  if (must_exist || is_binary_cache_uri(uri))
+    return open_store_uri(uri, !must_exist);
   return std::make_unique<local_store>(store_layout::from_uri(uri));
+}
+
+std::unique_ptr<kiln::store> open_any_store(const cli::parsed_args& a, daemon::client_store::log_sink log) {
+  return open_store_at(chosen_store(a), a, false, std::move(log));
 }
 
 settings load_settings(const cli::parsed_args& a) {

@@ -19,6 +19,7 @@ Kiln realises Nix derivations. Commands:
   store   add to, query and dump a local store laid out as Nix's (--store local:DIR)
   build   realise derivations: build them (and their inputs) in the local store
   log     print the build log of a derivation or output path
+  copy    copy paths and their closures between stores and binary caches
 
 Run 'kiln COMMAND --help' for a command's options.
 Errors go to stderr and give a non-zero exit status.
@@ -42,7 +43,8 @@ int main(int argc, char** argv) {
                                 {"key", "signing keys", kiln::cmd::key},
                                 {"store", "the local store", kiln::cmd::store},
                                 {"build", "build derivations", kiln::cmd::build_command},
-                                {"log", "build logs", kiln::cmd::log_command}},
+                                {"log", "build logs", kiln::cmd::log_command},
+                                {"copy", "copy between stores", kiln::cmd::copy_command}},
                                usage);
   } catch (const kiln::cli::help_shown&) {
     return 0;

@@ -20,6 +20,11 @@ std::unique_ptr<local_store> open_store(const cli::parsed_args& a);
 // For commands that work on any store; `log` hears what a daemon says
 // (default: its messages on stderr).
 std::unique_ptr<kiln::store> open_any_store(const cli::parsed_args& a, daemon::client_store::log_sink log = {});
+// The store `uri` names (any form --store takes, and file:///DIR binary
+// caches), with `a`'s settings for a daemon. `must_exist`: a local store or
+// cache that is not there is an error, not made.
+std::unique_ptr<kiln::store> open_store_at(const std::string& uri, const cli::parsed_args& a, bool must_exist,
+                                           daemon::client_store::log_sink log = {});
 
 // Settings from $KILN_CONF (default /etc/kiln/kiln.conf, if present), then
 // each --option NAME VALUE in order.

@@ -1,0 +1,34 @@
+// Stores named by URI, as Nix names them: the local forms (`local`, `/DIR`,
+// `local?root=DIR`, `local:DIR`) and binary caches (`file:///DIR`), each
+// with `?name=value&...` parameters. The daemon's forms (`daemon`,
+// `unix://`) are the client store's (store/daemon), not opened here.
+#pragma once
+
+#include "store/cache/binary_cache_store.hpp"
+#include "store/store.hpp"
+
+#include <map>
+#include <memory>
+#include <string>
+
+namespace kiln {
+
+struct store_uri {
+  std::string text; // as given
+  std::string base; // before '?'
+  std::map<std::string, std::string> params;
+};
+
+// Splits the parameters off; a parameter that is not name=value, or is
+// given twice, is a format_error naming it.
+store_uri parse_store_uri(const std::string& text);
+
+bool is_binary_cache_uri(const std::string& text);
+
+// Opens the store `text` names. A binary cache is made (its nix-cache-info
+// written) only `for_writing`. Parameters a store of that kind does not
+// take are errors listing the ones it does; `trusted` (a substituter's) is
+// taken by every kind and ignored here.
+std::unique_ptr<store> open_store_uri(const std::string& text, bool for_writing);
+
+} // namespace kiln

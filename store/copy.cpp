@@ -1,0 +1,78 @@
+#include "store/copy.hpp"
+
+#include "store/io/pipe_source.hpp"
+#include "store/local/verify.hpp"
+
+#include <map>
+#include <set>
+
+namespace kiln {
+
+copy_plan plan_copy(store& from, store& to, const store_path_set& roots) {
+  copy_plan plan;
+  std::set<store_path> seen;
+  std::map<store_path, path_info> infos;
+  // (path, expanded, who wants it): a path is placed after its references.
+  struct step {
+    store_path path;
+    bool expanded;
+    std::optional<store_path> wanted_by;
+  };
+  std::vector<step> stack;
+  for (auto it = roots.rbegin(); it != roots.rend(); ++it)
+    stack.push_back({*it, false, std::nullopt});
+  while (!stack.empty()) {
+    step s = std::move(stack.back());
+    stack.pop_back();
+    if (s.expanded) {
+      plan.paths.push_back(std::move(infos.at(s.path)));
+      continue;
+    }
+    if (!seen.insert(s.path).second)
+      continue;
+    to.add_temp_root(s.path);
+    if (to.is_valid(s.path))
+      continue;
+    auto info = from.query_path_info(s.path);
+    if (!info) {
+      plan.absent = s.path;
+      plan.wanted_by = s.wanted_by;
+      plan.paths.clear();
+      return plan;
+    }
+    stack.push_back({s.path, true, std::nullopt});
+    for (auto r = info->references.rbegin(); r != info->references.rend(); ++r)
+      if (*r != s.path)
+        stack.push_back({*r, false, s.path});
+    infos.emplace(s.path, std::move(*info));
+  }
+  return plan;
+}
+
+bool trustworthy(const path_info& info, const trusted_keys& keys) {
+  return info.ca || has_valid_signature(fingerprint_of(info), info.sigs, keys);
+}
+
+void copy_path(store& from, store& to, const path_info& info) {
+  path_info record = info;
+  record.ultimate = false;
+  record.registration_time = 0;
+  pipe_source nar([&](sink& out) { from.nar_from_path(info.path, out); });
+  to.add_nar(nar, record);
+}
+
+std::vector<store_path> copy_paths(store& from, store& to, const std::vector<path_info>& paths,
+                                   const std::function<void(const path_info&)>& each) {
+  std::vector<store_path> copied;
+  for (auto& info : paths) {
+    if (to.is_valid(info.path))
+      continue;
+    if (each)
+      each(info);
+    copy_path(from, to, info);
+    copied.push_back(info.path);
+  }
+  return copied;
+}
+
+} // namespace kiln

@@ -1,0 +1,121 @@
+"""Binary caches with Nix 2.8 on the other side. Caches `kiln copy --to`
+writes (each compression, signed) are read by Nix's `nix copy --from`,
+checked by `nix store verify --trusted-public-keys`, and used as the only
+substituter of `nix-store --realise`; caches Nix writes are read by `kiln
+copy --from`; copies between Kiln stores check signatures as Nix does."""
+import json
+import os
+
+import pytest
+
+from kiln_testing import explain, refused, run
+
+NIX = ["nix", "--extra-experimental-features", "nix-command"]
+COMPRESSIONS = ["none", "xz", "bzip2", "zstd"]
+
+
+def built_closure(both, tag):
+    """Two outputs built in the Kiln store, the second referring to the first."""
+    dep = both.drv(f"{tag}dep", "echo dep > $out; head -c 100000 /dev/urandom >> $out")
+    dep_out = both.outputs(dep)["out"]
+    top = both.drv(f"{tag}top", f"mkdir $out; echo {dep_out} > $out/ref; ln -s {dep_out} $out/link", inputs=[dep])
+    top_out = both.outputs(top)["out"]
+    r = both.kiln_build(top)
+    assert r.returncode == 0, explain(r)
+    return top, top_out, dep_out
+
+
+def key_pair(both, name="kiln-cache-1"):
+    key, pub = f"{both.dir}/{name}.sec", f"{both.dir}/{name}.pub"
+    r = both.kiln_run("key", "generate", name, key, pub)
+    assert r.returncode == 0, explain(r)
+    return key, open(pub).read().strip()
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_nix_reads_a_cache_kiln_writes(both, compression):
+    top, top_out, dep_out = built_closure(both, compression)
+    key, pub = key_pair(both)
+    cache = f"{both.dir}/cache"
+    r = both.kiln_run("copy", "--store", both.store, "--to",
+                      f"file://{cache}?compression={compression}&secret-key={key}", top_out)
+    assert r.returncode == 0 and "copied 2 paths" in r.stderr, explain(r)
+    ext = {"none": ".nar", "xz": ".nar.xz", "bzip2": ".nar.bz2", "zstd": ".nar.zst"}[compression]
+    assert all(n.endswith(ext) for n in os.listdir(f"{cache}/nar")), os.listdir(f"{cache}/nar")
+
+    # nix copy --from, checking signatures against the key Kiln signed with.
+    r = run([*NIX, "copy", "--store", both.nix_root, "--from", f"file://{cache}",
+             "--option", "trusted-public-keys", pub, top_out])
+    assert r.returncode == 0, explain(r)
+    r = run([*NIX, "store", "verify", "--store", both.nix_root, "--trusted-public-keys", pub, "-r", top_out])
+    assert r.returncode == 0, explain(r)
+    assert open(both.nix_real(top_out) + "/ref").read() == f"{dep_out}\n"
+    # The same bytes as Kiln's store holds (NarHash as both record it).
+    for p in (top_out, dep_out):
+        nix_hash = run(["nix-store", "--store", both.nix_root, "-q", "--hash", p]).stdout.strip()
+        kiln_info = json.loads(both.kiln_run("store", "path-info", "--json", "--store", both.store, p).stdout)
+        kiln_info = kiln_info[0] if isinstance(kiln_info, list) else kiln_info[p]
+        assert nix_hash == kiln_info["narHash"]
+
+    # The cache as nix-store --realise's only substituter, into another store.
+    other = f"{both.dir}/nix-other"
+    r = run(["nix-store", "--store", other, "--realise", top_out, "--option", "substituters", f"file://{cache}",
+             "--option", "trusted-public-keys", pub])
+    assert r.returncode == 0 and r.stdout.strip() == top_out, explain(r)
+
+    # A key Nix does not trust: refused.
+    _, stranger = key_pair(both, "stranger-1")
+    r = run([*NIX, "copy", "--store", f"{both.dir}/nix-third", "--from", f"file://{cache}",
+             "--option", "trusted-public-keys", stranger, top_out])
+    assert r.returncode != 0 and "lacks a valid signature" in r.stderr, explain(r)
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_kiln_copies_from_a_cache_nix_wrote(both, compression):
+    top, top_out, dep_out = built_closure(both, compression)
+    key, pub = key_pair(both)
+    cache = both.nix_cache([dep_out, top_out], compression, key)
+    fresh = f"local:{both.dir}/fresh"
+    r = both.kiln_run("copy", "--store", fresh, "--from", f"file://{cache}", "--json",
+                      "--option", "trusted-public-keys", pub, top_out)
+    assert r.returncode == 0 and json.loads(r.stdout) == {"copied": [dep_out, top_out], "present": []}, explain(r)
+    r = both.kiln_run("store", "verify", "--store", fresh, "--all", "--check-contents")
+    assert r.returncode == 0, explain(r)
+    # Again: everything is there, nothing copied.
+    r = both.kiln_run("copy", "--store", fresh, "--from", f"file://{cache}", "--json",
+                      "--option", "trusted-public-keys", pub, top_out)
+    assert json.loads(r.stdout) == {"copied": [], "present": [top_out]}, explain(r)
+
+
+def test_copies_between_kiln_stores_need_signatures_as_nix_does(both):
+    top, top_out, dep_out = built_closure(both, "sig")
+    other = f"local:{both.dir}/other"
+    # Built here, signed by nobody: a store refuses it, and takes none of the closure.
+    r = both.kiln_run("copy", "--store", both.store, "--to", other, top_out)
+    refused(r, "because it lacks a signature by a trusted key")
+    assert both.kiln_run("store", "path-info", "--store", other, dep_out).returncode != 0
+    r = both.kiln_run("copy", "--store", both.store, "--to", other, "--no-check-sigs", top_out)
+    assert r.returncode == 0, explain(r)
+    # Signed, and the key trusted: accepted.
+    key, pub = key_pair(both)
+    third = f"local:{both.dir}/third"
+    assert both.kiln_run("store", "sign", "--store", both.store, "--key-file", key, top_out, dep_out).returncode == 0
+    r = both.kiln_run("copy", "--store", both.store, "--to", third, "--option", "trusted-public-keys", pub, top_out)
+    assert r.returncode == 0, explain(r)
+    r = both.kiln_run("store", "verify", "--store", third, "--all", "--check-contents")
+    assert r.returncode == 0, explain(r)
+
+
+def test_bad_requests_are_refused_clearly(both):
+    top, top_out, dep_out = built_closure(both, "bad")
+    cache = f"{both.dir}/cache"
+    refused(both.kiln_run("copy", "--store", both.store, top_out), "--to DEST or --from SRC")
+    refused(both.kiln_run("copy", "--store", both.store, "--to", f"file://{cache}?compression=br", top_out),
+            "unknown compression 'br'")
+    refused(both.kiln_run("copy", "--store", both.store, "--to", f"file://{cache}?colour=blue", top_out),
+            "unknown parameter 'colour'")
+    refused(both.kiln_run("copy", "--store", f"local:{both.dir}/fresh", "--from", f"file://{both.dir}/nothing",
+                          top_out), "has no nix-cache-info")
+    absent = "/nix/store/" + "1" * 32 + "-absent"
+    refused(both.kiln_run("copy", "--store", both.store, "--to", f"file://{cache}", absent), "is not in")
+    assert not os.path.exists(f"{cache}/nar") or os.listdir(f"{cache}/nar") == []
