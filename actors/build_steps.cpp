@@ -144,7 +144,12 @@ substitute_outcome build_steps::substitute(const std::string& path, uint32_t ind
     return {substitute_outcome::absent, unusable_[index]};
   if (!substituters_[index]) {
     try {
-      substituters_[index] = make_substituter(options_.substituters[index]);
+      http_settings http;
+      http.attempts = options_.download_attempts;
+      http.stalled_timeout = options_.stalled_download_timeout;
+      http.connect_timeout = options_.connect_timeout;
+      http.netrc_file = options_.netrc_file;
+      substituters_[index] = make_substituter(options_.substituters[index], http);
     } catch (const error& e) {
       unusable_[index] = e.what();
       return {substitute_outcome::unusable, e.what()};

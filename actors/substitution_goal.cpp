@@ -3,8 +3,9 @@
 //   init -> try_next_substituter -> finished
 // Each substituter is tried in order by the store actor, which copies the
 // path with its missing references (the reference's references_valid and
-// try_to_run steps happen there, in one piece). Binary caches are a later
-// issue; today's substituters are other local stores.
+// try_to_run steps happen there, in one piece). A substituter is another
+// local store or a binary cache (store/cache/substituter.hpp); one that
+// fails is reported and the next is tried, as Nix does.
 #include "actors/actors.hpp"
 
 namespace kiln {

@@ -8,7 +8,7 @@ pkg_check_modules(LZMA REQUIRED IMPORTED_TARGET liblzma)
 pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(BZip2 REQUIRED)                     # .bz2 build logs, as Nix writes them
-find_package(CURL REQUIRED)                      # builtin:fetchurl
+find_package(CURL REQUIRED)                      # builtin:fetchurl, HTTP binary caches
 find_package(CLI11 2 REQUIRED)                   # the kiln command line
 
 # Debian's libcaf-dev 0.17.6 ships neither a CMake package config nor a .pc

@@ -85,6 +85,11 @@ struct build_options {
   std::vector<std::string> trusted_public_keys; // "name:base64"
   bool require_sigs = true;
   bool fallback = false; // build when a substituter failed (not only when none had the path)
+  // How http(s) caches are fetched (store/io/http.hpp's http_settings).
+  uint32_t download_attempts = 5;
+  uint32_t stalled_download_timeout = 300; // seconds
+  uint32_t connect_timeout = 0;            // seconds, 0 = libcurl's
+  std::string netrc_file;
   // The sandbox (sandbox/sandbox_spec.hpp): mode 0 off, 1 relaxed, 2 on.
   uint8_t sandbox = 2;
   bool sandbox_fallback = true;
@@ -111,6 +116,7 @@ typename Inspector::result_type inspect(Inspector& f, build_options& x) {
            x.keep_going, x.keep_failed, x.print_build_logs, x.max_silent_time, x.timeout,
            x.max_log_size, x.log_lines, x.compress_build_log, x.secret_key_files,
            x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs, x.fallback,
+           x.download_attempts, x.stalled_download_timeout, x.connect_timeout, x.netrc_file,
            x.sandbox, x.sandbox_fallback, x.sandbox_paths, x.sandbox_build_dir, x.allowed_impure_host_deps,
            x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features, x.pids_default, x.size_max, x.log_hint,
            x.given_derivations);

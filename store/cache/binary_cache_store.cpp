@@ -72,32 +72,29 @@ std::optional<narinfo> binary_cache_store::read_narinfo(std::string_view hash_pa
 }
 
 const narinfo& binary_cache_store::narinfo_of(const store_path& p) {
-  {
-    std::lock_guard<std::mutex> g(mutex_);
-    if (auto it = narinfos_.find(p); it != narinfos_.end())
-      return it->second;
-  }
-  auto n = read_narinfo(p.hash_part());
-  if (!n)
+  if (!query_path_info(p))
     throw error("binary cache '" + uri() + "' does not have '" + p.full() + "'");
-  if (n->path != p)
-    throw format_error("narinfo '" + uri() + "/" + narinfo_name(p.hash_part()) + "' is for '" + n->path.full() +
-                       "', not '" + p.full() + "'");
   std::lock_guard<std::mutex> g(mutex_);
-  return narinfos_.insert_or_assign(p, std::move(*n)).first->second;
+  return narinfos_.at(p);
 }
 
 bool binary_cache_store::is_valid(const store_path& p) { return query_path_info(p).has_value(); }
 
+// One GET: a missing narinfo is a 404 (or ENOENT), not a separate question.
 std::optional<path_info> binary_cache_store::query_path_info(const store_path& p) {
   {
     std::lock_guard<std::mutex> g(mutex_);
     if (auto it = narinfos_.find(p); it != narinfos_.end())
       return it->second.info();
   }
-  if (!transport_->has(narinfo_name(p.hash_part())))
+  auto n = read_narinfo(p.hash_part());
+  if (!n)
     return std::nullopt;
-  return narinfo_of(p).info();
+  if (n->path != p)
+    throw format_error("narinfo '" + uri() + "/" + narinfo_name(p.hash_part()) + "' is for '" + n->path.full() +
+                       "', not '" + p.full() + "'");
+  std::lock_guard<std::mutex> g(mutex_);
+  return narinfos_.insert_or_assign(p, std::move(*n)).first->second.info();
 }
 
 store_path_set binary_cache_store::query_referrers(const store_path&) { unsupported("tell a path's referrers"); }
@@ -173,7 +170,7 @@ path_info binary_cache_store::add_nar(source& nar, path_info info) {
 void binary_cache_store::nar_from_path(const store_path& p, sink& out) {
   const narinfo n = narinfo_of(p);
   std::string what = "'" + uri() + "/" + n.url + "'";
-  auto raw = transport_->open(n.url);
+  auto raw = transport_->open(n.url, n.file_size);
   hashing_source file(*raw, n.file_hash ? n.file_hash->algo : hash_algo::sha256);
   buffered_source buffered(file);
   auto nar = decompressing_source(buffered, n.compression, what);

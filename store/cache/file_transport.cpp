@@ -48,7 +48,8 @@ public:
     return out.s;
   }
 
-  std::unique_ptr<source> open(const std::string& name) override {
+  // A file's length is checked by its reader (FileSize): a file cannot grow forever.
+  std::unique_ptr<source> open(const std::string& name, uint64_t) override {
     unique_fd fd = open_file(name);
     if (!fd)
       throw_errno("opening '" + path_of(name) + "'");

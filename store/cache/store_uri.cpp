@@ -32,7 +32,18 @@ store_uri parse_store_uri(const std::string& text) {
   return u;
 }
 
-bool is_binary_cache_uri(const std::string& text) { return text.rfind("file://", 0) == 0; }
+bool is_binary_cache_uri(const std::string& text) {
+  return text.rfind("file://", 0) == 0 || text.rfind("http://", 0) == 0 || text.rfind("https://", 0) == 0;
+}
+
+http_settings http_settings_from(const settings& s) {
+  http_settings h;
+  h.attempts = static_cast<unsigned>(s.get_number("download-attempts"));
+  h.stalled_timeout = static_cast<unsigned>(s.get_number("stalled-download-timeout"));
+  h.connect_timeout = static_cast<unsigned>(s.get_number("connect-timeout"));
+  h.netrc_file = s.get("netrc-file");
+  return h;
+}
 
 namespace {
 
@@ -60,28 +71,42 @@ int level_param(const store_uri& u) {
   throw format_error("store '" + u.text + "': compression-level '" + it->second + "' is not a number from 0");
 }
 
-std::unique_ptr<store> open_binary_cache(const store_uri& u, bool for_writing) {
+std::unique_ptr<cache_transport> transport_for(const store_uri& u, bool for_writing, const http_settings& http) {
+  if (u.base.rfind("file://", 0) == 0) {
+    std::string dir = u.base.substr(7);
+    if (dir.empty() || dir[0] != '/')
+      throw format_error("store '" + u.text + "': expected an absolute directory after 'file://'");
+    if (for_writing)
+      make_directories(dir);
+    return make_file_transport(u.text, dir);
+  }
+  std::string base = u.base;
+  auto host = base.find("://") + 3;
+  if (host >= base.size() || base[host] == '/')
+    throw format_error("store '" + u.text + "': expected a host after '" + base.substr(0, host) + "'");
+  while (base.size() > host && base.back() == '/')
+    base.pop_back();
+  return make_http_transport(u.text, base, http);
+}
+
+std::unique_ptr<store> open_binary_cache(const store_uri& u, bool for_writing, const http_settings& http) {
   allow_only(u, {"compression", "compression-level", "secret-key", "trusted", "priority", "want-mass-query"});
-  std::string dir = u.base.substr(7);
-  if (dir.empty() || dir[0] != '/')
-    throw format_error("store '" + u.text + "': expected an absolute directory after 'file://'");
-  if (for_writing)
-    make_directories(dir);
+  auto transport = transport_for(u, for_writing, http);
   cache_params p;
   if (auto it = u.params.find("compression"); it != u.params.end())
     p.compression = it->second;
   p.compression_level = level_param(u);
   if (auto it = u.params.find("secret-key"); it != u.params.end())
     p.secret_key_file = it->second;
-  return std::make_unique<binary_cache_store>(make_file_transport(u.text, dir), p, for_writing);
+  return std::make_unique<binary_cache_store>(std::move(transport), p, for_writing);
 }
 
 } // namespace
 
-std::unique_ptr<store> open_store_uri(const std::string& text, bool for_writing) {
+std::unique_ptr<store> open_store_uri(const std::string& text, bool for_writing, const http_settings& http) {
   store_uri u = parse_store_uri(text);
   if (is_binary_cache_uri(text))
-    return open_binary_cache(u, for_writing);
+    return open_binary_cache(u, for_writing, http);
   // Local: `root` belongs to the layout's own spelling (local?root=DIR).
   allow_only(u, {"root", "trusted"});
   std::string local = u.base;

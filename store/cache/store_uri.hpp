@@ -1,10 +1,12 @@
 // Stores named by URI, as Nix names them: the local forms (`local`, `/DIR`,
-// `local?root=DIR`, `local:DIR`) and binary caches (`file:///DIR`), each
+// `local?root=DIR`, `local:DIR`) and binary caches (`file:///DIR`,
+// `http://HOST[:PORT]/PATH`, `https://...`), each
 // with `?name=value&...` parameters. The daemon's forms (`daemon`,
 // `unix://`) are the client store's (store/daemon), not opened here.
 #pragma once
 
 #include "store/cache/binary_cache_store.hpp"
+#include "store/format/settings.hpp"
 #include "store/store.hpp"
 
 #include <map>
@@ -25,10 +27,14 @@ store_uri parse_store_uri(const std::string& text);
 
 bool is_binary_cache_uri(const std::string& text);
 
+// download-attempts, stalled-download-timeout, connect-timeout, netrc-file.
+http_settings http_settings_from(const settings& s);
+
 // Opens the store `text` names. A binary cache is made (its nix-cache-info
 // written) only `for_writing`. Parameters a store of that kind does not
 // take are errors listing the ones it does; `trusted` (a substituter's) is
-// taken by every kind and ignored here.
-std::unique_ptr<store> open_store_uri(const std::string& text, bool for_writing);
+// taken by every kind and ignored here. `http` is how http(s):// caches
+// are fetched (download-attempts, stalled-download-timeout, ...).
+std::unique_ptr<store> open_store_uri(const std::string& text, bool for_writing, const http_settings& http = {});
 
 } // namespace kiln

@@ -23,7 +23,7 @@ substitute_outcome substituter::substitute(store& dest, const store_path& path, 
   return {};
 }
 
-std::unique_ptr<substituter> make_substituter(const std::string& uri) {
+std::unique_ptr<substituter> make_substituter(const std::string& uri, const http_settings& http) {
   store_uri u = parse_store_uri(uri);
   bool trusted = false;
   if (auto it = u.params.find("trusted"); it != u.params.end()) {
@@ -31,11 +31,11 @@ std::unique_ptr<substituter> make_substituter(const std::string& uri) {
       throw format_error("substituter '" + uri + "': trusted must be 0 or 1, not '" + it->second + "'");
     trusted = it->second == "1";
   }
-  if (u.base.rfind("http://", 0) == 0 || u.base.rfind("https://", 0) == 0 || u.base.rfind("s3://", 0) == 0 ||
-      u.base.rfind("ssh", 0) == 0 || u.base == "daemon" || u.base.rfind("unix://", 0) == 0)
+  if (u.base.rfind("s3://", 0) == 0 || u.base.rfind("ssh", 0) == 0 || u.base == "daemon" ||
+      u.base.rfind("unix://", 0) == 0)
     throw format_error("substituter '" + uri +
-                       "' is not supported yet (local stores and file:///DIR binary caches are)");
-  return std::make_unique<substituter>(uri, trusted, open_store_uri(uri, false));
+                       "' is not supported yet (local stores and file://, http:// and https:// binary caches are)");
+  return std::make_unique<substituter>(uri, trusted, open_store_uri(uri, false, http));
 }
 
 } // namespace kiln

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "store/format/signature.hpp"
+#include "store/io/http.hpp"
 #include "store/local/substitute_outcome.hpp"
 #include "store/store.hpp"
 
@@ -34,8 +35,8 @@ private:
 };
 
 // The substituter a `substituters` entry names: a local store (local:DIR,
-// /DIR, ...) or a binary cache (file:///DIR), opened: throws if there is
-// nothing there, or for a URI of a kind not supported.
-std::unique_ptr<substituter> make_substituter(const std::string& uri);
+// /DIR, ...) or a binary cache (file:///DIR, http(s)://...), opened:
+// throws if there is nothing there, or for a URI of a kind not supported.
+std::unique_ptr<substituter> make_substituter(const std::string& uri, const http_settings& http = {});
 
 } // namespace kiln

@@ -47,6 +47,10 @@ const known_setting known[] = {
     {"trusted-public-keys", kind::text, ""},
     {"require-sigs", kind::boolean, "true"},
     {"fallback", kind::boolean, "false"},
+    {"download-attempts", kind::number, "5", 1000},
+    {"stalled-download-timeout", kind::number, "300", max_seconds, " seconds"},
+    {"connect-timeout", kind::number, "0", max_seconds, " seconds"},
+    {"netrc-file", kind::text, "/etc/nix/netrc"},
     {"sandbox", kind::sandbox, "true"},
     {"sandbox-fallback", kind::boolean, "true"},
     {"sandbox-paths", kind::paths, ""},
@@ -177,9 +181,9 @@ namespace {
 // without a warning (the file is shared with Nix's own tools).
 bool nix_only_setting(const std::string& name) {
   static const std::set<std::string> names{"experimental-features", "show-trace", "auto-optimise-store",
-                                           "warn-dirty", "flake-registry", "nix-path", "connect-timeout",
+                                           "warn-dirty", "flake-registry", "nix-path",
                                            "builders", "builders-use-substitutes", "narinfo-cache-negative-ttl",
-                                           "narinfo-cache-positive-ttl", "http-connections", "netrc-file",
+                                           "narinfo-cache-positive-ttl", "http-connections",
                                            "substitute", "min-free", "max-free"};
   return names.count(name) != 0;
 }

@@ -5,10 +5,11 @@ substituter of `nix-store --realise`; caches Nix writes are read by `kiln
 copy --from`; copies between Kiln stores check signatures as Nix does."""
 import json
 import os
+import shutil
 
 import pytest
 
-from kiln_testing import explain, refused, run
+from kiln_testing import FileServer, explain, refused, run
 
 NIX = ["nix", "--extra-experimental-features", "nix-command"]
 COMPRESSIONS = ["none", "xz", "bzip2", "zstd"]
@@ -119,3 +120,121 @@ def test_bad_requests_are_refused_clearly(both):
     absent = "/nix/store/" + "1" * 32 + "-absent"
     refused(both.kiln_run("copy", "--store", both.store, "--to", f"file://{cache}", absent), "is not in")
     assert not os.path.exists(f"{cache}/nar") or os.listdir(f"{cache}/nar") == []
+
+
+@pytest.fixture
+def http_cache(both):
+    """A cache Nix 2.8 wrote (zstd, signed) holding a built closure, served
+    over HTTP; the closure is deleted from Kiln's store. Yields
+    (serve(trouble, directory), drv, top_out, dep_out, public key, cache directory)."""
+    top, top_out, dep_out = built_closure(both, "http")
+    key, pub = key_pair(both)
+    cache = both.nix_cache([dep_out, top_out], "zstd", key)
+    r = both.kiln_run("store", "delete", "--store", both.store, top_out, dep_out)
+    assert r.returncode == 0, explain(r)
+    servers = []
+
+    def serve(trouble=None, directory=cache):
+        servers.append(FileServer(directory, trouble))
+        return servers[-1]
+    yield serve, top, top_out, dep_out, pub, cache
+    for s in servers:
+        s.close()
+
+
+def substitute(both, pub, substituters, drv, options=()):
+    return both.kiln_build("--json", "--option", "substituters", " ".join(substituters),
+                           "--option", "trusted-public-keys", pub, "--option", "download-attempts", "3",
+                           *options, drv, timeout=120)
+
+
+def test_kiln_substitutes_over_http(both, http_cache):
+    serve, top, top_out, dep_out, pub, _ = http_cache
+    server = serve()
+    r = substitute(both, pub, [server.url], top)
+    assert r.returncode == 0 and both.results(r)[top]["status"] == "Substituted", explain(r)
+    assert ("GET", "/nix-cache-info") in server.requests
+    v = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", top_out, dep_out)
+    assert v.returncode == 0, explain(v)
+
+
+def test_transient_http_failures_are_retried_and_cut_downloads_resumed(both, http_cache):
+    serve, top, top_out, dep_out, pub, _ = http_cache
+
+    # Each narinfo answers 500, then 429 with Retry-After, before it is
+    # served; each NAR is cut off halfway once, then sent whole.
+    def trouble(method, path, count):
+        if path.endswith(".narinfo") and method == "GET" and count < 2:
+            return 500 if count == 0 else (429, {"Retry-After": "1"})
+        if path.startswith("/nar/") and count == 0:
+            return "cut"
+        return None
+    server = serve(trouble)
+    r = substitute(both, pub, [server.url], top)
+    assert r.returncode == 0 and both.results(r)[top]["status"] == "Substituted", explain(r)
+    gets = [p for m, p in server.requests if m == "GET"]
+    assert sum(p.endswith(".narinfo") for p in gets) >= 6 and sum(p.startswith("/nar/") for p in gets) == 4, gets
+    v = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", top_out, dep_out)
+    assert v.returncode == 0, explain(v)
+
+
+HOSTILE = {
+    # name: (trouble for a path, what the message names)
+    "status-500": (lambda path: 500 if path.endswith(".narinfo") else None, "HTTP status 500"),
+    "never-answers": (lambda path: "hang" if path.endswith(".narinfo") else None, "Timeout"),
+    "endless-narinfo": (lambda path: "endless" if path.endswith(".narinfo") else None, "sends more than"),
+    # Noise: the decompression stops it (FileSize would, were it valid data).
+    "endless-nar": (lambda path: "endless" if path.startswith("/nar/") else None, "/nar/"),
+    "garbage-nar": (None, "/nar/"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_a_hostile_http_cache_is_passed_over_for_the_next(both, http_cache, kind):
+    """Each leaves nothing registered; the next substituter (the same cache,
+    behaving) supplies the paths, and the message names what went wrong."""
+    serve, top, top_out, dep_out, pub, cache = http_cache
+    trouble, why = HOSTILE[kind]
+    directory = cache
+    if kind == "garbage-nar":
+        # A copy whose NAR files are noise of the right length.
+        directory = f"{both.dir}/garbage-cache"
+        shutil.copytree(cache, directory)
+        for name in os.listdir(f"{directory}/nar"):
+            path = f"{directory}/nar/{name}"
+            os.chmod(path, 0o644)
+            size = os.path.getsize(path)
+            with open(path, "wb") as f:
+                f.write(os.urandom(size))
+    bad = serve((lambda m, path, n: trouble(path)) if trouble else None, directory)
+    good = serve()
+    r = substitute(both, pub, [bad.url, good.url], top, options=("--option", "stalled-download-timeout", "2"))
+    assert r.returncode == 0 and both.results(r)[top]["status"] == "Substituted", explain(r)
+    assert any(p.endswith(".narinfo") for m, p in good.requests), good.requests
+    assert why in r.stderr and bad.url in r.stderr, explain(r)
+    v = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", top_out, dep_out)
+    assert v.returncode == 0, explain(v)
+
+
+def test_nix_reads_a_cache_kiln_uploads_over_http(both):
+    top, top_out, dep_out = built_closure(both, "put")
+    key, pub = key_pair(both)
+    directory = f"{both.dir}/uploaded"
+    os.makedirs(directory)
+    server = FileServer(directory)
+    try:
+        r = both.kiln_run("copy", "--store", both.store, "--to", f"{server.url}?compression=xz&secret-key={key}",
+                          top_out)
+        assert r.returncode == 0, explain(r)
+        assert any(m == "PUT" and p.endswith(".narinfo") for m, p in server.requests), server.requests
+        r = run([*NIX, "copy", "--store", both.nix_root, "--from", server.url,
+                 "--option", "trusted-public-keys", pub, top_out])
+        assert r.returncode == 0, explain(r)
+        r = run([*NIX, "store", "verify", "--store", both.nix_root, "--trusted-public-keys", pub, "-r", top_out])
+        assert r.returncode == 0, explain(r)
+        # And back, over HTTP, into a fresh Kiln store.
+        r = both.kiln_run("copy", "--store", f"local:{both.dir}/fresh", "--from", server.url, "--json",
+                          "--option", "trusted-public-keys", pub, top_out)
+        assert r.returncode == 0 and json.loads(r.stdout)["copied"] == [dep_out, top_out], explain(r)
+    finally:
+        server.close()

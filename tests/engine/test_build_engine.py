@@ -5,19 +5,17 @@ keep-going vs stop), limits, check/repeat/repair/hash modes, registration
 (references, constraints), logs, substitution and exit codes."""
 import base64
 import hashlib
-import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
 
 from host_processes import running
-from kiln_testing import explain
+from kiln_testing import FileServer, explain
 
 
 @pytest.fixture
@@ -186,17 +184,9 @@ def served(both):
     with open(f"{directory}/hello.txt", "wb") as f:
         f.write(HELLO)
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=directory, **kw)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield directory, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    server = FileServer(directory)
+    yield directory, server.url
+    server.close()
 
 
 def fetch(both, name, url, hash_=HELLO_HASH, mode=None, **env):
@@ -426,9 +416,9 @@ def test_substituted_from_a_binary_cache_nix_wrote(both, compression):
 
 def test_an_unsupported_substituter_is_passed_over_with_a_warning(both):
     d = both.drv("subhttps", "echo > $out")
-    r = both.kiln_build("--json", "--option", "substituters", "https://cache.example.org", d)
+    r = both.kiln_build("--json", "--option", "substituters", "s3://cache-bucket", d)
     assert r.returncode == 0 and both.results(r)[d]["status"] == "Built", explain(r)
-    assert r.stderr.count("warning: substituter 'https://cache.example.org' is not supported yet") == 1
+    assert r.stderr.count("warning: substituter 's3://cache-bucket' is not supported yet") == 1
 
 
 def test_build_slots_are_respected_and_used(both):

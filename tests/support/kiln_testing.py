@@ -6,11 +6,13 @@ Both build sandboxed with the host's shell and tools bound in, as the
 benchmarks give Nix; Nix gets `--option substituters ''` (no network here).
 """
 import base64
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 
 HOST_TOOLS = "/bin /lib /lib64 /usr"
@@ -61,6 +63,98 @@ def peak_rss(kiln, argv, env=None):
     r = subprocess.run([meter, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     kib = int(r.stderr.rstrip().rsplit("\n", 1)[-1].split()[-1])
     return r.returncode, time.monotonic() - start, kib / 1024
+
+
+class FileServer:
+    """A directory served over HTTP on loopback: GET and HEAD read it, PUT
+    writes it (as a binary cache's uploads need). Every request is recorded
+    in `requests` as (method, path). `trouble(method, path, count)` (count: how
+    many times that path was asked for before) may answer instead: an HTTP
+    status (optionally (status, {header: value})), "hang" (accept and never
+    answer), "endless" (a body that never ends), "cut" (the file's length
+    promised, half of it sent, the connection closed), or None to serve
+    normally."""
+
+    def __init__(self, directory, trouble=None):
+        self.directory, self.requests, self._stop = directory, [], threading.Event()
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def __init__(self, *a, **kw):
+                super().__init__(*a, directory=directory, **kw)
+
+            def log_message(self, *a):
+                pass
+
+            def troubled(self):
+                count = server.requests.count((self.command, self.path))
+                server.requests.append((self.command, self.path))
+                answer = trouble(self.command, self.path, count) if trouble else None
+                if answer is None:
+                    return False
+                if answer == "hang":
+                    server._stop.wait(600)
+                elif answer == "cut":
+                    with open(os.path.join(directory, self.path.lstrip("/")), "rb") as f:
+                        data = f.read()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[:len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                elif answer == "endless":
+                    self.send_response(200)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.close_connection = True
+                    try:
+                        while not server._stop.is_set():
+                            self.wfile.write(b"x" * 65536)
+                    except OSError:
+                        pass
+                else:
+                    status, headers = answer if isinstance(answer, tuple) else (answer, {})
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                return True
+
+            def do_GET(self):
+                if not self.troubled():
+                    super().do_GET()
+
+            def do_HEAD(self):
+                if not self.troubled():
+                    super().do_HEAD()
+
+            def do_PUT(self):
+                if self.troubled():
+                    return
+                target = os.path.join(directory, self.path.lstrip("/"))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                with open(target + ".part", "wb") as f:
+                    f.write(data)
+                os.rename(target + ".part", target)
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def close(self):
+        self._stop.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
 
 class SideBySide:

@@ -55,9 +55,10 @@ Options:
                          compress-build-log, secret-key-files, post-build-hook,
                          substituters, trusted-public-keys, require-sigs, ...)
                          substituters: other stores, local:DIR, and binary
-                         caches, file:///DIR (each ?trusted=1 to skip
-                         signatures), whose signed paths are copied instead
-                         of built
+                         caches, file:///DIR, http(s)://HOST/PATH (each
+                         ?trusted=1 to skip signatures), whose signed paths
+                         are copied instead of built (download-attempts,
+                         stalled-download-timeout, netrc-file for HTTP)
                          sandbox true|false|relaxed (default true): builds see
                          only their inputs, /dev, /proc, /build and the
                          sandbox-paths (e.g. '/bin /lib /lib64 /usr'), with

@@ -28,7 +28,8 @@ Stores (for --to, --from and --store):
   local, /DIR, local?root=DIR, local:DIR   a local store (Nix's layout)
   daemon, unix:///PATH                     kilnd or nix-daemon
   file:///DIR                              a binary cache in a directory, as
-                                           Nix reads and writes it; parameters
+  http://HOST[:PORT]/PATH, https://...     Nix reads and writes it, or on a web
+                                           server (written with PUT); parameters
                                            when writing: compression=xz (the
                                            default), zstd, bzip2 or none;
                                            compression-level=N; secret-key=FILE
@@ -45,7 +46,8 @@ Options:
                          require-sigs is false)
   --json                 print {"copied": [PATH...], "present": [PATH...]}
   -v, --verbose          say each path as it is copied
-  --option NAME VALUE    a setting: trusted-public-keys, require-sigs, ...
+  --option NAME VALUE    a setting: trusted-public-keys, require-sigs,
+                         download-attempts, stalled-download-timeout, ...
 
 A source or destination binary cache is read and written through its files
 only: it is not asked for referrers, roots or builds.
