@@ -263,6 +263,7 @@ bool session::serve(const request& r) {
 
 void session::set_options(const client_options& o) {
   options_ = o;
+  substituters_.reset(); // the client may name others now
   out_.set_verbosity(o.verbosity);
   auto set = [&](const std::string& name, const std::string& value) {
     try {

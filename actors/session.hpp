@@ -6,6 +6,7 @@
 
 #include "actors/daemon_session.hpp"
 #include "actors/engine.hpp"
+#include "store/cache/substituter.hpp"
 #include "store/daemon/protocol.hpp"
 #include "store/daemon/replies.hpp"
 #include "store/daemon/requests.hpp"
@@ -117,6 +118,9 @@ private:
   void verify_store(const request& r);
   void repair_path(const store_path& p);
   void query_missing(const request& r);
+  void query_substitutable(const request& r);
+  // The client's substituters (as its settings filtered them), opened once.
+  substituter_set& substituters();
   void add_perm_root(const request& r);
   // A path argument of the request: a store path, or an error naming it.
   store_path path_arg(const std::string& text) const;
@@ -145,6 +149,7 @@ private:
   client_options options_;
   std::shared_ptr<temp_roots> roots_;
   std::shared_ptr<local_store> store_; // opened at the first request that needs it
+  std::unique_ptr<substituter_set> substituters_;
 };
 
 } // namespace kiln::daemon

@@ -3,7 +3,9 @@
 // daemon lays it out (worker-protocol.md §4).
 #include "actors/session.hpp"
 
+#include "store/cache/store_uri.hpp"
 #include "store/daemon/path_infos.hpp"
+#include "store/local/missing.hpp"
 #include "store/format/signature.hpp"
 #include "store/io/error.hpp"
 #include "store/local/build_log.hpp"
@@ -99,11 +101,10 @@ void session::store_op(const request& r) {
       outputs.emplace_back(name, p.full());
     return out_.last({outputs});
   }
-  // Kiln's substituters are other local stores, which Nix's clients cannot
-  // name; a client asking is told there is nothing to substitute.
-  case op::query_substitutable_path_info: return out_.last({uint64_t{0}});
-  case op::query_substitutable_path_infos: return out_.last({uint64_t{0}});
-  case op::query_substitutable_paths: return out_.last({std::vector<std::string>{}});
+  case op::query_substitutable_path_info:
+  case op::query_substitutable_path_infos:
+  case op::query_substitutable_paths:
+    return query_substitutable(r);
   case op::add_temp_root:
     s.add_temp_root(path_arg(str_at(r.args, 0)));
     return out_.last({uint64_t{1}});
@@ -331,9 +332,55 @@ void session::query_missing(const request& r) {
   std::vector<wanted_path> targets;
   for (auto& t : strs_at(r.args, 0))
     targets.push_back(parse_derived_path(t));
-  auto plan = store().query_missing(targets);
+  auto plan = kiln::query_missing(store(), targets, substituters().as_query());
   out_.last({full_paths(plan.will_build), full_paths(plan.will_substitute), full_paths(plan.unknown),
              plan.download_size, plan.nar_size});
+}
+
+substituter_set& session::substituters() {
+  if (!substituters_)
+    substituters_ = std::make_unique<substituter_set>(config_.get_words("substituters"), http_settings_from(config_));
+  return *substituters_;
+}
+
+// What the client's substituters have of the paths asked about (Nix's
+// querySubstitutablePaths and ...PathInfos).
+void session::query_substitutable(const request& r) {
+  store_path_set asked;
+  if (r.code == op::query_substitutable_path_info)
+    asked.insert(path_arg(str_at(r.args, 0)));
+  else if (r.code == op::query_substitutable_paths)
+    for (auto& p : strs_at(r.args, 0))
+      asked.insert(path_arg(p));
+  else
+    for (auto& [p, ca] : pairs_at(r.args, 0))
+      asked.insert(path_arg(p));
+  auto found = substituters().query(asked);
+  auto record = [](const substitutable_info& info) -> std::vector<argument> {
+    return {info.deriver ? info.deriver->full() : std::string(), full_paths(info.references), info.download_size,
+            info.nar_size};
+  };
+  if (r.code == op::query_substitutable_paths) {
+    std::vector<std::string> paths;
+    for (auto& [p, info] : found)
+      paths.push_back(p.full());
+    return out_.last({paths});
+  }
+  if (r.code == op::query_substitutable_path_info) {
+    if (found.empty())
+      return out_.last({uint64_t{0}});
+    std::vector<argument> reply{uint64_t{1}};
+    for (auto& a : record(found.begin()->second))
+      reply.push_back(a);
+    return out_.last(reply);
+  }
+  std::vector<argument> reply{uint64_t{found.size()}};
+  for (auto& [p, info] : found) {
+    reply.push_back(p.full());
+    for (auto& a : record(info))
+      reply.push_back(a);
+  }
+  out_.last(reply);
 }
 
 // AddPermRoot (1.36): a symlink at the client's path to a store path,

@@ -28,10 +28,11 @@ struct substitutable_info {
   store_path_set references;
   uint64_t download_size = 0;
   uint64_t nar_size = 0;
+  std::optional<store_path> deriver;
 };
 
-// Asks the configured substituters about paths; the binary-cache issue
-// provides one. Returns the subset they can supply.
+// Asks the configured substituters about paths (store/cache's
+// substituter_set). Returns the subset they can supply.
 using substitutable_query = std::function<std::map<store_path, substitutable_info>(const store_path_set&)>;
 
 // A wanted target: a derivation's outputs (empty = all), or a plain path

@@ -40,9 +40,12 @@ struct scratch_file {
 
 binary_cache_store::binary_cache_store(std::unique_ptr<cache_transport> transport, cache_params params, bool create)
   : transport_(std::move(transport)), params_(std::move(params)) {
-  // Checked now, so a bad parameter fails before anything is written.
-  string_sink nowhere;
-  make_compressing_sink(nowhere, params_.compression, params_.compression_level, "binary cache '" + uri() + "'");
+  // Checked now, so a bad parameter fails before anything is written (a
+  // reader never compresses: no encoder is made for it).
+  if (create) {
+    string_sink nowhere;
+    make_compressing_sink(nowhere, params_.compression, params_.compression_level, "binary cache '" + uri() + "'");
+  }
   if (!params_.secret_key_file.empty())
     key_ = read_secret_key_file(params_.secret_key_file);
 
@@ -79,6 +82,14 @@ const narinfo& binary_cache_store::narinfo_of(const store_path& p) {
 }
 
 bool binary_cache_store::is_valid(const store_path& p) { return query_path_info(p).has_value(); }
+
+std::optional<uint64_t> binary_cache_store::download_size(const store_path& p) {
+  if (!query_path_info(p))
+    return std::nullopt;
+  std::lock_guard<std::mutex> g(mutex_);
+  uint64_t size = narinfos_.at(p).file_size;
+  return size ? std::optional<uint64_t>(size) : std::nullopt;
+}
 
 // One GET: a missing narinfo is a 404 (or ENOENT), not a separate question.
 std::optional<path_info> binary_cache_store::query_path_info(const store_path& p) {

@@ -35,6 +35,10 @@ public:
   const std::string& uri() const { return transport_->uri(); }
   const cache_info& info() const { return info_; }
 
+  // The size of the file a path's NAR comes in (its narinfo's FileSize),
+  // if the cache has the path and says.
+  std::optional<uint64_t> download_size(const store_path& p);
+
   bool is_valid(const store_path& p) override;
   std::optional<path_info> query_path_info(const store_path& p) override;
   store_path_set query_referrers(const store_path& p) override;

@@ -4,6 +4,9 @@
 #include "store/copy.hpp"
 #include "store/io/error.hpp"
 
+#include <atomic>
+#include <thread>
+
 namespace kiln {
 
 substitute_outcome substituter::substitute(store& dest, const store_path& path, const trusted_keys& keys,
@@ -21,6 +24,79 @@ substitute_outcome substituter::substitute(store& dest, const store_path& path, 
                                                    "' is not signed by any of the keys in 'trusted-public-keys'"};
   copy_paths(*from_, dest, plan.paths);
   return {};
+}
+
+std::map<store_path, substitutable_info> substituter::query(const store_path_set& paths) {
+  std::vector<store_path> asked(paths.begin(), paths.end());
+  std::vector<std::optional<substitutable_info>> found(asked.size());
+  auto look_up = [&](std::size_t i) {
+    auto* cache = dynamic_cast<binary_cache_store*>(from_.get());
+    auto info = from_->query_path_info(asked[i]);
+    if (!info)
+      return;
+    substitutable_info s{info->references, info->nar_size, info->nar_size, info->deriver};
+    if (cache)
+      s.download_size = cache->download_size(asked[i]).value_or(info->nar_size);
+    found[i] = std::move(s);
+  };
+  // A cache is asked about many paths at once (its lookups are round
+  // trips); a local store, whose connection is one thread's, in turn.
+  std::size_t lanes = dynamic_cast<binary_cache_store*>(from_.get()) ? std::min<std::size_t>(16, asked.size()) : 1;
+  if (lanes <= 1) {
+    for (std::size_t i = 0; i < asked.size(); ++i)
+      look_up(i);
+  } else {
+    std::atomic<std::size_t> next{0};
+    std::vector<std::exception_ptr> errors(lanes);
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < lanes; ++t)
+      threads.emplace_back([&, t] {
+        try {
+          for (std::size_t i; (i = next++) < asked.size();)
+            look_up(i);
+        } catch (...) {
+          errors[t] = std::current_exception();
+        }
+      });
+    for (auto& t : threads)
+      t.join();
+    for (auto& e : errors)
+      if (e)
+        std::rethrow_exception(e);
+  }
+  std::map<store_path, substitutable_info> out;
+  for (std::size_t i = 0; i < asked.size(); ++i)
+    if (found[i])
+      out.emplace(asked[i], std::move(*found[i]));
+  return out;
+}
+
+std::map<store_path, substitutable_info> substituter_set::query(const store_path_set& paths) {
+  std::map<store_path, substitutable_info> out;
+  store_path_set left = paths;
+  for (std::size_t i = 0; i < uris_.size() && !left.empty(); ++i) {
+    if (!tried_[i]) {
+      tried_[i] = true;
+      try {
+        opened_[i] = make_substituter(uris_[i], http_);
+      } catch (const std::exception&) {
+        // Passed over, as when substituting (where the warning is given).
+      }
+    }
+    if (!opened_[i])
+      continue;
+    std::map<store_path, substitutable_info> got;
+    try {
+      got = opened_[i]->query(left);
+    } catch (const std::exception&) {
+      continue; // a cache that fails to answer is one that does not have them
+    }
+    for (auto& [p, info] : got) {
+      left.erase(p);
+      out.emplace(p, std::move(info));
+    }
+  }
+  return out;
 }
 
 std::unique_ptr<substituter> make_substituter(const std::string& uri, const http_settings& http) {

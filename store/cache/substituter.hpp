@@ -9,8 +9,10 @@
 #include "store/local/substitute_outcome.hpp"
 #include "store/store.hpp"
 
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace kiln {
 
@@ -28,10 +30,34 @@ public:
   // record) throw, leaving nothing of that path behind.
   substitute_outcome substitute(store& dest, const store_path& path, const trusted_keys& keys, bool require_sigs);
 
+  // What it could supply of `paths` (signatures not checked: that is for
+  // the substitution), with the download's size where the substituter
+  // knows it (a cache's FileSize; a store's NarSize).
+  std::map<store_path, substitutable_info> query(const store_path_set& paths);
+
 private:
   std::string uri_;
   bool trusted_;
   std::unique_ptr<store> from_;
+};
+
+// A configuration's substituters, opened on first use (one that cannot
+// be opened is passed over), asked in order about paths: Nix's
+// querySubstitutablePathInfos, and what "will be fetched" counts.
+class substituter_set {
+public:
+  substituter_set(std::vector<std::string> uris, http_settings http)
+    : uris_(std::move(uris)), http_(std::move(http)), opened_(uris_.size()), tried_(uris_.size()) {}
+  std::map<store_path, substitutable_info> query(const store_path_set& paths);
+  substitutable_query as_query() {
+    return [this](const store_path_set& paths) { return query(paths); };
+  }
+
+private:
+  std::vector<std::string> uris_;
+  http_settings http_;
+  std::vector<std::unique_ptr<substituter>> opened_;
+  std::vector<bool> tried_;
 };
 
 // The substituter a `substituters` entry names: a local store (local:DIR,

@@ -216,6 +216,22 @@ def test_a_hostile_http_cache_is_passed_over_for_the_next(both, http_cache, kind
     assert v.returncode == 0, explain(v)
 
 
+def test_what_would_be_fetched_is_counted_from_the_caches(both, http_cache):
+    serve, top, top_out, dep_out, pub, cache = http_cache
+    server = serve()
+    r = both.kiln_run("store", "missing", "--json", "--store", both.store, "--option", "substituters",
+                      f"file://{both.dir}/nothing-here {server.url}", top)
+    assert r.returncode == 0, explain(r)
+    plan = json.loads(r.stdout)
+    sizes = {}
+    for p in (top_out, dep_out):
+        narinfo = dict(l.split(": ", 1) for l in open(f"{cache}/{p[11:43]}.narinfo").read().splitlines())
+        sizes[p] = (int(narinfo["FileSize"]), int(narinfo["NarSize"]))
+    assert sorted(plan["willSubstitute"]) == sorted([top_out, dep_out]) and plan["willBuild"] == [], plan
+    assert plan["downloadSize"] == sum(f for f, _ in sizes.values()), plan
+    assert plan["narSize"] == sum(n for _, n in sizes.values()), plan
+
+
 def test_nix_reads_a_cache_kiln_uploads_over_http(both):
     top, top_out, dep_out = built_closure(both, "put")
     key, pub = key_pair(both)

@@ -332,7 +332,9 @@ def test_an_ordinary_user_runs_kilnd_without_sandbox_or_build_users(both):
 
 def test_a_client_of_kilnd_gets_substitutes_from_its_binary_cache(both):
     """kilnd's own substituters (here a file:// cache Nix 2.8 wrote) serve its
-    clients' builds: substituted, nothing built."""
+    clients' builds: substituted, nothing built. Asked first, kilnd says what
+    the cache has (QuerySubstitutablePaths, ...PathInfos) and what would be
+    fetched (QueryMissing), with the sizes the narinfo gives."""
     key, pub = f"{both.dir}/key", f"{both.dir}/key.pub"
     both.kiln_run("key", "generate", "kilnd-cache-1", key, pub)
     drv = both.drv("cached", "echo cached > $out")
@@ -347,6 +349,17 @@ def test_a_client_of_kilnd_gets_substitutes_from_its_binary_cache(both):
     try:
         c = d.client(version=0x125)
         c.set_options()
+        absent = "/nix/store/" + "1" * 32 + "-absent"
+        c.send(32, [out, absent])  # QuerySubstitutablePaths
+        assert c.stream()[0] is None and c.strings() == [out]
+        c.send(30, {out: "", absent: ""})  # QuerySubstitutablePathInfos
+        assert c.stream()[0] is None and c.u64() == 1 and c.str() == out
+        deriver, refs, download, nar = c.str(), c.strings(), c.u64(), c.u64()
+        narinfo = open(f"{cache}/{out[11:43]}.narinfo").read()
+        assert deriver == drv and refs == [] and f"FileSize: {download}\n" in narinfo and f"NarSize: {nar}\n" in narinfo
+        c.send(40, [f"{drv}!out"])  # QueryMissing
+        assert c.stream()[0] is None
+        assert (c.strings(), c.strings(), c.strings(), c.u64(), c.u64()) == ([], [out], [], download, nar)
         c.send(46, [f"{drv}!out"], 0)
         err, _ = c.stream()
         assert err is None, err

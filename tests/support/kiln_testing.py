@@ -372,6 +372,8 @@ class DaemonClient:
             elif isinstance(p, (str, bytes)):
                 data = p.encode() if isinstance(p, str) else p
                 out += len(data).to_bytes(8, "little") + data + b"\0" * (-len(data) % 8)
+            elif isinstance(p, dict):  # a map: its size, then each key and value
+                out += DaemonClient.encode(len(p), *[x for kv in sorted(p.items()) for x in kv])
             else:
                 out += DaemonClient.encode(len(p), *p)
         return out

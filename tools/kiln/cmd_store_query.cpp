@@ -6,6 +6,8 @@
 #include "store/local/verify.hpp"
 #include "tools/kiln/commands.hpp"
 #include "tools/kiln/store_cli.hpp"
+#include "store/cache/store_uri.hpp"
+#include "store/cache/substituter.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -44,14 +46,21 @@ nlohmann::ordered_json info_json(const path_info& info, bool sigs) {
 } // namespace
 
 int store_missing(const std::vector<std::string>& args) {
-  auto a = cli::parse(args, {store_option, {"--json"}}, store_usage);
+  auto a = cli::parse(args, {store_option, {"--json"}, cli::setting_option}, store_usage);
   cli::expect_positional(a, 1, SIZE_MAX, "DRV or PATH");
   auto store = open_any_store(a);
   std::vector<wanted_path> wanted;
   for (auto& t : a.positional)
     wanted.push_back(parse_wanted(*store, t));
-  // No substituters yet: binary caches arrive with their own issue.
-  auto plan = store->query_missing(wanted);
+  // A local store asks the configured substituters; a daemon asks its own.
+  missing_plan plan;
+  if (auto* local = dynamic_cast<local_store*>(store.get())) {
+    settings config = load_settings(a);
+    substituter_set subs(config.get_words("substituters"), http_settings_from(config));
+    plan = query_missing(*local, wanted, subs.as_query());
+  } else {
+    plan = store->query_missing(wanted);
+  }
   auto list = [](const store_path_set& s) {
     std::vector<std::string> v;
     for (auto& p : s)
