@@ -3,9 +3,14 @@ writes (each compression, signed) are read by Nix's `nix copy --from`,
 checked by `nix store verify --trusted-public-keys`, and used as the only
 substituter of `nix-store --realise`; caches Nix writes are read by `kiln
 copy --from`; copies between Kiln stores check signatures as Nix does."""
+import concurrent.futures
 import json
 import os
 import shutil
+import socket
+import subprocess
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -254,3 +259,91 @@ def test_nix_reads_a_cache_kiln_uploads_over_http(both):
         assert r.returncode == 0 and json.loads(r.stdout)["copied"] == [dep_out, top_out], explain(r)
     finally:
         server.close()
+
+
+@pytest.fixture
+def served_store(both):
+    """`kiln serve` on the Kiln store, signing with a fresh key; yields
+    (base URL, public key, top_out, dep_out, top drv); stopped by SIGTERM."""
+    top, top_out, dep_out = built_closure(both, "serve")
+    key, pub = key_pair(both)
+    proc = subprocess.Popen([both.kiln, "serve", "--listen", "127.0.0.1:0", "--store", both.store,
+                             "--secret-key", key], env=both.env, stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    assert "serving the store as a binary cache on http://127.0.0.1:" in line, line
+    url = line.split(" on ")[1].strip()
+    yield url, pub, top_out, dep_out, top
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0 and "stopped" in proc.stderr.read()
+
+
+def test_nix_substitutes_from_kiln_serve(both, served_store):
+    url, pub, top_out, dep_out, top = served_store
+    other = f"{both.dir}/nix-other"
+    r = run(["nix-store", "--store", other, "--realise", top_out, "--option", "substituters", url,
+             "--option", "trusted-public-keys", pub])
+    assert r.returncode == 0 and r.stdout.strip() == top_out, explain(r)
+    r = run([*NIX, "copy", "--store", both.nix_root, "--from", url, "--option", "trusted-public-keys", pub, top_out])
+    assert r.returncode == 0, explain(r)
+    r = run([*NIX, "store", "verify", "--store", both.nix_root, "--trusted-public-keys", pub, "-r", top_out])
+    assert r.returncode == 0, explain(r)
+    # Kiln's own build substitutes from it too.
+    fresh = f"local:{both.dir}/fresh"
+    r = both.kiln_run("copy", "--store", fresh, "--from", url, "--option", "trusted-public-keys", pub, top_out)
+    assert r.returncode == 0, explain(r)
+    assert both.kiln_run("store", "verify", "--store", fresh, "--all", "--check-contents").returncode == 0
+
+
+def get(url, headers=None, method="GET"):
+    req = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_kiln_serve_answers_as_a_cache_does(both):
+    """Plain NARs with byte ranges, listings, logs, 404s, HEAD, a malformed
+    request answered 400 without harm, and 32 clients at once."""
+    top, top_out, dep_out = built_closure(both, "plain")
+    proc = subprocess.Popen([both.kiln, "serve", "--listen", "127.0.0.1:0", "--store", both.store,
+                             "--compression", "none"], env=both.env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stderr.readline().split(" on ")[1].strip()
+        nar = subprocess.run([both.kiln, "store", "dump", "--store", both.store, dep_out], env=both.env,
+                             capture_output=True).stdout
+        status, _, body = get(f"{url}/{dep_out[11:43]}.narinfo")
+        info = dict(l.split(": ", 1) for l in body.decode().splitlines())
+        assert status == 200 and info["Compression"] == "none" and int(info["FileSize"]) == len(nar)
+        status, headers, body = get(f"{url}/{info['URL']}")
+        assert status == 200 and body == nar and headers["Content-Length"] == str(len(nar))
+        status, headers, body = get(f"{url}/{info['URL']}", {"Range": "bytes=100-1099"})
+        assert status == 206 and body == nar[100:1100] and headers["Content-Range"] == f"bytes 100-1099/{len(nar)}"
+        status, _, body = get(f"{url}/{info['URL']}", {"Range": "bytes=-10"})
+        assert status == 206 and body == nar[-10:]
+        assert get(f"{url}/{info['URL']}", {"Range": f"bytes={len(nar)}-"})[0] == 416
+        status, headers, body = get(f"{url}/{info['URL']}", method="HEAD")
+        assert status == 200 and body == b"" and headers["Content-Length"] == str(len(nar))
+        status, _, body = get(f"{url}/{top_out[11:43]}.ls")
+        listing = json.loads(body)
+        assert status == 200 and listing["version"] == 1 and set(listing["root"]["entries"]) == {"ref", "link"}
+        status, _, body = get(f"{url}/log/{top[11:]}")
+        assert status == 200, body
+        for missing in ("/" + "1" * 32 + ".narinfo", "/nar/" + dep_out[11:43] + "-wrong.nar", "/log/x.drv",
+                        "/../etc/passwd", "/nix-cache-info/../x"):
+            assert get(url + missing)[0] == 404, missing
+        # A malformed request: 400, and the server goes on.
+        host, port = url[7:].split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"NONSENSE\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 400")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"GET /" + b"x" * 10000 + b" HTTP/1.1\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 400")
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(lambda _: get(f"{url}/{dep_out[11:43]}.narinfo")[0], range(64)))
+        assert answers == [200] * 64
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0

@@ -20,6 +20,7 @@ Kiln realises Nix derivations. Commands:
   build   realise derivations: build them (and their inputs) in the local store
   log     print the build log of a derivation or output path
   copy    copy paths and their closures between stores and binary caches
+  serve   serve the local store as an HTTP binary cache
 
 Run 'kiln COMMAND --help' for a command's options.
 Errors go to stderr and give a non-zero exit status.
@@ -44,7 +45,8 @@ int main(int argc, char** argv) {
                                 {"store", "the local store", kiln::cmd::store},
                                 {"build", "build derivations", kiln::cmd::build_command},
                                 {"log", "build logs", kiln::cmd::log_command},
-                                {"copy", "copy between stores", kiln::cmd::copy_command}},
+                                {"copy", "copy between stores", kiln::cmd::copy_command},
+                                {"serve", "serve a binary cache", kiln::cmd::serve_command}},
                                usage);
   } catch (const kiln::cli::help_shown&) {
     return 0;
