@@ -1,6 +1,7 @@
 #include "store/copy.hpp"
 
 #include "store/io/pipe_source.hpp"
+#include "store/local/local_store.hpp"
 #include "store/local/verify.hpp"
 
 #include <map>
@@ -63,14 +64,42 @@ void copy_path(store& from, store& to, const path_info& info) {
 
 std::vector<store_path> copy_paths(store& from, store& to, const std::vector<path_info>& paths,
                                    const std::function<void(const path_info&)>& each) {
+  std::vector<path_info> wanted;
+  for (auto& info : paths)
+    if (!to.is_valid(info.path)) {
+      wanted.push_back(info);
+      wanted.back().ultimate = false;
+      wanted.back().registration_time = 0;
+    }
   std::vector<store_path> copied;
-  for (auto& info : paths) {
-    if (to.is_valid(info.path))
-      continue;
-    if (each)
-      each(info);
-    copy_path(from, to, info);
-    copied.push_back(info.path);
+  auto* local = dynamic_cast<local_store*>(&to);
+  if (!local) {
+    for (auto& info : wanted) {
+      if (each)
+        each(info);
+      copy_path(from, to, info);
+      copied.push_back(info.path);
+    }
+    return copied;
+  }
+  // A local store takes them in batches, each made durable and registered
+  // at once (a few fsyncs a batch instead of a few a path).
+  constexpr std::size_t batch_paths = 128;
+  constexpr uint64_t batch_bytes = uint64_t(1) << 30;
+  for (std::size_t at = 0; at < wanted.size();) {
+    std::size_t end = at;
+    uint64_t bytes = 0;
+    while (end < wanted.size() && end - at < batch_paths && (end == at || bytes + wanted[end].nar_size <= batch_bytes))
+      bytes += wanted[end++].nar_size;
+    std::vector<path_info> batch(wanted.begin() + static_cast<std::ptrdiff_t>(at),
+                                 wanted.begin() + static_cast<std::ptrdiff_t>(end));
+    auto added = local->add_nars(batch, [&](const path_info& info, sink& out) {
+      if (each)
+        each(info);
+      from.nar_from_path(info.path, out);
+    });
+    copied.insert(copied.end(), added.begin(), added.end());
+    at = end;
   }
   return copied;
 }

@@ -10,6 +10,7 @@
 #include "store/io/pipe_source.hpp"
 #include "store/local/temp_roots.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -124,82 +125,192 @@ void local_store::add_temp_roots(const std::vector<store_path>& paths) {
   (roots_ ? *roots_ : temp_roots::for_store(layout_.state_dir(), std::string(default_store_dir))).add(paths);
 }
 
-void local_store::add_temp_roots_for_references(const path_info& info) {
-  for (auto& r : info.references) {
-    if (r == info.path)
+// A path on its way in: journalled, locked, then restored under its
+// temporary name until it is made durable, renamed and registered.
+struct local_store::incoming {
+  explicit incoming(path_info i) : info(std::move(i)) {}
+  path_info info;
+  std::string real, temp, staging, journal;
+  path_lock lock;
+  derivation_outputs_map drv_outputs;
+};
+
+namespace {
+
+void write_journal_entry(const std::string& journal) {
+  unique_fd j(::open(journal.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  if (!j)
+    throw_errno("creating the journal entry '" + journal + "'");
+}
+
+} // namespace
+
+// Journal entries are written before locking, so a crash while holding a
+// lock always leaves one; and again after, since another process's cleanup
+// may have removed one while we waited. One directory fsync each time, for
+// however many paths.
+std::vector<local_store::incoming> local_store::begin_adds(const std::vector<path_info>& infos) {
+  std::vector<incoming> batch;
+  store_path_set coming;
+  for (auto& info : infos) {
+    // Rooted first, so a collector running now or later leaves it (and,
+    // once registered, its references) alone.
+    add_temp_root(info.path);
+    for (auto& r : info.references) {
+      if (r == info.path)
+        continue;
+      add_temp_root(r);
+      if (!coming.count(r) && !db_.is_valid(r))
+        throw error("cannot add '" + info.path.full() + "': its reference '" + r.full() + "' is not valid");
+    }
+    coming.insert(info.path);
+    if (db_.is_valid(info.path))
       continue;
-    add_temp_root(r);
-    if (!db_.is_valid(r))
-      throw error("cannot add '" + info.path.full() + "': its reference '" + r.full() +
-                  "' is not valid");
+    incoming in(info);
+    in.real = real_path(info.path);
+    in.journal = layout_.pending_dir() + "/" + std::string(info.path.base_name());
+    batch.push_back(std::move(in));
+  }
+  auto journal_all = [&] {
+    for (auto& in : batch)
+      write_journal_entry(in.journal);
+    if (!batch.empty())
+      fsync_directory(layout_.pending_dir());
+  };
+  journal_all();
+  // Locked in path order, as every add does, so two batches cannot deadlock.
+  std::vector<incoming*> by_path;
+  for (auto& in : batch)
+    by_path.push_back(&in);
+  std::sort(by_path.begin(), by_path.end(), [](auto* a, auto* b) { return a->info.path < b->info.path; });
+  for (auto* in : by_path)
+    in->lock = path_lock::acquire(in->real);
+  journal_all();
+  std::string pid = std::to_string(::getpid());
+  std::vector<incoming> ready;
+  for (auto& in : batch) {
+    if (db_.is_valid(in.info.path)) { // another process won the race
+      ::unlink(in.journal.c_str());
+      in.lock.release(true);
+      continue;
+    }
+    if (path_exists(in.real))
+      remove_tree(in.real); // an unregistered leftover
+    in.temp = layout_.store_dir() + "/" + temp_prefix(in.info.path) + "tmp-" + pid;
+    in.staging = temp_prefix(in.info.path) + "stage-" + pid;
+    remove_tree(in.temp); // left by a dead process that had our pid
+    remove_tree(layout_.store_dir() + "/" + in.staging);
+    ready.push_back(std::move(in));
+  }
+  return ready;
+}
+
+void local_store::restore_incoming(incoming& in, const std::function<void(sink&)>& write_nar) {
+  path_info& info = in.info;
+  pipe_source nar(write_nar);
+  hashing_source hashed(nar, hash_algo::sha256);
+  restore_nar(hashed, in.temp, {}, in.staging);
+  hash got = hashed.finish();
+  if (info.nar_size != 0 && (hashed.size() != info.nar_size || got != info.nar_hash))
+    throw_nar_mismatch(info, got, hashed.size());
+  info.nar_hash = got;
+  info.nar_size = hashed.size();
+  if (info.path.is_derivation())
+    in.drv_outputs[info.path] = derivation_output_paths(in.temp, info.path);
+  canonicalise_path_metadata(in.temp);
+}
+
+// Durable, then renamed into place, then registered in one transaction:
+// a crash before the registration leaves journalled leftovers that the
+// next open removes, never a valid path without its contents.
+void local_store::commit_incoming(std::vector<incoming>& batch) {
+  if (batch.empty())
+    return;
+  if (batch.size() == 1) {
+    fsync_tree(batch[0].temp);
+  } else {
+    // Many paths: one syncfs of the store's file system costs less than
+    // an fsync of every file and directory.
+    unique_fd store_fd(::open(layout_.store_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!store_fd || ::syncfs(store_fd.get()) != 0)
+      throw_errno("making the new paths in '" + layout_.store_dir() + "' durable");
+  }
+  for (auto& in : batch)
+    if (::rename(in.temp.c_str(), in.real.c_str()) != 0)
+      throw_errno("moving '" + in.temp + "' to '" + in.real + "'");
+  fsync_directory(layout_.store_dir());
+  std::vector<path_info> infos;
+  derivation_outputs_map drv_outputs;
+  for (auto& in : batch) {
+    infos.push_back(in.info);
+    drv_outputs.insert(in.drv_outputs.begin(), in.drv_outputs.end());
+  }
+  db_.register_valid_paths(infos, drv_outputs);
+  for (auto& in : batch) {
+    ::unlink(in.journal.c_str());
+    in.lock.release(true);
   }
 }
 
-path_info local_store::materialise(path_info info,
-                                   const std::function<void(sink&)>& write_nar) {
-  // Rooted first, so a collector running now or later leaves it (and, once
-  // registered, its references) alone.
-  add_temp_root(info.path);
-  add_temp_roots_for_references(info);
-  if (auto existing = db_.query_path_info(info.path))
-    return *existing;
-  std::string real = real_path(info.path);
-  std::string base(info.path.base_name());
-  std::string journal = layout_.pending_dir() + "/" + base;
-  auto write_journal = [&] {
-    unique_fd j(::open(journal.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-    if (!j)
-      throw_errno("creating the journal entry '" + journal + "'");
-    fsync_directory(layout_.pending_dir());
-  };
-  // The entry is written before locking, so a crash while holding the lock
-  // always leaves one; and again after, since another process's cleanup
-  // may have removed it while we waited for the lock.
-  write_journal();
-  auto lock = path_lock::acquire(real);
-  write_journal();
-  if (auto existing = db_.query_path_info(info.path)) { // another process won the race
-    ::unlink(journal.c_str());
-    lock.release(true);
-    return *existing;
-  }
-  if (path_exists(real))
-    remove_tree(real); // an unregistered leftover
-  std::string pid = std::to_string(::getpid());
-  std::string temp = layout_.store_dir() + "/" + temp_prefix(info.path) + "tmp-" + pid;
-  std::string staging = temp_prefix(info.path) + "stage-" + pid;
-  remove_tree(temp); // left by a dead process that had our pid
-  remove_tree(layout_.store_dir() + "/" + staging);
+void local_store::abandon_incoming(incoming& in) {
+  remove_tree(in.temp);
+  if (!db_.is_valid(in.info.path))
+    remove_tree(in.real);
+  ::unlink(in.journal.c_str());
+  in.lock.release(true);
+}
 
+path_info local_store::materialise(path_info info, const std::function<void(sink&)>& write_nar) {
+  auto batch = begin_adds({info});
+  if (batch.empty())
+    return *db_.query_path_info(info.path);
   try {
-    pipe_source nar(write_nar);
-    hashing_source hashed(nar, hash_algo::sha256);
-    restore_nar(hashed, temp, {}, staging);
-    hash got = hashed.finish();
-    if (info.nar_size != 0 && (hashed.size() != info.nar_size || got != info.nar_hash))
-      throw_nar_mismatch(info, got, hashed.size());
-    info.nar_hash = got;
-    info.nar_size = hashed.size();
-    derivation_outputs_map drv_outputs;
-    if (info.path.is_derivation())
-      drv_outputs[info.path] = derivation_output_paths(temp, info.path);
-    canonicalise_path_metadata(temp);
-    fsync_tree(temp);
-    if (::rename(temp.c_str(), real.c_str()) != 0)
-      throw_errno("moving '" + temp + "' to '" + real + "'");
-    fsync_directory(layout_.store_dir());
-    db_.register_valid_paths({info}, drv_outputs);
+    restore_incoming(batch[0], write_nar);
+    commit_incoming(batch);
   } catch (...) {
-    remove_tree(temp);
-    if (!db_.is_valid(info.path))
-      remove_tree(real);
-    ::unlink(journal.c_str());
-    lock.release(true);
+    abandon_incoming(batch[0]);
     throw;
   }
-  ::unlink(journal.c_str());
-  lock.release(true);
   return *db_.query_path_info(info.path);
+}
+
+std::vector<store_path> local_store::add_nars(const std::vector<path_info>& infos,
+                                              const std::function<void(const path_info&, sink&)>& write_nar) {
+  auto batch = begin_adds(infos);
+  std::size_t done = 0;
+  try {
+    for (; done < batch.size(); ++done) {
+      if (batch[done].info.nar_size == 0)
+        throw error("cannot add '" + batch[done].info.path.full() + "' from a NAR without its expected size");
+      path_info expected = batch[done].info;
+      restore_incoming(batch[done], [&](sink& out) { write_nar(expected, out); });
+    }
+  } catch (...) {
+    // What came before the failure is kept (its references came before it
+    // too); the failed path and those after it leave nothing.
+    std::vector<incoming> kept(std::make_move_iterator(batch.begin()),
+                               std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(done)));
+    for (std::size_t i = done; i < batch.size(); ++i)
+      abandon_incoming(batch[i]);
+    try {
+      commit_incoming(kept);
+    } catch (...) {
+      for (auto& in : kept)
+        abandon_incoming(in);
+    }
+    throw;
+  }
+  try {
+    commit_incoming(batch);
+  } catch (...) {
+    for (auto& in : batch)
+      abandon_incoming(in);
+    throw;
+  }
+  std::vector<store_path> added;
+  for (auto& in : batch)
+    added.push_back(in.info.path);
+  return added;
 }
 
 path_info local_store::add_path(const std::string& source_path, ingestion_method method,

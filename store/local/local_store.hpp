@@ -58,6 +58,14 @@ public:
   // A NAR whose metadata is known in advance (substitution, the daemon
   // protocol, import). The NAR's hash and size must match `info`.
   path_info add_nar(source& nar, path_info info) override;
+  // Adds many paths at once (a substitution's or a copy's closure, in
+  // order, references first): each NAR, which `write_nar` produces from
+  // the record, is checked as add_nar checks it, and all are made durable
+  // together and registered in one transaction. If one fails, the paths
+  // before it are added and nothing of it or of those after it is.
+  // Returns the paths added (not those that were valid already).
+  std::vector<store_path> add_nars(const std::vector<path_info>& infos,
+                                   const std::function<void(const path_info&, sink&)>& write_nar);
 
   // Keeps `p` from the garbage collector until this process exits (Nix's
   // temp roots; every add roots its path and references itself).
@@ -89,10 +97,15 @@ public:
 
 private:
   std::size_t finish_interrupted_adds();
-  // Roots each reference, then checks it is valid (the closure invariant).
-  void add_temp_roots_for_references(const path_info& info);
-  // Steps 1-5 above; `write_nar` produces the path's NAR.
+  // Steps 1-5 above; `write_nar` produces the path's NAR. One path is a
+  // batch of one: begin (root, journal, lock), restore, commit (durable,
+  // rename, register), or abandon.
   path_info materialise(path_info info, const std::function<void(sink&)>& write_nar);
+  struct incoming;
+  std::vector<incoming> begin_adds(const std::vector<path_info>& infos);
+  void restore_incoming(incoming& in, const std::function<void(sink&)>& write_nar);
+  void commit_incoming(std::vector<incoming>& batch);
+  void abandon_incoming(incoming& in);
 
   store_layout layout_;
   store_db db_;

@@ -8,6 +8,7 @@
 #include "tests/support/nar_builder.hpp"
 #include "tests/support/test_support.hpp"
 
+#include <set>
 #include <sys/stat.h>
 
 using namespace kiln;
@@ -180,6 +181,44 @@ BOOST_AUTO_TEST_CASE(a_registered_path_in_the_journal_is_kept) {
   BOOST_TEST(reopened.cleaned_on_open() == 0u);
   BOOST_TEST(reopened.db().is_valid(info.path));
   BOOST_TEST(test::exists(store.real_path(info.path)));
+}
+
+BOOST_AUTO_TEST_CASE(a_batch_of_nars_is_added_at_once_and_a_bad_one_keeps_what_came_before) {
+  // Three paths from another store, the second referring to the first.
+  test::temp_dir other_dir;
+  local_store other{store_layout{other_dir / "root"}};
+  test::write_file(tmp / "one", "one");
+  test::write_file(tmp / "three", "three");
+  auto one = other.add_path(tmp / "one");
+  auto two = other.add_text("two", one.path.full(), {one.path});
+  auto three = other.add_path(tmp / "three");
+  auto write = [&](const path_info& info, sink& out) { other.nar_from_path(info.path, out); };
+  auto added = store.add_nars({one, two}, write);
+  BOOST_TEST(added.size() == 2u);
+  BOOST_TEST((store.db().query_path_info(two.path)->references == store_path_set{one.path}));
+  BOOST_TEST(store.add_nars({one, two}, write).empty()); // valid already
+  // The second of these does not match its record: the first is kept,
+  // nothing of the second or the third is left.
+  test::write_file(tmp / "four", "four");
+  auto four = other.add_path(tmp / "four");
+  path_info lying = four;
+  lying.nar_hash = three.nar_hash;
+  test::write_file(tmp / "five", "five");
+  auto five = other.add_path(tmp / "five");
+  BOOST_CHECK_THROW(store.add_nars({three, lying, five}, write), error);
+  BOOST_TEST(store.db().is_valid(three.path));
+  BOOST_TEST(!store.db().is_valid(four.path));
+  BOOST_TEST(!store.db().is_valid(five.path));
+  auto entries = store_entries();
+  BOOST_TEST((std::set<std::string>(entries.begin(), entries.end()) ==
+              std::set<std::string>{std::string(one.path.base_name()), std::string(two.path.base_name()),
+                                    std::string(three.path.base_name())}));
+  BOOST_TEST(test::list_dir(store.layout().pending_dir()).empty());
+  // A reference that is neither valid nor earlier in the batch is refused.
+  test::temp_dir fresh_dir;
+  local_store fresh{store_layout{fresh_dir / "root"}};
+  BOOST_CHECK_THROW(fresh.add_nars({two}, write), error);
+  BOOST_TEST(!fresh.db().is_valid(two.path));
 }
 
 BOOST_AUTO_TEST_CASE(store_uris) {
