@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -27,6 +28,10 @@ struct scratch_file {
     fd.reset(::mkostemp(path.data(), O_CLOEXEC));
     if (!fd)
       throw_errno("creating a file in '" + dir + "'");
+    // Readable by whoever serves the cache, as every other file in it.
+    mode_t mask = ::umask(0);
+    ::umask(mask);
+    ::fchmod(fd.get(), 0666 & ~mask);
   }
   ~scratch_file() {
     if (!path.empty())

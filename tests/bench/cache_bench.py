@@ -41,9 +41,11 @@ p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--settle", type=int, default=20)
 p.add_argument("--clients", type=int, default=16)
 p.add_argument("--skip-nginx", action="store_true")
+p.add_argument("--serve-only", action="store_true", help="only kiln serve vs nginx (no substitution rounds)")
 a = p.parse_args()
 a.kiln = os.path.abspath(a.kiln)
 tmp = tempfile.mkdtemp(prefix="kiln-cache-bench-", dir="/var/tmp")
+os.chmod(tmp, 0o755)  # nginx's workers (www-data) read the cache in it
 NIX = ["nix", "--extra-experimental-features", "nix-command"]
 
 
@@ -130,7 +132,7 @@ print(f"closure: {a.paths} paths, {nar_bytes / 1e6:.0f} MB of NAR; cache {cache}
       flush=True)
 
 results = {}
-for rnd in range(a.rounds):
+for rnd in range(0 if a.serve_only else a.rounds):
     for source, url in (("file:// zstd", f"file://{cache}"), ("kiln serve", serve_url)):
         for tool in ("kiln", "nix"):
             dest = f"{tmp}/dest-{tool}-{rnd}"
@@ -145,9 +147,10 @@ for rnd in range(a.rounds):
     results.setdefault(("disk", "durable"), []).append(durable_write(nar_bytes))
     print(f"round {rnd + 1}: " + ", ".join(f"{s}/{t} {v[-1]:.2f} s" for (s, t), v in results.items()), flush=True)
 
-durable = statistics.median(results[("disk", "durable")])
-print(f"\ndisk, durable writes (each file fsynced): {nar_bytes / durable / 1e6:7.0f} MB/s")
-for source in ("file:// zstd", "kiln serve"):
+durable = statistics.median(results[("disk", "durable")]) if results else 0
+if results:
+    print(f"\ndisk, durable writes (each file fsynced): {nar_bytes / durable / 1e6:7.0f} MB/s")
+for source in ("file:// zstd", "kiln serve") if results else ():
     k, n = statistics.median(results[(source, "kiln")]), statistics.median(results[(source, "nix")])
     print(f"{source:13} kiln {nar_bytes / k / 1e6:5.0f} MB/s {a.paths / k:6.0f} paths/s   "
           f"nix 2.8 {nar_bytes / n / 1e6:5.0f} MB/s {a.paths / n:6.0f} paths/s   ratio {n / k:4.1f}x   "

@@ -16,6 +16,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <sys/stat.h>
+
 using namespace kiln;
 
 namespace {
@@ -178,8 +180,12 @@ BOOST_AUTO_TEST_CASE(a_cache_kiln_writes_without_compression_is_the_one_nix_wrot
     std::string name = std::string(p.hash_part()) + ".narinfo";
     BOOST_TEST(test::read_file(out / "cache" + "/" + name) == test::read_file(nix + "/" + name));
   }
-  for (auto& name : test::list_dir(nix + "/nar"))
+  for (auto& name : test::list_dir(nix + "/nar")) {
     BOOST_TEST(test::read_file(out / "cache/nar/" + name) == test::read_file(nix + "/nar/" + name));
+    struct stat st {};
+    BOOST_TEST(::stat((out / "cache/nar/" + name).c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0444) == 0444u); // whoever serves the cache can read it
+  }
   // Nothing else: no scratch files left behind.
   BOOST_TEST(test::list_dir(out / "cache").size() == 5u);
   // Copying again finds everything there.
