@@ -144,12 +144,15 @@ substitute_outcome build_steps::substitute(const std::string& path, uint32_t ind
     return {substitute_outcome::absent, unusable_[index]};
   if (!substituters_[index]) {
     try {
-      http_settings http;
-      http.attempts = options_.download_attempts;
-      http.stalled_timeout = options_.stalled_download_timeout;
-      http.connect_timeout = options_.connect_timeout;
-      http.netrc_file = options_.netrc_file;
-      substituters_[index] = make_substituter(options_.substituters[index], http);
+      cache_client_settings remote;
+      remote.http.attempts = options_.download_attempts;
+      remote.http.stalled_timeout = options_.stalled_download_timeout;
+      remote.http.connect_timeout = options_.connect_timeout;
+      remote.http.netrc_file = options_.netrc_file;
+      remote.positive_ttl = options_.narinfo_positive_ttl;
+      remote.negative_ttl = options_.narinfo_negative_ttl;
+      remote.lookup_cache = narinfo_cache::default_file();
+      substituters_[index] = make_substituter(options_.substituters[index], remote);
     } catch (const error& e) {
       unusable_[index] = e.what();
       return {substitute_outcome::unusable, e.what()};

@@ -339,7 +339,7 @@ void session::query_missing(const request& r) {
 
 substituter_set& session::substituters() {
   if (!substituters_)
-    substituters_ = std::make_unique<substituter_set>(config_.get_words("substituters"), http_settings_from(config_));
+    substituters_ = std::make_unique<substituter_set>(config_.get_words("substituters"), cache_client_settings_from(config_));
   return *substituters_;
 }
 

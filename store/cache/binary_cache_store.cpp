@@ -67,13 +67,36 @@ binary_cache_store::binary_cache_store(std::unique_ptr<cache_transport> transpor
                 std::string(default_store_dir) + "'");
 }
 
+// Written, and remembered as written: a lookup made before it (the copy's
+// own "is it there?") must not hide it for the negative TTL.
+void binary_cache_store::publish_narinfo(const narinfo& n) {
+  std::string text = print_narinfo(n);
+  transport_->put(narinfo_name(n.path.hash_part()), text);
+  if (params_.lookups)
+    params_.lookups->record(params_.lookup_key, n.path.hash_part(), text);
+}
+
 void binary_cache_store::unsupported(const std::string& what) const {
   throw error("binary cache '" + uri() + "' cannot " + what + " (it is not a local store)");
 }
 
 std::optional<narinfo> binary_cache_store::read_narinfo(std::string_view hash_part) {
   std::string name = narinfo_name(hash_part);
-  auto text = transport_->get(name, narinfo_limit);
+  std::optional<std::string> text;
+  auto& lookups = params_.lookups;
+  auto known = lookups ? lookups->lookup(params_.lookup_key, hash_part, params_.positive_ttl, params_.negative_ttl)
+                       : narinfo_cache::answer{};
+  if (known.what == narinfo_cache::known::absent)
+    return std::nullopt;
+  if (known.what == narinfo_cache::known::present) {
+    text = std::move(known.text);
+  } else {
+    text = transport_->get(name, narinfo_limit);
+    if (text)
+      parse_narinfo(*text, uri() + "/" + name); // only what parses is remembered
+    if (lookups)
+      lookups->record(params_.lookup_key, hash_part, text);
+  }
   if (!text)
     return std::nullopt;
   return parse_narinfo(*text, uri() + "/" + name);
@@ -178,7 +201,7 @@ path_info binary_cache_store::add_nar(source& nar, path_info info) {
     transport_->put_file(n.url, file.path);
     file.published();
   }
-  transport_->put(narinfo_name(info.path.hash_part()), print_narinfo(n));
+  publish_narinfo(n);
   std::lock_guard<std::mutex> g(mutex_);
   return narinfos_.insert_or_assign(info.path, std::move(n)).first->second.info();
 }
@@ -220,7 +243,7 @@ void binary_cache_store::nar_from_path(const store_path& p, sink& out) {
 void binary_cache_store::add_signatures(const store_path& p, const std::set<std::string>& sigs) {
   narinfo n = narinfo_of(p);
   n.sigs.insert(sigs.begin(), sigs.end());
-  transport_->put(narinfo_name(p.hash_part()), print_narinfo(n));
+  publish_narinfo(n);
   std::lock_guard<std::mutex> g(mutex_);
   narinfos_.insert_or_assign(p, std::move(n));
 }

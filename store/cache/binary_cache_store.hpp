@@ -8,6 +8,7 @@
 #pragma once
 
 #include "store/cache/cache_transport.hpp"
+#include "store/cache/narinfo_cache.hpp"
 #include "store/format/narinfo.hpp"
 #include "store/format/signature.hpp"
 #include "store/store.hpp"
@@ -25,6 +26,10 @@ struct cache_params {
   std::string compression = "xz"; // what is written (Nix's default)
   int compression_level = -1;     // the method's default
   std::string secret_key_file;    // signs what is written
+  // Where lookups are remembered (remote caches), under `lookup_key`.
+  std::shared_ptr<narinfo_cache> lookups;
+  std::string lookup_key;
+  uint64_t positive_ttl = 0, negative_ttl = 0;
 };
 
 class binary_cache_store : public store {
@@ -71,6 +76,7 @@ public:
 private:
   std::optional<narinfo> read_narinfo(std::string_view hash_part);
   const narinfo& narinfo_of(const store_path& p);
+  void publish_narinfo(const narinfo& n);
   [[noreturn]] void unsupported(const std::string& what) const;
 
   std::unique_ptr<cache_transport> transport_;

@@ -36,13 +36,16 @@ bool is_binary_cache_uri(const std::string& text) {
   return text.rfind("file://", 0) == 0 || text.rfind("http://", 0) == 0 || text.rfind("https://", 0) == 0;
 }
 
-http_settings http_settings_from(const settings& s) {
-  http_settings h;
-  h.attempts = static_cast<unsigned>(s.get_number("download-attempts"));
-  h.stalled_timeout = static_cast<unsigned>(s.get_number("stalled-download-timeout"));
-  h.connect_timeout = static_cast<unsigned>(s.get_number("connect-timeout"));
-  h.netrc_file = s.get("netrc-file");
-  return h;
+cache_client_settings cache_client_settings_from(const settings& s) {
+  cache_client_settings c;
+  c.http.attempts = static_cast<unsigned>(s.get_number("download-attempts"));
+  c.http.stalled_timeout = static_cast<unsigned>(s.get_number("stalled-download-timeout"));
+  c.http.connect_timeout = static_cast<unsigned>(s.get_number("connect-timeout"));
+  c.http.netrc_file = s.get("netrc-file");
+  c.positive_ttl = s.get_number("narinfo-cache-positive-ttl");
+  c.negative_ttl = s.get_number("narinfo-cache-negative-ttl");
+  c.lookup_cache = narinfo_cache::default_file();
+  return c;
 }
 
 namespace {
@@ -89,10 +92,17 @@ std::unique_ptr<cache_transport> transport_for(const store_uri& u, bool for_writ
   return make_http_transport(u.text, base, http);
 }
 
-std::unique_ptr<store> open_binary_cache(const store_uri& u, bool for_writing, const http_settings& http) {
+std::unique_ptr<store> open_binary_cache(const store_uri& u, bool for_writing, const cache_client_settings& remote) {
   allow_only(u, {"compression", "compression-level", "secret-key", "trusted", "priority", "want-mass-query"});
-  auto transport = transport_for(u, for_writing, http);
+  auto transport = transport_for(u, for_writing, remote.http);
   cache_params p;
+  // A remote cache's answers are kept; a directory is as quick to ask again.
+  if (u.base.rfind("file://", 0) != 0 && !remote.lookup_cache.empty()) {
+    p.lookups = narinfo_cache::open(remote.lookup_cache);
+    p.positive_ttl = remote.positive_ttl;
+    p.negative_ttl = remote.negative_ttl;
+    p.lookup_key = u.base;
+  }
   if (auto it = u.params.find("compression"); it != u.params.end())
     p.compression = it->second;
   p.compression_level = level_param(u);
@@ -103,10 +113,11 @@ std::unique_ptr<store> open_binary_cache(const store_uri& u, bool for_writing, c
 
 } // namespace
 
-std::unique_ptr<store> open_store_uri(const std::string& text, bool for_writing, const http_settings& http) {
+std::unique_ptr<store> open_store_uri(const std::string& text, bool for_writing,
+                                      const cache_client_settings& remote) {
   store_uri u = parse_store_uri(text);
   if (is_binary_cache_uri(text))
-    return open_binary_cache(u, for_writing, http);
+    return open_binary_cache(u, for_writing, remote);
   // Local: `root` belongs to the layout's own spelling (local?root=DIR).
   allow_only(u, {"root", "trusted"});
   std::string local = u.base;

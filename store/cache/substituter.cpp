@@ -78,7 +78,7 @@ std::map<store_path, substitutable_info> substituter_set::query(const store_path
     if (!tried_[i]) {
       tried_[i] = true;
       try {
-        opened_[i] = make_substituter(uris_[i], http_);
+        opened_[i] = make_substituter(uris_[i], remote_);
       } catch (const std::exception&) {
         // Passed over, as when substituting (where the warning is given).
       }
@@ -99,7 +99,7 @@ std::map<store_path, substitutable_info> substituter_set::query(const store_path
   return out;
 }
 
-std::unique_ptr<substituter> make_substituter(const std::string& uri, const http_settings& http) {
+std::unique_ptr<substituter> make_substituter(const std::string& uri, const cache_client_settings& remote) {
   store_uri u = parse_store_uri(uri);
   bool trusted = false;
   if (auto it = u.params.find("trusted"); it != u.params.end()) {
@@ -111,7 +111,7 @@ std::unique_ptr<substituter> make_substituter(const std::string& uri, const http
       u.base.rfind("unix://", 0) == 0)
     throw format_error("substituter '" + uri +
                        "' is not supported yet (local stores and file://, http:// and https:// binary caches are)");
-  return std::make_unique<substituter>(uri, trusted, open_store_uri(uri, false, http));
+  return std::make_unique<substituter>(uri, trusted, open_store_uri(uri, false, remote));
 }
 
 } // namespace kiln

@@ -5,7 +5,7 @@
 #pragma once
 
 #include "store/format/signature.hpp"
-#include "store/io/http.hpp"
+#include "store/cache/store_uri.hpp"
 #include "store/local/substitute_outcome.hpp"
 #include "store/store.hpp"
 
@@ -46,8 +46,8 @@ private:
 // querySubstitutablePathInfos, and what "will be fetched" counts.
 class substituter_set {
 public:
-  substituter_set(std::vector<std::string> uris, http_settings http)
-    : uris_(std::move(uris)), http_(std::move(http)), opened_(uris_.size()), tried_(uris_.size()) {}
+  substituter_set(std::vector<std::string> uris, cache_client_settings remote)
+    : uris_(std::move(uris)), remote_(std::move(remote)), opened_(uris_.size()), tried_(uris_.size()) {}
   std::map<store_path, substitutable_info> query(const store_path_set& paths);
   substitutable_query as_query() {
     return [this](const store_path_set& paths) { return query(paths); };
@@ -55,7 +55,7 @@ public:
 
 private:
   std::vector<std::string> uris_;
-  http_settings http_;
+  cache_client_settings remote_;
   std::vector<std::unique_ptr<substituter>> opened_;
   std::vector<bool> tried_;
 };
@@ -63,6 +63,6 @@ private:
 // The substituter a `substituters` entry names: a local store (local:DIR,
 // /DIR, ...) or a binary cache (file:///DIR, http(s)://...), opened:
 // throws if there is nothing there, or for a URI of a kind not supported.
-std::unique_ptr<substituter> make_substituter(const std::string& uri, const http_settings& http = {});
+std::unique_ptr<substituter> make_substituter(const std::string& uri, const cache_client_settings& remote = {});
 
 } // namespace kiln

@@ -51,6 +51,8 @@ const known_setting known[] = {
     {"stalled-download-timeout", kind::number, "300", max_seconds, " seconds"},
     {"connect-timeout", kind::number, "0", max_seconds, " seconds"},
     {"netrc-file", kind::text, "/etc/nix/netrc"},
+    {"narinfo-cache-positive-ttl", kind::number, "2592000", max_seconds, " seconds"},
+    {"narinfo-cache-negative-ttl", kind::number, "3600", max_seconds, " seconds"},
     {"sandbox", kind::sandbox, "true"},
     {"sandbox-fallback", kind::boolean, "true"},
     {"sandbox-paths", kind::paths, ""},
@@ -182,8 +184,7 @@ namespace {
 bool nix_only_setting(const std::string& name) {
   static const std::set<std::string> names{"experimental-features", "show-trace", "auto-optimise-store",
                                            "warn-dirty", "flake-registry", "nix-path",
-                                           "builders", "builders-use-substitutes", "narinfo-cache-negative-ttl",
-                                           "narinfo-cache-positive-ttl", "http-connections",
+                                           "builders", "builders-use-substitutes", "http-connections",
                                            "substitute", "min-free", "max-free"};
   return names.count(name) != 0;
 }

@@ -213,14 +213,16 @@ if not a.skip_nginx:
     time.sleep(1)
     servers.append(("nginx (the pre-made cache)", "http://127.0.0.1:18473", cache_nars))
 print()
-for name, base, nars in servers:
-    settle()
-    lat = narinfo_latency(base, narinfos)
-    one = nar_throughput(base, nars, 1)
-    many = nar_throughput(base, nars, a.clients)
-    print(f"{name:30} narinfo p50 {lat:6.3f} ms   NARs: 1 client {one:6.0f} MB/s, "
-          f"{a.clients} clients {many:6.0f} MB/s", flush=True)
-serve.terminate()
-if nginx:
-    nginx.terminate()
-subprocess.run(["rm", "-rf", tmp])
+try:
+    for name, base, nars in servers:
+        settle()
+        lat = narinfo_latency(base, narinfos)
+        one = nar_throughput(base, nars, 1)
+        many = nar_throughput(base, nars, a.clients)
+        print(f"{name:30} narinfo p50 {lat:6.3f} ms   NARs: 1 client {one:6.0f} MB/s, "
+              f"{a.clients} clients {many:6.0f} MB/s", flush=True)
+finally:
+    serve.terminate()
+    if nginx:
+        nginx.terminate()
+    subprocess.run(["rm", "-rf", tmp])

@@ -237,6 +237,30 @@ def test_what_would_be_fetched_is_counted_from_the_caches(both, http_cache):
     assert plan["narSize"] == sum(n for _, n in sizes.values()), plan
 
 
+def test_a_remote_cache_s_answers_are_remembered_for_their_ttl(both, http_cache):
+    """narinfo-cache-positive-ttl and -negative-ttl: what an HTTP cache said
+    is asked again only when it is older than that."""
+    serve, top, top_out, dep_out, pub, cache = http_cache
+    server = serve()
+    absent = "/nix/store/" + "1" * 32 + "-absent"
+
+    def missing(*options):
+        before = len(server.requests)
+        r = both.kiln_run("store", "missing", "--json", "--store", both.store, "--option", "substituters",
+                          server.url, *options, top_out, absent)
+        assert r.returncode == 0, explain(r)
+        plan = json.loads(r.stdout)
+        assert sorted(plan["willSubstitute"]) == sorted([dep_out, top_out]), plan
+        assert plan["unknown"] == [absent], plan
+        return [p for m, p in server.requests[before:] if p.endswith(".narinfo")]
+    assert len(missing()) == 3  # top, dep and the absent path, asked once each
+    assert missing() == []      # all remembered
+    assert [p[1:33] for p in missing("--option", "narinfo-cache-negative-ttl", "0")] == [absent[11:43]]
+    assert len(missing("--option", "narinfo-cache-positive-ttl", "0", "--option", "narinfo-cache-negative-ttl",
+                       "0")) == 3
+    assert os.path.exists(f"{both.dir}/cache-home/kiln/narinfo-v1.sqlite")
+
+
 def test_nix_reads_a_cache_kiln_uploads_over_http(both):
     top, top_out, dep_out = built_closure(both, "put")
     key, pub = key_pair(both)

@@ -166,7 +166,9 @@ class SideBySide:
         # Build users must reach what tests bind in; build directories stay inside.
         os.chmod(self.dir, 0o755)
         os.makedirs(f"{self.dir}/tmp")
-        self.env = dict(os.environ, TMPDIR=f"{self.dir}/tmp", KILN_CONF=f"{self.dir}/kiln.conf")
+        # XDG_CACHE_HOME: the narinfo lookups Kiln remembers stay with the test.
+        self.env = dict(os.environ, TMPDIR=f"{self.dir}/tmp", KILN_CONF=f"{self.dir}/kiln.conf",
+                        XDG_CACHE_HOME=f"{self.dir}/cache-home")
         with open(self.env["KILN_CONF"], "w") as f:
             f.write(f"sandbox-paths = {HOST_TOOLS}\n")
         self.store = f"local:{self.dir}/kiln"

@@ -124,7 +124,7 @@ std::unique_ptr<kiln::store> open_store_at(const std::string& uri, const cli::pa
                                                   std::move(log));
   }
   if (must_exist || is_binary_cache_uri(uri))
-    return open_store_uri(uri, !must_exist, http_settings_from(load_settings(a)));
+    return open_store_uri(uri, !must_exist, cache_client_settings_from(load_settings(a)));
   return std::make_unique<local_store>(store_layout::from_uri(uri));
 }
 

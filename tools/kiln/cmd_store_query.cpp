@@ -56,7 +56,7 @@ int store_missing(const std::vector<std::string>& args) {
   missing_plan plan;
   if (auto* local = dynamic_cast<local_store*>(store.get())) {
     settings config = load_settings(a);
-    substituter_set subs(config.get_words("substituters"), http_settings_from(config));
+    substituter_set subs(config.get_words("substituters"), cache_client_settings_from(config));
     plan = query_missing(*local, wanted, subs.as_query());
   } else {
     plan = store->query_missing(wanted);
