@@ -132,33 +132,20 @@ build_steps::build_steps(local_store& store, build_options options)
   } catch (const error& e) {
     throw error(std::string("setting 'trusted-public-keys': ") + e.what());
   }
-  substituters_.resize(options_.substituters.size());
-  unusable_.resize(options_.substituters.size());
+  cache_client_settings remote;
+  remote.http.attempts = options_.download_attempts;
+  remote.http.stalled_timeout = options_.stalled_download_timeout;
+  remote.http.connect_timeout = options_.connect_timeout;
+  remote.http.netrc_file = options_.netrc_file;
+  remote.positive_ttl = options_.narinfo_positive_ttl;
+  remote.negative_ttl = options_.narinfo_negative_ttl;
+  remote.lookup_cache = narinfo_cache::default_file();
+  substituters_ = std::make_unique<substituter_set>(options_.substituters, remote);
 }
 
 substitute_outcome build_steps::substitute(const std::string& path, uint32_t index) {
-  if (index >= substituters_.size())
-    throw error("there is no substituter number " + std::to_string(index));
   // As Nix: a substituter that cannot be opened is passed over with a warning.
-  if (!unusable_[index].empty())
-    return {substitute_outcome::absent, unusable_[index]};
-  if (!substituters_[index]) {
-    try {
-      cache_client_settings remote;
-      remote.http.attempts = options_.download_attempts;
-      remote.http.stalled_timeout = options_.stalled_download_timeout;
-      remote.http.connect_timeout = options_.connect_timeout;
-      remote.http.netrc_file = options_.netrc_file;
-      remote.positive_ttl = options_.narinfo_positive_ttl;
-      remote.negative_ttl = options_.narinfo_negative_ttl;
-      remote.lookup_cache = narinfo_cache::default_file();
-      substituters_[index] = make_substituter(options_.substituters[index], remote);
-    } catch (const error& e) {
-      unusable_[index] = e.what();
-      return {substitute_outcome::unusable, e.what()};
-    }
-  }
-  return substituters_[index]->substitute(store_, store_.parse_path(path), trusted_, options_.require_sigs);
+  return substituters_->substitute(index, store_, store_.parse_path(path), trusted_, options_.require_sigs);
 }
 
 loaded_derivation build_steps::load(const std::string& drv_path) {

@@ -76,8 +76,7 @@ private:
   build_options options_;
   std::vector<secret_key> keys_;
   trusted_keys trusted_;
-  std::vector<std::unique_ptr<substituter>> substituters_; // made on first use
-  std::vector<std::string> unusable_; // why a substituter could not be made ("" = it could)
+  std::unique_ptr<substituter_set> substituters_; // opened on first use, in priority order
   // Round 1's outputs, compared with each later round's.
   std::map<std::string, std::vector<path_info>> first_round_;
   std::set<std::string> read_ahead_; // derivations load_closure has returned

@@ -119,7 +119,7 @@ std::unique_ptr<store> open_store_uri(const std::string& text, bool for_writing,
   if (is_binary_cache_uri(text))
     return open_binary_cache(u, for_writing, remote);
   // Local: `root` belongs to the layout's own spelling (local?root=DIR).
-  allow_only(u, {"root", "trusted"});
+  allow_only(u, {"root", "trusted", "priority"});
   std::string local = u.base;
   if (auto it = u.params.find("root"); it != u.params.end())
     local += "?root=" + it->second;

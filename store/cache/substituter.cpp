@@ -71,23 +71,50 @@ std::map<store_path, substitutable_info> substituter::query(const store_path_set
   return out;
 }
 
+void substituter_set::open_all() {
+  if (opened_)
+    return;
+  opened_ = true;
+  for (auto& uri : uris_) {
+    entry e;
+    try {
+      e.sub = make_substituter(uri, remote_);
+    } catch (const std::exception& ex) {
+      e.unusable = ex.what();
+    }
+    entries_.push_back(std::move(e));
+  }
+  // One that could not be opened keeps its place; it has nothing to give.
+  std::stable_sort(entries_.begin(), entries_.end(), [](const entry& a, const entry& b) {
+    return (a.sub ? a.sub->priority() : 0) < (b.sub ? b.sub->priority() : 0);
+  });
+}
+
+substitute_outcome substituter_set::substitute(std::size_t index, store& dest, const store_path& path,
+                                               const trusted_keys& keys, bool require_sigs) {
+  open_all();
+  if (index >= entries_.size())
+    throw error("there is no substituter number " + std::to_string(index));
+  entry& e = entries_[index];
+  if (!e.sub) {
+    if (e.said)
+      return {substitute_outcome::absent, e.unusable};
+    e.said = true;
+    return {substitute_outcome::unusable, e.unusable};
+  }
+  return e.sub->substitute(dest, path, keys, require_sigs);
+}
+
 std::map<store_path, substitutable_info> substituter_set::query(const store_path_set& paths) {
+  open_all();
   std::map<store_path, substitutable_info> out;
   store_path_set left = paths;
-  for (std::size_t i = 0; i < uris_.size() && !left.empty(); ++i) {
-    if (!tried_[i]) {
-      tried_[i] = true;
-      try {
-        opened_[i] = make_substituter(uris_[i], remote_);
-      } catch (const std::exception&) {
-        // Passed over, as when substituting (where the warning is given).
-      }
-    }
-    if (!opened_[i])
+  for (std::size_t i = 0; i < entries_.size() && !left.empty(); ++i) {
+    if (!entries_[i].sub)
       continue;
     std::map<store_path, substitutable_info> got;
     try {
-      got = opened_[i]->query(left);
+      got = entries_[i].sub->query(left);
     } catch (const std::exception&) {
       continue; // a cache that fails to answer is one that does not have them
     }
@@ -111,7 +138,21 @@ std::unique_ptr<substituter> make_substituter(const std::string& uri, const cach
       u.base.rfind("unix://", 0) == 0)
     throw format_error("substituter '" + uri +
                        "' is not supported yet (local stores and file://, http:// and https:// binary caches are)");
-  return std::make_unique<substituter>(uri, trusted, open_store_uri(uri, false, remote));
+  auto from = open_store_uri(uri, false, remote);
+  int priority = 0; // a local store: first, as Nix's default
+  if (auto* cache = dynamic_cast<binary_cache_store*>(from.get()))
+    priority = cache->info().priority;
+  if (auto it = u.params.find("priority"); it != u.params.end()) {
+    try {
+      std::size_t used = 0;
+      priority = std::stoi(it->second, &used);
+      if (used != it->second.size())
+        throw format_error("");
+    } catch (const std::exception&) {
+      throw format_error("substituter '" + uri + "': priority must be a number, not '" + it->second + "'");
+    }
+  }
+  return std::make_unique<substituter>(uri, trusted, priority, std::move(from));
 }
 
 } // namespace kiln

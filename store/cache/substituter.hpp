@@ -18,10 +18,12 @@ namespace kiln {
 
 class substituter {
 public:
-  // `trusted`: its paths need no signature (`?trusted=1`).
-  substituter(std::string uri, bool trusted, std::unique_ptr<store> from)
-    : uri_(std::move(uri)), trusted_(trusted), from_(std::move(from)) {}
+  // `trusted`: its paths need no signature (`?trusted=1`). `priority`:
+  // lower is tried first (a cache's nix-cache-info Priority, or ?priority=).
+  substituter(std::string uri, bool trusted, int priority, std::unique_ptr<store> from)
+    : uri_(std::move(uri)), trusted_(trusted), priority_(priority), from_(std::move(from)) {}
   const std::string& uri() const { return uri_; }
+  int priority() const { return priority_; }
 
   // Makes `path` (and whatever it refers to) valid in `dest`, or says why
   // not: a path of the closure is absent, or (unless the substituter is
@@ -38,26 +40,41 @@ public:
 private:
   std::string uri_;
   bool trusted_;
+  int priority_;
   std::unique_ptr<store> from_;
 };
 
-// A configuration's substituters, opened on first use (one that cannot
-// be opened is passed over), asked in order about paths: Nix's
-// querySubstitutablePathInfos, and what "will be fetched" counts.
+// A configuration's substituters, all opened on first use and then
+// taken in priority order (lower first; ties in the order configured), as
+// Nix orders them. One that cannot be opened is passed over.
 class substituter_set {
 public:
   substituter_set(std::vector<std::string> uris, cache_client_settings remote)
-    : uris_(std::move(uris)), remote_(std::move(remote)), opened_(uris_.size()), tried_(uris_.size()) {}
+    : uris_(std::move(uris)), remote_(std::move(remote)) {}
+  std::size_t size() const { return uris_.size(); }
+  // Substituter number `index` (in priority order) tries to substitute
+  // `path`, as substituter::substitute; one that could not be opened says
+  // why once (unusable), and is absent after that.
+  substitute_outcome substitute(std::size_t index, store& dest, const store_path& path, const trusted_keys& keys,
+                                bool require_sigs);
+  // What they can supply of `paths`, each path from the first that has it:
+  // Nix's querySubstitutablePathInfos, and what "will be fetched" counts.
   std::map<store_path, substitutable_info> query(const store_path_set& paths);
   substitutable_query as_query() {
     return [this](const store_path_set& paths) { return query(paths); };
   }
 
 private:
+  void open_all();
+  struct entry {
+    std::unique_ptr<substituter> sub;
+    std::string unusable; // why it could not be opened
+    bool said = false;    // ... and that was told
+  };
   std::vector<std::string> uris_;
   cache_client_settings remote_;
-  std::vector<std::unique_ptr<substituter>> opened_;
-  std::vector<bool> tried_;
+  bool opened_ = false;
+  std::vector<entry> entries_; // in priority order
 };
 
 // The substituter a `substituters` entry names: a local store (local:DIR,

@@ -202,15 +202,7 @@ def test_a_hostile_http_cache_is_passed_over_for_the_next(both, http_cache, kind
     trouble, why = HOSTILE[kind]
     directory = cache
     if kind == "garbage-nar":
-        # A copy whose NAR files are noise of the right length.
-        directory = f"{both.dir}/garbage-cache"
-        shutil.copytree(cache, directory)
-        for name in os.listdir(f"{directory}/nar"):
-            path = f"{directory}/nar/{name}"
-            os.chmod(path, 0o644)
-            size = os.path.getsize(path)
-            with open(path, "wb") as f:
-                f.write(os.urandom(size))
+        directory = noisy_copy(cache, f"{both.dir}/garbage-cache")
     bad = serve((lambda m, path, n: trouble(path)) if trouble else None, directory)
     good = serve()
     r = substitute(both, pub, [bad.url, good.url], top, options=("--option", "stalled-download-timeout", "2"))
@@ -259,6 +251,32 @@ def test_a_remote_cache_s_answers_are_remembered_for_their_ttl(both, http_cache)
     assert len(missing("--option", "narinfo-cache-positive-ttl", "0", "--option", "narinfo-cache-negative-ttl",
                        "0")) == 3
     assert os.path.exists(f"{both.dir}/cache-home/kiln/narinfo-v1.sqlite")
+
+
+def noisy_copy(cache, directory):
+    """A copy of `cache` whose NAR files are noise of the right length."""
+    shutil.copytree(cache, directory)
+    for name in os.listdir(f"{directory}/nar"):
+        path = f"{directory}/nar/{name}"
+        os.chmod(path, 0o644)
+        size = os.path.getsize(path)
+        with open(path, "wb") as f:
+            f.write(os.urandom(size))
+    return directory
+
+
+def test_substituters_are_tried_in_priority_order(both, http_cache):
+    """Lower Priority first (nix-cache-info's, or ?priority=), ties in the
+    order given; a noisy cache shows whether it was tried."""
+    serve, top, top_out, dep_out, pub, cache = http_cache
+    bad = noisy_copy(cache, f"{both.dir}/noisy-cache")
+    for substituters, bad_tried in (([f"file://{cache}", f"file://{bad}"], False),
+                                    ([f"file://{cache}", f"file://{bad}?priority=10"], True),
+                                    ([f"file://{bad}", f"file://{cache}?priority=10"], False)):
+        r = substitute(both, pub, substituters, top)
+        assert r.returncode == 0 and both.results(r)[top]["status"] == "Substituted", explain(r)
+        assert (bad in r.stderr) == bad_tried, (substituters, r.stderr)
+        assert both.kiln_run("store", "delete", "--store", both.store, top_out, dep_out).returncode == 0
 
 
 def test_nix_reads_a_cache_kiln_uploads_over_http(both):
