@@ -183,17 +183,11 @@ path_info binary_cache_store::add_nar(source& nar, path_info info) {
   if (got != info.nar_hash)
     throw_nar_mismatch(info, got, nar_hash.size());
 
-  narinfo n(info.path);
+  narinfo n = narinfo::of(info);
   n.file_hash = file_hash.finish();
   n.file_size = file_hash.size();
   n.url = "nar/" + n.file_hash->base32() + ".nar" + compression_extension(params_.compression);
   n.compression = params_.compression;
-  n.nar_hash = info.nar_hash;
-  n.nar_size = info.nar_size;
-  n.references = info.references;
-  n.deriver = info.deriver;
-  n.sigs = info.sigs;
-  n.ca = info.ca;
   if (key_)
     n.sigs.insert(key_->sign(fingerprint_of(info)));
   // The NAR first: a narinfo is never published before what it points to.

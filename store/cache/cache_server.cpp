@@ -40,19 +40,13 @@ std::string nar_url(const path_info& info, const std::string& compression) {
 }
 
 http_response narinfo_of(const path_info& info, const cache_server_options& o) {
-  narinfo n(info.path);
+  narinfo n = narinfo::of(info);
   n.url = nar_url(info, o.compression);
   n.compression = o.compression;
   if (o.compression == "none") { // the file is the NAR
     n.file_hash = info.nar_hash;
     n.file_size = info.nar_size;
   }
-  n.nar_hash = info.nar_hash;
-  n.nar_size = info.nar_size;
-  n.references = info.references;
-  n.deriver = info.deriver;
-  n.sigs = info.sigs;
-  n.ca = info.ca;
   if (o.key)
     n.sigs.insert(o.key->sign(fingerprint_of(info)));
   return http_response::text(200, print_narinfo(n), "text/x-nix-narinfo");

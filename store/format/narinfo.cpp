@@ -49,6 +49,17 @@ uint64_t parse_size(const line& l, const std::string& at) {
 
 } // namespace
 
+narinfo narinfo::of(const path_info& info) {
+  narinfo n(info.path);
+  n.nar_hash = info.nar_hash;
+  n.nar_size = info.nar_size;
+  n.references = info.references;
+  n.deriver = info.deriver;
+  n.sigs = info.sigs;
+  n.ca = info.ca;
+  return n;
+}
+
 path_info narinfo::info() const {
   path_info i(path);
   i.deriver = deriver;

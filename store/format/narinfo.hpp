@@ -27,6 +27,9 @@ struct narinfo {
   std::optional<std::string> ca;
 
   explicit narinfo(store_path p) : path(std::move(p)) {}
+  // The narinfo of a store's record (its NAR's file still to be named:
+  // url, compression, file hash and size are left for the caller).
+  static narinfo of(const path_info& info);
   // What the store would record for the path (the signatures included).
   path_info info() const;
 };

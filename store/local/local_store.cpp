@@ -252,6 +252,16 @@ void local_store::commit_incoming(std::vector<incoming>& batch) {
   }
 }
 
+void local_store::commit_or_abandon(std::vector<incoming>& batch) {
+  try {
+    commit_incoming(batch);
+  } catch (...) {
+    for (auto& in : batch)
+      abandon_incoming(in);
+    throw;
+  }
+}
+
 void local_store::abandon_incoming(incoming& in) {
   remove_tree(in.temp);
   if (!db_.is_valid(in.info.path))
@@ -266,11 +276,11 @@ path_info local_store::materialise(path_info info, const std::function<void(sink
     return *db_.query_path_info(info.path);
   try {
     restore_incoming(batch[0], write_nar);
-    commit_incoming(batch);
   } catch (...) {
     abandon_incoming(batch[0]);
     throw;
   }
+  commit_or_abandon(batch);
   return *db_.query_path_info(info.path);
 }
 
@@ -293,20 +303,12 @@ std::vector<store_path> local_store::add_nars(const std::vector<path_info>& info
     for (std::size_t i = done; i < batch.size(); ++i)
       abandon_incoming(batch[i]);
     try {
-      commit_incoming(kept);
+      commit_or_abandon(kept);
     } catch (...) {
-      for (auto& in : kept)
-        abandon_incoming(in);
     }
     throw;
   }
-  try {
-    commit_incoming(batch);
-  } catch (...) {
-    for (auto& in : batch)
-      abandon_incoming(in);
-    throw;
-  }
+  commit_or_abandon(batch);
   std::vector<store_path> added;
   for (auto& in : batch)
     added.push_back(in.info.path);

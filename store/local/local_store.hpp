@@ -105,6 +105,8 @@ private:
   std::vector<incoming> begin_adds(const std::vector<path_info>& infos);
   void restore_incoming(incoming& in, const std::function<void(sink&)>& write_nar);
   void commit_incoming(std::vector<incoming>& batch);
+  // Commits the batch, or (and rethrows) leaves nothing of it.
+  void commit_or_abandon(std::vector<incoming>& batch);
   void abandon_incoming(incoming& in);
 
   store_layout layout_;
