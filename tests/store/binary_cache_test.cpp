@@ -12,6 +12,7 @@
 #include "store/io/file_ops.hpp"
 #include "store/io/error.hpp"
 #include "store/local/verify.hpp"
+#include "tests/support/nar_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <boost/test/unit_test.hpp>
@@ -154,6 +155,11 @@ BOOST_AUTO_TEST_CASE(a_hostile_cache_registers_nothing) {
   }
   {
     cache_copy c("xz");
+    c.edit(top, "Sig", "X-Unsigned: the signature line is gone");
+    refused(attempt("file://" + c.dir), "is not signed by any of the keys");
+  }
+  {
+    cache_copy c("xz");
     c.edit(top, "References", "References: ../../../etc/passwd");
     refused(attempt("file://" + c.dir), "is not the name of a store path");
   }
@@ -164,6 +170,44 @@ BOOST_AUTO_TEST_CASE(a_hostile_cache_registers_nothing) {
   }
   refused(attempt("file:///nonexistent/cache"), "has no nix-cache-info");
   BOOST_CHECK_THROW(make_substituter("s3://cache-bucket"), format_error);
+}
+
+// NARs no honest dumper makes, served by a cache whose narinfo matches
+// them byte for byte (hash and size right, signature not needed): the NAR
+// itself must be refused as it is unpacked, leaving nothing.
+BOOST_AUTO_TEST_CASE(a_cache_s_nar_with_dotdot_unsorted_or_duplicate_entries_registers_nothing) {
+  auto dir_with = [](std::initializer_list<const char*> names) {
+    test::nar_builder b;
+    b.magic().begin_dir();
+    for (auto* n : names)
+      b.begin_entry(n).file("x").end_entry();
+    return b.end_dir().bytes;
+  };
+  struct bad_nar {
+    std::string nar, fragment;
+  };
+  for (auto& [nar, fragment] : {bad_nar{dir_with({".."}), "'..'"}, bad_nar{dir_with({"b", "a"}), "out of order"},
+                                 bad_nar{dir_with({"a", "a"}), "duplicate entry"}, bad_nar{dir_with({"a/b"}), "'a/b'"}}) {
+    BOOST_TEST_CONTEXT(fragment) {
+      cache_copy c("none");
+      // `leaf` (no references) now served as this NAR.
+      test::write_file(c.nar_file(leaf), nar);
+      c.edit(leaf, "NarHash", "NarHash: " + hash_string(hash_algo::sha256, nar).to_prefixed(hash_format::base32));
+      c.edit(leaf, "NarSize", "NarSize: " + std::to_string(nar.size()));
+      c.edit(leaf, "FileHash", "FileHash: " + hash_string(hash_algo::sha256, nar).to_prefixed(hash_format::base32));
+      c.edit(leaf, "FileSize", "FileSize: " + std::to_string(nar.size()));
+      fresh_store s;
+      auto sub = make_substituter("file://" + c.dir + "?trusted=1");
+      try {
+        sub->substitute(s.store, leaf, vector_keys(), true);
+        BOOST_ERROR("a hostile NAR was accepted");
+      } catch (const error& e) {
+        refused(e.what(), fragment);
+      }
+      BOOST_TEST(!s.store.db().is_valid(leaf));
+      BOOST_TEST(test::list_dir(s.store.layout().store_dir()).empty());
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_cache_kiln_writes_without_compression_is_the_one_nix_wrote) {
