@@ -31,17 +31,23 @@ hook_actor spawn_post_build_hook(caf::actor_system& sys);
 // `max-jobs` alone limits the run (the embedded engine). With `interest`,
 // shared by the runs of one engine_host, a cancel spares the builds
 // another run wants (shared_interest.hpp).
-scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, logger_actor logger,
+scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, substituter_actor substituters,
+                                logger_actor logger,
                                 build_options options, event_sink events, std::string store_real_dir,
                                 slot_pool_actor pool = {}, std::shared_ptr<shared_interest> interest = {});
 slot_pool_actor spawn_slot_pool(caf::actor_system& sys, uint32_t max_jobs);
+// The substitution slots: up to max-substitution-jobs detached
+// substituters on their own connections to the store at `layout`. Throws
+// for bad trusted-public-keys before spawning anything.
+substituter_actor spawn_substituter_pool(caf::actor_system& sys, const store_layout& layout,
+                                         const build_options& options);
 // Spawned by the scheduler; they report (done_atom, build_result) to it.
 // A derivation goal given its derivation already loaded (read ahead by a
 // goal that needs it) starts from there.
 caf::actor spawn_derivation_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
-                                 logger_actor logger, build_options options, goal_request request,
+                                 substituter_actor substituters, logger_actor logger, build_options options, goal_request request,
                                  std::string store_real_dir, std::optional<loaded_derivation> preloaded);
 caf::actor spawn_substitution_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
-                                   std::string path, uint32_t substituters);
+                                   substituter_actor substituter_pool, std::string path, uint32_t substituters);
 
 } // namespace kiln

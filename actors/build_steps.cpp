@@ -127,25 +127,6 @@ build_steps::build_steps(local_store& store, build_options options)
     } catch (const error& e) {
       throw error(std::string("setting 'secret-key-files': ") + e.what());
     }
-  try {
-    trusted_ = make_trusted_keys(options_.trusted_public_keys);
-  } catch (const error& e) {
-    throw error(std::string("setting 'trusted-public-keys': ") + e.what());
-  }
-  cache_client_settings remote;
-  remote.http.attempts = options_.download_attempts;
-  remote.http.stalled_timeout = options_.stalled_download_timeout;
-  remote.http.connect_timeout = options_.connect_timeout;
-  remote.http.netrc_file = options_.netrc_file;
-  remote.positive_ttl = options_.narinfo_positive_ttl;
-  remote.negative_ttl = options_.narinfo_negative_ttl;
-  remote.lookup_cache = narinfo_cache::default_file();
-  substituters_ = std::make_unique<substituter_set>(options_.substituters, remote);
-}
-
-substitute_outcome build_steps::substitute(const std::string& path, uint32_t index) {
-  // As Nix: a substituter that cannot be opened is passed over with a warning.
-  return substituters_->substitute(index, store_, store_.parse_path(path), trusted_, options_.require_sigs);
 }
 
 loaded_derivation build_steps::load(const std::string& drv_path) {

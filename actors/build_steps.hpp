@@ -8,7 +8,6 @@
 #include "sandbox/build_users.hpp"
 #include "store/format/derivation.hpp"
 #include "store/local/local_store.hpp"
-#include "store/cache/substituter.hpp"
 #include "store/format/signature.hpp"
 
 #include <map>
@@ -34,9 +33,6 @@ public:
   std::vector<loaded_derivation> load_closure(const std::string& drv_path);
   // The store paths among these that are not valid.
   std::vector<std::string> invalid(const std::vector<std::string>& paths);
-  // Tries substituter number `index` (of build_options::substituters) for
-  // `path`; a copy that fails (content not matching its record) throws.
-  substitute_outcome substitute(const std::string& path, uint32_t index);
 
   // Creates the private build directory and plans the builder's run.
   // `round` counts from 1; rounds after the first (and check and repair
@@ -75,8 +71,6 @@ private:
   local_store& store_;
   build_options options_;
   std::vector<secret_key> keys_;
-  trusted_keys trusted_;
-  std::unique_ptr<substituter_set> substituters_; // opened on first use, in priority order
   // Round 1's outputs, compared with each later round's.
   std::map<std::string, std::vector<path_info>> first_round_;
   std::set<std::string> read_ahead_; // derivations load_closure has returned

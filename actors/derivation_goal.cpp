@@ -29,6 +29,7 @@ struct drv_goal_state {
   build_options options;
   scheduler_actor scheduler;
   store_actor store;
+  substituter_actor substituters;
   logger_actor logger;
   std::string store_real_dir;
   loaded_derivation loaded;
@@ -197,7 +198,7 @@ void try_substitutes(goal_ptr self, uint32_t index) {
       if (--self->state.pending == 0)
         try_substitutes(self, index + 1);
     };
-    self->request(st.store, caf::infinite, subst_atom::value, st.loaded.drv.outputs.at(name).path, index)
+    self->request(st.substituters, caf::infinite, subst_atom::value, st.loaded.drv.outputs.at(name).path, index)
         .then(
             [=](const substitute_outcome& o) {
               if (o.kind == substitute_outcome::substituted)
@@ -453,12 +454,14 @@ void done(goal_ptr self, build_result r) {
   self->quit();
 }
 
-caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_actor store, logger_actor logger,
+caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_actor store,
+                              substituter_actor substituters, logger_actor logger,
                               build_options options, goal_request request, std::string store_real_dir,
                               std::optional<loaded_derivation> preloaded) {
   auto& st = self->state;
   st.scheduler = std::move(scheduler);
   st.store = std::move(store);
+  st.substituters = std::move(substituters);
   st.logger = std::move(logger);
   st.options = std::move(options);
   st.request = std::move(request);
@@ -490,9 +493,11 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
 } // namespace
 
 caf::actor spawn_derivation_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
-                                 logger_actor logger, build_options options, goal_request request,
-                                 std::string store_real_dir, std::optional<loaded_derivation> preloaded) {
-  return parent->spawn(derivation_goal, std::move(scheduler), std::move(store), std::move(logger), std::move(options),
+                                 substituter_actor substituters, logger_actor logger, build_options options,
+                                 goal_request request, std::string store_real_dir,
+                                 std::optional<loaded_derivation> preloaded) {
+  return parent->spawn(derivation_goal, std::move(scheduler), std::move(store), std::move(substituters),
+                       std::move(logger), std::move(options),
                        std::move(request), std::move(store_real_dir), std::move(preloaded));
 }
 

@@ -123,9 +123,10 @@ public:
         e.text = line;
         events(e);
       };
+    substituters_ = spawn_substituter_pool(sys, store->layout(), options);
     storer_ = spawn_store_actor(sys, store, std::move(steps));
     logger_ = spawn_logger(sys, std::move(lines));
-    sched_ = spawn_scheduler(sys, storer_, logger_, options, std::move(events), store->layout().store_dir(),
+    sched_ = spawn_scheduler(sys, storer_, substituters_, logger_, options, std::move(events), store->layout().store_dir(),
                              std::move(pool), std::move(interest));
     // The request waits on a thread of its own, not on a CAF scheduler thread.
     waiter_ = std::thread([this, &sys, remaining = std::move(settled.remaining)] {
@@ -138,6 +139,7 @@ public:
       self->send_exit(sched_, caf::exit_reason::user_shutdown);
       self->send_exit(logger_, caf::exit_reason::user_shutdown);
       self->send_exit(storer_, caf::exit_reason::user_shutdown);
+      self->send_exit(substituters_, caf::exit_reason::user_shutdown);
       std::lock_guard<std::mutex> g(mutex_);
       run_.all.insert(run_.all.end(), std::make_move_iterator(all.begin()), std::make_move_iterator(all.end()));
       failure_ = failure;
@@ -176,6 +178,7 @@ public:
 private:
   std::vector<goal_request> requests_;
   store_actor storer_;
+  substituter_actor substituters_;
   logger_actor logger_;
   scheduler_actor sched_;
   std::thread waiter_;

@@ -37,6 +37,7 @@ struct queued_slot {
 
 struct scheduler_state {
   store_actor store;
+  substituter_actor substituters;
   logger_actor logger;
   build_options options;
   event_sink events;
@@ -91,7 +92,7 @@ void start_goal(sched_ptr self, const std::string& key, goal_entry& e) {
   auto& st = self->state;
   auto me = caf::actor_cast<scheduler_actor>(self);
   if (e.is_path)
-    e.goal = spawn_substitution_goal(self, me, st.store, key,
+    e.goal = spawn_substitution_goal(self, me, st.store, st.substituters, key,
                                      static_cast<uint32_t>(st.options.substituters.size()));
   else {
     std::optional<loaded_derivation> loaded;
@@ -104,7 +105,7 @@ void start_goal(sched_ptr self, const std::string& key, goal_entry& e) {
     build_options options = st.options;
     if (!e.top_level && options.mode != build_mode::repair)
       options.mode = build_mode::normal;
-    e.goal = spawn_derivation_goal(self, me, st.store, st.logger, std::move(options), goal_request{key, e.outputs},
+    e.goal = spawn_derivation_goal(self, me, st.store, st.substituters, st.logger, std::move(options), goal_request{key, e.outputs},
                                    st.store_real_dir, std::move(loaded));
   }
   self->monitor(e.goal);
@@ -248,13 +249,15 @@ void goal_done(sched_ptr self, const caf::actor_addr& who, build_result r) {
     cancel_all(self);
 }
 
-scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logger_actor logger,
+scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, substituter_actor substituters,
+                                         logger_actor logger,
                                          build_options options, event_sink events, std::string store_real_dir,
                                          slot_pool_actor pool, std::shared_ptr<shared_interest> interest) {
   auto& initial = self->state;
   initial.pool = std::move(pool);
   initial.interest = std::move(interest);
   initial.store = std::move(store);
+  initial.substituters = std::move(substituters);
   initial.logger = std::move(logger);
   initial.options = std::move(options);
   initial.events = std::move(events);
@@ -347,10 +350,11 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, logg
 
 } // namespace
 
-scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, logger_actor logger,
+scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, substituter_actor substituters,
+                                logger_actor logger,
                                 build_options options, event_sink events, std::string store_real_dir,
                                 slot_pool_actor pool, std::shared_ptr<shared_interest> interest) {
-  return sys.spawn(scheduler, std::move(store), std::move(logger), std::move(options), std::move(events),
+  return sys.spawn(scheduler, std::move(store), std::move(substituters), std::move(logger), std::move(options), std::move(events),
                    std::move(store_real_dir), std::move(pool), std::move(interest));
 }
 

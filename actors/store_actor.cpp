@@ -45,9 +45,6 @@ store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_st
       [=](invalid_atom, const std::vector<std::string>& paths) {
         return guarded([&] { return steps().invalid(paths); });
       },
-      [=](subst_atom, const std::string& path, uint32_t index) {
-        return guarded([&] { return steps().substitute(path, index); });
-      },
       [=](prepare_atom, const build_round& r, const std::set<std::string>& recheck) {
         return guarded([&] { return steps().prepare(r, recheck); });
       },

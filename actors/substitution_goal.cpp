@@ -1,9 +1,10 @@
 // The substitution goal: make one store path valid without building it,
 // in the reference's states:
 //   init -> try_next_substituter -> finished
-// Each substituter is tried in order by the store actor, which copies the
-// path with its missing references (the reference's references_valid and
-// try_to_run steps happen there, in one piece). A substituter is another
+// Each substituter is tried in priority order through the substituter
+// pool (substitution's own slots), which copies the path with its missing
+// references (the reference's references_valid and try_to_run steps
+// happen there, in one piece). A substituter is another
 // local store or a binary cache (store/cache/substituter.hpp); one that
 // fails is reported and the next is tried, as Nix does.
 #include "actors/actors.hpp"
@@ -16,6 +17,7 @@ struct subst_goal_state {
   std::string path;
   scheduler_actor scheduler;
   store_actor store;
+  substituter_actor pool;
   uint32_t substituters = 0;
   uint32_t next = 0;
   std::string reasons; // why each substituter could not help
@@ -45,7 +47,7 @@ void try_next_substituter(subst_ptr self) {
   if (st.next >= st.substituters)
     return finished(self, build_status::misc_failure,
                     "path '" + st.path + "' is required, but there is no substituter that can build it" + st.reasons);
-  self->request(st.store, caf::infinite, subst_atom::value, st.path, st.next++)
+  self->request(st.pool, caf::infinite, subst_atom::value, st.path, st.next++)
       .then(
           [=](const substitute_outcome& o) {
             if (o.kind == substitute_outcome::substituted)
@@ -73,9 +75,10 @@ void init(subst_ptr self) {
           [=](caf::error& e) { finished(self, build_status::misc_failure, error_text(e)); });
 }
 
-caf::behavior substitution_goal(subst_ptr self, scheduler_actor scheduler, store_actor store, std::string path,
-                                uint32_t substituters) {
+caf::behavior substitution_goal(subst_ptr self, scheduler_actor scheduler, store_actor store,
+                                substituter_actor pool, std::string path, uint32_t substituters) {
   self->state.substituters = substituters;
+  self->state.pool = std::move(pool);
   self->state.scheduler = std::move(scheduler);
   self->state.store = std::move(store);
   self->state.path = std::move(path);
@@ -86,8 +89,9 @@ caf::behavior substitution_goal(subst_ptr self, scheduler_actor scheduler, store
 } // namespace
 
 caf::actor spawn_substitution_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
-                                   std::string path, uint32_t substituters) {
-  return parent->spawn(substitution_goal, std::move(scheduler), std::move(store), std::move(path), substituters);
+                                   substituter_actor pool, std::string path, uint32_t substituters) {
+  return parent->spawn(substitution_goal, std::move(scheduler), std::move(store), std::move(pool), std::move(path),
+                       substituters);
 }
 
 } // namespace kiln

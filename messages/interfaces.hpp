@@ -57,10 +57,16 @@ using store_actor = caf::typed_actor<
     // The valid paths among these whose contents no longer hash to their
     // record (or that are missing): what --repair must make again.
     caf::replies_to<damaged_atom, std::vector<std::string>>::with<std::vector<std::string>>,
-    // A copy that fails (content not matching its record) is an error.
-    caf::replies_to<subst_atom, std::string, uint32_t>::with<substitute_outcome>,
     caf::replies_to<prepare_atom, build_round, std::set<std::string> /*recheck*/>::with<prepared_build>,
     caf::replies_to<finish_atom, build_round, prepared_build, builder_outcome>::with<build_result>>;
+
+// Substitution (issue 17): substituter number N (in priority order) makes
+// a path valid from its cache, or says why not; a copy that fails
+// (content not matching its record) is an error. The pool runs at most
+// max-substitution-jobs at once, each on its own store connection, so
+// downloads neither queue behind the store actor nor hold it up.
+using substituter_actor =
+    caf::typed_actor<caf::replies_to<subst_atom, std::string, uint32_t>::with<substitute_outcome>>;
 
 // Writes build logs (and with -L shows their lines), one file per build.
 using logger_actor = caf::typed_actor<

@@ -48,6 +48,7 @@ const known_setting known[] = {
     {"require-sigs", kind::boolean, "true"},
     {"fallback", kind::boolean, "false"},
     {"download-attempts", kind::number, "5", 1000},
+    {"max-substitution-jobs", kind::number, "16", 1024},
     {"stalled-download-timeout", kind::number, "300", max_seconds, " seconds"},
     {"connect-timeout", kind::number, "0", max_seconds, " seconds"},
     {"netrc-file", kind::text, "/etc/nix/netrc"},

@@ -9,6 +9,8 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -277,6 +279,39 @@ def test_substituters_are_tried_in_priority_order(both, http_cache):
         assert r.returncode == 0 and both.results(r)[top]["status"] == "Substituted", explain(r)
         assert (bad in r.stderr) == bad_tried, (substituters, r.stderr)
         assert both.kiln_run("store", "delete", "--store", both.store, top_out, dep_out).returncode == 0
+
+
+def test_substitutions_have_their_own_slots(both):
+    """max-substitution-jobs: NAR downloads at once, counted at the server
+    (each held for half a second), not the build slots (-j 1 here)."""
+    drvs = [both.drv(f"par{i}", f"echo {i} > $out; head -c 4096 /dev/urandom >> $out") for i in range(4)]
+    outs = [both.outputs(d)["out"] for d in drvs]
+    r = both.kiln_build(*drvs)
+    assert r.returncode == 0, explain(r)
+    key, pub = key_pair(both)
+    cache = both.nix_cache(outs, "zstd", key)
+    lock, state = threading.Lock(), {"now": 0, "peak": 0}
+
+    def slow_nars(method, path, count):
+        if path.startswith("/nar/"):
+            with lock:
+                state["now"] += 1
+                state["peak"] = max(state["peak"], state["now"])
+            time.sleep(0.5)
+            with lock:
+                state["now"] -= 1
+        return None
+    server = FileServer(cache, slow_nars)
+    try:
+        for jobs, check in (("1", lambda peak: peak == 1), ("4", lambda peak: peak > 1)):
+            assert both.kiln_run("store", "delete", "--store", both.store, *outs).returncode == 0
+            state["peak"] = 0
+            r = both.kiln_build("--json", "-j", "1", "--option", "substituters", server.url, "--option",
+                                "trusted-public-keys", pub, "--option", "max-substitution-jobs", jobs, *drvs)
+            assert r.returncode == 0 and all(both.results(r)[d]["status"] == "Substituted" for d in drvs), explain(r)
+            assert check(state["peak"]), (jobs, state["peak"])
+    finally:
+        server.close()
 
 
 def test_nix_reads_a_cache_kiln_uploads_over_http(both):
