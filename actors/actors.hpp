@@ -37,9 +37,10 @@ scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, subst
                                 slot_pool_actor pool = {}, std::shared_ptr<shared_interest> interest = {});
 slot_pool_actor spawn_slot_pool(caf::actor_system& sys, uint32_t max_jobs);
 // The substitution slots: up to max-substitution-jobs detached
-// substituters on their own connections to the store at `layout`. Throws
-// for bad trusted-public-keys before spawning anything.
-substituter_actor spawn_substituter_pool(caf::actor_system& sys, const store_layout& layout,
+// substituters on their own connections to `store`'s directory, rooting
+// what they touch in `store`'s temp roots (a kilnd session's go when it
+// ends). Throws for bad trusted-public-keys before spawning anything.
+substituter_actor spawn_substituter_pool(caf::actor_system& sys, const local_store& store,
                                          const build_options& options);
 // Spawned by the scheduler; they report (done_atom, build_result) to it.
 // A derivation goal given its derivation already loaded (read ahead by a

@@ -123,7 +123,7 @@ public:
         e.text = line;
         events(e);
       };
-    substituters_ = spawn_substituter_pool(sys, store->layout(), options);
+    substituters_ = spawn_substituter_pool(sys, *store, options);
     storer_ = spawn_store_actor(sys, store, std::move(steps));
     logger_ = spawn_logger(sys, std::move(lines));
     sched_ = spawn_scheduler(sys, storer_, substituters_, logger_, options, std::move(events), store->layout().store_dir(),

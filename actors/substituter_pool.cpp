@@ -25,7 +25,8 @@ struct worker_state {
 };
 
 substituter_actor::behavior_type substituter_worker(substituter_actor::stateful_pointer<worker_state> self,
-                                                    store_layout layout, build_options options, trusted_keys keys,
+                                                    store_layout layout, std::shared_ptr<temp_roots> roots,
+                                                    build_options options, trusted_keys keys,
                                                     cache_client_settings remote) {
   auto& st = self->state;
   st.keys = std::move(keys);
@@ -36,7 +37,7 @@ substituter_actor::behavior_type substituter_worker(substituter_actor::stateful_
         auto& st = self->state;
         try {
           if (!st.store)
-            st.store = std::make_unique<local_store>(layout);
+            st.store = std::make_unique<local_store>(layout, roots);
           return st.substituters->substitute(index, *st.store, st.store->parse_path(path), st.keys,
                                              st.require_sigs);
         } catch (const std::exception& e) {
@@ -100,12 +101,14 @@ void dispatch(pool_ptr self) {
   }
 }
 
-substituter_actor::behavior_type substituter_pool(pool_ptr self, store_layout layout, build_options options,
+substituter_actor::behavior_type substituter_pool(pool_ptr self, store_layout layout,
+                                                  std::shared_ptr<temp_roots> roots, build_options options,
                                                   trusted_keys keys, cache_client_settings remote) {
   auto& st = self->state;
   st.max_jobs = std::max<uint32_t>(1, options.max_substitution_jobs);
-  st.start_worker = [self, layout, options, keys, remote] {
-    auto worker = self->home_system().spawn<caf::detached>(substituter_worker, layout, options, keys, remote);
+  st.start_worker = [self, layout, roots, options, keys, remote] {
+    auto worker =
+        self->home_system().spawn<caf::detached>(substituter_worker, layout, roots, options, keys, remote);
     self->link_to(worker); // the workers end with the pool
     return worker;
   };
@@ -121,7 +124,7 @@ substituter_actor::behavior_type substituter_pool(pool_ptr self, store_layout la
 
 } // namespace
 
-substituter_actor spawn_substituter_pool(caf::actor_system& sys, const store_layout& layout,
+substituter_actor spawn_substituter_pool(caf::actor_system& sys, const local_store& store,
                                          const build_options& options) {
   trusted_keys keys;
   try {
@@ -137,7 +140,7 @@ substituter_actor spawn_substituter_pool(caf::actor_system& sys, const store_lay
   remote.positive_ttl = options.narinfo_positive_ttl;
   remote.negative_ttl = options.narinfo_negative_ttl;
   remote.lookup_cache = narinfo_cache::default_file();
-  return sys.spawn(substituter_pool, layout, options, std::move(keys), std::move(remote));
+  return sys.spawn(substituter_pool, store.layout(), store.roots(), options, std::move(keys), std::move(remote));
 }
 
 } // namespace kiln

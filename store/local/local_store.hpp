@@ -37,6 +37,9 @@ public:
   explicit local_store(store_layout layout, std::shared_ptr<temp_roots> roots = nullptr);
 
   const store_layout& layout() const { return layout_; }
+  // The temp roots this store's adds register (a kilnd session's own;
+  // null: the process's), for other connections working on its behalf.
+  const std::shared_ptr<temp_roots>& roots() const { return roots_; }
   store_db& db() { return db_; }
   // Where a store path's content lives on disk.
   std::string real_path(const store_path& p) const;
