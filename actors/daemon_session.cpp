@@ -296,6 +296,10 @@ void session::set_options(const client_options& o) {
     }
     if (!trusted_ && !untrusted_may_set(name))
       continue; // as Nix: silently not applied
+    // As Nix's daemon: whether substitutes must be signed is the store's
+    // own setting, made when the daemon started; no client changes it.
+    if (name == "require-sigs")
+      continue;
     if (config_.all().count(kiln_name(name)))
       set(kiln_name(name), value);
   }

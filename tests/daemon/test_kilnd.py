@@ -42,6 +42,10 @@ let src = ./src; in rec {
     name = "remote"; system = "x86_64-linux"; builder = "/bin/sh";
     args = [ "-c" "echo building remotely; while read l; do echo \\"$l\\"; done < ${hello} > $out" ];
   };
+  cached = derivation {
+    name = "cached"; system = "x86_64-linux"; builder = "/bin/sh";
+    args = [ "-c" "echo made once > $out" ];
+  };
   failing = derivation {
     name = "failing"; system = "x86_64-linux"; builder = "/bin/sh";
     args = [ "-c" "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $i; done; exit 3" ];
@@ -91,6 +95,17 @@ STEPS = {
     "copy from the daemon": (
         f"nix {NIX} copy --no-check-sigs --to $PWD/copy-dest {WRAPPER} && "
         f"nix-store --store $PWD/copy-dest -q --requisites {WRAPPER}"),
+    # Built, put in a file:// cache unsigned, deleted: the daemon says it
+    # would be fetched (QueryMissing, QuerySubstitutablePathInfos); then,
+    # the client's require-sigs being no business of the daemon's store
+    # (as Nix's), it is passed over with Nix's warning and built.
+    "substitutable, dry-run": (
+        "o=$(nix-build default.nix -A cached --no-out-link 2>/dev/null) && "
+        f"nix {NIX} copy --to \"file://$PWD/subst-cache?compression=none\" $o && nix-store --delete $o >/dev/null 2>&1 && "
+        "nix-build --dry-run default.nix -A cached --option substituters file://$PWD/subst-cache"),
+    "substituted": (
+        "nix-build default.nix -A cached --no-out-link --option substituters file://$PWD/subst-cache "
+        "--option require-sigs false && cat $(nix-build default.nix -A cached --no-out-link 2>/dev/null)"),
     "export, import": (
         f"p=$(nix-store --store $PWD/export-src --add src/sub) && nix-store --store $PWD/export-src --export $p > exp && "
         f"nix-store --import < exp && nix-store -q --hash $p"),
