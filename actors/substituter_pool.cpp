@@ -28,10 +28,10 @@ substituter_actor::behavior_type substituter_worker(substituter_actor::stateful_
                                                     store_layout layout, std::shared_ptr<temp_roots> roots,
                                                     build_options options, trusted_keys keys,
                                                     cache_client_settings remote) {
-  auto& st = self->state;
-  st.keys = std::move(keys);
-  st.require_sigs = options.require_sigs;
-  st.substituters = std::make_unique<substituter_set>(options.substituters, std::move(remote));
+  auto& initial = self->state;
+  initial.keys = std::move(keys);
+  initial.require_sigs = options.require_sigs;
+  initial.substituters = std::make_unique<substituter_set>(options.substituters, std::move(remote));
   return {
       [=](subst_atom, const std::string& path, uint32_t index) -> caf::result<substitute_outcome> {
         auto& st = self->state;
@@ -85,12 +85,12 @@ void dispatch(pool_ptr self) {
     self->request(worker, caf::infinite, subst_atom::value, q.path, q.index)
         .then(
             [=](substitute_outcome& o) mutable {
-              auto& st = self->state;
+              auto& now = self->state;
               // Said once for the run, however many substituters hit it.
-              if (o.kind == substitute_outcome::unusable && !st.warned.insert(index).second)
+              if (o.kind == substitute_outcome::unusable && !now.warned.insert(index).second)
                 o.kind = substitute_outcome::absent;
               promise.deliver(std::move(o));
-              st.idle.push_back(worker);
+              now.idle.push_back(worker);
               dispatch(self);
             },
             [=](caf::error& e) mutable {

@@ -88,9 +88,9 @@ std::vector<store_path> copy_paths(store& from, store& to, const std::vector<pat
   constexpr uint64_t batch_bytes = uint64_t(1) << 30;
   for (std::size_t at = 0; at < wanted.size();) {
     std::size_t end = at;
-    uint64_t bytes = 0;
-    while (end < wanted.size() && end - at < batch_paths && (end == at || bytes + wanted[end].nar_size <= batch_bytes))
-      bytes += wanted[end++].nar_size;
+    uint64_t size = 0;
+    while (end < wanted.size() && end - at < batch_paths && (end == at || size + wanted[end].nar_size <= batch_bytes))
+      size += wanted[end++].nar_size;
     std::vector<path_info> batch(wanted.begin() + static_cast<std::ptrdiff_t>(at),
                                  wanted.begin() + static_cast<std::ptrdiff_t>(end));
     auto added = local->add_nars(batch, [&](const path_info& info, sink& out) {

@@ -90,7 +90,7 @@ BOOST_AUTO_TEST_CASE(substitutable_outputs_are_fetched_not_built) {
     asked.push_back(paths);
     std::map<store_path, substitutable_info> found;
     if (paths.count(sp(flat_out)))
-      found[sp(flat_out)] = substitutable_info{{}, 100, 300};
+      found[sp(flat_out)] = substitutable_info{{}, 100, 300, std::nullopt};
     return found;
   };
   auto plan = query_missing(store, {wanted_path::built(uses)}, cache);
@@ -108,9 +108,9 @@ BOOST_AUTO_TEST_CASE(a_substitute_brings_its_references_into_the_plan) {
   substitutable_query cache = [&](const store_path_set& paths) {
     std::map<store_path, substitutable_info> found;
     if (paths.count(sp(a)))
-      found[sp(a)] = substitutable_info{set_of({a, b, c}), 10, 20};
+      found[sp(a)] = substitutable_info{set_of({a, b, c}), 10, 20, std::nullopt};
     if (paths.count(sp(b)))
-      found[sp(b)] = substitutable_info{{}, 1, 2};
+      found[sp(b)] = substitutable_info{{}, 1, 2, std::nullopt};
     return found;
   };
   make_valid(c);
