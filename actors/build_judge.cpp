@@ -156,18 +156,8 @@ build_result build_steps::judge(const build_round& run, prepared_build& build, c
   }
 
   if (run.mode == build_mode::repair && build.isolated_outputs) {
-    // Replace each output: the old copy is moved aside, the new one in.
-    for (auto& o : outs) {
-      std::string real = store_.real_path(o.path);
-      std::string old = real + "-kiln-old-" + std::to_string(::getpid());
-      bool had = path_exists(real);
-      if (had && ::rename(real.c_str(), old.c_str()) != 0)
-        throw_errno("moving '" + real + "' aside for repair");
-      if (::rename(o.location.c_str(), real.c_str()) != 0)
-        throw_errno("moving the repaired '" + o.path.full() + "' into place");
-      if (had)
-        remove_tree(old);
-    }
+    for (auto& o : outs)
+      store_.replace_contents(o.path, o.location);
   }
   register_build_outputs(store_, infos, keys_);
   return r;

@@ -43,6 +43,7 @@ struct drv_goal_state {
   std::size_t pending = 0;
   std::size_t failed_inputs = 0;
   bool repair_needed = false; // --repair: an output is missing or damaged
+  std::set<std::string> damaged; // --repair: valid outputs whose contents are damaged, by name
   bool substituter_failed = false; // a copy went wrong (not: absent, untrusted)
   int64_t start_time = 0;
   static inline const char* name = "derivation_goal";
@@ -161,9 +162,18 @@ void find_damage(goal_ptr self) {
   self->request(st.store, damage_check_timeout, damaged_atom::value, outputs)
       .then(
           [=](const std::vector<std::string>& damaged) {
-            for (auto& path : damaged)
+            auto& now = self->state;
+            for (auto& path : damaged) {
               say(self, "path '" + path + "' is corrupted or missing!");
-            self->state.repair_needed = !damaged.empty();
+              for (auto& [name, out] : now.loaded.drv.outputs)
+                if (out.path == path)
+                  now.damaged.insert(name);
+            }
+            now.repair_needed = !damaged.empty();
+            // As Nix: a substituter with the same contents repairs them
+            // first; what none repairs is rebuilt.
+            if (now.repair_needed && !now.options.substituters.empty())
+              return try_substitutes(self, 0);
             outputs_substituted(self);
           },
           [=](caf::error& e) { done(self, ended(build_status::misc_failure, error_text(e))); });
@@ -177,7 +187,7 @@ void try_substitutes(goal_ptr self, uint32_t index) {
   auto& st = self->state;
   std::vector<std::string> missing;
   for (auto& name : wanted_outputs(self))
-    if (!st.loaded.output_valid[name])
+    if (!st.loaded.output_valid[name] || st.damaged.count(name))
       missing.push_back(name);
   if (missing.empty()) {
     return done(self, ended(build_status::substituted));
@@ -198,11 +208,15 @@ void try_substitutes(goal_ptr self, uint32_t index) {
       if (--self->state.pending == 0)
         try_substitutes(self, index + 1);
     };
-    self->request(st.substituters, caf::infinite, subst_atom::value, st.loaded.drv.outputs.at(name).path, index)
+    bool repair = st.damaged.count(name) > 0;
+    self->request(st.substituters, caf::infinite, subst_atom::value, st.loaded.drv.outputs.at(name).path, index,
+                  repair)
         .then(
             [=](const substitute_outcome& o) {
-              if (o.kind == substitute_outcome::substituted)
+              if (o.kind == substitute_outcome::substituted) {
                 self->state.loaded.output_valid[name] = true;
+                self->state.damaged.erase(name);
+              }
               else if (o.warns())
                 say(self, "warning: " + o.message);
               after();

@@ -33,13 +33,13 @@ substituter_actor::behavior_type substituter_worker(substituter_actor::stateful_
   initial.require_sigs = options.require_sigs;
   initial.substituters = std::make_unique<substituter_set>(options.substituters, std::move(remote));
   return {
-      [=](subst_atom, const std::string& path, uint32_t index) -> caf::result<substitute_outcome> {
+      [=](subst_atom, const std::string& path, uint32_t index, bool repair) -> caf::result<substitute_outcome> {
         auto& st = self->state;
         try {
           if (!st.store)
             st.store = std::make_unique<local_store>(layout, roots);
           return st.substituters->substitute(index, *st.store, st.store->parse_path(path), st.keys,
-                                             st.require_sigs);
+                                             st.require_sigs, repair);
         } catch (const std::exception& e) {
           return caf::make_error(engine_errc::store_failure, std::string(e.what()));
         }
@@ -50,6 +50,7 @@ substituter_actor::behavior_type substituter_worker(substituter_actor::stateful_
 struct queued {
   std::string path;
   uint32_t index;
+  bool repair;
   caf::typed_response_promise<substitute_outcome> promise;
 };
 
@@ -82,7 +83,7 @@ void dispatch(pool_ptr self) {
     st.waiting.pop_front();
     auto promise = q.promise;
     uint32_t index = q.index;
-    self->request(worker, caf::infinite, subst_atom::value, q.path, q.index)
+    self->request(worker, caf::infinite, subst_atom::value, q.path, q.index, q.repair)
         .then(
             [=](substitute_outcome& o) mutable {
               auto& now = self->state;
@@ -113,9 +114,10 @@ substituter_actor::behavior_type substituter_pool(pool_ptr self, store_layout la
     return worker;
   };
   return {
-      [=](subst_atom, const std::string& path, uint32_t index) -> caf::typed_response_promise<substitute_outcome> {
+      [=](subst_atom, const std::string& path, uint32_t index,
+          bool repair) -> caf::typed_response_promise<substitute_outcome> {
         auto rp = self->make_response_promise<substitute_outcome>();
-        self->state.waiting.push_back({path, index, rp});
+        self->state.waiting.push_back({path, index, repair, rp});
         dispatch(self);
         return rp;
       },

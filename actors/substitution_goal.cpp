@@ -47,7 +47,7 @@ void try_next_substituter(subst_ptr self) {
   if (st.next >= st.substituters)
     return finished(self, build_status::misc_failure,
                     "path '" + st.path + "' is required, but there is no substituter that can build it" + st.reasons);
-  self->request(st.pool, caf::infinite, subst_atom::value, st.path, st.next++)
+  self->request(st.pool, caf::infinite, subst_atom::value, st.path, st.next++, false)
       .then(
           [=](const substitute_outcome& o) {
             if (o.kind == substitute_outcome::substituted)

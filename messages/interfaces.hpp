@@ -61,12 +61,13 @@ using store_actor = caf::typed_actor<
     caf::replies_to<finish_atom, build_round, prepared_build, builder_outcome>::with<build_result>>;
 
 // Substitution (issue 17): substituter number N (in priority order) makes
-// a path valid from its cache, or says why not; a copy that fails
+// a path valid from its cache (with `repair`, replaces a valid path's
+// damaged contents with its own), or says why not; a copy that fails
 // (content not matching its record) is an error. The pool runs at most
 // max-substitution-jobs at once, each on its own store connection, so
 // downloads neither queue behind the store actor nor hold it up.
 using substituter_actor =
-    caf::typed_actor<caf::replies_to<subst_atom, std::string, uint32_t>::with<substitute_outcome>>;
+    caf::typed_actor<caf::replies_to<subst_atom, std::string, uint32_t, bool /*repair*/>::with<substitute_outcome>>;
 
 // Writes build logs (and with -L shows their lines), one file per build.
 using logger_actor = caf::typed_actor<

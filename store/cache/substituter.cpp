@@ -9,6 +9,12 @@
 
 namespace kiln {
 
+// Nix's warning for a substitute no trusted key signed.
+substitute_outcome substituter::unsigned_outcome(const store_path& p) const {
+  return {substitute_outcome::untrusted, "the substitute for '" + p.full() + "' from '" + uri_ +
+                                             "' is not signed by any of the keys in 'trusted-public-keys'"};
+}
+
 substitute_outcome substituter::substitute(store& dest, const store_path& path, const trusted_keys& keys,
                                         bool require_sigs) {
   copy_plan plan = plan_copy(*from_, dest, {path});
@@ -20,9 +26,25 @@ substitute_outcome substituter::substitute(store& dest, const store_path& path, 
   if (require_sigs && !trusted_)
     for (auto& info : plan.paths)
       if (!trustworthy(info, keys))
-        return {substitute_outcome::untrusted, "the substitute for '" + info.path.full() + "' from '" + uri_ +
-                                                   "' is not signed by any of the keys in 'trusted-public-keys'"};
+        return unsigned_outcome(info.path);
   copy_paths(*from_, dest, plan.paths);
+  return {};
+}
+
+substitute_outcome substituter::repair(local_store& dest, const store_path& path, const trusted_keys& keys,
+                                      bool require_sigs) {
+  auto here = dest.query_path_info(path);
+  if (!here)
+    return substitute(dest, path, keys, require_sigs);
+  auto there = from_->query_path_info(path);
+  if (!there)
+    return {substitute_outcome::absent, "'" + uri_ + "' does not have '" + path.full() + "'"};
+  if (there->nar_hash != here->nar_hash)
+    return {substitute_outcome::absent,
+            "'" + uri_ + "' has other contents for '" + path.full() + "' than this store records"};
+  if (require_sigs && !trusted_ && !trustworthy(*there, keys))
+    return unsigned_outcome(path);
+  dest.repair_path(*here, [&](sink& out) { from_->nar_from_path(path, out); });
   return {};
 }
 
@@ -91,7 +113,7 @@ void substituter_set::open_all() {
 }
 
 substitute_outcome substituter_set::substitute(std::size_t index, store& dest, const store_path& path,
-                                               const trusted_keys& keys, bool require_sigs) {
+                                               const trusted_keys& keys, bool require_sigs, bool repair) {
   open_all();
   if (index >= entries_.size())
     throw error("there is no substituter number " + std::to_string(index));
@@ -101,6 +123,12 @@ substitute_outcome substituter_set::substitute(std::size_t index, store& dest, c
       return {substitute_outcome::absent, e.unusable};
     e.said = true;
     return {substitute_outcome::unusable, e.unusable};
+  }
+  if (repair) {
+    auto* local = dynamic_cast<local_store*>(&dest);
+    if (!local)
+      throw error("paths are repaired in a local store only");
+    return e.sub->repair(*local, path, keys, require_sigs);
   }
   return e.sub->substitute(dest, path, keys, require_sigs);
 }

@@ -6,6 +6,7 @@
 
 #include "store/format/signature.hpp"
 #include "store/cache/store_uri.hpp"
+#include "store/local/local_store.hpp"
 #include "store/local/substitute_outcome.hpp"
 #include "store/store.hpp"
 
@@ -31,6 +32,10 @@ public:
   // content-addressed. Copy errors (content that does not match its
   // record) throw, leaving nothing of that path behind.
   substitute_outcome substitute(store& dest, const store_path& path, const trusted_keys& keys, bool require_sigs);
+  // --repair: a path valid in `dest` (a local store) but damaged gets the
+  // contents the substituter has for it, if those hash to what `dest`
+  // records (and are signed as above); its references are left alone.
+  substitute_outcome repair(local_store& dest, const store_path& path, const trusted_keys& keys, bool require_sigs);
 
   // What it could supply of `paths` (signatures not checked: that is for
   // the substitution), with the download's size where the substituter
@@ -38,6 +43,8 @@ public:
   std::map<store_path, substitutable_info> query(const store_path_set& paths);
 
 private:
+  substitute_outcome unsigned_outcome(const store_path& p) const;
+
   std::string uri_;
   bool trusted_;
   int priority_;
@@ -56,7 +63,7 @@ public:
   // `path`, as substituter::substitute; one that could not be opened says
   // why once (unusable), and is absent after that.
   substitute_outcome substitute(std::size_t index, store& dest, const store_path& path, const trusted_keys& keys,
-                                bool require_sigs);
+                                bool require_sigs, bool repair = false);
   // What they can supply of `paths`, each path from the first that has it:
   // Nix's querySubstitutablePathInfos, and what "will be fetched" counts.
   std::map<store_path, substitutable_info> query(const store_path_set& paths);

@@ -252,6 +252,45 @@ void local_store::commit_incoming(std::vector<incoming>& batch) {
   }
 }
 
+void local_store::replace_contents(const store_path& p, const std::string& fresh) {
+  std::string real = real_path(p);
+  std::string old = real + "-kiln-old-" + std::to_string(::getpid());
+  bool had = path_exists(real);
+  if (had && ::rename(real.c_str(), old.c_str()) != 0)
+    throw_errno("moving '" + real + "' aside for repair");
+  if (::rename(fresh.c_str(), real.c_str()) != 0)
+    throw_errno("moving the repaired '" + p.full() + "' into place");
+  fsync_directory(layout_.store_dir());
+  if (had)
+    remove_tree(old);
+}
+
+path_info local_store::repair_path(const path_info& info, const std::function<void(sink&)>& write_nar) {
+  auto registered = db_.query_path_info(info.path);
+  if (!registered)
+    return materialise(info, write_nar);
+  add_temp_root(info.path);
+  incoming in(*registered); // checked against what is registered, not what the source says
+  in.real = real_path(info.path);
+  in.lock = path_lock::acquire(in.real);
+  std::string pid = std::to_string(::getpid());
+  in.temp = layout_.store_dir() + "/" + temp_prefix(info.path) + "tmp-" + pid;
+  in.staging = temp_prefix(info.path) + "stage-" + pid;
+  remove_tree(in.temp);
+  remove_tree(layout_.store_dir() + "/" + in.staging);
+  try {
+    restore_incoming(in, write_nar);
+    fsync_tree(in.temp);
+    replace_contents(info.path, in.temp);
+  } catch (...) {
+    remove_tree(in.temp);
+    in.lock.release(true);
+    throw;
+  }
+  in.lock.release(true);
+  return *registered;
+}
+
 void local_store::commit_or_abandon(std::vector<incoming>& batch) {
   try {
     commit_incoming(batch);

@@ -69,6 +69,13 @@ public:
   // Returns the paths added (not those that were valid already).
   std::vector<store_path> add_nars(const std::vector<path_info>& infos,
                                    const std::function<void(const path_info&, sink&)>& write_nar);
+  // Repair: gives a valid path (whose contents are damaged) the contents
+  // of the NAR `write_nar` produces, which must hash to its registered
+  // NarHash; the record stays. A path that is not valid is added.
+  path_info repair_path(const path_info& info, const std::function<void(sink&)>& write_nar);
+  // Puts the tree at `fresh` (in the store directory) in place of `p`'s
+  // contents: the old copy is moved aside, the new one in, the old removed.
+  void replace_contents(const store_path& p, const std::string& fresh);
 
   // Keeps `p` from the garbage collector until this process exits (Nix's
   // temp roots; every add roots its path and references itself).

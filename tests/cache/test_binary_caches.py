@@ -314,6 +314,29 @@ def test_substitutions_have_their_own_slots(both):
         server.close()
 
 
+def test_repair_takes_the_contents_from_a_substituter_first(both):
+    """kiln build --repair: a damaged output whose contents a substituter has
+    (the same NarHash, signed) is repaired from it, nothing rebuilt; without
+    one it is rebuilt, as before."""
+    top, top_out, dep_out = built_closure(both, "repair")
+    key, pub = key_pair(both)
+    cache = f"{both.dir}/repair-cache"
+    r = both.kiln_run("copy", "--store", both.store, "--to", f"file://{cache}?compression=zstd&secret-key={key}",
+                      top_out)
+    assert r.returncode == 0, explain(r)
+    damaged = both.real(top_out) + "/ref"
+    for substituters, status in (([f"file://{cache}"], "Substituted"), ([], "Built")):
+        with open(damaged, "w") as f:
+            f.write("damaged\n")
+        r = both.kiln_build("--json", "--repair", "--option", "substituters", " ".join(substituters),
+                            "--option", "trusted-public-keys", pub, top)
+        assert r.returncode == 0 and both.results(r)[top]["status"] == status, explain(r)
+        assert f"path '{top_out}' is corrupted or missing!" in r.stderr, explain(r)
+        assert open(damaged).read() == f"{dep_out}\n"
+        v = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", top_out, dep_out)
+        assert v.returncode == 0, explain(v)
+
+
 def test_nix_reads_a_cache_kiln_uploads_over_http(both):
     top, top_out, dep_out = built_closure(both, "put")
     key, pub = key_pair(both)
