@@ -6,6 +6,9 @@
 // deduplicates goals), the run itself to a builder actor. The behaviour
 // only takes the messages that can come at any time (cancel, more wanted
 // outputs, lock retries); each state continues from a request's reply.
+// Substitutes come from the substituter pool (also for --repair). The
+// file is a little over 500 lines because the states share one state
+// struct; the issue-16 cut (describe here, apply in a worker) splits it.
 #include "actors/actors.hpp"
 #include "sandbox/system_features.hpp"
 #include "store/local/path_lock.hpp"
