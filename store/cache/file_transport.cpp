@@ -15,16 +15,6 @@ namespace kiln {
 
 namespace {
 
-class owned_fd_source : public source {
-public:
-  owned_fd_source(unique_fd fd, std::string name) : fd_(std::move(fd)), in_(fd_.get(), std::move(name)) {}
-  std::size_t read(char* data, std::size_t n) override { return in_.read(data, n); }
-
-private:
-  unique_fd fd_;
-  fd_source in_;
-};
-
 class file_transport : public cache_transport {
 public:
   file_transport(std::string uri, std::string dir) : uri_(std::move(uri)), dir_(std::move(dir)) {}

@@ -17,19 +17,12 @@ namespace kiln {
 
 namespace {
 
-class owned_file_source : public source {
-public:
-  explicit owned_file_source(const std::string& path)
-    : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), in_(fd_.get(), path) {
-    if (!fd_)
-      throw_errno("opening '" + path + "'");
-  }
-  std::size_t read(char* data, std::size_t n) override { return in_.read(data, n); }
-
-private:
-  unique_fd fd_;
-  fd_source in_;
-};
+std::unique_ptr<source> open_scratch(const std::string& path) {
+  unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd)
+    throw_errno("opening '" + path + "'");
+  return std::make_unique<owned_fd_source>(std::move(fd), path);
+}
 
 class http_transport : public cache_transport {
 public:
@@ -65,7 +58,7 @@ public:
       ~remove_after() { ::unlink(path.c_str()); }
     } cleanup{scratch_path};
     uint64_t size = file_size(scratch_path);
-    client_.put(url_of(name), [&] { return std::make_unique<owned_file_source>(scratch_path); }, size,
+    client_.put(url_of(name), [&] { return open_scratch(scratch_path); }, size,
                 content_type(name));
   }
 

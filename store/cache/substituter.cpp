@@ -51,8 +51,8 @@ substitute_outcome substituter::repair(local_store& dest, const store_path& path
 std::map<store_path, substitutable_info> substituter::query(const store_path_set& paths) {
   std::vector<store_path> asked(paths.begin(), paths.end());
   std::vector<std::optional<substitutable_info>> found(asked.size());
+  auto* cache = dynamic_cast<binary_cache_store*>(from_.get());
   auto look_up = [&](std::size_t i) {
-    auto* cache = dynamic_cast<binary_cache_store*>(from_.get());
     auto info = from_->query_path_info(asked[i]);
     if (!info)
       return;
@@ -63,7 +63,7 @@ std::map<store_path, substitutable_info> substituter::query(const store_path_set
   };
   // A cache is asked about many paths at once (its lookups are round
   // trips); a local store, whose connection is one thread's, in turn.
-  std::size_t lanes = dynamic_cast<binary_cache_store*>(from_.get()) ? std::min<std::size_t>(16, asked.size()) : 1;
+  std::size_t lanes = cache ? std::min<std::size_t>(16, asked.size()) : 1;
   if (lanes <= 1) {
     for (std::size_t i = 0; i < asked.size(); ++i)
       look_up(i);

@@ -58,7 +58,6 @@ class substituter_set {
 public:
   substituter_set(std::vector<std::string> uris, cache_client_settings remote)
     : uris_(std::move(uris)), remote_(std::move(remote)) {}
-  std::size_t size() const { return uris_.size(); }
   // Substituter number `index` (in priority order) tries to substitute
   // `path`, as substituter::substitute; one that could not be opened says
   // why once (unusable), and is absent after that.

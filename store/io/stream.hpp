@@ -3,6 +3,7 @@
 #pragma once
 
 #include "store/format/hash.hpp"
+#include "store/io/fd.hpp"
 
 #include <cstdint>
 #include <string>
@@ -50,6 +51,17 @@ public:
 private:
   int fd_;
   std::string name_;
+};
+
+// An fd_source that owns its descriptor (a file opened for streaming).
+class owned_fd_source : public source {
+public:
+  owned_fd_source(unique_fd fd, std::string name) : fd_(std::move(fd)), in_(fd_.get(), std::move(name)) {}
+  std::size_t read(char* data, std::size_t n) override { return in_.read(data, n); }
+
+private:
+  unique_fd fd_;
+  fd_source in_;
 };
 
 // Buffers reads from another source so small reads (NAR tokens) cost no

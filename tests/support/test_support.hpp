@@ -6,6 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <exception>
+#include <functional>
+#include <iostream>
 #include <optional>
 
 #include <string>
@@ -18,6 +21,17 @@ const nlohmann::json& manifest();
 // The case named `name` in a manifest section ("nar", "derivations", ...).
 const nlohmann::json& vector_case(const std::string& section, const std::string& name);
 std::string read_file(const std::string& path);
+
+// A predicate for BOOST_CHECK_EXCEPTION: the error's text contains
+// `fragment` (if it does not, the text is printed, to show what came).
+inline std::function<bool(const std::exception&)> mentions(std::string fragment) {
+  return [fragment](const std::exception& e) {
+    bool ok = std::string(e.what()).find(fragment) != std::string::npos;
+    if (!ok)
+      std::cerr << "wanted '" << fragment << "', got: " << e.what() << '\n';
+    return ok;
+  };
+}
 void write_file(const std::string& path, const std::string& contents, int mode = 0644);
 
 // Contents of a vector tree node: {"text": ...} | {"b64": ...} | {"pattern": {...}}.
