@@ -13,7 +13,7 @@
 namespace kiln {
 
 class build_steps;
-class shared_interest;
+class shared_goals;
 
 // Detached: owns the store (database handle) and runs build_steps.
 // The store and the steps (keys read, settings checked) are made by the
@@ -28,13 +28,15 @@ builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger);
 // Detached, one hook run each (actors/post_build_hook.cpp).
 hook_actor spawn_post_build_hook(caf::actor_system& sys);
 // With a `pool`, each build slot is also leased from it (kilnd); without,
-// `max-jobs` alone limits the run (the embedded engine). With `interest`,
-// shared by the runs of one engine_host, a cancel spares the builds
-// another run wants (shared_interest.hpp).
+// `max-jobs` alone limits the run (the embedded engine). With `shared`,
+// the runs of one engine_host join each other's goals and a cancel spares
+// what another run wants (shared_goals.hpp). The store actor, logger and
+// substituters end with the scheduler, which ends once the run has its
+// answer and no goal of it is left.
 scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, substituter_actor substituters,
                                 logger_actor logger,
                                 build_options options, event_sink events, std::string store_real_dir,
-                                slot_pool_actor pool = {}, std::shared_ptr<shared_interest> interest = {});
+                                slot_pool_actor pool = {}, std::shared_ptr<shared_goals> shared = {});
 slot_pool_actor spawn_slot_pool(caf::actor_system& sys, uint32_t max_jobs);
 // The substitution slots: up to max-substitution-jobs detached
 // substituters on their own connections to `store`'s directory, rooting

@@ -2,7 +2,7 @@
 // actor, logger and scheduler, run until every requested goal is done.
 #include "actors/actors.hpp"
 #include "actors/build_steps.hpp"
-#include "actors/shared_interest.hpp"
+#include "actors/shared_goals.hpp"
 #include "actors/valid_targets.hpp"
 #include "store/io/error.hpp"
 
@@ -98,7 +98,7 @@ void order_top_level(engine_run& run, const std::vector<goal_request>& requests)
 
 class host_job : public engine_job {
 public:
-  host_job(caf::actor_system& sys, slot_pool_actor pool, std::shared_ptr<shared_interest> interest,
+  host_job(caf::actor_system& sys, slot_pool_actor pool, std::shared_ptr<shared_goals> shared,
            std::shared_ptr<local_store> store, const build_options& options, const std::vector<goal_request>& requests,
            event_sink events)
     : requests_(requests) {
@@ -127,7 +127,7 @@ public:
     storer_ = spawn_store_actor(sys, store, std::move(steps));
     logger_ = spawn_logger(sys, std::move(lines));
     sched_ = spawn_scheduler(sys, storer_, substituters_, logger_, options, std::move(events), store->layout().store_dir(),
-                             std::move(pool), std::move(interest));
+                             std::move(pool), std::move(shared));
     // The request waits on a thread of its own, not on a CAF scheduler thread.
     waiter_ = std::thread([this, &sys, remaining = std::move(settled.remaining)] {
       caf::scoped_actor self{sys};
@@ -136,10 +136,10 @@ public:
       self->request(sched_, caf::infinite, want_atom::value, remaining)
           .receive([&](std::vector<build_result>& r) { all = std::move(r); },
                    [&](caf::error& e) { failure = sys.render(e); });
-      self->send_exit(sched_, caf::exit_reason::user_shutdown);
-      self->send_exit(logger_, caf::exit_reason::user_shutdown);
-      self->send_exit(storer_, caf::exit_reason::user_shutdown);
-      self->send_exit(substituters_, caf::exit_reason::user_shutdown);
+      // Answered, the scheduler ends by itself once the goals another run
+      // still wants are done (and its linked actors with it).
+      if (!failure.empty())
+        self->send_exit(sched_, caf::exit_reason::user_shutdown);
       std::lock_guard<std::mutex> g(mutex_);
       run_.all.insert(run_.all.end(), std::make_move_iterator(all.begin()), std::make_move_iterator(all.end()));
       failure_ = failure;
@@ -195,7 +195,7 @@ struct engine_host::impl {
   engine_config cfg;
   caf::actor_system sys{cfg};
   slot_pool_actor pool;
-  std::shared_ptr<shared_interest> interest = std::make_shared<shared_interest>();
+  std::shared_ptr<shared_goals> shared = std::make_shared<shared_goals>();
 };
 
 engine_host::engine_host(uint32_t shared_slots) : impl_(std::make_unique<impl>()) {
@@ -209,7 +209,7 @@ engine_host::~engine_host() {
 
 std::unique_ptr<engine_job> engine_host::start(std::shared_ptr<local_store> store, const build_options& options,
                                                const std::vector<goal_request>& requests, event_sink events) {
-  return std::make_unique<host_job>(impl_->sys, impl_->pool, impl_->interest, std::move(store), options, requests,
+  return std::make_unique<host_job>(impl_->sys, impl_->pool, impl_->shared, std::move(store), options, requests,
                                     std::move(events));
 }
 

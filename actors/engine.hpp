@@ -53,11 +53,11 @@ public:
 };
 
 // An actor system that outlives runs (kilnd): each run gets its own store
-// actor, logger and scheduler in it, with the run's options, so runs for
-// different clients are independent; they meet at the store's locks, as
-// two processes would, and a run that is cancelled leaves running the
-// builds another run wants (shared_interest.hpp). Events are called from
-// the engine's threads.
+// actor, logger and scheduler in it, with the run's options. A run wanting
+// a derivation another run has a goal for, with the same build options,
+// joins that goal; with other options they meet at the store's locks, as
+// two processes would. A run that is cancelled leaves running what another
+// run wants (shared_goals.hpp). Events are called from the engine's threads.
 class engine_host {
 public:
   // With `shared_slots`, the runs share that many build slots in all, taken

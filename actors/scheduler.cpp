@@ -1,15 +1,22 @@
-// The scheduler: the goal table and the build slots.
+// The scheduler of one run: its goal table and build slots.
 // - One goal per derivation and per store path. A second request joins the
 //   running goal (its wanted outputs merged in) or gets the finished
 //   goal's result; only an AlreadyValid that did not cover newly wanted
 //   outputs starts the goal again.
+// - Across runs (kilnd's clients, shared_goals.hpp): a derivation another
+//   run has a goal for, under the same build options, is joined there
+//   (asked of that run's scheduler) instead of getting a goal here; if
+//   that run gives it up, this run starts its own.
 // - `max-jobs` build slots, leased to goals and queued in request order;
 //   a lease comes back when its goal releases it or dies (monitor).
-// - Without --keep-going the first failure cancels every other goal.
-// - Cancelling spares a build that another run of the same engine_host
-//   has a goal for (shared_interest.hpp): it finishes for that run's sake.
+// - Cancelling (SIGINT, a client gone, or a failure without --keep-going)
+//   stops every goal no other run wants; the ones another run wants, and
+//   their inputs, go on (checked again every quarter second, so they stop
+//   once nobody wants them). The scheduler ends (and with it the run's
+//   store actor, logger and substituters, linked to it) once the run has
+//   its answer and no goal of it is left running.
 #include "actors/actors.hpp"
-#include "actors/shared_interest.hpp"
+#include "actors/shared_goals.hpp"
 
 #include <deque>
 #include <memory>
@@ -20,14 +27,19 @@ namespace kiln {
 namespace {
 
 using result_callback = std::function<void(const build_result&)>;
+using goal_key = std::pair<std::string, bool>; // a derivation or a path (true)
 
 struct goal_entry {
-  caf::actor goal; // null once finished
+  caf::actor goal; // null once finished, and while joined elsewhere
   std::set<std::string> outputs; // wanted; empty = all
   std::vector<result_callback> waiters;
   std::optional<build_result> result;
   bool top_level = false;
   bool is_path = false;
+  bool cancel_sent = false;
+  std::string profile;     // offered to other runs under these options ("" = not)
+  scheduler_actor owner;   // joined: the run whose goal it is
+  unsigned joins = 0;      // joined: answers still to come from there
 };
 
 struct queued_slot {
@@ -36,6 +48,7 @@ struct queued_slot {
 };
 
 struct scheduler_state {
+  scheduler_actor me;
   store_actor store;
   substituter_actor substituters;
   logger_actor logger;
@@ -45,8 +58,10 @@ struct scheduler_state {
   std::map<std::string, goal_entry> drv_goals, path_goals;
   // Derivations read ahead by goals, for the goals of their inputs.
   std::map<std::string, loaded_derivation> preloaded;
-  // A running goal's key and table (true: path_goals).
-  std::map<caf::actor_addr, std::pair<std::string, bool>> by_actor;
+  // A running goal's key.
+  std::map<caf::actor_addr, goal_key> by_actor;
+  // What each goal asked for: a goal kept for another run keeps these.
+  std::map<goal_key, std::set<goal_key>> children;
   uint64_t next_lease = 1;
   std::map<uint64_t, caf::actor_addr> leases;
   // kilnd: every lease is also one of the daemon's slots (its pool lease).
@@ -57,14 +72,22 @@ struct scheduler_state {
   std::vector<build_result> results;
   std::size_t built = 0, failed = 0;
   bool cancelling = false;
-  // kilnd: the derivations every run has goals for, and which of them
-  // this run counts there (given back when their goals end, or with it).
-  std::shared_ptr<shared_interest> interest;
+  bool ticking = false;       // a cancelling run looks again in a moment
+  std::set<goal_key> kept;    // cancelling: the goals another run still wants
+  bool answered = false;      // the run has its results; ends when no goal is left
+  // kilnd: what the runs share, and the derivations this run counts as
+  // wanted there (given back as their goals end, or all at once when the
+  // run is cancelled).
+  std::shared_ptr<shared_goals> shared;
   std::multiset<std::string> counted;
   ~scheduler_state() {
-    if (interest)
-      for (auto& drv : counted)
-        interest->remove(drv);
+    if (!shared)
+      return;
+    for (auto& drv : counted)
+      shared->remove_interest(drv);
+    for (auto& [drv, e] : drv_goals)
+      if (!e.profile.empty())
+        shared->withdraw(e.profile, drv, me);
   }
   static inline const char* name = "scheduler";
 };
@@ -88,38 +111,119 @@ void emit(sched_ptr self, engine_event::kind_t kind, const std::string& drv, con
   st.events(e);
 }
 
-void start_goal(sched_ptr self, const std::string& key, goal_entry& e) {
+void count_interest(scheduler_state& st, const std::string& drv) {
+  if (!st.shared || st.cancelling)
+    return;
+  st.shared->add_interest(drv);
+  st.counted.insert(drv);
+}
+
+void uncount_interest(scheduler_state& st, const std::string& drv) {
+  auto c = st.counted.find(drv);
+  if (c == st.counted.end())
+    return;
+  st.shared->remove_interest(drv);
+  st.counted.erase(c);
+}
+
+void withdraw_offer(scheduler_state& st, const std::string& drv, goal_entry& e) {
+  if (e.profile.empty())
+    return;
+  st.shared->withdraw(e.profile, drv, st.me);
+  e.profile.clear();
+}
+
+// Runs whose goals for a derivation may be joined have the same options,
+// except those that only say how much this run does at once or shows.
+std::string profile_of(build_options o) {
+  if (!o.given_derivations.empty()) // built as given, not as the store has it
+    return {};
+  o.max_jobs = 0;
+  o.keep_going = false;
+  o.print_build_logs = false;
+  return caf::deep_to_string(o);
+}
+
+void join_goal(sched_ptr self, const std::string& drv, goal_entry& e);
+
+void start_goal(sched_ptr self, const std::string& key, goal_entry& e, bool may_join = true) {
   auto& st = self->state;
-  auto me = caf::actor_cast<scheduler_actor>(self);
+  bool doomed = st.cancelling && !st.kept.count({key, e.is_path});
   if (e.is_path)
-    e.goal = spawn_substitution_goal(self, me, st.store, st.substituters, key,
+    e.goal = spawn_substitution_goal(self, st.me, st.store, st.substituters, key,
                                      static_cast<uint32_t>(st.options.substituters.size()));
   else {
-    std::optional<loaded_derivation> loaded;
-    if (auto it = st.preloaded.find(key); it != st.preloaded.end()) {
-      loaded = std::move(it->second);
-      st.preloaded.erase(it);
-    }
     // Only what was asked for is checked or hashed; inputs are realised
     // normally (as Nix's), except that repair reaches them too.
     build_options options = st.options;
     if (!e.top_level && options.mode != build_mode::repair)
       options.mode = build_mode::normal;
-    e.goal = spawn_derivation_goal(self, me, st.store, st.substituters, st.logger, std::move(options), goal_request{key, e.outputs},
-                                   st.store_real_dir, std::move(loaded));
+    std::string profile = st.shared && !doomed ? profile_of(options) : std::string();
+    if (!profile.empty() && may_join && !st.cancelling) {
+      if (auto owner = st.shared->join(profile, key, st.me)) {
+        st.counted.insert(key); // join() counted it
+        e.owner = *owner;
+        return join_goal(self, key, e);
+      }
+    }
+    std::optional<loaded_derivation> loaded;
+    if (auto it = st.preloaded.find(key); it != st.preloaded.end()) {
+      loaded = std::move(it->second);
+      st.preloaded.erase(it);
+    }
+    e.goal = spawn_derivation_goal(self, st.me, st.store, st.substituters, st.logger, std::move(options),
+                                   goal_request{key, e.outputs}, st.store_real_dir, std::move(loaded));
+    if (!profile.empty()) {
+      st.shared->offer(profile, key, st.me);
+      e.profile = std::move(profile);
+    }
+    count_interest(st, key);
   }
+  e.cancel_sent = false;
   self->monitor(e.goal);
   st.by_actor[e.goal.address()] = {key, e.is_path};
-  if (st.interest && !e.is_path) {
-    st.interest->add(key);
-    st.counted.insert(key);
-  }
-  if (st.cancelling)
+  if (doomed) {
+    e.cancel_sent = true;
     caf::anon_send(e.goal, cancel_atom::value);
+  }
 }
 
-void want(sched_ptr self, const goal_request& req, bool is_path, bool top_level, result_callback cb) {
+void finish_entry(sched_ptr self, const goal_key& key, build_result r);
+
+// The other run's goal answered this run's request (or could not).
+void joined_answer(sched_ptr self, const std::string& drv, build_result r) {
   auto& st = self->state;
+  auto it = st.drv_goals.find(drv);
+  if (it == st.drv_goals.end() || it->second.joins == 0) // answered already (cancelled)
+    return;
+  goal_entry& e = it->second;
+  uncount_interest(st, drv);
+  if (--e.joins > 0) // a later request (more outputs) answers for all
+    return;
+  e.owner = nullptr;
+  if (r.cancelled && !st.cancelling) // that run gave it up: a goal of our own
+    return start_goal(self, drv, e, false);
+  finish_entry(self, {drv, false}, std::move(r));
+}
+
+// Asks the run that has a goal for `drv` for its outputs wanted here.
+void join_goal(sched_ptr self, const std::string& drv, goal_entry& e) {
+  ++e.joins;
+  emit(self, engine_event::building, drv, "waiting for another client's build of '" + drv + "'");
+  self->request(e.owner, caf::infinite, want_atom::value, goal_request{drv, e.outputs}, false)
+      .then([=](build_result& r) { joined_answer(self, drv, std::move(r)); },
+            [=](caf::error&) { joined_answer(self, drv, cancelled_result(drv)); });
+}
+
+void want(sched_ptr self, const goal_request& req, bool is_path, bool top_level, result_callback cb,
+          std::optional<goal_key> parent = std::nullopt) {
+  auto& st = self->state;
+  goal_key key{req.drv_path, is_path};
+  if (parent) {
+    st.children[*parent].insert(key);
+    if (st.cancelling && st.kept.count(*parent))
+      st.kept.insert(key);
+  }
   auto& table = is_path ? st.path_goals : st.drv_goals;
   auto [it, fresh] = table.try_emplace(req.drv_path);
   goal_entry& e = it->second;
@@ -143,11 +247,14 @@ void want(sched_ptr self, const goal_request& req, bool is_path, bool top_level,
     e.waiters.push_back(std::move(cb));
     return start_goal(self, req.drv_path, e);
   }
-  if (!covers_outputs(e.outputs, req.outputs)) {
-    merge_outputs(e.outputs, req.outputs);
-    caf::anon_send(e.goal, add_outputs_atom::value, req.outputs);
-  }
   e.waiters.push_back(std::move(cb));
+  if (covers_outputs(e.outputs, req.outputs))
+    return;
+  merge_outputs(e.outputs, req.outputs);
+  if (e.goal)
+    return caf::anon_send(e.goal, add_outputs_atom::value, req.outputs);
+  count_interest(st, req.drv_path);
+  join_goal(self, req.drv_path, e);
 }
 
 void release_lease(sched_ptr self, uint64_t lease) {
@@ -193,30 +300,103 @@ void grant_slots(sched_ptr self) {
   }
 }
 
-// A goal whose build is running (it holds a slot) and that another run
-// has a goal for: left to finish.
-bool spared(sched_ptr self, const std::string& key, const goal_entry& e) {
-  auto& st = self->state;
-  if (!st.interest || e.is_path || !st.interest->wanted_elsewhere(key))
-    return false;
-  for (auto& [lease, holder] : st.leases)
-    if (holder == e.goal.address())
-      return true;
-  return false;
+caf::error cancelled_error() {
+  return caf::make_error(engine_errc::cancelled, std::string("cancelled: another build failed"));
 }
 
+bool kept(const scheduler_state& st, const caf::actor_addr& holder) {
+  auto it = st.by_actor.find(holder);
+  return it != st.by_actor.end() && st.kept.count(it->second);
+}
+
+// Stops what nobody wants any more; called again while something is kept.
 void cancel_all(sched_ptr self) {
   auto& st = self->state;
-  if (st.cancelling)
-    return;
-  st.cancelling = true;
-  for (auto& table : {&st.drv_goals, &st.path_goals})
+  if (!st.cancelling) {
+    st.cancelling = true;
+    for (auto& drv : st.counted)
+      st.shared->remove_interest(drv);
+    st.counted.clear();
+  }
+  st.kept.clear();
+  std::vector<goal_key> todo;
+  if (st.shared)
+    for (auto& [drv, e] : st.drv_goals)
+      if (e.goal && st.shared->wanted(drv))
+        todo.push_back({drv, false});
+  while (!todo.empty()) {
+    goal_key k = std::move(todo.back());
+    todo.pop_back();
+    if (!st.kept.insert(k).second)
+      continue;
+    if (auto c = st.children.find(k); c != st.children.end())
+      todo.insert(todo.end(), c->second.begin(), c->second.end());
+  }
+  for (auto* table : {&st.drv_goals, &st.path_goals})
     for (auto& [key, e] : *table)
-      if (e.goal && !spared(self, key, e))
+      if (e.goal && !e.cancel_sent && !st.kept.count({key, e.is_path})) {
+        withdraw_offer(st, key, e);
+        e.cancel_sent = true;
         caf::anon_send(e.goal, cancel_atom::value);
+      }
+  std::deque<queued_slot> still_wanted;
   for (auto& q : st.slot_queue)
-    q.promise.deliver(caf::make_error(engine_errc::cancelled, std::string("cancelled: another build failed")));
-  st.slot_queue.clear();
+    if (kept(st, q.holder))
+      still_wanted.push_back(std::move(q));
+    else
+      q.promise.deliver(cancelled_error());
+  st.slot_queue = std::move(still_wanted);
+  // What this run waits for from other runs it no longer wants.
+  for (auto& [drv, e] : st.drv_goals)
+    if (e.joins) {
+      e.joins = 0;
+      e.owner = nullptr;
+      finish_entry(self, {drv, false}, cancelled_result(drv));
+    }
+  if (!st.kept.empty() && !st.ticking) {
+    st.ticking = true;
+    self->delayed_send(st.me, std::chrono::milliseconds(250), cancel_atom::value);
+  }
+}
+
+// The goal that sends the current request, if it is one of this run's
+// (read before a response promise takes the request over).
+std::optional<goal_key> asking_goal(sched_ptr self) {
+  auto sender = self->current_sender();
+  if (!sender)
+    return std::nullopt;
+  auto it = self->state.by_actor.find(sender->address());
+  if (it == self->state.by_actor.end())
+    return std::nullopt;
+  return it->second;
+}
+
+// Once the run has its answer and nothing of it runs, it is over.
+void end_if_idle(sched_ptr self) {
+  if (self->state.answered && self->state.by_actor.empty())
+    self->quit(caf::exit_reason::user_shutdown);
+}
+
+void finish_entry(sched_ptr self, const goal_key& key, build_result r) {
+  auto& st = self->state;
+  goal_entry& e = (key.second ? st.path_goals : st.drv_goals).at(key.first);
+  e.goal = nullptr;
+  withdraw_offer(st, key.first, e);
+  r.top_level = e.top_level;
+  e.result = r;
+  st.results.push_back(r);
+  if (r.status == build_status::built)
+    ++st.built;
+  if (!is_success(r.status))
+    ++st.failed;
+  emit(self, engine_event::finished, key.first, r.error, r.status);
+  auto waiters = std::move(e.waiters);
+  e.waiters.clear();
+  for (auto& w : waiters)
+    w(r);
+  if (!is_success(r.status) && !st.options.keep_going && r.status != build_status::dependency_failed &&
+      !st.cancelling)
+    cancel_all(self);
 }
 
 // Records the result of the goal `who`; nothing if it is not running.
@@ -225,37 +405,26 @@ void goal_done(sched_ptr self, const caf::actor_addr& who, build_result r) {
   auto running = st.by_actor.find(who);
   if (running == st.by_actor.end())
     return;
-  auto [key, is_path] = running->second;
+  goal_key key = running->second;
   st.by_actor.erase(running);
-  if (auto c = st.counted.find(key); !is_path && c != st.counted.end()) {
-    st.interest->remove(key);
-    st.counted.erase(c);
-  }
-  goal_entry& e = (is_path ? st.path_goals : st.drv_goals).at(key);
-  e.goal = nullptr;
-  r.top_level = e.top_level;
-  e.result = r;
-  st.results.push_back(r);
-  if (r.status == build_status::built)
-    ++st.built;
-  if (!is_success(r.status))
-    ++st.failed;
-  emit(self, engine_event::finished, key, r.error, r.status);
-  auto waiters = std::move(e.waiters);
-  e.waiters.clear();
-  for (auto& w : waiters)
-    w(r);
-  if (!is_success(r.status) && !st.options.keep_going && r.status != build_status::dependency_failed)
-    cancel_all(self);
+  if (!key.second)
+    uncount_interest(st, key.first);
+  finish_entry(self, key, std::move(r));
+  end_if_idle(self);
 }
 
 scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, substituter_actor substituters,
                                          logger_actor logger,
                                          build_options options, event_sink events, std::string store_real_dir,
-                                         slot_pool_actor pool, std::shared_ptr<shared_interest> interest) {
+                                         slot_pool_actor pool, std::shared_ptr<shared_goals> shared) {
   auto& initial = self->state;
+  initial.me = caf::actor_cast<scheduler_actor>(self);
+  // The run's own actors end with its scheduler.
+  self->link_to(store);
+  self->link_to(substituters);
+  self->link_to(logger);
   initial.pool = std::move(pool);
-  initial.interest = std::move(interest);
+  initial.shared = std::move(shared);
   initial.store = std::move(store);
   initial.substituters = std::move(substituters);
   initial.logger = std::move(logger);
@@ -283,14 +452,19 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, subs
   });
   return {
       [=](want_atom, const goal_request& req, bool top_level) -> caf::typed_response_promise<build_result> {
+        auto parent = asking_goal(self);
         auto rp = self->make_response_promise<build_result>();
-        want(self, req, false, top_level, [rp](const build_result& r) mutable { rp.deliver(r); });
+        want(self, req, false, top_level, [rp](const build_result& r) mutable { rp.deliver(r); }, parent);
         return rp;
       },
       [=](want_atom, const std::vector<goal_request>& reqs) -> caf::typed_response_promise<std::vector<build_result>> {
         auto rp = self->make_response_promise<std::vector<build_result>>();
         auto left = std::make_shared<std::size_t>(reqs.size());
-        auto finish = [self, rp]() mutable { rp.deliver(self->state.results); };
+        auto finish = [self, rp]() mutable {
+          rp.deliver(self->state.results);
+          self->state.answered = true;
+          end_if_idle(self);
+        };
         if (reqs.empty())
           finish();
         for (auto& req : reqs)
@@ -301,8 +475,10 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, subs
         return rp;
       },
       [=](want_path_atom, const std::string& path) -> caf::typed_response_promise<build_result> {
+        auto parent = asking_goal(self);
         auto rp = self->make_response_promise<build_result>();
-        want(self, goal_request{path, {}}, true, false, [rp](const build_result& r) mutable { rp.deliver(r); });
+        want(self, goal_request{path, {}}, true, false, [rp](const build_result& r) mutable { rp.deliver(r); },
+             parent);
         return rp;
       },
       [=](slot_atom) -> caf::typed_response_promise<uint64_t> {
@@ -316,8 +492,8 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, subs
           rp.deliver(caf::make_error(engine_errc::no_build_slots,
                                      std::string("unable to start any build; either increase '--max-jobs' or "
                                                  "enable remote builds")));
-        } else if (st.cancelling) {
-          rp.deliver(caf::make_error(engine_errc::cancelled, std::string("cancelled: another build failed")));
+        } else if (st.cancelling && !kept(st, holder)) {
+          rp.deliver(cancelled_error());
         } else {
           st.slot_queue.push_back({rp, holder});
           grant_slots(self);
@@ -338,7 +514,10 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, subs
       [=](status_atom, const std::string& drv, const std::string& what) {
         emit(self, engine_event::building, drv, what);
       },
-      [=](cancel_atom) { cancel_all(self); },
+      [=](cancel_atom) {
+        self->state.ticking = false;
+        cancel_all(self);
+      },
       [=](preload_atom, std::vector<loaded_derivation>& all) {
         auto& st = self->state;
         for (auto& l : all)
@@ -353,9 +532,9 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, subs
 scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, substituter_actor substituters,
                                 logger_actor logger,
                                 build_options options, event_sink events, std::string store_real_dir,
-                                slot_pool_actor pool, std::shared_ptr<shared_interest> interest) {
+                                slot_pool_actor pool, std::shared_ptr<shared_goals> shared) {
   return sys.spawn(scheduler, std::move(store), std::move(substituters), std::move(logger), std::move(options), std::move(events),
-                   std::move(store_real_dir), std::move(pool), std::move(interest));
+                   std::move(store_real_dir), std::move(pool), std::move(shared));
 }
 
 } // namespace kiln

@@ -181,10 +181,34 @@ def test_two_clients_wanting_one_derivation_build_it_once(kilnd, both):
         assert f.read() == "run\n", "the derivation was built more than once"
 
 
+def read_until_message(client, fragment):
+    """Reads the stderr stream until a message containing `fragment`."""
+    while True:
+        code = client.u64()
+        assert code in (client.NEXT, client.START, client.STOP, client.RESULT), hex(code)
+        if code == client.NEXT:
+            if fragment in client.str():
+                return
+        elif code == client.START:
+            client.u64(), client.u64(), client.u64(), client.str(), client.fields(), client.u64()
+        elif code == client.STOP:
+            client.u64()
+        else:
+            client.u64(), client.u64(), client.fields()
+
+
+def wait_for_file(path):
+    for _ in range(600):
+        if os.path.exists(path):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never appeared")
+
+
 def test_a_build_another_client_wants_outlives_the_client_that_started_it(kilnd, both):
-    """Kill the client whose build is running while another waits for the
-    same derivation: the build goes on for the one still there (and is
-    not run a second time)."""
+    """Kill the client whose build is running while another has joined its
+    goal for the same derivation: the build goes on for the one still there
+    (and is not run a second time)."""
     shared = both.share_with_builders("outlive")
     kilnd.reload()
     drv = both.drv("wanted-twice", f"echo run >> {shared}/runs; sleep 2; echo x > $out")
@@ -192,30 +216,43 @@ def test_a_build_another_client_wants_outlives_the_client_that_started_it(kilnd,
     for c in (starter, waiter):
         c.set_options(verbosity=7)
     starter.send(9, [f"{drv}!*"], 0)
-    for _ in range(600):
-        if os.path.exists(f"{shared}/runs"):
-            break
-        time.sleep(0.05)
+    wait_for_file(f"{shared}/runs")
     waiter.send(9, [f"{drv}!*"], 0)
-    # Its goal is there once it says it waits for the running build.
-    while True:
-        code = waiter.u64()
-        assert code in (waiter.NEXT, waiter.START, waiter.STOP, waiter.RESULT), hex(code)
-        if code == waiter.NEXT:
-            if "waiting for another process" in waiter.str():
-                break
-        elif code == waiter.START:
-            waiter.u64(), waiter.u64(), waiter.u64(), waiter.str(), waiter.fields(), waiter.u64()
-        elif code == waiter.STOP:
-            waiter.u64()
-        else:
-            waiter.u64(), waiter.u64(), waiter.fields()
+    read_until_message(waiter, f"waiting for another client's build of '{drv}'")
     starter.sock.close()
     err, _ = waiter.stream()
     assert err is None, err + "\n" + kilnd.output()
     assert waiter.u64() == 1
     with open(f"{shared}/runs") as f:
         assert f.read() == "run\n", "the build was killed with its client and run again"
+
+
+def test_a_joined_goal_keeps_what_it_waits_for_when_its_starter_leaves(kilnd, both):
+    """The second client joins the first one's goal for `top` while that goal
+    still waits for its input; the first client leaves: the input's build
+    and then top's go on for the second client, each run once, and it gets
+    top as Built, with its outputs."""
+    shared = both.share_with_builders("joined")
+    kilnd.reload()
+    dep = both.drv("slow-dep", f"echo dep >> {shared}/runs; sleep 2; echo dep > $out")
+    top = both.drv("joined-top", f"echo top >> {shared}/runs; cat {both.outputs(dep)['out']} > $out", inputs=[dep])
+    starter, joiner = kilnd.client(), kilnd.client()
+    for c in (starter, joiner):
+        c.set_options(verbosity=7)
+    starter.send(9, [f"{top}!*"], 0)
+    wait_for_file(f"{shared}/runs")
+    joiner.send(46, [f"{top}!*"], 0)
+    read_until_message(joiner, f"waiting for another client's build of '{top}'")
+    starter.sock.close()
+    err, _ = joiner.stream()
+    assert err is None, err + "\n" + kilnd.output()
+    assert joiner.u64() == 1
+    assert joiner.str() == f"{top}!*"
+    result = read_build_result(joiner, joiner.version & 0xFF)
+    assert result["status"] == 0, result  # Built
+    assert [json.loads(v)["outPath"] for v in result["outputs"].values()] == [both.outputs(top)["out"].split("/")[-1]]
+    with open(f"{shared}/runs") as f:
+        assert f.read() == "dep\ntop\n", "a build was killed with its client and run again"
 
 
 def test_fifty_clients_building_overlapping_graphs(both):
