@@ -38,6 +38,10 @@ scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, subst
                                 build_options options, event_sink events, std::string store_real_dir,
                                 slot_pool_actor pool = {}, std::shared_ptr<shared_goals> shared = {});
 slot_pool_actor spawn_slot_pool(caf::actor_system& sys, uint32_t max_jobs);
+// kilnd's root (actors/daemon_supervisor.cpp): after a stop, the sessions
+// have `grace` to end; it ends normally when they all did, else with
+// user_shutdown.
+supervisor_actor spawn_supervisor(caf::actor_system& sys, std::chrono::seconds grace);
 // The substitution slots: up to max-substitution-jobs detached
 // substituters on their own connections to `store`'s directory, rooting
 // what they touch in `store`'s temp roots (a kilnd session's go when it

@@ -1,58 +1,31 @@
-// kilnd's listener: accepts connections, decides trust from the peer's
-// credentials, and gives each connection a session on its own thread.
-// Signals arrive through a signalfd beside the listening socket.
+// kilnd's actors around the engine: the supervisor at the root
+// (daemon_supervisor.cpp), the listener, which accepts connections and
+// decides trust from the peer's credentials, and one session actor per
+// connection. Signals arrive through a signalfd beside the listening socket.
 #include "actors/daemon_server.hpp"
 
+#include "actors/actors.hpp"
 #include "actors/daemon_session.hpp"
 #include "store/io/error.hpp"
 #include "store/io/fd.hpp"
 #include "store/io/file_ops.hpp"
 #include "store/io/unix_socket.hpp"
 
-#include <condition_variable>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
-#include <mutex>
 #include <poll.h>
 #include <pwd.h>
-#include <set>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <cstring>
 #include <thread>
 #include <unistd.h>
 
 namespace kiln::daemon {
 
 namespace {
-
-// The live sessions, so a stop can hang up on them and wait for them.
-class session_table {
-public:
-  void add(int fd) {
-    std::lock_guard<std::mutex> g(mutex_);
-    fds_.insert(fd);
-  }
-  void remove(int fd) {
-    std::lock_guard<std::mutex> g(mutex_);
-    fds_.erase(fd);
-    ended_.notify_all();
-  }
-  // Hangs up on every client (their builds are cancelled as for a client
-  // that went away) and waits up to `deadline` for the sessions to end.
-  bool hang_up_all(std::chrono::seconds deadline) {
-    std::unique_lock<std::mutex> g(mutex_);
-    for (int fd : fds_)
-      ::shutdown(fd, SHUT_RDWR);
-    return ended_.wait_for(g, deadline, [this] { return fds_.empty(); });
-  }
-
-private:
-  std::mutex mutex_;
-  std::condition_variable ended_;
-  std::set<int> fds_;
-};
 
 peer_info peer_of(int fd) {
   peer_info p;
@@ -114,6 +87,74 @@ int run_stdio(const server_options& options) {
   return 0;
 }
 
+namespace {
+
+// A session actor: one connection served on a thread of its own (a
+// blocking actor, so its socket I/O blocks nobody else). The supervisor
+// closes the descriptor once it has ended.
+void session_actor(caf::blocking_actor*, int fd, daemon_context* ctx, settings config, peer_info peer,
+                   bool trusted) {
+  serve_connection(fd, *ctx, config, peer, trusted);
+}
+
+// The listener, a blocking actor too: waits on the socket and the signals;
+// accepts, decides trust, and spawns a session actor per connection for the
+// supervisor to watch. SIGHUP reloads the configuration for new sessions;
+// SIGTERM or SIGINT closes the socket and has the supervisor stop.
+void listener(caf::blocking_actor* self, int listen_fd, int signal_fd, const server_options* options,
+              daemon_context* ctx, supervisor_actor supervisor) {
+  unique_fd listening(listen_fd);
+  for (;;) {
+    pollfd fds[2] = {{listening.get(), POLLIN, 0}, {signal_fd, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      std::cerr << "kilnd: waiting for connections: " << std::strerror(errno) << '\n';
+      self->send(supervisor, stop_atom::value);
+      return;
+    }
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo info{};
+      if (::read(signal_fd, &info, sizeof info) != sizeof info)
+        continue;
+      if (info.ssi_signo == SIGHUP) {
+        try {
+          ctx->config = options->load_config();
+          std::cerr << "kilnd: configuration reloaded (for new connections)\n";
+        } catch (const std::exception& e) {
+          std::cerr << "kilnd: configuration not reloaded: " << e.what() << '\n';
+        }
+        continue;
+      }
+      std::cerr << "kilnd: stopping (signal " << info.ssi_signo << ")\n";
+      listening.reset();
+      if (options->socket_path.size() && activated_socket() < 0)
+        ::unlink(options->socket_path.c_str());
+      self->send(supervisor, stop_atom::value);
+      return;
+    }
+    if (!(fds[0].revents & POLLIN))
+      continue;
+    int client = ::accept4(listening.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0)
+      continue; // the client gave up already, or no descriptors left for now
+    peer_info peer = peer_of(client);
+    const settings& config = ctx->config;
+    bool trusted = peer.known && user_matches(peer, config.get("trusted-users"));
+    if (!trusted && !(peer.known && user_matches(peer, config.get("allowed-users")))) {
+      std::cerr << "kilnd: user '" << peer.user << "' is not allowed to connect (allowed-users)\n";
+      ::close(client);
+      continue;
+    }
+    std::cerr << "kilnd: accepted connection from pid " << peer.pid << ", user " << peer.user
+              << (trusted ? " (trusted)" : "") << '\n';
+    auto session = self->spawn(session_actor, client, ctx, config, peer, trusted);
+    self->send(supervisor, session_atom::value, session, client);
+  }
+}
+
+} // namespace
+
 int run_server(const server_options& options) {
   sigset_t signals;
   sigemptyset(&signals);
@@ -127,78 +168,28 @@ int run_server(const server_options& options) {
     throw_errno("making a signalfd");
 
   daemon_core core(options);
-  daemon_context& ctx = core.ctx;
 
-  unique_fd listener;
+  unique_fd listening;
   if (int fd = activated_socket(); fd >= 0) {
-    listener.reset(fd);
+    listening.reset(fd);
     std::cerr << "kilnd: serving the socket systemd handed over\n";
   } else {
     make_directories(split_path(options.socket_path).first);
-    listener = listen_unix(options.socket_path);
+    listening = listen_unix(options.socket_path);
     std::cerr << "kilnd: listening on '" << options.socket_path << "'\n";
   }
 
-  std::mutex config_mutex;
-  session_table sessions;
-  for (;;) {
-    pollfd fds[2] = {{listener.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR)
-        continue;
-      throw_errno("waiting for connections");
-    }
-    if (fds[1].revents & POLLIN) {
-      signalfd_siginfo info{};
-      if (::read(sigfd.get(), &info, sizeof info) != sizeof info)
-        continue;
-      if (info.ssi_signo == SIGHUP) {
-        try {
-          settings fresh = options.load_config();
-          std::lock_guard<std::mutex> g(config_mutex);
-          ctx.config = std::move(fresh);
-          std::cerr << "kilnd: configuration reloaded (for new connections)\n";
-        } catch (const std::exception& e) {
-          std::cerr << "kilnd: configuration not reloaded: " << e.what() << '\n';
-        }
-        continue;
-      }
-      std::cerr << "kilnd: stopping (signal " << info.ssi_signo << ")\n";
-      listener.reset();
-      if (options.socket_path.size() && activated_socket() < 0)
-        ::unlink(options.socket_path.c_str());
-      bool clean = sessions.hang_up_all(std::chrono::seconds(10));
-      // Sessions still running hold references into this frame: leave
-      // without unwinding it.
-      std::cerr.flush();
-      std::_Exit(clean ? 0 : 1);
-    }
-    if (!(fds[0].revents & POLLIN))
-      continue;
-    int client = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0)
-      continue; // the client gave up already, or no descriptors left for now
-    peer_info peer = peer_of(client);
-    settings config;
-    {
-      std::lock_guard<std::mutex> g(config_mutex);
-      config = ctx.config;
-    }
-    bool trusted = peer.known && user_matches(peer, config.get("trusted-users"));
-    if (!trusted && !(peer.known && user_matches(peer, config.get("allowed-users")))) {
-      std::cerr << "kilnd: user '" << peer.user << "' is not allowed to connect (allowed-users)\n";
-      ::close(client);
-      continue;
-    }
-    std::cerr << "kilnd: accepted connection from pid " << peer.pid << ", user " << peer.user
-              << (trusted ? " (trusted)" : "") << '\n';
-    sessions.add(client);
-    std::thread([client, &ctx, &sessions, peer, trusted, config = std::move(config)]() mutable {
-      serve_connection(client, ctx, config, peer, trusted);
-      sessions.remove(client);
-      ::close(client);
-    }).detach();
-  }
+  caf::actor_system& sys = core.engine->system();
+  auto supervisor = spawn_supervisor(sys, std::chrono::seconds(10));
+  caf::scoped_actor self{sys};
+  self->monitor(supervisor);
+  sys.spawn(listener, listening.release(), sigfd.get(), &options, &core.ctx, supervisor);
+  bool clean = false;
+  self->receive([&](const caf::down_msg& dm) { clean = !dm.reason || dm.reason == caf::exit_reason::normal; });
+  // Sessions still running at the deadline hold references into this
+  // frame: leave without unwinding it.
+  std::cerr.flush();
+  std::_Exit(clean ? 0 : 1);
 }
 
 } // namespace kiln::daemon

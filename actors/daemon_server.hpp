@@ -1,7 +1,8 @@
-// kilnd's server: the listening socket, one session per connection (on a
-// thread of its own, daemon_session.hpp), the engine they share, and the
-// signals: SIGTERM/SIGINT stop it (builds of connected clients cancelled),
-// SIGHUP reloads the configuration for new connections. No CAF here.
+// kilnd's server: the supervisor, the listening socket, one session actor
+// per connection (on a thread of its own, daemon_session.hpp), the engine
+// they share, and the signals: SIGTERM/SIGINT stop it (builds of connected
+// clients cancelled), SIGHUP reloads the configuration for new
+// connections. No CAF in this header.
 #pragma once
 
 #include "store/format/settings.hpp"

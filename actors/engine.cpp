@@ -213,6 +213,8 @@ std::unique_ptr<engine_job> engine_host::start(std::shared_ptr<local_store> stor
                                     std::move(events));
 }
 
+caf::actor_system& engine_host::system() { return impl_->sys; }
+
 engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,
                       const std::vector<goal_request>& requests, const event_sink& events) {
   // The interrupt watch first: the actor system's threads inherit its mask.

@@ -13,6 +13,10 @@
 #include <string>
 #include <vector>
 
+namespace caf {
+class actor_system;
+}
+
 namespace kiln {
 
 // What the engine tells whoever runs it (the CLI prints these).
@@ -69,6 +73,8 @@ public:
   engine_host& operator=(const engine_host&) = delete;
   std::unique_ptr<engine_job> start(std::shared_ptr<local_store> store, const build_options& options,
                                     const std::vector<goal_request>& requests, event_sink events);
+  // The actor system the runs live in (kilnd's supervisor and sessions too).
+  caf::actor_system& system();
 
 private:
   struct impl;

@@ -111,6 +111,20 @@ using scheduler_actor = caf::typed_actor<
 using slot_pool_actor = caf::typed_actor<caf::replies_to<slot_atom>::with<uint64_t>,
                                          caf::reacts_to<release_atom, uint64_t>>;
 
+// kilnd's supervisor, the root of its actors (actors/daemon_supervisor.cpp).
+using session_atom = caf::atom_constant<caf::atom("session")>;   // a session actor began
+using stop_atom = caf::atom_constant<caf::atom("stop")>;         // SIGTERM or SIGINT
+using deadline_atom = caf::atom_constant<caf::atom("deadline")>; // the sessions took too long to end
+using supervisor_actor = caf::typed_actor<
+    // The session actor serving the connection on this descriptor: watched,
+    // and the descriptor closed when it ends (not before, so a hang-up never
+    // reaches a descriptor the number was reused for).
+    caf::reacts_to<session_atom, caf::actor, int>,
+    // Hang up on every client (their builds are cancelled as for a client
+    // that went away); end once every session has, or at the deadline.
+    caf::reacts_to<stop_atom>,
+    caf::reacts_to<deadline_atom>>;
+
 // Runs the post-build hook once (on a thread of its own: it blocks while
 // the hook runs) with OUT_PATHS and DRV_PATH set; replies with what the
 // hook printed (stdout and stderr), or hook_failed naming the program and
