@@ -71,6 +71,9 @@ private:
   // stream to its end and returns the reply.
   std::vector<argument> call(op code, std::vector<argument> args, source* upload = nullptr,
                              uint64_t upload_bytes = UINT64_MAX);
+  // call(), also collecting the daemon's plain log lines (STDERR_NEXT),
+  // which is where some operations report what they found.
+  std::vector<argument> call_keeping_lines(op code, std::vector<argument> args, std::vector<std::string>& lines);
   void read_stream();
   std::string derived(const wanted_path& w) const;
 

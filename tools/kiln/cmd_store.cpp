@@ -49,6 +49,7 @@ const char* store_usage = R"(Usage: kiln store COMMAND [--store local:DIR] ...
   kiln store delete [--json] PATH...           delete these paths; refused if any is live
                                                or referred to by a path not being deleted
   kiln store optimise [--json]                 hard-link identical files via .links; report bytes freed
+                                               (through a daemon: as it reports them, to 0.01 MiB)
   kiln store sign --key-file SECRET-FILE PATH...   add a signature to each path
   kiln store verify-sigs --trusted-public-keys 'NAME:KEY ...' PATH...
                                                exit 1 unless every path has a valid
@@ -64,8 +65,8 @@ DIR/nix/var/nix/db, laid out exactly as Nix 2.8 does, so Nix's tools read it
 --store daemon (or unix:///PATH) talks to kilnd or nix-daemon over Nix's
 socket ($NIX_DAEMON_SOCKET_PATH, else /nix/var/nix/daemon-socket/socket):
 add, add-fixed, add-text, path-info, query, missing, gc, delete, dump, export,
-import, sign, verify-sigs and verify --all work through it (and kiln build and
-kiln log); optimise and verify of given PATHs need a local store and say so.
+import, sign, verify-sigs, optimise and verify --all work through it (and kiln
+build and kiln log); verify of given PATHs needs a local store and says so.
 
 Settings come from $KILN_CONF (default /etc/kiln/kiln.conf) as 'name = value'
 lines, then from --option NAME VALUE (e.g. --option keep-outputs true).
@@ -321,14 +322,22 @@ int import(const std::vector<std::string>& args) {
 int optimise(const std::vector<std::string>& args) {
   auto a = cli::parse(args, {store_option, {"--json"}}, store_usage);
   cli::expect_positional(a, 0, 0, "");
-  auto store = open_store(a);
-  auto r = optimise_store(*store);
-  if (a.has("--json"))
-    std::cout << "{\"filesSeen\":" << r.files_seen << ",\"filesLinked\":" << r.files_linked
-              << ",\"bytesSaved\":" << r.bytes_saved << "}\n";
-  else
+  auto store = open_any_store(a);
+  auto r = store->optimise();
+  // A daemon says what it linked and freed (to 0.01 MiB), not what it saw.
+  bool local = dynamic_cast<local_store*>(store.get()) != nullptr;
+  if (a.has("--json")) {
+    std::cout << "{";
+    if (local)
+      std::cout << "\"filesSeen\":" << r.files_seen << ",";
+    std::cout << "\"filesLinked\":" << r.files_linked << ",\"bytesSaved\":" << r.bytes_saved << "}\n";
+  } else if (local) {
     std::cout << r.files_linked << " of " << r.files_seen << " files replaced by hard links, "
               << r.bytes_saved << " bytes (" << r.bytes_saved / (1024 * 1024) << " MiB) freed\n";
+  } else {
+    std::cout << r.files_linked << " files replaced by hard links, " << r.bytes_saved / (1024 * 1024)
+              << " MiB freed (as the daemon reports it)\n";
+  }
   return 0;
 }
 
