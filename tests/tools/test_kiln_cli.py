@@ -323,7 +323,7 @@ def test_store_commands_refuse_bad_input(k, filled, tmp_path):
     refused(k("store", "query", *opt, "--references", "--referrers", srcdir), "choose one of")
     refused(k("store", "add-fixed", *opt, str(tmp_path / "note")), "missing --type")
     refused(k("store", "add-fixed", *opt, "--type", "sha256", str(tmp_path / "srcdir")), "not a regular file")
-    refused(k("store", "optimise", "--store", "daemon"), "works on a local store only")
+    refused(k("drv", "add", "--store", "daemon", str(tmp_path / "note")), "works on a local store only")
     refused(k("store", "add", "--store", "unix:///nonexistent/socket", str(tmp_path / "note")),
             "connecting to '/nonexistent/socket': No such file or directory")
     refused(k("store", "add", "--store", "ftp://x", str(tmp_path / "note")), "unsupported store 'ftp://x'")
