@@ -15,6 +15,12 @@ namespace {
 } // namespace
 
 sqlite_db::sqlite_db(const std::string& path, bool create) : path_(path) {
+  // SQLite counts its memory under one process-wide mutex by default: with
+  // a connection per kilnd session, every query of every session would
+  // take it. Nothing here reads those counts. (Only possible before the
+  // library initialises, which the first open does.)
+  static const bool counting_off = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
+  (void)counting_off;
   int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX;
   if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
