@@ -60,9 +60,14 @@ http_response nar_of(local_store& store, const path_info& info, const cache_serv
     r.length = info.nar_size;
     r.produce = [real](sink& out) { dump_path(real, out); };
   } else {
-    // Level 1: on the fly, speed matters more than the last bytes.
-    r.produce = [real, method = o.compression](sink& out) {
-      auto packed = make_compressing_sink(out, method, 1, "the NAR of '" + real + "'");
+    // Level 1: on the fly, speed matters more than the last bytes. With
+    // long-distance matching, the NAR's size bounds the window (a stream's
+    // memory) for paths smaller than it.
+    zstd_tuning tuning;
+    if (o.long_distance)
+      tuning = {true, info.nar_size};
+    r.produce = [real, method = o.compression, tuning](sink& out) {
+      auto packed = make_compressing_sink(out, method, 1, "the NAR of '" + real + "'", tuning);
       dump_path(real, *packed);
       packed->finish();
     };

@@ -114,10 +114,14 @@ private:
 
 class zstd_sink : public compressor {
 public:
-  zstd_sink(sink& out, int level, std::string what) : compressor(out, std::move(what)), c_(ZSTD_createCCtx()) {
+  zstd_sink(sink& out, int level, std::string what, const zstd_tuning& tuning)
+    : compressor(out, std::move(what)), c_(ZSTD_createCCtx()) {
     if (!c_ || level > ZSTD_maxCLevel() ||
         ZSTD_isError(ZSTD_CCtx_setParameter(c_, ZSTD_c_compressionLevel, level < 0 ? 3 : level)))
       fail("cannot start zstd compression at level " + std::to_string(level));
+    if ((tuning.long_distance && ZSTD_isError(ZSTD_CCtx_setParameter(c_, ZSTD_c_enableLongDistanceMatching, 1))) ||
+        (tuning.size && ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(c_, *tuning.size))))
+      fail("cannot start zstd compression with long-distance matching");
   }
   ~zstd_sink() override { ZSTD_freeCCtx(c_); }
 
@@ -151,7 +155,7 @@ private:
 } // namespace
 
 std::unique_ptr<compressing_sink> make_compressing_sink(sink& out, std::string_view method, int level,
-                                                        std::string what) {
+                                                        std::string what, const zstd_tuning& tuning) {
   if (method == "none" || method.empty())
     return std::make_unique<plain_sink>(out);
   if (method == "xz")
@@ -159,7 +163,7 @@ std::unique_ptr<compressing_sink> make_compressing_sink(sink& out, std::string_v
   if (method == "bzip2")
     return std::make_unique<bzip2_sink>(out, level, what + " (bzip2)");
   if (method == "zstd")
-    return std::make_unique<zstd_sink>(out, level, what + " (zstd)");
+    return std::make_unique<zstd_sink>(out, level, what + " (zstd)", tuning);
   throw format_error(what + ": unknown compression '" + std::string(method) + "' (none, xz, bzip2 and zstd are known)");
 }
 

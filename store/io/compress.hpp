@@ -5,7 +5,9 @@
 
 #include "store/io/stream.hpp"
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,11 +20,20 @@ public:
   virtual void finish() = 0;
 };
 
+// zstd only: long-distance matching finds repeats far apart (a NAR's
+// copies of one file) at little cost in speed; told the exact size of what
+// comes, it keeps its window (memory) no bigger than that, and a stream
+// of another size is an error.
+struct zstd_tuning {
+  bool long_distance = false;
+  std::optional<uint64_t> size;
+};
+
 // Writes what it is given to `out` compressed by `method` ("none" or "",
 // "xz", "bzip2", "zstd") at `level` (-1: the method's default). An
 // unknown method or level is a format_error naming `what`.
 std::unique_ptr<compressing_sink> make_compressing_sink(sink& out, std::string_view method, int level,
-                                                        std::string what);
+                                                        std::string what, const zstd_tuning& tuning = {});
 
 // The file-name extension Nix gives a NAR compressed by `method`
 // (".xz", ".bz2", ".zst", "" for none).

@@ -124,6 +124,32 @@ BOOST_AUTO_TEST_CASE(what_is_compressed_decompresses_to_itself) {
           BOOST_TEST(packed.s.size() < data.size());
       }
     }
+  // Long-distance matching (kiln serve's NARs): a 4 MiB block repeated
+  // lies beyond level 1's window without it, and is found with it.
+  {
+    std::string block;
+    for (int i = 0; i < (4 << 20); ++i) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      block += static_cast<char>(x);
+    }
+    std::string twice = block + block;
+    auto packed_size = [&](const zstd_tuning& t) {
+      string_sink packed;
+      auto out = make_compressing_sink(packed, "zstd", 1, "test data", t);
+      out->write(twice.data(), twice.size());
+      out->finish();
+      BOOST_TEST((decompress(packed.s, "zstd") == twice));
+      return packed.s.size();
+    };
+    std::size_t near = packed_size({}), far = packed_size({true, twice.size()});
+    BOOST_TEST(near > twice.size() * 9 / 10);
+    BOOST_TEST(far < twice.size() * 6 / 10);
+    // Told a size, another is an error, not a stream that lies.
+    string_sink packed;
+    auto out = make_compressing_sink(packed, "zstd", 1, "the NAR of X", zstd_tuning{true, twice.size() + 1});
+    out->write(twice.data(), twice.size());
+    BOOST_CHECK_EXCEPTION(out->finish(), error, test::mentions("the NAR of X"));
+  }
   string_sink empty;
   auto out = make_compressing_sink(empty, "zstd", -1, "nothing");
   out->finish();

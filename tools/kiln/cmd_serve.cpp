@@ -29,7 +29,10 @@ Options:
                          address is printed on stderr once listening)
   --store STORE          the local store to serve (local, /DIR, local:DIR, ...)
   --secret-key FILE      sign every narinfo with this key (Nix's key format)
-  --compression METHOD   zstd (default) or none
+  --compression METHOD   zstd (default, level 1) or none
+  --long-distance        zstd with long-distance matching: smaller NARs where
+                         files repeat far apart, but slower to make (measured
+                         here: 35% on binaries, 3x on incompressible data)
   --priority N           the Priority nix-cache-info announces (default 30)
 )";
 
@@ -38,7 +41,7 @@ Options:
 int serve_command(const std::vector<std::string>& args) {
   auto a = cli::parse(args,
                       {store_option, {"--listen", true}, {"--secret-key", true}, {"--compression", true},
-                       {"--priority", true}},
+                       {"--priority", true}, {"--long-distance"}},
                       serve_usage);
   cli::expect_positional(a, 0, 0, "");
   if (!a.values.count("--listen"))
@@ -47,6 +50,9 @@ int serve_command(const std::vector<std::string>& args) {
   options.compression = a.value_or("--compression", "zstd");
   if (options.compression != "zstd" && options.compression != "none")
     throw cli::usage_error("--compression: '" + options.compression + "' is not zstd or none");
+  options.long_distance = a.has("--long-distance");
+  if (options.long_distance && options.compression != "zstd")
+    throw cli::usage_error("--long-distance is for zstd compression");
   if (a.values.count("--secret-key"))
     options.key = read_secret_key_file(a.values.at("--secret-key"));
   if (a.values.count("--priority"))
