@@ -38,6 +38,7 @@ build_options build_options_from(const settings& s) {
   o.stalled_download_timeout = static_cast<uint32_t>(s.get_number("stalled-download-timeout"));
   o.connect_timeout = static_cast<uint32_t>(s.get_number("connect-timeout"));
   o.netrc_file = s.get("netrc-file");
+  o.ssl_cert_file = s.get("ssl-cert-file");
   o.narinfo_positive_ttl = s.get_number("narinfo-cache-positive-ttl");
   o.narinfo_negative_ttl = s.get_number("narinfo-cache-negative-ttl");
   const std::string& sb = s.get("sandbox");

@@ -139,6 +139,7 @@ substituter_actor spawn_substituter_pool(caf::actor_system& sys, const local_sto
   remote.http.stalled_timeout = options.stalled_download_timeout;
   remote.http.connect_timeout = options.connect_timeout;
   remote.http.netrc_file = options.netrc_file;
+  remote.http.ca_file = options.ssl_cert_file;
   remote.positive_ttl = options.narinfo_positive_ttl;
   remote.negative_ttl = options.narinfo_negative_ttl;
   remote.lookup_cache = narinfo_cache::default_file();

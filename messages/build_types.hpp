@@ -91,6 +91,7 @@ struct build_options {
   uint32_t stalled_download_timeout = 300; // seconds
   uint32_t connect_timeout = 0;            // seconds, 0 = libcurl's
   std::string netrc_file;
+  std::string ssl_cert_file;
   uint64_t narinfo_positive_ttl = 30 * 24 * 3600; // seconds a remote cache's narinfo is believed
   uint64_t narinfo_negative_ttl = 3600;           // ... and its having none
   // The sandbox (sandbox/sandbox_spec.hpp): mode 0 off, 1 relaxed, 2 on.
@@ -119,7 +120,7 @@ typename Inspector::result_type inspect(Inspector& f, build_options& x) {
            x.keep_going, x.keep_failed, x.print_build_logs, x.max_silent_time, x.timeout,
            x.max_log_size, x.log_lines, x.compress_build_log, x.secret_key_files,
            x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs, x.fallback,
-           x.download_attempts, x.stalled_download_timeout, x.connect_timeout, x.netrc_file,
+           x.download_attempts, x.stalled_download_timeout, x.connect_timeout, x.netrc_file, x.ssl_cert_file,
            x.narinfo_positive_ttl, x.narinfo_negative_ttl, x.max_substitution_jobs,
            x.sandbox, x.sandbox_fallback, x.sandbox_paths, x.sandbox_build_dir, x.allowed_impure_host_deps,
            x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features, x.pids_default, x.size_max, x.log_hint,

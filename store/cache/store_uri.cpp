@@ -42,6 +42,7 @@ cache_client_settings cache_client_settings_from(const settings& s) {
   c.http.stalled_timeout = static_cast<unsigned>(s.get_number("stalled-download-timeout"));
   c.http.connect_timeout = static_cast<unsigned>(s.get_number("connect-timeout"));
   c.http.netrc_file = s.get("netrc-file");
+  c.http.ca_file = s.get("ssl-cert-file");
   c.positive_ttl = s.get_number("narinfo-cache-positive-ttl");
   c.negative_ttl = s.get_number("narinfo-cache-negative-ttl");
   c.lookup_cache = narinfo_cache::default_file();

@@ -52,6 +52,7 @@ const known_setting known[] = {
     {"stalled-download-timeout", kind::number, "300", max_seconds, " seconds"},
     {"connect-timeout", kind::number, "0", max_seconds, " seconds"},
     {"netrc-file", kind::text, "/etc/nix/netrc"},
+    {"ssl-cert-file", kind::text, ""},
     {"narinfo-cache-positive-ttl", kind::number, "2592000", max_seconds, " seconds"},
     {"narinfo-cache-negative-ttl", kind::number, "3600", max_seconds, " seconds"},
     {"sandbox", kind::sandbox, "true"},

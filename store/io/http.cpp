@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <cstdlib>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -120,10 +121,19 @@ bool transient_code(CURLcode rc) {
 bool transient_status(long status) { return status == 408 || status == 429 || (status >= 500 && status < 600); }
 bool absent_status(long status) { return status == 404 || status == 403 || status == 410; }
 
+// Nix's default for ssl-cert-file: the environment's, if it names one.
+std::string default_ca_file() {
+  for (const char* name : {"NIX_SSL_CERT_FILE", "SSL_CERT_FILE"})
+    if (const char* v = std::getenv(name); v && *v)
+      return v;
+  return "";
+}
+
 } // namespace
 
 struct http_client::impl {
   http_settings settings;
+  std::string ca_file; // resolved once
   std::mutex mutex;
   std::vector<CURL*> idle; // handles keep their connections: reuse them
   std::mt19937 random{std::random_device{}()};
@@ -167,6 +177,8 @@ struct http_client::impl {
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(settings.stalled_timeout));
     if (settings.connect_timeout)
       curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(settings.connect_timeout));
+    if (!ca_file.empty())
+      curl_easy_setopt(c, CURLOPT_CAINFO, ca_file.c_str());
     if (!settings.netrc_file.empty() && ::access(settings.netrc_file.c_str(), R_OK) == 0) {
       curl_easy_setopt(c, CURLOPT_NETRC, static_cast<long>(CURL_NETRC_OPTIONAL));
       curl_easy_setopt(c, CURLOPT_NETRC_FILE, settings.netrc_file.c_str());
@@ -234,7 +246,10 @@ struct http_client::impl {
   }
 };
 
-http_client::http_client(http_settings s) : impl_(std::make_unique<impl>()) { impl_->settings = std::move(s); }
+http_client::http_client(http_settings s) : impl_(std::make_unique<impl>()) {
+  impl_->settings = std::move(s);
+  impl_->ca_file = impl_->settings.ca_file.empty() ? default_ca_file() : impl_->settings.ca_file;
+}
 
 http_client::~http_client() {
   for (CURL* c : impl_->idle)

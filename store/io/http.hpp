@@ -22,6 +22,9 @@ struct http_settings {
   unsigned stalled_timeout = 300;     // stalled-download-timeout: seconds without a byte
   unsigned connect_timeout = 0;       // connect-timeout: seconds, 0 = libcurl's (300)
   std::string netrc_file;             // netrc-file, used if it exists
+  // ssl-cert-file: the CAs https servers are checked against; "" (Nix's
+  // default) takes $NIX_SSL_CERT_FILE, else $SSL_CERT_FILE, else libcurl's.
+  std::string ca_file;
   unsigned first_retry_ms = 250;      // the first backoff; doubled for each attempt after
 };
 

@@ -165,6 +165,47 @@ def test_kiln_substitutes_over_http(both, http_cache):
     assert v.returncode == 0, explain(v)
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_kiln_substitutes_over_http2_with_tls(both, http_cache):
+    """The cache behind nghttpd, which speaks HTTP/2 only, over TLS with a
+    certificate of a test CA: trusted through ssl-cert-file (as Nix's
+    setting), the closure is substituted; without it, the certificate is
+    refused, nothing is registered, and the build falls back to building."""
+    _, top, top_out, dep_out, pub, cache = http_cache
+    key, cert = f"{both.dir}/tls.key", f"{both.dir}/tls.crt"
+    r = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1"])
+    assert r.returncode == 0, explain(r)
+    port = free_port()
+    server = subprocess.Popen(["nghttpd", "--htdocs", cache, str(port), key, cert],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        url = f"https://127.0.0.1:{port}"
+        untrusted = substitute(both, pub, [url], top, ["--option", "ssl-cert-file", "/dev/null"])
+        assert untrusted.returncode == 0 and both.results(untrusted)[top]["status"] == "Built", explain(untrusted)
+        assert "certificate" in untrusted.stderr, explain(untrusted)
+        r = both.kiln_run("store", "delete", "--store", both.store, top_out, dep_out)
+        assert r.returncode == 0, explain(r)
+        r = substitute(both, pub, [url], top, ["--option", "ssl-cert-file", cert])
+        assert r.returncode == 0 and both.results(r)[top]["status"] == "Substituted", explain(r)
+        v = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", top_out, dep_out)
+        assert v.returncode == 0, explain(v)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def test_transient_http_failures_are_retried_and_cut_downloads_resumed(both, http_cache):
     serve, top, top_out, dep_out, pub, _ = http_cache
 
@@ -361,14 +402,15 @@ def test_nix_reads_a_cache_kiln_uploads_over_http(both):
         server.close()
 
 
-@pytest.fixture
-def served_store(both):
-    """`kiln serve` on the Kiln store, signing with a fresh key; yields
-    (base URL, public key, top_out, dep_out, top drv); stopped by SIGTERM."""
+@pytest.fixture(params=[[], ["--long-distance"]], ids=["zstd", "zstd-long-distance"])
+def served_store(both, request):
+    """`kiln serve` on the Kiln store, signing with a fresh key (NARs in zstd,
+    with and without long-distance matching); yields (base URL, public key,
+    top_out, dep_out, top drv); stopped by SIGTERM."""
     top, top_out, dep_out = built_closure(both, "serve")
     key, pub = key_pair(both)
     proc = subprocess.Popen([both.kiln, "serve", "--listen", "127.0.0.1:0", "--store", both.store,
-                             "--secret-key", key], env=both.env, stderr=subprocess.PIPE, text=True)
+                             "--secret-key", key, *request.param], env=both.env, stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()
     assert "serving the store as a binary cache on http://127.0.0.1:" in line, line
     url = line.split(" on ")[1].strip()
