@@ -58,7 +58,8 @@ Options:
                          caches, file:///DIR, http(s)://HOST/PATH (each
                          ?trusted=1 to skip signatures), whose signed paths
                          are copied instead of built (download-attempts,
-                         stalled-download-timeout, netrc-file for HTTP)
+                         stalled-download-timeout, netrc-file, ssl-cert-file
+                         for HTTP)
                          sandbox true|false|relaxed (default true): builds see
                          only their inputs, /dev, /proc, /build and the
                          sandbox-paths (e.g. '/bin /lib /lib64 /usr'), with
