@@ -318,7 +318,29 @@ void session::verify_store(const request& r) {
 
 // As Nix repairs a path it cannot substitute (Kiln's daemon has no
 // substituters for it yet): its deriver, if valid, rebuilt in repair mode.
+// As Nix repairs a path: from the first substituter that has the same
+// contents (signed as the daemon's store requires), else rebuilt from its
+// deriver.
 void session::repair_path(const store_path& p) {
+  auto keys = make_trusted_keys(config_.get_words("trusted-public-keys"));
+  bool require_sigs = parse_bool_setting(daemon_config_.get("require-sigs"), "require-sigs");
+  auto& subs = substituters();
+  for (std::size_t i = 0; i < subs.size(); ++i) {
+    try {
+      auto o = subs.substitute(i, store(), p, keys, require_sigs, true);
+      if (o.kind == substitute_outcome::substituted) {
+        // Told once done (Nix tells it as the copy starts; nothing comes between).
+        std::string from = subs.uri(i);
+        out_.stop_activity(out_.start_activity(act_copy_path, "copying path '" + p.full() + "' from '" + from + "'",
+                                               {p.full(), from, std::string("local")}));
+        return;
+      }
+      if (o.warns())
+        out_.message(lvl_warn, "warning: " + o.message);
+    } catch (const std::exception& e) {
+      out_.message(lvl_error, std::string("error: ") + e.what());
+    }
+  }
   auto info = store().query_path_info(p);
   if (!info || !info->deriver || !store().is_valid(*info->deriver))
     throw error("cannot repair path '" + p.full() + "'");

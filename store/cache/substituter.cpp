@@ -133,6 +133,11 @@ substitute_outcome substituter_set::substitute(std::size_t index, store& dest, c
   return e.sub->substitute(dest, path, keys, require_sigs);
 }
 
+std::string substituter_set::uri(std::size_t index) {
+  open_all();
+  return index < entries_.size() && entries_[index].sub ? entries_[index].sub->uri() : std::string();
+}
+
 std::map<store_path, substitutable_info> substituter_set::query(const store_path_set& paths) {
   open_all();
   std::map<store_path, substitutable_info> out;

@@ -147,6 +147,13 @@ STEPS = {
     "verify --repair, no deriver": ("p=$(nix-store --add other/file) && rm -f $p && echo junk > $p && "
                                     "nix-store --verify --check-contents --repair; s=$?; nix-store --delete $p "
                                     ">/dev/null 2>&1; exit $s"),
+    # ... unless a substituter has it: then it is copied from there (a
+    # path added is content-addressed, so needs no signature).
+    "verify --repair, from a substituter": (
+        "p=$(nix-store --add other/file) && "
+        f"nix {NIX} copy --to \"file://$PWD/repair-cache?compression=none\" $p && rm -f $p && echo junk > $p && "
+        "nix-store --verify --check-contents --repair --option substituters file://$PWD/repair-cache; s=$?; "
+        "cat $p; nix-store --verify --check-contents; nix-store --delete $p >/dev/null 2>&1; exit $s"),
     # A file of .links written through: the link is removed, every path
     # sharing it repaired if it can be (hello) or reported (its source).
     "verify --repair, a modified link": (f"nix-store --optimise >/dev/null 2>&1; o={OUT}; echo changed > $o && "
