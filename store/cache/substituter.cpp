@@ -138,24 +138,29 @@ std::string substituter_set::uri(std::size_t index) {
   return index < entries_.size() && entries_[index].sub ? entries_[index].sub->uri() : std::string();
 }
 
-std::map<store_path, substitutable_info> substituter_set::query(const store_path_set& paths) {
+std::vector<std::map<store_path, substitutable_info>> substituter_set::ask_all(const store_path_set& paths) {
   open_all();
+  std::vector<std::map<store_path, substitutable_info>> answers(entries_.size());
+  std::vector<std::thread> asking;
+  for (std::size_t i = 0; i < entries_.size(); ++i)
+    if (entries_[i].sub)
+      asking.emplace_back([&, i] {
+        try {
+          answers[i] = entries_[i].sub->query(paths);
+        } catch (const std::exception&) {
+          // a cache that fails to answer is one that does not have them
+        }
+      });
+  for (auto& t : asking)
+    t.join();
+  return answers;
+}
+
+std::map<store_path, substitutable_info> substituter_set::query(const store_path_set& paths) {
   std::map<store_path, substitutable_info> out;
-  store_path_set left = paths;
-  for (std::size_t i = 0; i < entries_.size() && !left.empty(); ++i) {
-    if (!entries_[i].sub)
-      continue;
-    std::map<store_path, substitutable_info> got;
-    try {
-      got = entries_[i].sub->query(left);
-    } catch (const std::exception&) {
-      continue; // a cache that fails to answer is one that does not have them
-    }
-    for (auto& [p, info] : got) {
-      left.erase(p);
+  for (auto& answer : ask_all(paths)) // in priority order: the first that has a path gives it
+    for (auto& [p, info] : answer)
       out.emplace(p, std::move(info));
-    }
-  }
   return out;
 }
 

@@ -69,6 +69,9 @@ public:
   // What they can supply of `paths`, each path from the first that has it:
   // Nix's querySubstitutablePathInfos, and what "will be fetched" counts.
   std::map<store_path, substitutable_info> query(const store_path_set& paths);
+  // What each has of `paths` (in priority order), all asked at once; a
+  // remote cache's answers are remembered in the lookup cache for its TTL.
+  std::vector<std::map<store_path, substitutable_info>> ask_all(const store_path_set& paths);
   substitutable_query as_query() {
     return [this](const store_path_set& paths) { return query(paths); };
   }

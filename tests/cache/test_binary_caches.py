@@ -272,6 +272,30 @@ def test_what_would_be_fetched_is_counted_from_the_caches(both, http_cache):
     assert plan["narSize"] == sum(n for _, n in sizes.values()), plan
 
 
+def test_caches_are_asked_at_once_not_one_after_another(both, http_cache):
+    """What would be fetched: the first cache answers each narinfo slowly
+    (404 after a second); the second, which has the paths, is asked before
+    those answers come, and the plan names them as fetched."""
+    serve, top, top_out, dep_out, pub, cache = http_cache
+    empty = f"{both.dir}/empty-cache"
+    os.makedirs(empty)
+    shutil.copy(f"{cache}/nix-cache-info", empty)
+    events = []
+
+    def slow(method, path, count):
+        if path.endswith(".narinfo"):
+            time.sleep(1)
+            events.append(("slow answered", path))
+            return 404
+    slow_server = serve(slow, empty)
+    fast = serve(lambda method, path, count: events.append(("fast asked", path)) if path.endswith(".narinfo") else None)
+    r = both.kiln_run("store", "missing", "--json", "--store", both.store, "--option", "substituters",
+                      f"{slow_server.url} {fast.url}", top_out)
+    assert r.returncode == 0 and sorted(json.loads(r.stdout)["willSubstitute"]) == sorted([top_out, dep_out]), explain(r)
+    asked = [p for what, p in events if what == "fast asked"]
+    assert asked and events.index(("fast asked", asked[0])) < events.index(("slow answered", asked[0])), events
+
+
 def test_a_remote_cache_s_answers_are_remembered_for_their_ttl(both, http_cache):
     """narinfo-cache-positive-ttl and -negative-ttl: what an HTTP cache said
     is asked again only when it is older than that."""
