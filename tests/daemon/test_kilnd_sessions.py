@@ -205,6 +205,24 @@ def wait_for_file(path):
     raise AssertionError(f"{path} never appeared")
 
 
+def join_then_leave(kilnd, runs, drv, op):
+    """A client starts building `drv`; once its builder has written `runs`,
+    a second one asks for it with `op` (BuildPaths or ...WithResults) and
+    joins its goal; then the first hangs up. Returns the second, its
+    stream read to the end without an error."""
+    starter, joiner = kilnd.client(), kilnd.client()
+    for c in (starter, joiner):
+        c.set_options(verbosity=7)
+    starter.send(9, [f"{drv}!*"], 0)
+    wait_for_file(runs)
+    joiner.send(op, [f"{drv}!*"], 0)
+    read_until_message(joiner, f"waiting for another client's build of '{drv}'")
+    starter.sock.close()
+    err, _ = joiner.stream()
+    assert err is None, err + "\n" + kilnd.output()
+    return joiner
+
+
 def test_a_build_another_client_wants_outlives_the_client_that_started_it(kilnd, both):
     """Kill the client whose build is running while another has joined its
     goal for the same derivation: the build goes on for the one still there
@@ -212,16 +230,7 @@ def test_a_build_another_client_wants_outlives_the_client_that_started_it(kilnd,
     shared = both.share_with_builders("outlive")
     kilnd.reload()
     drv = both.drv("wanted-twice", f"echo run >> {shared}/runs; sleep 2; echo x > $out")
-    starter, waiter = kilnd.client(), kilnd.client()
-    for c in (starter, waiter):
-        c.set_options(verbosity=7)
-    starter.send(9, [f"{drv}!*"], 0)
-    wait_for_file(f"{shared}/runs")
-    waiter.send(9, [f"{drv}!*"], 0)
-    read_until_message(waiter, f"waiting for another client's build of '{drv}'")
-    starter.sock.close()
-    err, _ = waiter.stream()
-    assert err is None, err + "\n" + kilnd.output()
+    waiter = join_then_leave(kilnd, f"{shared}/runs", drv, 9)
     assert waiter.u64() == 1
     with open(f"{shared}/runs") as f:
         assert f.read() == "run\n", "the build was killed with its client and run again"
@@ -236,16 +245,7 @@ def test_a_joined_goal_keeps_what_it_waits_for_when_its_starter_leaves(kilnd, bo
     kilnd.reload()
     dep = both.drv("slow-dep", f"echo dep >> {shared}/runs; sleep 2; echo dep > $out")
     top = both.drv("joined-top", f"echo top >> {shared}/runs; cat {both.outputs(dep)['out']} > $out", inputs=[dep])
-    starter, joiner = kilnd.client(), kilnd.client()
-    for c in (starter, joiner):
-        c.set_options(verbosity=7)
-    starter.send(9, [f"{top}!*"], 0)
-    wait_for_file(f"{shared}/runs")
-    joiner.send(46, [f"{top}!*"], 0)
-    read_until_message(joiner, f"waiting for another client's build of '{top}'")
-    starter.sock.close()
-    err, _ = joiner.stream()
-    assert err is None, err + "\n" + kilnd.output()
+    joiner = join_then_leave(kilnd, f"{shared}/runs", top, 46)
     assert joiner.u64() == 1
     assert joiner.str() == f"{top}!*"
     result = read_build_result(joiner, joiner.version & 0xFF)
