@@ -217,6 +217,7 @@ void try_substitutes(goal_ptr self, uint32_t index) {
         .then(
             [=](const substitute_outcome& o) {
               if (o.kind == substitute_outcome::substituted) {
+                self->send(self->state.scheduler, copied_atom::value, o.copied, o.from);
                 self->state.loaded.output_valid[name] = true;
                 self->state.damaged.erase(name);
               }

@@ -23,7 +23,8 @@ namespace kiln {
 struct engine_event {
   // notice: a line for the user as it is (the post-build hook's output).
   // log_line: a line of a build's log (only with print_build_logs), in text.
-  enum kind_t { building, status, finished, notice, log_line } kind = status;
+  // copied: drv_path was copied from the substituter `text` names.
+  enum kind_t { building, status, finished, notice, log_line, copied } kind = status;
   std::string drv_path;
   std::string text; // "building '...'", a result's error, ...
   std::size_t built = 0, running = 0, queued = 0, failed = 0;

@@ -511,6 +511,10 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, subs
       [=](notice_atom, const std::string& drv, const std::string& line) {
         emit(self, engine_event::notice, drv, line);
       },
+      [=](copied_atom, const std::vector<std::string>& paths, const std::string& from) {
+        for (auto& p : paths)
+          emit(self, engine_event::copied, p, from);
+      },
       [=](status_atom, const std::string& drv, const std::string& what) {
         emit(self, engine_event::building, drv, what);
       },

@@ -330,9 +330,8 @@ void session::repair_path(const store_path& p) {
       auto o = subs.substitute(i, store(), p, keys, require_sigs, true);
       if (o.kind == substitute_outcome::substituted) {
         // Told once done (Nix tells it as the copy starts; nothing comes between).
-        std::string from = subs.uri(i);
-        out_.stop_activity(out_.start_activity(act_copy_path, "copying path '" + p.full() + "' from '" + from + "'",
-                                               {p.full(), from, std::string("local")}));
+        out_.stop_activity(out_.start_activity(act_copy_path, "copying path '" + p.full() + "' from '" + o.from + "'",
+                                               {p.full(), o.from, std::string("local")}));
         return;
       }
       if (o.warns())

@@ -50,8 +50,10 @@ void try_next_substituter(subst_ptr self) {
   self->request(st.pool, caf::infinite, subst_atom::value, st.path, st.next++, false)
       .then(
           [=](const substitute_outcome& o) {
-            if (o.kind == substitute_outcome::substituted)
+            if (o.kind == substitute_outcome::substituted) {
+              self->send(self->state.scheduler, copied_atom::value, o.copied, o.from);
               return finished(self, build_status::substituted, "");
+            }
             if (o.warns())
               say(self, "warning: " + o.message);
             self->state.reasons += "\n  " + o.message;

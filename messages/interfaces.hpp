@@ -21,6 +21,7 @@ using status_atom = caf::atom_constant<caf::atom("status")>;   // goal -> schedu
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;   // stop: another build failed
 using add_outputs_atom = caf::atom_constant<caf::atom("addouts")>; // merge wanted outputs
 using notice_atom = caf::atom_constant<caf::atom("notice")>;   // goal -> scheduler: a line for the user
+using copied_atom = caf::atom_constant<caf::atom("copied")>;   // goal -> scheduler: paths a substituter copied
 // Post-build hook
 using hook_atom = caf::atom_constant<caf::atom("hook")>;
 // Store actor
@@ -97,6 +98,8 @@ using scheduler_actor = caf::typed_actor<
     caf::reacts_to<status_atom, std::string /*drv*/, std::string /*what*/>,
     // Shown to the user as it is (the post-build hook's lines).
     caf::reacts_to<notice_atom, std::string /*drv*/, std::string /*line*/>,
+    // Paths a substituter copied for a goal (references first), and its URI.
+    caf::reacts_to<copied_atom, std::vector<std::string>, std::string>,
     // Derivations a goal read ahead for the goals of its inputs.
     caf::reacts_to<preload_atom, std::vector<loaded_derivation>>,
     // SIGINT or SIGTERM: every goal is cancelled (builders killed, build

@@ -27,8 +27,11 @@ substitute_outcome substituter::substitute(store& dest, const store_path& path, 
     for (auto& info : plan.paths)
       if (!trustworthy(info, keys))
         return unsigned_outcome(info.path);
-  copy_paths(*from_, dest, plan.paths);
-  return {};
+  substitute_outcome done;
+  done.from = uri_;
+  for (auto& p : copy_paths(*from_, dest, plan.paths))
+    done.copied.push_back(p.full());
+  return done;
 }
 
 substitute_outcome substituter::repair(local_store& dest, const store_path& path, const trusted_keys& keys,
@@ -45,7 +48,10 @@ substitute_outcome substituter::repair(local_store& dest, const store_path& path
   if (require_sigs && !trusted_ && !trustworthy(*there, keys))
     return unsigned_outcome(path);
   dest.repair_path(*here, [&](sink& out) { from_->nar_from_path(path, out); });
-  return {};
+  substitute_outcome done;
+  done.from = uri_;
+  done.copied.push_back(path.full());
+  return done;
 }
 
 std::map<store_path, substitutable_info> substituter::query(const store_path_set& paths) {
@@ -131,11 +137,6 @@ substitute_outcome substituter_set::substitute(std::size_t index, store& dest, c
     return e.sub->repair(*local, path, keys, require_sigs);
   }
   return e.sub->substitute(dest, path, keys, require_sigs);
-}
-
-std::string substituter_set::uri(std::size_t index) {
-  open_all();
-  return index < entries_.size() && entries_[index].sub ? entries_[index].sub->uri() : std::string();
 }
 
 std::vector<std::map<store_path, substitutable_info>> substituter_set::ask_all(const store_path_set& paths) {

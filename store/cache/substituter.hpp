@@ -64,8 +64,6 @@ public:
   substitute_outcome substitute(std::size_t index, store& dest, const store_path& path, const trusted_keys& keys,
                                 bool require_sigs, bool repair = false);
   std::size_t size() const { return uris_.size(); }
-  // Substituter number `index`'s URI (as configured), once opened.
-  std::string uri(std::size_t index);
   // What they can supply of `paths`, each path from the first that has it:
   // Nix's querySubstitutablePathInfos, and what "will be fetched" counts.
   std::map<store_path, substitutable_info> query(const store_path_set& paths);

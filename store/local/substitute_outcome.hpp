@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace kiln {
 
@@ -17,14 +18,18 @@ struct substitute_outcome {
     unusable,    // the substituter cannot be opened (said once; afterwards it is absent)
   } kind = substituted;
   std::string message; // why; for untrusted and unusable, the warning (without "warning: ")
+  std::vector<std::string> copied; // substituted: the paths copied (references first) ...
+  std::string from;                // ... and from where (the substituter's URI)
 
+  substitute_outcome() = default;
+  substitute_outcome(kind_t k, std::string why) : kind(k), message(std::move(why)) {}
   bool warns() const { return kind == untrusted || kind == unusable; }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, substitute_outcome& x) {
   uint8_t& kind = reinterpret_cast<uint8_t&>(x.kind);
-  return f(kind, x.message);
+  return f(kind, x.message, x.copied, x.from);
 }
 
 } // namespace kiln

@@ -46,6 +46,10 @@ let src = ./src; in rec {
     name = "cached"; system = "x86_64-linux"; builder = "/bin/sh";
     args = [ "-c" "echo made once > $out" ];
   };
+  signed = derivation {
+    name = "signed"; system = "x86_64-linux"; builder = "/bin/sh";
+    args = [ "-c" "echo signed once > $out" ];
+  };
   failing = derivation {
     name = "failing"; system = "x86_64-linux"; builder = "/bin/sh";
     args = [ "-c" "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $i; done; exit 3" ];
@@ -106,6 +110,14 @@ STEPS = {
     "substituted": (
         "nix-build default.nix -A cached --no-out-link --option substituters file://$PWD/subst-cache "
         "--option require-sigs false && cat $(nix-build default.nix -A cached --no-out-link 2>/dev/null)"),
+    # Signed by a key the client trusts: copied, as nix-build tells it.
+    "substituted, signed": (
+        "o=$(nix-build default.nix -A signed --no-out-link 2>/dev/null) && "
+        "nix-store --generate-binary-cache-key test-1 sk pk && "
+        f"nix {NIX} copy --to \"file://$PWD/signed-cache?compression=none&secret-key=$PWD/sk\" $o && "
+        "nix-store --delete $o >/dev/null 2>&1 && "
+        "nix-build default.nix -A signed --no-out-link --option substituters file://$PWD/signed-cache "
+        "--option trusted-public-keys \"$(cat pk)\" && cat $o"),
     "export, import": (
         f"p=$(nix-store --store $PWD/export-src --add src/sub) && nix-store --store $PWD/export-src --export $p > exp && "
         f"nix-store --import < exp && nix-store -q --hash $p"),

@@ -159,6 +159,11 @@ event_sink progress_printer(bool json) {
       std::cerr << (tty ? "\r\033[K" : "") << e.text << '\n';
       return;
     }
+    if (e.kind == engine_event::copied) {
+      if (!json)
+        std::cerr << (tty ? "\r\033[K" : "") << "copying path '" << e.drv_path << "' from '" << e.text << "'...\n";
+      return;
+    }
     if (e.kind == engine_event::log_line) {
       // -L: each line after the derivation's name ("hello> "), as Nix's.
       std::string_view name = parse_store_path(e.drv_path).name();
