@@ -364,14 +364,9 @@ void run_post_build_hook(goal_ptr self, build_result r) {
   auto& st = self->state;
   const std::string& hook = st.options.post_build_hook;
   auto show_output = [=](const std::string& output) {
-    std::size_t pos = 0;
-    while (pos < output.size()) {
-      auto nl = output.find('\n', pos);
-      say(self, "post-build-hook: " + output.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
-      pos = nl == std::string::npos ? output.size() : nl + 1;
-    }
+    self->send(self->state.scheduler, hook_atom::value, drv_path(self), hook, output);
   };
-  say(self, "running post-build-hook '" + hook + "'...");
+  self->send(st.scheduler, hook_atom::value, drv_path(self), hook);
   std::vector<std::string> outputs;
   for (auto& [name, path] : r.outputs)
     outputs.push_back(path);

@@ -24,7 +24,10 @@ struct engine_event {
   // notice: a line for the user as it is (the post-build hook's output).
   // log_line: a line of a build's log (only with print_build_logs), in text.
   // copied: drv_path was copied from the substituter `text` names.
-  enum kind_t { building, status, finished, notice, log_line, copied } kind = status;
+  // hook_started (text: the program), hook_output (text: a line it
+  // printed), hook_ended: the post-build hook of drv_path's build.
+  enum kind_t { building, status, finished, notice, log_line, copied, hook_started, hook_output, hook_ended } kind =
+      status;
   std::string drv_path;
   std::string text; // "building '...'", a result's error, ...
   std::size_t built = 0, running = 0, queued = 0, failed = 0;

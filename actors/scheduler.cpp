@@ -511,6 +511,18 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, subs
       [=](notice_atom, const std::string& drv, const std::string& line) {
         emit(self, engine_event::notice, drv, line);
       },
+      [=](hook_atom, const std::string& drv, const std::string& program) {
+        emit(self, engine_event::hook_started, drv, program);
+      },
+      [=](hook_atom, const std::string& drv, const std::string&, const std::string& output) {
+        std::size_t pos = 0;
+        while (pos < output.size()) {
+          auto nl = output.find('\n', pos);
+          emit(self, engine_event::hook_output, drv, output.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+          pos = nl == std::string::npos ? output.size() : nl + 1;
+        }
+        emit(self, engine_event::hook_ended, drv, "");
+      },
       [=](copied_atom, const std::vector<std::string>& paths, const std::string& from) {
         for (auto& p : paths)
           emit(self, engine_event::copied, p, from);

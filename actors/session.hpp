@@ -31,9 +31,11 @@ enum level : uint64_t {
 // Nix's activity and result types (worker-protocol.md §3).
 enum activity_type : uint64_t {
   act_unknown = 0, act_copy_path = 100, act_file_transfer = 101, act_realise = 102, act_copy_paths = 103,
-  act_builds = 104, act_build = 105, act_optimise_store = 106, act_verify_paths = 107
+  act_builds = 104, act_build = 105, act_optimise_store = 106, act_verify_paths = 107, act_post_build_hook = 110
 };
-enum result_type : uint64_t { res_build_log_line = 101, res_progress = 105, res_set_expected = 106 };
+enum result_type : uint64_t {
+  res_build_log_line = 101, res_progress = 105, res_set_expected = 106, res_post_build_log_line = 107
+};
 
 // Thrown when writing to the client fails: it has gone.
 struct client_gone : std::runtime_error {

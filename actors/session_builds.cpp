@@ -69,8 +69,9 @@ public:
     progress();
   }
   ~build_activities() {
-    for (auto& [drv, id] : open_)
-      out_.stop_activity(id);
+    for (auto* running : {&open_, &hooks_})
+      for (auto& [drv, id] : *running)
+        out_.stop_activity(id);
     for (uint64_t id : {copies_, builds_, realise_})
       out_.stop_activity(id);
   }
@@ -98,6 +99,17 @@ public:
         out_.stop_activity(out_.start_activity(act_copy_path,
                                                "copying path '" + e.drv_path + "' from '" + e.text + "'",
                                                {e.drv_path, e.text, std::string("local")}));
+        break;
+      case engine_event::hook_started:
+        hooks_[e.drv_path] = out_.start_activity(act_post_build_hook, "running post-build-hook '" + e.text + "'",
+                                                 {e.drv_path});
+        break;
+      case engine_event::hook_output:
+        out_.result(hooks_[e.drv_path], res_post_build_log_line, {e.text});
+        break;
+      case engine_event::hook_ended:
+        out_.stop_activity(hooks_[e.drv_path]);
+        hooks_.erase(e.drv_path);
         break;
       case engine_event::status: break;
       }
@@ -150,6 +162,7 @@ private:
   std::size_t expected_ = 0, done_ = 0, failed_ = 0;
   std::set<std::string> will_build_;
   std::map<std::string, uint64_t> open_;
+  std::map<std::string, uint64_t> hooks_; // post-build hooks running, by derivation
 };
 
 // DrvOutput ids as Nix 2.8 names built outputs: "sha256:<hash modulo>!<output>".

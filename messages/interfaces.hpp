@@ -100,6 +100,9 @@ using scheduler_actor = caf::typed_actor<
     caf::reacts_to<notice_atom, std::string /*drv*/, std::string /*line*/>,
     // Paths a substituter copied for a goal (references first), and its URI.
     caf::reacts_to<copied_atom, std::vector<std::string>, std::string>,
+    // A goal's post-build hook: started (its program), then ended (what it printed).
+    caf::reacts_to<hook_atom, std::string /*drv*/, std::string /*program*/>,
+    caf::reacts_to<hook_atom, std::string /*drv*/, std::string /*program*/, std::string /*output*/>,
     // Derivations a goal read ahead for the goals of its inputs.
     caf::reacts_to<preload_atom, std::vector<loaded_derivation>>,
     // SIGINT or SIGTERM: every goal is cancelled (builders killed, build

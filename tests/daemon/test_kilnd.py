@@ -46,6 +46,14 @@ let src = ./src; in rec {
     name = "cached"; system = "x86_64-linux"; builder = "/bin/sh";
     args = [ "-c" "echo made once > $out" ];
   };
+  hooked = derivation {
+    name = "hooked"; system = "x86_64-linux"; builder = "/bin/sh";
+    args = [ "-c" "echo hooked > $out" ];
+  };
+  hooked-json = derivation {
+    name = "hooked-json"; system = "x86_64-linux"; builder = "/bin/sh";
+    args = [ "-c" "echo hooked > $out" ];
+  };
   signed = derivation {
     name = "signed"; system = "x86_64-linux"; builder = "/bin/sh";
     args = [ "-c" "echo signed once > $out" ];
@@ -57,6 +65,8 @@ let src = ./src; in rec {
 }
 """,
     "other/file": "a path made in another store\n",
+    # Prints no OUT_PATHS: Nix 2.8 gives the hook an empty one (NixOS/nix#6446), Kiln the outputs.
+    "bin/hook": "#!/bin/sh\necho hook ran for $DRV_PATH\necho and wrote to stderr >&2\n",
     # An ssh stand-in for ssh-ng:// builders: runs the remote command (its
     # last argument) here, where remote-daemon is the daemon under test.
     "bin/ssh": "#!/bin/sh\nfor last; do :; done\nexec sh -c \"$last\"\n",
@@ -81,6 +91,11 @@ STEPS = {
     # progress and their results, in order.
     "internal-json": f"nix {NIX} build --log-format internal-json -f default.nix second --no-link",
     "internal-json, failing": f"nix {NIX} build --log-format internal-json -f default.nix failing --no-link",
+    # The post-build hook's activity and its lines, as nix-build shows them and as they come.
+    "post-build hook": "chmod +x bin/hook && nix-build default.nix -A hooked --no-out-link "
+                       "--option post-build-hook $PWD/bin/hook",
+    "internal-json, post-build hook": f"nix {NIX} build --log-format internal-json -f default.nix hooked-json "
+                                      "--no-link --option post-build-hook $PWD/bin/hook",
     "realise": f"nix-store --realise {DRV}",
     "references": f"nix-store -q --references {WRAPPER}",
     "referrers": f"nix-store -q --referrers {OUT}",

@@ -159,6 +159,13 @@ event_sink progress_printer(bool json) {
       std::cerr << (tty ? "\r\033[K" : "") << e.text << '\n';
       return;
     }
+    if (e.kind == engine_event::hook_started || e.kind == engine_event::hook_output) {
+      std::cerr << (tty ? "\r\033[K" : "")
+                << (e.kind == engine_event::hook_started ? "running post-build-hook '" + e.text + "'..."
+                                                         : "post-build-hook: " + e.text)
+                << '\n';
+      return;
+    }
     if (e.kind == engine_event::copied) {
       if (!json)
         std::cerr << (tty ? "\r\033[K" : "") << "copying path '" << e.drv_path << "' from '" << e.text << "'...\n";
