@@ -167,6 +167,10 @@ struct http_client::impl {
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
+    // libcurl's 16 KiB reads cost a receive, a poll and a hand-over to the
+    // NAR's reader per 16 KiB (measured: 40% of a copy's time from kiln
+    // serve went to them); larger reads cut those 32-fold.
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);

@@ -2,17 +2,23 @@
 
 #include "store/io/error.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace kiln {
 
 // Gathers the producer's small writes into 256 KiB chunks for the queue.
+// Each chunk's room is made once: grown by appending, a chunk was copied
+// again at every doubling (measured: a third of a download's CPU).
 class pipe_source::queue_sink : public sink {
 public:
+  static constexpr std::size_t chunk = 256u << 10;
   explicit queue_sink(pipe_source& p) : p_(p) {}
   void write(const char* data, std::size_t n) override {
+    if (buf_.capacity() < chunk)
+      buf_.reserve(std::max(chunk, n));
     buf_.append(data, n);
-    if (buf_.size() >= (256u << 10))
+    if (buf_.size() >= chunk)
       flush();
   }
   void flush() override {
