@@ -3,7 +3,7 @@
 //   running goal (its wanted outputs merged in) or gets the finished
 //   goal's result; only an AlreadyValid that did not cover newly wanted
 //   outputs starts the goal again.
-// - Across runs (kilnd's clients, shared_goals.hpp): a derivation another
+// - Across runs (kilnd's clients; scheduler_runs.cpp): a derivation another
 //   run has a goal for, under the same build options, is joined there
 //   (asked of that run's scheduler) instead of getting a goal here; if
 //   that run gives it up, this run starts its own.
@@ -15,87 +15,14 @@
 //   once nobody wants them). The scheduler ends (and with it the run's
 //   store actor, logger and substituters, linked to it) once the run has
 //   its answer and no goal of it is left running.
-#include "actors/actors.hpp"
-#include "actors/shared_goals.hpp"
-
-#include <deque>
-#include <memory>
-#include <map>
+#include "actors/scheduler_state.hpp"
 
 namespace kiln {
 
-namespace {
-
-using result_callback = std::function<void(const build_result&)>;
-using goal_key = std::pair<std::string, bool>; // a derivation or a path (true)
-
-struct goal_entry {
-  caf::actor goal; // null once finished, and while joined elsewhere
-  std::set<std::string> outputs; // wanted; empty = all
-  std::vector<result_callback> waiters;
-  std::optional<build_result> result;
-  bool top_level = false;
-  bool is_path = false;
-  bool cancel_sent = false;
-  std::string profile;     // offered to other runs under these options ("" = not)
-  scheduler_actor owner;   // joined: the run whose goal it is
-  unsigned joins = 0;      // joined: answers still to come from there
-};
-
-struct queued_slot {
-  caf::typed_response_promise<uint64_t> promise;
-  caf::actor_addr holder;
-};
-
-struct scheduler_state {
-  scheduler_actor me;
-  store_actor store;
-  substituter_actor substituters;
-  logger_actor logger;
-  build_options options;
-  event_sink events;
-  std::string store_real_dir;
-  std::map<std::string, goal_entry> drv_goals, path_goals;
-  // Derivations read ahead by goals, for the goals of their inputs.
-  std::map<std::string, loaded_derivation> preloaded;
-  // A running goal's key.
-  std::map<caf::actor_addr, goal_key> by_actor;
-  // What each goal asked for: a goal kept for another run keeps these.
-  std::map<goal_key, std::set<goal_key>> children;
-  uint64_t next_lease = 1;
-  std::map<uint64_t, caf::actor_addr> leases;
-  // kilnd: every lease is also one of the daemon's slots (its pool lease).
-  slot_pool_actor pool;
-  std::map<uint64_t, uint64_t> pool_leases;
-  std::size_t asking_pool = 0; // granted here, waiting for the pool
-  std::deque<queued_slot> slot_queue;
-  std::vector<build_result> results;
-  std::size_t built = 0, failed = 0;
-  bool cancelling = false;
-  bool ticking = false;       // a cancelling run looks again in a moment
-  std::set<goal_key> kept;    // cancelling: the goals another run still wants
-  bool answered = false;      // the run has its results; ends when no goal is left
-  // kilnd: what the runs share, and the derivations this run counts as
-  // wanted there (given back as their goals end, or all at once when the
-  // run is cancelled).
-  std::shared_ptr<shared_goals> shared;
-  std::multiset<std::string> counted;
-  ~scheduler_state() {
-    if (!shared)
-      return;
-    for (auto& drv : counted)
-      shared->remove_interest(drv);
-    for (auto& [drv, e] : drv_goals)
-      if (!e.profile.empty())
-        shared->withdraw(e.profile, drv, me);
-  }
-  static inline const char* name = "scheduler";
-};
-
-using sched_ptr = scheduler_actor::stateful_pointer<scheduler_state>;
+namespace scheduling {
 
 void emit(sched_ptr self, engine_event::kind_t kind, const std::string& drv, const std::string& text,
-          build_status status = build_status::misc_failure) {
+          build_status status) {
   auto& st = self->state;
   if (!st.events)
     return;
@@ -111,42 +38,7 @@ void emit(sched_ptr self, engine_event::kind_t kind, const std::string& drv, con
   st.events(e);
 }
 
-void count_interest(scheduler_state& st, const std::string& drv) {
-  if (!st.shared || st.cancelling)
-    return;
-  st.shared->add_interest(drv);
-  st.counted.insert(drv);
-}
-
-void uncount_interest(scheduler_state& st, const std::string& drv) {
-  auto c = st.counted.find(drv);
-  if (c == st.counted.end())
-    return;
-  st.shared->remove_interest(drv);
-  st.counted.erase(c);
-}
-
-void withdraw_offer(scheduler_state& st, const std::string& drv, goal_entry& e) {
-  if (e.profile.empty())
-    return;
-  st.shared->withdraw(e.profile, drv, st.me);
-  e.profile.clear();
-}
-
-// Runs whose goals for a derivation may be joined have the same options,
-// except those that only say how much this run does at once or shows.
-std::string profile_of(build_options o) {
-  if (!o.given_derivations.empty()) // built as given, not as the store has it
-    return {};
-  o.max_jobs = 0;
-  o.keep_going = false;
-  o.print_build_logs = false;
-  return caf::deep_to_string(o);
-}
-
-void join_goal(sched_ptr self, const std::string& drv, goal_entry& e);
-
-void start_goal(sched_ptr self, const std::string& key, goal_entry& e, bool may_join = true) {
+void start_goal(sched_ptr self, const std::string& key, goal_entry& e, bool may_join) {
   auto& st = self->state;
   bool doomed = st.cancelling && !st.kept.count({key, e.is_path});
   if (e.is_path)
@@ -188,32 +80,33 @@ void start_goal(sched_ptr self, const std::string& key, goal_entry& e, bool may_
   }
 }
 
-void finish_entry(sched_ptr self, const goal_key& key, build_result r);
-
-// The other run's goal answered this run's request (or could not).
-void joined_answer(sched_ptr self, const std::string& drv, build_result r) {
+void finish_entry(sched_ptr self, const goal_key& key, build_result r) {
   auto& st = self->state;
-  auto it = st.drv_goals.find(drv);
-  if (it == st.drv_goals.end() || it->second.joins == 0) // answered already (cancelled)
-    return;
-  goal_entry& e = it->second;
-  uncount_interest(st, drv);
-  if (--e.joins > 0) // a later request (more outputs) answers for all
-    return;
-  e.owner = nullptr;
-  if (r.cancelled && !st.cancelling) // that run gave it up: a goal of our own
-    return start_goal(self, drv, e, false);
-  finish_entry(self, {drv, false}, std::move(r));
+  goal_entry& e = (key.second ? st.path_goals : st.drv_goals).at(key.first);
+  e.goal = nullptr;
+  withdraw_offer(st, key.first, e);
+  r.top_level = e.top_level;
+  e.result = r;
+  st.results.push_back(r);
+  if (r.status == build_status::built)
+    ++st.built;
+  if (!is_success(r.status))
+    ++st.failed;
+  emit(self, engine_event::finished, key.first, r.error, r.status);
+  auto waiters = std::move(e.waiters);
+  e.waiters.clear();
+  for (auto& w : waiters)
+    w(r);
+  if (!is_success(r.status) && !st.options.keep_going && r.status != build_status::dependency_failed &&
+      !st.cancelling)
+    cancel_all(self);
 }
 
-// Asks the run that has a goal for `drv` for its outputs wanted here.
-void join_goal(sched_ptr self, const std::string& drv, goal_entry& e) {
-  ++e.joins;
-  emit(self, engine_event::building, drv, "waiting for another client's build of '" + drv + "'");
-  self->request(e.owner, caf::infinite, want_atom::value, goal_request{drv, e.outputs}, false)
-      .then([=](build_result& r) { joined_answer(self, drv, std::move(r)); },
-            [=](caf::error&) { joined_answer(self, drv, cancelled_result(drv)); });
-}
+} // namespace scheduling
+
+namespace {
+
+using namespace scheduling;
 
 void want(sched_ptr self, const goal_request& req, bool is_path, bool top_level, result_callback cb,
           std::optional<goal_key> parent = std::nullopt) {
@@ -300,65 +193,6 @@ void grant_slots(sched_ptr self) {
   }
 }
 
-caf::error cancelled_error() {
-  return caf::make_error(engine_errc::cancelled, std::string("cancelled: another build failed"));
-}
-
-bool kept(const scheduler_state& st, const caf::actor_addr& holder) {
-  auto it = st.by_actor.find(holder);
-  return it != st.by_actor.end() && st.kept.count(it->second);
-}
-
-// Stops what nobody wants any more; called again while something is kept.
-void cancel_all(sched_ptr self) {
-  auto& st = self->state;
-  if (!st.cancelling) {
-    st.cancelling = true;
-    for (auto& drv : st.counted)
-      st.shared->remove_interest(drv);
-    st.counted.clear();
-  }
-  st.kept.clear();
-  std::vector<goal_key> todo;
-  if (st.shared)
-    for (auto& [drv, e] : st.drv_goals)
-      if (e.goal && st.shared->wanted(drv))
-        todo.push_back({drv, false});
-  while (!todo.empty()) {
-    goal_key k = std::move(todo.back());
-    todo.pop_back();
-    if (!st.kept.insert(k).second)
-      continue;
-    if (auto c = st.children.find(k); c != st.children.end())
-      todo.insert(todo.end(), c->second.begin(), c->second.end());
-  }
-  for (auto* table : {&st.drv_goals, &st.path_goals})
-    for (auto& [key, e] : *table)
-      if (e.goal && !e.cancel_sent && !st.kept.count({key, e.is_path})) {
-        withdraw_offer(st, key, e);
-        e.cancel_sent = true;
-        caf::anon_send(e.goal, cancel_atom::value);
-      }
-  std::deque<queued_slot> still_wanted;
-  for (auto& q : st.slot_queue)
-    if (kept(st, q.holder))
-      still_wanted.push_back(std::move(q));
-    else
-      q.promise.deliver(cancelled_error());
-  st.slot_queue = std::move(still_wanted);
-  // What this run waits for from other runs it no longer wants.
-  for (auto& [drv, e] : st.drv_goals)
-    if (e.joins) {
-      e.joins = 0;
-      e.owner = nullptr;
-      finish_entry(self, {drv, false}, cancelled_result(drv));
-    }
-  if (!st.kept.empty() && !st.ticking) {
-    st.ticking = true;
-    self->delayed_send(st.me, std::chrono::milliseconds(250), cancel_atom::value);
-  }
-}
-
 // The goal that sends the current request, if it is one of this run's
 // (read before a response promise takes the request over).
 std::optional<goal_key> asking_goal(sched_ptr self) {
@@ -375,28 +209,6 @@ std::optional<goal_key> asking_goal(sched_ptr self) {
 void end_if_idle(sched_ptr self) {
   if (self->state.answered && self->state.by_actor.empty())
     self->quit(caf::exit_reason::user_shutdown);
-}
-
-void finish_entry(sched_ptr self, const goal_key& key, build_result r) {
-  auto& st = self->state;
-  goal_entry& e = (key.second ? st.path_goals : st.drv_goals).at(key.first);
-  e.goal = nullptr;
-  withdraw_offer(st, key.first, e);
-  r.top_level = e.top_level;
-  e.result = r;
-  st.results.push_back(r);
-  if (r.status == build_status::built)
-    ++st.built;
-  if (!is_success(r.status))
-    ++st.failed;
-  emit(self, engine_event::finished, key.first, r.error, r.status);
-  auto waiters = std::move(e.waiters);
-  e.waiters.clear();
-  for (auto& w : waiters)
-    w(r);
-  if (!is_success(r.status) && !st.options.keep_going && r.status != build_status::dependency_failed &&
-      !st.cancelling)
-    cancel_all(self);
 }
 
 // Records the result of the goal `who`; nothing if it is not running.
