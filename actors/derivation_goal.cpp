@@ -48,6 +48,7 @@ struct drv_goal_state {
   bool repair_needed = false; // --repair: an output is missing or damaged
   std::set<std::string> damaged; // --repair: valid outputs whose contents are damaged, by name
   bool substituter_failed = false; // a copy went wrong (not: absent, untrusted)
+  bool substituted_invalid = false; // an output that was not valid came from a substituter
   int64_t start_time = 0;
   static inline const char* name = "derivation_goal";
 };
@@ -192,9 +193,12 @@ void try_substitutes(goal_ptr self, uint32_t index) {
   for (auto& name : wanted_outputs(self))
     if (!st.loaded.output_valid[name] || st.damaged.count(name))
       missing.push_back(name);
-  if (missing.empty()) {
-    return done(self, ended(build_status::substituted));
-  }
+  // Damaged outputs repaired from a substituter were valid all along (Nix
+  // says AlreadyValid, checked side by side).
+  if (missing.empty())
+    return done(self, ended(st.options.mode == build_mode::repair && !st.substituted_invalid
+                                ? build_status::already_valid
+                                : build_status::substituted));
   if (st.cancelled)
     return done(self, cancelled_result(drv_path(self)));
   if (index >= st.options.substituters.size()) {
@@ -218,6 +222,8 @@ void try_substitutes(goal_ptr self, uint32_t index) {
             [=](const substitute_outcome& o) {
               if (o.kind == substitute_outcome::substituted) {
                 self->send(self->state.scheduler, copied_atom::value, o.copied, o.from);
+                if (!self->state.loaded.output_valid[name])
+                  self->state.substituted_invalid = true;
                 self->state.loaded.output_valid[name] = true;
                 self->state.damaged.erase(name);
               }

@@ -381,8 +381,9 @@ def test_substitutions_have_their_own_slots(both):
 
 def test_repair_takes_the_contents_from_a_substituter_first(both):
     """kiln build --repair: a damaged output whose contents a substituter has
-    (the same NarHash, signed) is repaired from it, nothing rebuilt; without
-    one it is rebuilt, as before."""
+    (the same NarHash, signed) is repaired from it, nothing rebuilt, and the
+    derivation reported AlreadyValid (as Nix reports it); without one it is
+    rebuilt, as before."""
     top, top_out, dep_out = built_closure(both, "repair")
     key, pub = key_pair(both)
     cache = f"{both.dir}/repair-cache"
@@ -390,7 +391,7 @@ def test_repair_takes_the_contents_from_a_substituter_first(both):
                       top_out)
     assert r.returncode == 0, explain(r)
     damaged = both.real(top_out) + "/ref"
-    for substituters, status in (([f"file://{cache}"], "Substituted"), ([], "Built")):
+    for substituters, status in (([f"file://{cache}"], "AlreadyValid"), ([], "Built")):
         with open(damaged, "w") as f:
             f.write("damaged\n")
         r = both.kiln_build("--json", "--repair", "--option", "substituters", " ".join(substituters),

@@ -54,6 +54,10 @@ let src = ./src; in rec {
     name = "hooked-json"; system = "x86_64-linux"; builder = "/bin/sh";
     args = [ "-c" "echo hooked > $out" ];
   };
+  repaired = derivation {
+    name = "repaired"; system = "x86_64-linux"; builder = "/bin/sh";
+    args = [ "-c" "echo repaired once > $out" ];
+  };
   signed = derivation {
     name = "signed"; system = "x86_64-linux"; builder = "/bin/sh";
     args = [ "-c" "echo signed once > $out" ];
@@ -181,6 +185,14 @@ STEPS = {
         f"nix {NIX} copy --to \"file://$PWD/repair-cache?compression=none\" $p && rm -f $p && echo junk > $p && "
         "nix-store --verify --check-contents --repair --option substituters file://$PWD/repair-cache; s=$?; "
         "cat $p; nix-store --verify --check-contents; nix-store --delete $p >/dev/null 2>&1; exit $s"),
+    # A derivation's damaged output repaired from a signed substituter:
+    # reported AlreadyValid (Kiln's own client shows the status).
+    "kiln build --repair from a substituter": (
+        "d=$(nix-instantiate default.nix -A repaired 2>/dev/null) && o=$(nix-store --realise $d 2>/dev/null) && "
+        "nix-store --generate-binary-cache-key test-1 sk pk && "
+        f"nix {NIX} copy --to \"file://$PWD/repair-cache-2?compression=none&secret-key=$PWD/sk\" $o && "
+        "rm -f $o && echo damaged > $o && KILN build --store daemon --repair --json "
+        "--option substituters file://$PWD/repair-cache-2 --option trusted-public-keys \"$(cat pk)\" $d; cat $o"),
     # A file of .links written through: the link is removed, every path
     # sharing it repaired if it can be (hello) or reported (its source).
     "verify --repair, a modified link": (f"nix-store --optimise >/dev/null 2>&1; o={OUT}; echo changed > $o && "
