@@ -17,55 +17,24 @@ FILES = {
     "src/greeting": "hello from a source directory\n",
     "src/sub/more": "more\n",
     "default.nix": """
-let src = ./src; in rec {
-  hello = derivation {
-    name = "hello"; system = "x86_64-linux"; builder = "/bin/sh";
-    args = [ "-c" "echo building hello; while read l; do echo \\"$l\\"; done < ${src}/greeting > $out" ];
+let
+  src = ./src;
+  sh = name: script: derivation {
+    inherit name; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" script ];
   };
-  wrapper = derivation {
-    name = "wrapper"; system = "x86_64-linux"; builder = "/bin/sh";
-    args = [ "-c" "echo ${hello} > $out" ];
-  };
-  unbuilt = derivation {
-    name = "unbuilt"; system = "x86_64-linux"; builder = "/bin/sh";
-    args = [ "-c" "echo ${wrapper} > $out" ];
-  };
-  first = derivation {
-    name = "first"; system = "x86_64-linux"; builder = "/bin/sh";
-    args = [ "-c" "echo making first; echo 1 > $out" ];
-  };
-  second = derivation {
-    name = "second"; system = "x86_64-linux"; builder = "/bin/sh";
-    args = [ "-c" "echo ${first} > $out" ];
-  };
-  remote = derivation {
-    name = "remote"; system = "x86_64-linux"; builder = "/bin/sh";
-    args = [ "-c" "echo building remotely; while read l; do echo \\"$l\\"; done < ${hello} > $out" ];
-  };
-  cached = derivation {
-    name = "cached"; system = "x86_64-linux"; builder = "/bin/sh";
-    args = [ "-c" "echo made once > $out" ];
-  };
-  hooked = derivation {
-    name = "hooked"; system = "x86_64-linux"; builder = "/bin/sh";
-    args = [ "-c" "echo hooked > $out" ];
-  };
-  hooked-json = derivation {
-    name = "hooked-json"; system = "x86_64-linux"; builder = "/bin/sh";
-    args = [ "-c" "echo hooked > $out" ];
-  };
-  repaired = derivation {
-    name = "repaired"; system = "x86_64-linux"; builder = "/bin/sh";
-    args = [ "-c" "echo repaired once > $out" ];
-  };
-  signed = derivation {
-    name = "signed"; system = "x86_64-linux"; builder = "/bin/sh";
-    args = [ "-c" "echo signed once > $out" ];
-  };
-  failing = derivation {
-    name = "failing"; system = "x86_64-linux"; builder = "/bin/sh";
-    args = [ "-c" "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $i; done; exit 3" ];
-  };
+in rec {
+  hello = sh "hello" "echo building hello; while read l; do echo \\"$l\\"; done < ${src}/greeting > $out";
+  wrapper = sh "wrapper" "echo ${hello} > $out";
+  unbuilt = sh "unbuilt" "echo ${wrapper} > $out";
+  first = sh "first" "echo making first; echo 1 > $out";
+  second = sh "second" "echo ${first} > $out";
+  remote = sh "remote" "echo building remotely; while read l; do echo \\"$l\\"; done < ${hello} > $out";
+  cached = sh "cached" "echo made once > $out";
+  hooked = sh "hooked" "echo hooked > $out";
+  hooked-json = sh "hooked-json" "echo hooked > $out";
+  repaired = sh "repaired" "echo repaired once > $out";
+  signed = sh "signed" "echo signed once > $out";
+  failing = sh "failing" "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $i; done; exit 3";
 }
 """,
     "other/file": "a path made in another store\n",
