@@ -255,6 +255,35 @@ def test_a_joined_goal_keeps_what_it_waits_for_when_its_starter_leaves(kilnd, bo
         assert f.read() == "dep\ntop\n", "a build was killed with its client and run again"
 
 
+def test_a_failure_in_one_client_s_run_spares_what_another_joined(both):
+    """Client A builds `slow` and `failing` without --keep-going; client B has
+    joined A's goal for `slow`. A's failure cancels A's run, but not what B
+    waits for: B gets `slow` built, run once, and A hears of its failure."""
+    shared = both.share_with_builders("failing-run")
+    slow = both.drv("joined-slow", f"echo run >> {shared}/runs; sleep 2; echo x > $out")
+    failing = both.drv("fails-once-joined", f"while [ ! -e {shared}/joined ]; do sleep 0.05; done; exit 1")
+    d = Kilnd(both, "--option", "build-users-group", "", "--option", "max-jobs", "2")
+    try:
+        a, b = d.client(), d.client()
+        for c in (a, b):
+            c.set_options(verbosity=7, max_jobs=2)
+        a.send(9, [f"{slow}!*", f"{failing}!*"], 0)
+        wait_for_file(f"{shared}/runs")
+        b.send(46, [f"{slow}!*"], 0)
+        read_until_message(b, f"waiting for another client's build of '{slow}'")
+        open(f"{shared}/joined", "w").close()  # now `failing` fails, and A's run is cancelled
+        err, _ = a.stream()
+        assert err and failing in err, err
+        err, _ = b.stream()
+        assert err is None, err + "\n" + d.output()
+        assert b.u64() == 1 and b.str() == f"{slow}!*"
+        assert read_build_result(b, b.version & 0xFF)["status"] == 0  # Built
+        with open(f"{shared}/runs") as f:
+            assert f.read() == "run\n", "the joined build was cancelled with the failing run"
+    finally:
+        assert d.stop() == 0, d.output()
+
+
 def test_fifty_clients_building_overlapping_graphs(both):
     """50 clients at once, each wanting three of 15 derivations that share
     10 inputs, which share 5 more: every client gets its results, each
