@@ -116,12 +116,14 @@ public:
     }
     std::function<void(const std::string&, const std::string&)> lines;
     if (options.print_build_logs && events)
-      lines = [events](const std::string& drv, const std::string& line) {
+      lines = [events, shared](const std::string& drv, const std::string& line) {
         engine_event e;
         e.kind = engine_event::log_line;
         e.drv_path = drv;
         e.text = line;
         events(e);
+        if (shared) // and for the runs that joined this goal
+          shared->tell_watchers(drv, line);
       };
     substituters_ = spawn_substituter_pool(sys, *store, options);
     storer_ = spawn_store_actor(sys, store, std::move(steps));

@@ -40,6 +40,12 @@ std::string profile_of(build_options o) {
   return caf::deep_to_string(o);
 }
 
+void stop_watching(scheduler_state& st, goal_entry& e) {
+  if (e.watch)
+    st.shared->unwatch(e.watch);
+  e.watch = 0;
+}
+
 namespace {
 
 // The other run's goal answered this run's request (or could not).
@@ -53,6 +59,7 @@ void joined_answer(sched_ptr self, const std::string& drv, build_result r) {
   if (--e.joins > 0) // a later request (more outputs) answers for all
     return;
   e.owner = nullptr;
+  stop_watching(st, e);
   if (r.cancelled && !st.cancelling) // that run gave it up: a goal of our own
     return start_goal(self, drv, e, false);
   finish_entry(self, {drv, false}, std::move(r));
@@ -64,6 +71,16 @@ void joined_answer(sched_ptr self, const std::string& drv, build_result r) {
 void join_goal(sched_ptr self, const std::string& drv, goal_entry& e) {
   ++e.joins;
   emit(self, engine_event::building, drv, "waiting for another client's build of '" + drv + "'");
+  // Its log lines shown here too, as if it were this run's build.
+  auto& st = self->state;
+  if (!e.watch && st.events && st.options.print_build_logs)
+    e.watch = st.shared->watch(drv, [events = st.events](const std::string& d, const std::string& line) {
+      engine_event ev;
+      ev.kind = engine_event::log_line;
+      ev.drv_path = d;
+      ev.text = line;
+      events(ev);
+    });
   self->request(e.owner, caf::infinite, want_atom::value, goal_request{drv, e.outputs}, false)
       .then([=](build_result& r) { joined_answer(self, drv, std::move(r)); },
             [=](caf::error&) { joined_answer(self, drv, cancelled_result(drv)); });
@@ -120,6 +137,7 @@ void cancel_all(sched_ptr self) {
     if (e.joins) {
       e.joins = 0;
       e.owner = nullptr;
+      stop_watching(st, e);
       finish_entry(self, {drv, false}, cancelled_result(drv));
     }
   if (!st.kept.empty() && !st.ticking) {

@@ -30,6 +30,7 @@ struct goal_entry {
   std::string profile;     // offered to other runs under these options ("" = not)
   scheduler_actor owner;   // joined: the run whose goal it is
   unsigned joins = 0;      // joined: answers still to come from there
+  uint64_t watch = 0;      // joined: the watcher that shows its build's log here
 };
 
 struct queued_slot {
@@ -75,9 +76,12 @@ struct scheduler_state {
       return;
     for (auto& drv : counted)
       shared->remove_interest(drv);
-    for (auto& [drv, e] : drv_goals)
+    for (auto& [drv, e] : drv_goals) {
       if (!e.profile.empty())
         shared->withdraw(e.profile, drv, me);
+      if (e.watch)
+        shared->unwatch(e.watch);
+    }
   }
   static inline const char* name = "scheduler";
 };
@@ -96,6 +100,8 @@ void finish_entry(sched_ptr self, const goal_key& key, build_result r);
 void count_interest(scheduler_state& st, const std::string& drv);
 void uncount_interest(scheduler_state& st, const std::string& drv);
 void withdraw_offer(scheduler_state& st, const std::string& drv, goal_entry& e);
+// A joined goal's log lines no longer shown here.
+void stop_watching(scheduler_state& st, goal_entry& e);
 // The options a goal may be joined under by another run ("" = not at all).
 std::string profile_of(build_options o);
 // Asks the run that has a goal for `drv` (e.owner) for its outputs wanted here.

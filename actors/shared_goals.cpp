@@ -1,5 +1,7 @@
 #include "actors/shared_goals.hpp"
 
+#include <vector>
+
 namespace kiln {
 
 void shared_goals::add_interest(const std::string& drv) {
@@ -39,6 +41,31 @@ std::optional<scheduler_actor> shared_goals::join(const std::string& profile, co
     return std::nullopt;
   ++interest_[drv];
   return it->second;
+}
+
+uint64_t shared_goals::watch(const std::string& drv, line_sink sink) {
+  std::lock_guard<std::mutex> g(mutex_);
+  uint64_t id = next_watch_++;
+  watchers_.emplace(drv, std::make_pair(id, std::move(sink)));
+  return id;
+}
+
+void shared_goals::unwatch(uint64_t id) {
+  std::lock_guard<std::mutex> g(mutex_);
+  for (auto it = watchers_.begin(); it != watchers_.end(); ++it)
+    if (it->second.first == id)
+      return void(watchers_.erase(it));
+}
+
+void shared_goals::tell_watchers(const std::string& drv, const std::string& line) const {
+  std::vector<line_sink> sinks;
+  {
+    std::lock_guard<std::mutex> g(mutex_);
+    for (auto [it, end] = watchers_.equal_range(drv); it != end; ++it)
+      sinks.push_back(it->second.second);
+  }
+  for (auto& sink : sinks)
+    sink(drv, line);
 }
 
 } // namespace kiln

@@ -258,9 +258,11 @@ def test_a_joined_goal_keeps_what_it_waits_for_when_its_starter_leaves(kilnd, bo
 def test_a_failure_in_one_client_s_run_spares_what_another_joined(both):
     """Client A builds `slow` and `failing` without --keep-going; client B has
     joined A's goal for `slow`. A's failure cancels A's run, but not what B
-    waits for: B gets `slow` built, run once, and A hears of its failure."""
+    waits for: B gets `slow` built, run once, with the log lines it wrote
+    after B joined, and A hears of its failure."""
     shared = both.share_with_builders("failing-run")
-    slow = both.drv("joined-slow", f"echo run >> {shared}/runs; sleep 2; echo x > $out")
+    slow = both.drv("joined-slow", f"echo run >> {shared}/runs; while [ ! -e {shared}/joined ]; do sleep 0.05; done; "
+                                   "echo after the join; sleep 1; echo x > $out")
     failing = both.drv("fails-once-joined", f"while [ ! -e {shared}/joined ]; do sleep 0.05; done; exit 1")
     d = Kilnd(both, "--option", "build-users-group", "", "--option", "max-jobs", "2")
     try:
@@ -274,8 +276,9 @@ def test_a_failure_in_one_client_s_run_spares_what_another_joined(both):
         open(f"{shared}/joined", "w").close()  # now `failing` fails, and A's run is cancelled
         err, _ = a.stream()
         assert err and failing in err, err
-        err, _ = b.stream()
+        err, seen = b.stream()
         assert err is None, err + "\n" + d.output()
+        assert (b.RESULT, (101, ["after the join"])) in [(c, (p[1], p[2])) for c, p in seen if c == b.RESULT], seen
         assert b.u64() == 1 and b.str() == f"{slow}!*"
         assert read_build_result(b, b.version & 0xFF)["status"] == 0  # Built
         with open(f"{shared}/runs") as f:
