@@ -145,6 +145,11 @@ void client_stream::stop_activity(uint64_t activity) {
   put(m);
 }
 
+void client_stream::copied(const std::string& path, const std::string& from) {
+  stop_activity(start_activity(act_copy_path, "copying path '" + path + "' from '" + from + "'",
+                               {path, from, std::string("local")}));
+}
+
 void client_stream::last(const std::vector<argument>& reply) {
   put(stderr_message{});
   buffer_ += encode_reply(reply);

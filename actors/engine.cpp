@@ -117,11 +117,7 @@ public:
     std::function<void(const std::string&, const std::string&)> lines;
     if (options.print_build_logs && events)
       lines = [events, shared](const std::string& drv, const std::string& line) {
-        engine_event e;
-        e.kind = engine_event::log_line;
-        e.drv_path = drv;
-        e.text = line;
-        events(e);
+        events(log_line_event(drv, line));
         if (shared) // and for the runs that joined this goal
           shared->tell_watchers(drv, line);
       };
@@ -216,6 +212,14 @@ std::unique_ptr<engine_job> engine_host::start(std::shared_ptr<local_store> stor
 }
 
 caf::actor_system& engine_host::system() { return impl_->sys; }
+
+engine_event log_line_event(const std::string& drv, const std::string& line) {
+  engine_event e;
+  e.kind = engine_event::log_line;
+  e.drv_path = drv;
+  e.text = line;
+  return e;
+}
 
 engine_run run_builds(std::shared_ptr<local_store> store, const build_options& options,
                       const std::vector<goal_request>& requests, const event_sink& events) {

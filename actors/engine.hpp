@@ -34,6 +34,8 @@ struct engine_event {
   build_status result = build_status::misc_failure; // finished: how the goal ended
 };
 using event_sink = std::function<void(const engine_event&)>;
+// A line of `drv`'s build log as an event.
+engine_event log_line_event(const std::string& drv, const std::string& line);
 
 struct engine_run {
   std::vector<build_result> top_level; // in the order asked

@@ -77,6 +77,9 @@ public:
                           uint64_t lvl = lvl_info);
   void result(uint64_t activity, uint64_t type, std::vector<field> fields);
   void stop_activity(uint64_t activity);
+  // "copying path P from URI", as Nix's copy activity, told once the copy
+  // is done (Nix tells it as it starts; nothing comes between).
+  void copied(const std::string& path, const std::string& from);
   // STDERR_LAST, then the reply.
   void last(const std::vector<argument>& reply = {});
   void error(const std::string& text);

@@ -94,12 +94,7 @@ public:
       case engine_event::log_line: out_.result(activity(e.drv_path, ""), res_build_log_line, {e.text}); break;
       case engine_event::notice: out_.message(lvl_error, e.text); break;
       case engine_event::finished: finished(e); break;
-      case engine_event::copied:
-        // Told once done (Nix tells it as the copy starts).
-        out_.stop_activity(out_.start_activity(act_copy_path,
-                                               "copying path '" + e.drv_path + "' from '" + e.text + "'",
-                                               {e.drv_path, e.text, std::string("local")}));
-        break;
+      case engine_event::copied: out_.copied(e.drv_path, e.text); break;
       case engine_event::hook_started:
         hooks_[e.drv_path] = out_.start_activity(act_post_build_hook, "running post-build-hook '" + e.text + "'",
                                                  {e.drv_path});

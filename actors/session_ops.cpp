@@ -316,8 +316,6 @@ void session::verify_store(const request& r) {
   out_.last({uint64_t{errors}});
 }
 
-// As Nix repairs a path it cannot substitute (Kiln's daemon has no
-// substituters for it yet): its deriver, if valid, rebuilt in repair mode.
 // As Nix repairs a path: from the first substituter that has the same
 // contents (signed as the daemon's store requires), else rebuilt from its
 // deriver.
@@ -328,12 +326,8 @@ void session::repair_path(const store_path& p) {
   for (std::size_t i = 0; i < subs.size(); ++i) {
     try {
       auto o = subs.substitute(i, store(), p, keys, require_sigs, true);
-      if (o.kind == substitute_outcome::substituted) {
-        // Told once done (Nix tells it as the copy starts; nothing comes between).
-        out_.stop_activity(out_.start_activity(act_copy_path, "copying path '" + p.full() + "' from '" + o.from + "'",
-                                               {p.full(), o.from, std::string("local")}));
-        return;
-      }
+      if (o.kind == substitute_outcome::substituted)
+        return out_.copied(p.full(), o.from);
       if (o.warns())
         out_.message(lvl_warn, "warning: " + o.message);
     } catch (const std::exception& e) {

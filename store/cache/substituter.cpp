@@ -27,11 +27,10 @@ substitute_outcome substituter::substitute(store& dest, const store_path& path, 
     for (auto& info : plan.paths)
       if (!trustworthy(info, keys))
         return unsigned_outcome(info.path);
-  substitute_outcome done;
-  done.from = uri_;
+  std::vector<std::string> copied;
   for (auto& p : copy_paths(*from_, dest, plan.paths))
-    done.copied.push_back(p.full());
-  return done;
+    copied.push_back(p.full());
+  return substitute_outcome::copied_from(uri_, std::move(copied));
 }
 
 substitute_outcome substituter::repair(local_store& dest, const store_path& path, const trusted_keys& keys,
@@ -48,10 +47,7 @@ substitute_outcome substituter::repair(local_store& dest, const store_path& path
   if (require_sigs && !trusted_ && !trustworthy(*there, keys))
     return unsigned_outcome(path);
   dest.repair_path(*here, [&](sink& out) { from_->nar_from_path(path, out); });
-  substitute_outcome done;
-  done.from = uri_;
-  done.copied.push_back(path.full());
-  return done;
+  return substitute_outcome::copied_from(uri_, {path.full()});
 }
 
 std::map<store_path, substitutable_info> substituter::query(const store_path_set& paths) {

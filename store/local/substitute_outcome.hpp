@@ -23,6 +23,13 @@ struct substitute_outcome {
 
   substitute_outcome() = default;
   substitute_outcome(kind_t k, std::string why) : kind(k), message(std::move(why)) {}
+  // Substituted: `paths` copied from `uri`.
+  static substitute_outcome copied_from(std::string uri, std::vector<std::string> paths) {
+    substitute_outcome o;
+    o.from = std::move(uri);
+    o.copied = std::move(paths);
+    return o;
+  }
   bool warns() const { return kind == untrusted || kind == unusable; }
 };
 
