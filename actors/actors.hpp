@@ -12,6 +12,7 @@
 
 namespace kiln {
 
+class build_host;
 class build_steps;
 class shared_goals;
 
@@ -24,7 +25,8 @@ store_actor spawn_store_actor(caf::actor_system& sys, std::shared_ptr<local_stor
 // every finished line of every build's log: (drv, line).
 using line_sink = std::function<void(const std::string&, const std::string&)>;
 logger_actor spawn_logger(caf::actor_system& sys, line_sink lines);
-builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger);
+// Detached, one build round each (actors/builder.cpp), on `host`.
+builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger, std::shared_ptr<build_host> host);
 // Detached, one hook run each (actors/post_build_hook.cpp).
 hook_actor spawn_post_build_hook(caf::actor_system& sys);
 // With a `pool`, each build slot is also leased from it (kilnd); without,
@@ -34,7 +36,7 @@ hook_actor spawn_post_build_hook(caf::actor_system& sys);
 // substituters end with the scheduler, which ends once the run has its
 // answer and no goal of it is left.
 scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, substituter_actor substituters,
-                                logger_actor logger,
+                                logger_actor logger, std::shared_ptr<build_host> host,
                                 build_options options, event_sink events, std::string store_real_dir,
                                 slot_pool_actor pool = {}, std::shared_ptr<shared_goals> shared = {});
 slot_pool_actor spawn_slot_pool(caf::actor_system& sys, uint32_t max_jobs);
@@ -52,7 +54,8 @@ substituter_actor spawn_substituter_pool(caf::actor_system& sys, const local_sto
 // A derivation goal given its derivation already loaded (read ahead by a
 // goal that needs it) starts from there.
 caf::actor spawn_derivation_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
-                                 substituter_actor substituters, logger_actor logger, build_options options, goal_request request,
+                                 substituter_actor substituters, logger_actor logger, std::shared_ptr<build_host> host,
+                                 build_options options, goal_request request,
                                  std::string store_real_dir, std::optional<loaded_derivation> preloaded);
 caf::actor spawn_substitution_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
                                    substituter_actor substituter_pool, std::string path, uint32_t substituters);

@@ -1,6 +1,6 @@
-// The judging part of build_steps: how a builder run ended becomes a build
-// result — limits and exit status, the outputs inspected, compared with an
-// earlier round or the registered outputs, registered. (The post-build hook
+// The judging part of build_steps: how a builder's report becomes a build
+// result — limits and exit status, the outputs' scans checked, compared
+// with an earlier round or the registered outputs, registered. (The post-build hook
 // is the goal's next step: actors/post_build_hook.cpp.)
 #include "actors/build_steps.hpp"
 
@@ -29,9 +29,27 @@ std::string with_log_tail(std::string msg, const std::vector<std::string>& tail,
   return msg;
 }
 
+// Where a report may say an output lies: at its place in the store, or
+// (isolated) under a directory of its own in the store or in Kiln's state
+// directory, under its own name. A report comes from a worker; nothing
+// else is moved into the store or renamed.
+bool plausible_location(const local_store& store, const store_path& path, const std::string& location,
+                        bool isolated) {
+  std::string real = store.real_path(path);
+  if (!isolated)
+    return location == real;
+  std::string name = "/" + std::string(path.base_name());
+  auto under = [&](const std::string& dir) { return location.compare(0, dir.size() + 1, dir + "/") == 0; };
+  return location.size() > name.size() && location.compare(location.size() - name.size(), name.size(), name) == 0 &&
+         location.find("/../") == std::string::npos &&
+         (under(store.layout().store_dir()) || under(store.layout().kiln_dir()));
+}
+
 } // namespace
 
-build_result build_steps::judge(const build_round& run, prepared_build& build, const builder_outcome& outcome) {
+build_result build_steps::judge(const build_request& q, const build_report& report) {
+  const build_round& run = q.run;
+  const builder_outcome& outcome = report.outcome;
   const std::string& drv_path = run.drv_path;
   const derivation& drv = run.drv;
   const uint32_t round = run.round, rounds = run.rounds;
@@ -78,17 +96,32 @@ build_result build_steps::judge(const build_round& run, prepared_build& build, c
     return r;
   }
 
+  if (!report.failure.empty()) {
+    r.status = build_status::misc_failure;
+    r.error = report.failure;
+    return r;
+  }
+
   store_path dp = store_.parse_path(drv_path);
   std::vector<built_output> outs;
-  for (auto& [name, loc] : build.output_locations)
-    outs.push_back({name, parse_store_path(drv.outputs.at(name).path), loc});
-  output_inspection how;
-  for (auto& p : input_closure(drv))
-    how.reference_candidates.insert(p);
+  store_path_set candidates;
+  for (auto& p : q.input_closure)
+    candidates.insert(parse_store_path(p));
 
   std::vector<path_info> infos;
   try {
-    auto inspected = inspect_build_outputs(store_, dp, drv, outs, how);
+    if (!report.rejected.empty())
+      throw output_rejected(report.rejected);
+    for (auto& [name, out] : drv.outputs) {
+      store_path op = parse_store_path(out.path);
+      auto s = std::find_if(report.outputs.begin(), report.outputs.end(), [&](auto& x) { return x.name == name; });
+      std::string location = s == report.outputs.end() ? "" : s->location;
+      if (s != report.outputs.end() && !plausible_location(store_, op, location, report.isolated_outputs))
+        throw output_rejected("the builder's report puts output '" + name + "' of '" + drv_path + "' at '" + location +
+                              "', where no output of it can be");
+      outs.push_back({name, op, location});
+    }
+    auto inspected = accept_scanned_outputs(store_, dp, drv, outs, report.outputs, candidates);
     infos = std::move(inspected.infos);
     // --hash asks for the real hash; otherwise the output is kept at its
     // real path (registered, as by Nix 2.8) and the build still fails.
@@ -143,7 +176,7 @@ build_result build_steps::judge(const build_round& run, prepared_build& build, c
       return r;
     infos = first_round_[drv_path];
     first_round_.erase(drv_path);
-  } else if (run.mode == build_mode::check && build.isolated_outputs) {
+  } else if (run.mode == build_mode::check && report.isolated_outputs) {
     std::vector<path_info> registered;
     for (auto& i : infos)
       if (auto reg = store_.db().query_path_info(i.path))
@@ -155,7 +188,7 @@ build_result build_steps::judge(const build_round& run, prepared_build& build, c
     return r;
   }
 
-  if (run.mode == build_mode::repair && build.isolated_outputs) {
+  if (run.mode == build_mode::repair && report.isolated_outputs) {
     for (auto& o : outs)
       store_.replace_contents(o.path, o.location);
   }

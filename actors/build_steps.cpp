@@ -30,94 +30,14 @@ namespace kiln {
 
 namespace {
 
-std::string temp_parent(const build_options& o) {
-  if (!o.build_dir_parent.empty())
-    return o.build_dir_parent;
-  const char* t = std::getenv("TMPDIR");
-  return t && *t ? t : "/tmp";
-}
-
-constexpr const char* private_dir_prefix = "kiln-builds-";
-
-// Private directories of this user's engines that are gone (killed: their
-// destructor never ran) lose everything but the build directories they
-// kept for the user; an emptied one is removed.
-void sweep_private_dirs_of_dead_engines(const std::string& parent) {
-  unique_fd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir)
-    return;
-  for (auto& name : read_directory(dir.get(), parent)) {
-    struct stat st;
-    if (!process_gone(pid_in_name(name, private_dir_prefix)) ||
-        ::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode) ||
-        st.st_uid != ::geteuid())
-      continue;
-    std::string path = parent + "/" + name;
-    try {
-      unique_fd d = open_directory(path);
-      std::set<std::string> kept{"kept"};
-      if (::faccessat(d.get(), "kept", F_OK, 0) == 0) {
-        std::istringstream list(read_whole_file(path + "/kept", 1 << 20, "list of kept build directories"));
-        for (std::string k; std::getline(list, k);)
-          kept.insert(k);
-      }
-      bool left = false;
-      for (auto& entry : read_directory(d.get(), path)) {
-        if (kept.count(entry))
-          left = left || entry != "kept";
-        else
-          remove_tree_at(d.get(), entry);
-      }
-      if (!left) {
-        ::unlinkat(d.get(), "kept", 0);
-        ::rmdir(path.c_str());
-      }
-    } catch (const error&) {
-      // not ours to clean after all, or busy: the next engine tries again
-    }
-  }
+std::string words_of(const std::vector<std::string>& v) {
+  std::string out;
+  for (auto& w : v)
+    out += (out.empty() ? "" : " ") + w;
+  return out;
 }
 
 } // namespace
-
-build_steps::~build_steps() {
-  if (private_dir_.empty())
-    return;
-  // The build users' directories are empty between builds; the private
-  // directory stays only while it holds a kept build directory.
-  try {
-    unique_fd dir = open_directory(private_dir_);
-    for (auto& name : read_directory(dir.get(), private_dir_))
-      if (name.rfind("build-", 0) == 0)
-        ::unlinkat(dir.get(), name.c_str(), AT_REMOVEDIR);
-  } catch (const error&) {
-  }
-  ::rmdir(private_dir_.c_str());
-}
-
-// Build directories live in one private (0700) directory of the engine's,
-// made once, so no other local user reaches them (CVE-2024-38531) and each
-// build makes and removes just its own directory. Its name carries the
-// engine's pid, so the next engine can clean up after one that was killed.
-const std::string& build_steps::private_dir() {
-  if (private_dir_.empty()) {
-    sweep_private_dirs_of_dead_engines(temp_parent(options_));
-    std::string tmpl = temp_parent(options_) + "/" + private_dir_prefix + std::to_string(::getpid()) + "-XXXXXX";
-    if (!::mkdtemp(tmpl.data()))
-      throw_errno("creating a private directory for builds under '" + temp_parent(options_) + "'");
-    private_dir_ = tmpl;
-  }
-  return private_dir_;
-}
-
-// --keep-failed's directories are the user's: listed, so a sweep keeps them.
-void build_steps::note_kept(const std::string& name) {
-  std::string list = private_dir() + "/kept";
-  unique_fd fd(::open(list.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  std::string line = name + "\n";
-  if (fd)
-    write_all(fd.get(), line.data(), line.size(), list);
-}
 
 build_steps::build_steps(local_store& store, build_options options)
     : store_(store), options_(std::move(options)) {
@@ -206,151 +126,64 @@ std::vector<std::string> build_steps::damaged(const std::vector<std::string>& pa
   return out;
 }
 
-prepared_build build_steps::prepare(const build_round& r, const std::set<std::string>& recheck) {
+build_request build_steps::describe(const build_round& r, const std::set<std::string>& recheck) {
   const derivation& drv = r.drv;
-  prepared_build b;
+  build_request q;
+  q.run = r;
   if (!recheck.empty()) {
     std::vector<std::string> outputs;
     for (auto& [name, out] : drv.outputs)
       if (!out.path.empty())
         outputs.push_back(out.path);
-    b.invalid_outputs = invalid(outputs);
-    b.already_valid = std::all_of(recheck.begin(), recheck.end(), [&](const std::string& name) {
+    q.invalid_outputs = invalid(outputs);
+    q.already_valid = std::all_of(recheck.begin(), recheck.end(), [&](const std::string& name) {
       auto it = drv.outputs.find(name);
       return it != drv.outputs.end() && !it->second.path.empty() &&
-             std::find(b.invalid_outputs.begin(), b.invalid_outputs.end(), it->second.path) == b.invalid_outputs.end();
+             std::find(q.invalid_outputs.begin(), q.invalid_outputs.end(), it->second.path) == q.invalid_outputs.end();
     });
-    if (b.already_valid)
-      return b;
+    if (q.already_valid)
+      return q;
   }
-  try {
-    prepare_into(b, r);
-  } catch (...) {
-    // Nothing of a build that cannot start is left behind.
-    release(b, false);
-    throw;
+  store_path dp = store_.parse_path(r.drv_path);
+  q.options = options_;
+  // What a builder has no use for stays here.
+  q.options.secret_key_files.clear();
+  q.options.substituters.clear();
+  q.options.trusted_public_keys.clear();
+  q.options.netrc_file.clear();
+  q.options.given_derivations.clear();
+  q.store_real_dir = store_.layout().store_dir();
+  q.state_dir = store_.layout().state_dir();
+  q.kiln_dir = store_.layout().kiln_dir();
+  if (r.round == 1)
+    q.log_path = build_log_path(store_.layout(), dp.base_name(), parse_log_compression(options_.compress_build_log));
+
+  std::vector<store_path> closure = input_closure(drv);
+  store_path_set inputs(closure.begin(), closure.end());
+  for (auto& p : closure)
+    q.input_closure.push_back(p.full());
+  if (options_.sandbox != 0) {
+    q.sandbox_paths = parse_sandbox_paths(words_of(options_.sandbox_paths), "sandbox-paths");
+    for (auto& p : store_sandbox_path_closure(q.sandbox_paths))
+      q.sandbox_closure.push_back(p.full());
   }
-  return b;
-}
-
-void build_steps::prepare_into(prepared_build& b, const build_round& r) {
-  const std::string& drv_path = r.drv_path;
-  const derivation& drv = r.drv;
-  const uint32_t round = r.round;
-  store_path dp = store_.parse_path(drv_path);
-  std::string name = derivation_name(drv, dp.base_name());
-  b.job.drv_path = dp.full();
-  sandbox::sandbox_spec& j = b.job.process;
-
-  // Sandboxed unless off, or relaxed for a __noChroot derivation, or the
-  // host cannot (then sandbox-fallback decides).
-  bool isolate;
-  try {
-    isolate = sandbox::sandbox_isolates(drv, static_cast<sandbox::sandbox_mode>(options_.sandbox));
-  } catch (const sandbox::sandbox_refused& e) {
-    throw error("cannot build '" + dp.full() + "': " + e.what());
-  }
-  if (isolate && !sandbox::sandbox_unavailable_reason().empty()) {
-    if (!options_.sandbox_fallback)
-      throw error("cannot build '" + dp.full() + "' in a sandbox: " + sandbox::sandbox_unavailable_reason() +
-                  " (set 'sandbox = false', or 'sandbox-fallback = true' to build without one)");
-    b.job.notice = "warning: building without a sandbox: " + sandbox::sandbox_unavailable_reason();
-    isolate = false;
-  }
-
-  make_build_dir(b, name, isolate, dp);
-
+  // exportReferencesGraph needs the database: planned here once to learn
+  // what it asks (the builder's side plans again with these answers).
   sandbox::builder_env_options eo;
-  eo.build_dir = isolate ? options_.sandbox_build_dir : j.build_dir;
-  eo.cores = options_.cores;
-  eo.host_env = [](const std::string& n) -> std::optional<std::string> {
-    const char* v = std::getenv(n.c_str());
-    return v ? std::optional<std::string>(v) : std::nullopt;
-  };
   eo.export_references = [&](const std::vector<std::string>& paths, bool json) {
-    store_path_set asked, inputs;
+    store_path_set asked;
     for (auto& p : paths)
       asked.insert(store_.parse_path(p));
-    for (auto& p : input_closure(drv))
-      inputs.insert(p);
     auto exported = export_references(store_.db(), asked, inputs);
-    return json ? reference_graph_json(store_.db(), exported) : reference_graph_text(store_.db(), exported);
+    std::string answer =
+        json ? reference_graph_json(store_.db(), exported) : reference_graph_text(store_.db(), exported);
+    q.exported_references[export_key(paths, json)] = answer;
+    return answer;
   };
-  sandbox::builder_env env = sandbox::plan_builder_env(drv, eo);
-  j.env = env.vars;
-  for (auto& [file, contents] : env.files) {
-    std::string p = j.build_dir + "/" + file;
-    unique_fd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd)
-      throw_errno("writing '" + p + "' for the builder");
-    write_all(fd.get(), contents.data(), contents.size(), p);
-  }
-
-  if (auto builtin = sandbox::builtin_command(drv.builder)) {
-    j.program = (*builtin)[0];
-    j.args.assign(builtin->begin() + 1, builtin->end());
-  } else {
-    j.program = drv.builder;
-    j.args = drv.args;
-  }
-  j.store_dir = std::string(default_store_dir);
-  j.store_real_dir = store_.layout().store_dir();
-  j.limits = {options_.memory_max, options_.pids_max, options_.cpu_max_percent, options_.pids_default};
-  j.file_size_max = options_.size_max;
-
-  // Outputs already on disk (valid, or left over).
-  std::vector<std::string> existing;
-  for (auto& [oname, out] : drv.outputs) {
-    struct stat st;
-    store_path op = parse_store_path(out.path);
-    if (::lstat(store_.real_path(op).c_str(), &st) == 0)
-      existing.emplace_back(op.base_name());
-  }
-  // Check and repair rebuild outputs that exist, and later rounds must not
-  // disturb the first round's: their outputs stay apart from the store (in
-  // the sandbox's own store directory, or an overlay without a sandbox).
-  b.isolated_outputs = round > 1 || (r.mode != build_mode::normal && !existing.empty());
-
-  if (isolate) {
-    plan_isolation(b, dp, drv);
-  } else if (b.isolated_outputs) {
-    std::string base = store_.layout().kiln_dir() + "/builds";
-    make_directories(store_.layout().kiln_dir(), 0755);
-    make_directories(base, 0700);
-    std::string dir = base + "/" + std::string(dp.base_name()) + "-" + std::to_string(::getpid()) + "-" +
-                      std::to_string(round);
-    remove_tree(dir);
-    make_directories(dir, 0700);
-    j.overlay_upper = dir + "/upper";
-    j.overlay_work = dir + "/work";
-    make_directories(j.overlay_upper, 0755);
-    make_directories(j.overlay_work, 0700);
-    j.overlay_hide = existing;
-  }
-  for (auto& [oname, out] : drv.outputs) {
-    store_path op = parse_store_path(out.path);
-    std::string real = store_.real_path(op);
-    if (isolate) {
-      b.output_locations[oname] = j.chroot_store_dir + "/" + std::string(op.base_name());
-    } else if (b.isolated_outputs) {
-      b.output_locations[oname] = j.overlay_upper + "/" + std::string(op.base_name());
-    } else {
-      b.output_locations[oname] = real;
-    }
-    b.job.output_locations.push_back(b.output_locations[oname]);
-    // An invalid leftover from an earlier attempt (we hold its lock).
-    if (!b.isolated_outputs && !store_.db().is_valid(op))
-      remove_tree(real);
-  }
-
-  if (round == 1)
-    b.job.log_path = build_log_path(store_.layout(), dp.base_name(), parse_log_compression(options_.compress_build_log));
-  b.job.log_compression = options_.compress_build_log;
-  b.job.max_silent_time = options_.max_silent_time;
-  b.job.timeout = options_.timeout;
-  b.job.max_log_size = options_.max_log_size;
-  b.job.size_max = options_.size_max;
-  b.job.log_lines = options_.log_lines;
+  sandbox::plan_builder_env(drv, eo);
+  for (auto& [name, out] : drv.outputs)
+    q.output_valid[name] = !out.path.empty() && store_.db().is_valid(parse_store_path(out.path));
+  return q;
 }
 
 // The closure of the derivation's input sources and its inputs' valid
@@ -366,62 +199,57 @@ std::vector<store_path> build_steps::input_closure(const derivation& drv) {
   return compute_closure(store_.db(), inputs);
 }
 
-// Everything a build run holds outside its result: the sandbox's
-// directory, the build directory (unless kept), the build user. The build
-// user's own directories are emptied, not removed, and before the user is
-// given back: whoever takes it next uses them.
-void build_steps::release(prepared_build& b, bool keep_build_dir) {
-  try {
-    if (b.reused_store_dir)
-      sandbox::sweep_sandbox_store(b.chroot_dir);
-    else if (!b.chroot_dir.empty())
-      remove_tree(b.chroot_dir);
-    if (b.reused_build_dir && !keep_build_dir)
-      empty_directory(b.build_top);
-    else if (!b.build_top.empty() && !keep_build_dir)
-      remove_tree(b.build_top);
-  } catch (...) {
-    users_.erase(b.job.drv_path); // its next build empties what is left
-    throw;
-  }
-  users_.erase(b.job.drv_path);
-}
-
-build_result build_steps::finish(const build_round& run, prepared_build& build, const builder_outcome& outcome) {
-  const std::string& drv_path = run.drv_path;
-  const derivation& drv = run.drv;
+build_result build_steps::register_round(const build_request& q, const build_report& report) {
+  const std::string& drv_path = q.run.drv_path;
+  const derivation& drv = q.run.drv;
   build_result r;
   try {
-    if (!build.chroot_dir.empty() && !build.isolated_outputs && outcome.limit == builder_outcome::none &&
-        outcome.wait_status == 0)
-      move_sandbox_outputs(build, drv);
-    r = judge(run, build, outcome);
+    r = judge(q, report);
   } catch (const error& e) {
     r.status = build_status::misc_failure;
     r.error = e.what();
   }
   r.path = drv_path;
-  r.cpu_user_us = outcome.cpu_user_us;
-  r.cpu_system_us = outcome.cpu_system_us;
-  r.peak_memory = outcome.peak_memory;
-  bool failed = !is_success(r.status);
-  if (!build.job.process.overlay_upper.empty())
-    remove_tree(split_path(build.job.process.overlay_upper).first);
-  bool keep = failed && options_.keep_failed;
-  if (keep) {
-    keep_build_dir(build, derivation_name(drv, store_.parse_path(drv_path).base_name()));
-    // Handed to the user who asked, by handles, once nothing of the build
-    // runs any more (its control group and PID namespace are gone).
-    chown_tree(build.build_top, ::getuid(), ::getgid());
-    note_kept(split_path(build.build_top).second);
-    r.error += "\nnote: keeping build directory '" + build.job.process.build_dir + "'";
-  }
-  if (failed && !build.isolated_outputs)
-    for (auto& [name, loc] : build.output_locations)
-      if (!store_.db().is_valid(parse_store_path(drv.outputs.at(name).path)))
-        remove_tree(loc);
-  release(build, keep);
+  r.cpu_user_us = report.outcome.cpu_user_us;
+  r.cpu_system_us = report.outcome.cpu_system_us;
+  r.peak_memory = report.outcome.peak_memory;
+  if (!is_success(r.status) && !report.isolated_outputs)
+    for (auto& [name, out] : drv.outputs) {
+      store_path op = parse_store_path(out.path);
+      if (!store_.db().is_valid(op))
+        remove_tree(store_.real_path(op));
+    }
   return r;
+}
+
+// A sandbox path whose source is in the store brings the closure of that
+// store path along, as Nix's does, and is bound from where this store keeps
+// it (a local:DIR store's paths are not at their store path on the host).
+std::vector<store_path> build_steps::store_sandbox_path_closure(std::vector<sandbox_path>& paths) {
+  const std::string prefix = std::string(default_store_dir) + "/";
+  store_path_set roots;
+  for (auto& p : paths) {
+    if (p.source.compare(0, prefix.size(), prefix) != 0)
+      continue;
+    std::size_t end = p.source.find('/', prefix.size());
+    std::string top = p.source.substr(0, end);
+    store_path sp = [&] {
+      try {
+        return parse_store_path(top);
+      } catch (const error& e) {
+        throw error("sandbox path '" + p.source + "': " + e.what());
+      }
+    }();
+    if (!store_.db().is_valid(sp)) {
+      if (p.optional)
+        continue;
+      throw error("sandbox path '" + p.source + "' is in the store, but " +
+                  (end == std::string::npos ? "is not valid" : "'" + sp.full() + "' is not valid"));
+    }
+    roots.insert(sp);
+    p.source = store_.real_path(sp) + (end == std::string::npos ? "" : p.source.substr(end));
+  }
+  return roots.empty() ? std::vector<store_path>{} : compute_closure(store_.db(), roots);
 }
 
 } // namespace kiln

@@ -1,17 +1,16 @@
 // The store-side steps of a derivation goal, as plain functions on a local
-// store: load a derivation, prepare a builder run, and judge and register
-// what it produced. No CAF here: the store actor calls these on its own
+// store: load a derivation, describe a builder run (a build_request, for
+// the builder's side: actors/build_host.hpp), and judge and register what
+// the builder reports. No CAF here: the store actor calls these on its own
 // thread, and tests call them directly.
 #pragma once
 
 #include "messages/build_types.hpp"
-#include "sandbox/build_users.hpp"
 #include "store/format/derivation.hpp"
 #include "store/local/local_store.hpp"
 #include "store/format/signature.hpp"
 
 #include <map>
-#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -22,7 +21,6 @@ namespace kiln {
 class build_steps {
 public:
   build_steps(local_store& store, build_options options);
-  ~build_steps(); // removes private_dir_ if empty
 
   // Reads and parses a valid .drv; throws kiln::error naming it otherwise.
   loaded_derivation load(const std::string& drv_path);
@@ -34,39 +32,28 @@ public:
   // The store paths among these that are not valid.
   std::vector<std::string> invalid(const std::vector<std::string>& paths);
 
-  // Creates the private build directory and plans the builder's run.
-  // `round` counts from 1; rounds after the first (and check and repair
-  // builds of existing outputs) write into an overlay, not the store.
-  // With `recheck` (output names) it first looks which outputs are still
-  // invalid; if none of those named is, nothing is prepared and the result
-  // says already_valid.
-  prepared_build prepare(const build_round& r, const std::set<std::string>& recheck = {});
+  // Describes one round for the builder's side: the input closure, the
+  // sandbox paths resolved, exportReferencesGraph's answers, which
+  // outputs are valid. `round` counts from 1. With `recheck` (output
+  // names) it first looks which outputs are still invalid; if none of
+  // those named is, nothing else is described and already_valid is set.
+  // Throws build_input_rejected for a derivation that cannot be built.
+  build_request describe(const build_round& r, const std::set<std::string>& recheck = {});
 
   // The valid ones among `paths` whose contents do not match their record.
   std::vector<std::string> damaged(const std::vector<std::string>& paths);
 
-  // Judges the run: status, registration (in the last round), comparison
-  // with earlier rounds or the registered outputs; removes the build
-  // directory unless --keep-failed keeps a failed one.
-  build_result finish(const build_round& r, prepared_build& build, const builder_outcome& outcome);
+  // Judges the builder's report: status, registration (in the last round),
+  // comparison with earlier rounds or the registered outputs; a failed
+  // run's invalid outputs removed from the store.
+  build_result register_round(const build_request& r, const build_report& report);
 
   const build_options& options() const { return options_; }
 
 private:
-  build_result judge(const build_round& run, prepared_build& build, const builder_outcome& outcome);
-  void prepare_into(prepared_build& b, const build_round& r);
-  void make_build_dir(prepared_build& b, const std::string& name, bool isolate, const store_path& drv_path);
-  void plan_isolation(prepared_build& b, const store_path& drv_path, const derivation& drv);
-  const std::string& reusable_store_dirs();
-  void keep_build_dir(prepared_build& b, const std::string& name);
-  std::vector<sandbox_path> pre_build_hook_paths(const std::string& drv_path, const std::string& root);
-  void move_sandbox_outputs(prepared_build& b, const derivation& drv);
-  void release(prepared_build& b, bool keep_build_dir);
+  build_result judge(const build_request& r, const build_report& report);
   std::vector<store_path> input_closure(const derivation& drv);
   std::vector<store_path> store_sandbox_path_closure(std::vector<sandbox_path>& paths);
-  const std::string& private_dir();
-  void note_kept(const std::string& build_dir_name);
-  const std::string& sandbox_root_dir();
 
   local_store& store_;
   build_options options_;
@@ -74,10 +61,6 @@ private:
   // Round 1's outputs, compared with each later round's.
   std::map<std::string, std::vector<path_info>> first_round_;
   std::set<std::string> read_ahead_; // derivations load_closure has returned
-  std::map<std::string, sandbox::build_user> users_; // by .drv, held while it builds
-  std::string private_dir_;      // 0700, holds this engine's build directories
-  std::string sandbox_root_dir_; // mount point of every sandbox's new root
-  std::optional<std::string> reusable_store_dirs_; // "" if not on the store's file system
 };
 
 } // namespace kiln

@@ -1,9 +1,12 @@
-// The builder actor: one builder run. The process is started and watched
-// on a thread of its own (fork, poll and waitpid block), which posts what
-// happens here; the actor owns the limits: timeout and max-silent-time as
-// delayed messages, max-log-size as a counter, build-size-max as a second
-// thread measuring the disk, each killing the builder's whole process group.
+// The builder actor: the builder's side of one build round. Detached, as
+// preparing (build directory, build user, pre-build hook) and scanning the
+// outputs block; the process is started and watched on a thread of its own
+// (fork, poll and waitpid block), which posts what happens here. The actor
+// owns the limits: timeout and max-silent-time as delayed messages,
+// max-log-size as a counter, build-size-max as a second thread measuring
+// the disk, each killing the builder's whole process group.
 #include "actors/actors.hpp"
+#include "actors/build_host.hpp"
 #include "actors/log_window.hpp"
 #include "sandbox/builder_process.hpp"
 #include "store/local/build_log.hpp"
@@ -14,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <thread>
 
 namespace kiln {
@@ -30,11 +34,20 @@ struct builder_state {
   ~builder_state() {
     window->close(); // the reading thread never waits on a dead actor
     *size_watch_done = true;
+    // Ended without being told (its goal died): nothing kept.
+    if (prepared && host)
+      try {
+        host->release(request, *prepared, false);
+      } catch (const std::exception&) {
+      }
   }
   std::shared_ptr<std::atomic<bool>> size_watch_done = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<log_window> window = std::make_shared<log_window>(log_window_bytes);
+  std::shared_ptr<build_host> host;
+  build_request request;
+  std::optional<prepared_build> prepared; // until released
   builder_job job;
-  caf::typed_response_promise<builder_outcome> promise;
+  caf::typed_response_promise<build_report> promise;
   builder_outcome outcome;
   std::unique_ptr<log_tail> tail;
   pid_t pid = -1;
@@ -113,7 +126,9 @@ void watch_size(builder_impl self, std::string build_dir, std::vector<std::strin
   }
 }
 
-builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<builder_state> self, logger_actor logger) {
+builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<builder_state> self, logger_actor logger,
+                                              std::shared_ptr<build_host> host) {
+  self->state.host = std::move(host);
   auto kill = [self](uint8_t why, std::string message) {
     auto& st = self->state;
     if (st.exited || st.outcome.limit != builder_outcome::none)
@@ -130,11 +145,20 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
                          uint8_t(builder_outcome::silent), ++st.silence_generation);
   };
   return {
-      [=](run_atom, builder_job& job) -> caf::typed_response_promise<builder_outcome> {
+      [=](run_atom, build_request& request) -> caf::typed_response_promise<build_report> {
         auto& st = self->state;
-        st.job = std::move(job);
+        st.request = std::move(request);
+        st.promise = self->make_response_promise<build_report>();
+        try {
+          st.prepared = st.host->prepare(st.request);
+        } catch (const std::exception& e) {
+          build_report failed;
+          failed.failure = e.what();
+          st.promise.deliver(std::move(failed));
+          return st.promise;
+        }
+        st.job = st.prepared->job;
         st.tail = std::make_unique<log_tail>(st.job.log_lines);
-        st.promise = self->make_response_promise<builder_outcome>();
         self->send(logger, log_open_atom::value, st.job.drv_path, st.job.log_path, st.job.log_compression);
         if (!st.job.notice.empty())
           self->request(logger, log_write_timeout, log_atom::value, st.job.drv_path, st.job.notice + "\n")
@@ -200,11 +224,24 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
         // (its messages from here arrive in order): a client must not hear
         // that the build ended before its last log lines.
         auto finish = [self] {
-          self->state.promise.deliver(self->state.outcome);
-          self->quit();
+          auto& st = self->state;
+          st.promise.deliver(st.host->report(st.request, *st.prepared, st.outcome));
         };
         self->request(logger, log_write_timeout, log_close_atom::value, st.job.drv_path)
             .then([finish](bool) { finish(); }, [finish](caf::error&) { finish(); });
+      },
+      [=](release_atom, bool keep) -> caf::result<std::string> {
+        auto& st = self->state;
+        self->quit();
+        if (!st.prepared)
+          return std::string();
+        auto prepared = std::move(*st.prepared);
+        st.prepared.reset();
+        try {
+          return st.host->release(st.request, prepared, keep);
+        } catch (const std::exception& e) {
+          return caf::make_error(engine_errc::builder_failure, std::string(e.what()));
+        }
       },
       [=](cancel_atom) { kill(builder_outcome::cancelled, "cancelled"); },
       [=](usage_atom, uint64_t user, uint64_t system, uint64_t peak) {
@@ -218,8 +255,8 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
 
 } // namespace
 
-builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger) {
-  return caf::actor_cast<builder_actor>(sys.spawn(builder_behavior, std::move(logger)));
+builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger, std::shared_ptr<build_host> host) {
+  return caf::actor_cast<builder_actor>(sys.spawn<caf::detached>(builder_behavior, std::move(logger), std::move(host)));
 }
 
 } // namespace kiln

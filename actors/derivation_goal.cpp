@@ -26,6 +26,9 @@ namespace {
 constexpr auto post_build_hook_timeout = std::chrono::minutes(60);
 // --repair hashes the outputs it is asked about, which may be large.
 constexpr auto damage_check_timeout = std::chrono::minutes(60);
+// Releasing a round removes its build directory and sandbox store, which
+// may be large.
+constexpr auto builder_release_timeout = std::chrono::minutes(60);
 
 struct drv_goal_state {
   goal_request request;
@@ -34,6 +37,7 @@ struct drv_goal_state {
   store_actor store;
   substituter_actor substituters;
   logger_actor logger;
+  std::shared_ptr<build_host> host;
   std::string store_real_dir;
   loaded_derivation loaded;
   std::vector<path_lock> locks;
@@ -64,7 +68,8 @@ void inputs_realised(goal_ptr self);
 void try_to_build(goal_ptr self);
 void start_round(goal_ptr self);
 void run_post_build_hook(goal_ptr self, build_result r);
-void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome& o);
+void finish_round(goal_ptr self, build_request q, build_report report);
+void release_round(goal_ptr self, build_result r, bool keep);
 void done(goal_ptr self, build_result r);
 
 // A goal's end without a build of its own (a failure, or outputs already there).
@@ -348,20 +353,42 @@ build_round this_round(goal_ptr self) {
 }
 
 // Judged (and in the last round registered) by the store actor; then the
-// next round, or done.
-void finish_round(goal_ptr self, const prepared_build& b, const builder_outcome& o) {
+// builder releases the round (keeping a failed build's directory if asked);
+// then the next round, or done.
+void finish_round(goal_ptr self, build_request q, build_report report) {
   auto& st = self->state;
-  self->request(st.store, caf::infinite, finish_atom::value, this_round(self), b, o)
+  self->request(st.store, caf::infinite, register_atom::value, q, report)
       .then(
           [=](build_result& r) {
-            auto& state = self->state;
-            if (r.status == build_status::built && state.round < state.rounds && !state.cancelled)
-              return start_round(self);
-            if (r.status == build_status::built && !state.options.post_build_hook.empty())
-              return run_post_build_hook(self, std::move(r));
-            done(self, std::move(r));
+            bool keep = !is_success(r.status) && self->state.options.keep_failed;
+            release_round(self, std::move(r), keep);
           },
-          [=](caf::error& e) { done(self, ended(build_status::misc_failure, error_text(e))); });
+          [=](caf::error& e) { release_round(self, ended(build_status::misc_failure, error_text(e)), false); });
+}
+
+void release_round(goal_ptr self, build_result r, bool keep) {
+  auto& st = self->state;
+  auto next = [=](build_result r) {
+    auto& state = self->state;
+    state.builder = nullptr;
+    if (r.status == build_status::built && state.round < state.rounds && !state.cancelled)
+      return start_round(self);
+    if (r.status == build_status::built && !state.options.post_build_hook.empty())
+      return run_post_build_hook(self, std::move(r));
+    done(self, std::move(r));
+  };
+  self->request(st.builder, builder_release_timeout, release_atom::value, keep)
+      .then(
+          [=](const std::string& note) mutable {
+            if (!note.empty())
+              r.error += "\n" + note;
+            next(std::move(r));
+          },
+          [=](caf::error& e) mutable {
+            if (is_success(r.status))
+              r = ended(build_status::misc_failure, error_text(e));
+            next(std::move(r));
+          });
 }
 
 // The outputs are registered; the hook runs before the goal reports, so
@@ -399,16 +426,16 @@ void start_round(goal_ptr self) {
   std::set<std::string> recheck;
   if (st.round == 1 && st.options.mode == build_mode::normal)
     recheck = wanted_outputs(self);
-  self->request(st.store, caf::infinite, prepare_atom::value, this_round(self), recheck)
+  self->request(st.store, caf::infinite, describe_atom::value, this_round(self), recheck)
       .then(
-          [=](prepared_build& b) {
+          [=](build_request& q) {
             auto& state = self->state;
             if (!recheck.empty()) {
               for (auto& [name, out] : state.loaded.drv.outputs)
                 state.loaded.output_valid[name] =
                     !out.path.empty() &&
-                    std::find(b.invalid_outputs.begin(), b.invalid_outputs.end(), out.path) == b.invalid_outputs.end();
-              if (b.already_valid) {
+                    std::find(q.invalid_outputs.begin(), q.invalid_outputs.end(), out.path) == q.invalid_outputs.end();
+              if (q.already_valid) {
                 state.start_time = 0; // nothing was built
                 return done(self, ended(build_status::already_valid));
               }
@@ -421,19 +448,15 @@ void start_round(goal_ptr self) {
             if (state.rounds > 1)
               what += " (round " + std::to_string(state.round) + "/" + std::to_string(state.rounds) + ")";
             self->send(state.scheduler, status_atom::value, drv_path(self), what);
-            if (state.cancelled) {
-              builder_outcome o;
-              o.limit = builder_outcome::cancelled;
-              return finish_round(self, b, o);
-            }
-            state.builder = spawn_builder(self->system(), state.logger);
-            self->request(state.builder, caf::infinite, run_atom::value, b.job)
-                .then(
-                    [=](builder_outcome& o) {
-                      self->state.builder = nullptr;
-                      finish_round(self, b, o);
-                    },
-                    [=](caf::error& e) { done(self, ended(build_status::misc_failure, error_text(e))); });
+            if (state.cancelled)
+              return done(self, cancelled_result(drv_path(self)));
+            state.builder = spawn_builder(self->system(), state.logger, state.host);
+            self->link_to(state.builder); // a goal that dies takes its round with it
+            self->request(state.builder, caf::infinite, run_atom::value, q)
+                .then([=](build_report& report) { finish_round(self, q, std::move(report)); },
+                      [=](caf::error& e) {
+                        release_round(self, ended(build_status::misc_failure, error_text(e)), false);
+                      });
           },
           [=](caf::error& e) {
             if (e != engine_errc::input_rejected)
@@ -474,7 +497,7 @@ void done(goal_ptr self, build_result r) {
 }
 
 caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_actor store,
-                              substituter_actor substituters, logger_actor logger,
+                              substituter_actor substituters, logger_actor logger, std::shared_ptr<build_host> host,
                               build_options options, goal_request request, std::string store_real_dir,
                               std::optional<loaded_derivation> preloaded) {
   auto& st = self->state;
@@ -482,6 +505,7 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
   st.store = std::move(store);
   st.substituters = std::move(substituters);
   st.logger = std::move(logger);
+  st.host = std::move(host);
   st.options = std::move(options);
   st.request = std::move(request);
   st.store_real_dir = std::move(store_real_dir);
@@ -512,11 +536,11 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
 } // namespace
 
 caf::actor spawn_derivation_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
-                                 substituter_actor substituters, logger_actor logger, build_options options,
-                                 goal_request request, std::string store_real_dir,
+                                 substituter_actor substituters, logger_actor logger, std::shared_ptr<build_host> host,
+                                 build_options options, goal_request request, std::string store_real_dir,
                                  std::optional<loaded_derivation> preloaded) {
   return parent->spawn(derivation_goal, std::move(scheduler), std::move(store), std::move(substituters),
-                       std::move(logger), std::move(options),
+                       std::move(logger), std::move(host), std::move(options),
                        std::move(request), std::move(store_real_dir), std::move(preloaded));
 }
 

@@ -1,6 +1,7 @@
 // The embedded engine: an actor system in this process with the store
 // actor, logger and scheduler, run until every requested goal is done.
 #include "actors/actors.hpp"
+#include "actors/build_host.hpp"
 #include "actors/build_steps.hpp"
 #include "actors/shared_goals.hpp"
 #include "actors/valid_targets.hpp"
@@ -104,6 +105,7 @@ public:
     : requests_(requests) {
     // Made first, even when nothing is built: a bad key file is an error at start.
     auto steps = std::make_shared<build_steps>(*store, options);
+    auto host = std::make_shared<build_host>(options.build_dir_parent);
     settled_targets settled;
     if (options.mode == build_mode::normal)
       settled = settle_valid_targets(*store, requests);
@@ -124,7 +126,7 @@ public:
     substituters_ = spawn_substituter_pool(sys, *store, options);
     storer_ = spawn_store_actor(sys, store, std::move(steps));
     logger_ = spawn_logger(sys, std::move(lines));
-    sched_ = spawn_scheduler(sys, storer_, substituters_, logger_, options, std::move(events), store->layout().store_dir(),
+    sched_ = spawn_scheduler(sys, storer_, substituters_, logger_, std::move(host), options, std::move(events), store->layout().store_dir(),
                              std::move(pool), std::move(shared));
     // The request waits on a thread of its own, not on a CAF scheduler thread.
     waiter_ = std::thread([this, &sys, remaining = std::move(settled.remaining)] {

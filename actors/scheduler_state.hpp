@@ -43,6 +43,7 @@ struct scheduler_state {
   store_actor store;
   substituter_actor substituters;
   logger_actor logger;
+  std::shared_ptr<build_host> host; // where this run's builders build
   build_options options;
   event_sink events;
   std::string store_real_dir;

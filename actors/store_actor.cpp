@@ -1,6 +1,6 @@
 // The store actor: the one owner of the store's database handle in this
 // process. It runs detached, since every request does blocking I/O
-// (SQLite, reading .drv files, hashing outputs).
+// (SQLite, reading .drv files, syncing outputs).
 #include "actors/actors.hpp"
 #include "actors/build_steps.hpp"
 
@@ -45,11 +45,11 @@ store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_st
       [=](invalid_atom, const std::vector<std::string>& paths) {
         return guarded([&] { return steps().invalid(paths); });
       },
-      [=](prepare_atom, const build_round& r, const std::set<std::string>& recheck) {
-        return guarded([&] { return steps().prepare(r, recheck); });
+      [=](describe_atom, const build_round& r, const std::set<std::string>& recheck) {
+        return guarded([&] { return steps().describe(r, recheck); });
       },
-      [=](finish_atom, const build_round& r, prepared_build& b, const builder_outcome& o) {
-        return guarded([&] { return steps().finish(r, b, o); });
+      [=](register_atom, const build_request& r, const build_report& report) {
+        return guarded([&] { return steps().register_round(r, report); });
       },
   };
 }

@@ -20,6 +20,13 @@ std::string_view to_string(build_status s) {
   return "Unknown";
 }
 
+std::string export_key(const std::vector<std::string>& paths, bool json) {
+  std::string key = json ? "json" : "text";
+  for (auto& p : paths)
+    key += " " + p;
+  return key;
+}
+
 bool is_success(build_status s) {
   return s == build_status::built || s == build_status::substituted || s == build_status::already_valid;
 }

@@ -7,7 +7,9 @@
 #include "caf/meta/type_name.hpp"
 #include "sandbox/builder_process.hpp"
 #include "store/format/derivation.hpp"
+#include "store/local/build_outputs.hpp"
 #include "store/local/substitute_outcome.hpp"
+#include "store/format/settings.hpp"
 
 #include <cstdint>
 #include <map>
@@ -230,9 +232,8 @@ typename Inspector::result_type inspect(Inspector& f, loaded_derivation& x) {
   return f(caf::meta::type_name("loaded_derivation"), x.drv_path, x.drv, x.output_valid);
 }
 
-// A builder run being prepared or finished: its job and where its outputs go.
 // One run of a derivation's builder, as its goal asks the store actor to
-// prepare it and then to judge it.
+// describe it and then to judge it.
 struct build_round {
   std::string drv_path;
   derivation drv;
@@ -248,25 +249,74 @@ typename Inspector::result_type inspect(Inspector& f, build_round& x) {
   return f(caf::meta::type_name("build_round"), x.drv_path, x.drv, x.round, x.rounds, mode);
 }
 
-struct prepared_build {
-  builder_job job;
-  std::map<std::string, std::string> output_locations; // name -> where the builder writes it
-  bool isolated_outputs = false; // check/repair/later rounds: outputs land in an overlay
-  std::string chroot_dir;  // sandboxed: the store the builder writes into (removed after)
-  std::string build_top;   // the build directory on the host (in build_steps' private directory)
-  // The build user's own directories (a root daemon's sandboxed build),
-  // emptied after the build instead of removed.
-  bool reused_build_dir = false, reused_store_dir = false;
-  // Asked to look again first: the outputs still invalid, and whether the
-  // wanted ones had all become valid (then nothing else was prepared).
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sandbox_path& x) {
+  return f(caf::meta::type_name("sandbox_path"), x.target, x.source, x.optional);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, scanned_output& x) {
+  return f(caf::meta::type_name("scanned_output"), x.name, x.path, x.location, x.nar_hash, x.nar_size, x.references,
+           x.content_hash);
+}
+
+// One build round as the store's side describes it for the builder's side
+// (design.md: described where the database is, applied on a worker):
+// everything the worker needs, nothing it must ask back for. Paths are the
+// host's; a local worker shares the store's file system.
+struct build_request {
+  build_round run;
+  // The build's settings, without what a worker has no use for: secret
+  // keys, substituters and their keys, derivations given with the request.
+  build_options options;
+  std::string store_real_dir; // where the store's paths are on the host
+  std::string state_dir;      // nix/var/nix: the build users' locks
+  std::string kiln_dir;       // nix/var/kiln: sandbox roots and stores, builds beside the store
+  std::string log_path;       // "" = no log file (rounds after the first)
+  // The closure of the inputs: what the sandbox shows, and what outputs
+  // may refer to (besides each other).
+  std::vector<std::string> input_closure;
+  // sandbox-paths, a store path's source already resolved to where it
+  // lies, and the closure of those store paths (the sandbox shows it too).
+  std::vector<sandbox_path> sandbox_paths;
+  std::vector<std::string> sandbox_closure;
+  // exportReferencesGraph's answers (sandbox/builder_env.hpp), keyed by
+  // export_key: the worker plans the same environment with no database.
+  std::map<std::string, std::string> exported_references;
+  std::map<std::string, bool> output_valid; // output name -> valid (an invalid leftover is removed)
+  // Asked to look again first (with the outputs' locks held): the outputs
+  // still invalid, and whether the wanted ones had all become valid (then
+  // nothing else is described).
   std::vector<std::string> invalid_outputs;
   bool already_valid = false;
 };
 
+// The key of an exportReferencesGraph answer in build_request.
+std::string export_key(const std::vector<std::string>& paths, bool json);
+
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, prepared_build& x) {
-  return f(caf::meta::type_name("prepared_build"), x.job, x.output_locations, x.isolated_outputs, x.chroot_dir,
-           x.build_top, x.reused_build_dir, x.reused_store_dir, x.invalid_outputs, x.already_valid);
+typename Inspector::result_type inspect(Inspector& f, build_request& x) {
+  return f(caf::meta::type_name("build_request"), x.run, x.options, x.store_real_dir, x.state_dir, x.kiln_dir,
+           x.log_path, x.input_closure, x.sandbox_paths, x.sandbox_closure, x.exported_references, x.output_valid,
+           x.invalid_outputs, x.already_valid);
+}
+
+// What the builder's side did with a build_request: how the run ended and,
+// when it succeeded, each output scanned where it lies. The store's side
+// judges it and registers.
+struct build_report {
+  builder_outcome outcome;
+  std::vector<scanned_output> outputs;
+  std::string rejected; // an output refused by the scan (output_rejected): why
+  std::string failure;  // the worker failed at its own work (preparing, moving, scanning): why
+  // Check, repair and later rounds: the outputs lie apart from the store
+  // (the store's side moves or compares them there before release).
+  bool isolated_outputs = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, build_report& x) {
+  return f(caf::meta::type_name("build_report"), x.outcome, x.outputs, x.rejected, x.failure, x.isolated_outputs);
 }
 
 } // namespace kiln

@@ -9,6 +9,7 @@ std::string to_string(engine_errc e) {
   case engine_errc::store_failure: return "store_failure";
   case engine_errc::input_rejected: return "input_rejected";
   case engine_errc::hook_failed: return "hook_failed";
+  case engine_errc::builder_failure: return "builder_failure";
   }
   return "unknown";
 }
@@ -24,14 +25,18 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<build_result>("kiln.build_result");
   cfg.add_message_type<build_options>("kiln.build_options");
   cfg.add_message_type<goal_request>("kiln.goal_request");
-  cfg.add_message_type<builder_job>("kiln.builder_job");
   cfg.add_message_type<builder_outcome>("kiln.builder_outcome");
   cfg.add_message_type<derivation>("kiln.derivation");
   cfg.add_message_type<substitute_outcome>("kiln.substitute_outcome");
   cfg.add_message_type<derivation_output>("kiln.derivation_output");
   cfg.add_message_type<loaded_derivation>("kiln.loaded_derivation");
   cfg.add_message_type<std::vector<loaded_derivation>>("kiln.loaded_derivations");
-  cfg.add_message_type<prepared_build>("kiln.prepared_build");
+  cfg.add_message_type<build_request>("kiln.build_request");
+  cfg.add_message_type<build_report>("kiln.build_report");
+  cfg.add_message_type<scanned_output>("kiln.scanned_output");
+  cfg.add_message_type<std::vector<scanned_output>>("kiln.scanned_outputs");
+  cfg.add_message_type<sandbox_path>("kiln.sandbox_path");
+  cfg.add_message_type<std::vector<sandbox_path>>("kiln.sandbox_paths");
   cfg.add_message_type<build_round>("kiln.build_round");
   cfg.add_message_type<std::map<std::string, derivation_output>>("kiln.output_map");
   cfg.add_message_type<std::map<std::string, std::set<std::string>>>("kiln.input_drv_map");

@@ -30,8 +30,8 @@ using load_closure_atom = caf::atom_constant<caf::atom("loadclos")>;
 using invalid_atom = caf::atom_constant<caf::atom("invalid")>;
 using damaged_atom = caf::atom_constant<caf::atom("damaged")>;
 using subst_atom = caf::atom_constant<caf::atom("subst")>;
-using prepare_atom = caf::atom_constant<caf::atom("prepare")>;
-using finish_atom = caf::atom_constant<caf::atom("finish")>;
+using describe_atom = caf::atom_constant<caf::atom("describe")>; // a build round, for a builder
+using register_atom = caf::atom_constant<caf::atom("register")>; // judge a builder's report, register
 // Builder
 using run_atom = caf::atom_constant<caf::atom("run")>;
 using started_atom = caf::atom_constant<caf::atom("started")>;
@@ -58,8 +58,12 @@ using store_actor = caf::typed_actor<
     // The valid paths among these whose contents no longer hash to their
     // record (or that are missing): what --repair must make again.
     caf::replies_to<damaged_atom, std::vector<std::string>>::with<std::vector<std::string>>,
-    caf::replies_to<prepare_atom, build_round, std::set<std::string> /*recheck*/>::with<prepared_build>,
-    caf::replies_to<finish_atom, build_round, prepared_build, builder_outcome>::with<build_result>>;
+    // What a builder needs for this round (with `recheck`, output names,
+    // first whether those are still invalid: already_valid says they are not).
+    caf::replies_to<describe_atom, build_round, std::set<std::string> /*recheck*/>::with<build_request>,
+    // The round's result from the builder's report; outputs registered in
+    // the last round (one transaction), a failed run's invalid outputs removed.
+    caf::replies_to<register_atom, build_request, build_report>::with<build_result>>;
 
 // Substitution (issue 17): substituter number N (in priority order) makes
 // a path valid from its cache (with `repair`, replaces a valid path's
@@ -80,9 +84,15 @@ using logger_actor = caf::typed_actor<
     // been written and shown when the build's outcome goes out.
     caf::replies_to<log_close_atom, std::string /*drv*/>::with<bool>>;
 
-// Runs one builder under its limits.
+// The builder's side of one build round (design.md: applied where the
+// build runs): prepares the build directory, build user and sandbox, runs
+// the builder under its limits, and scans what it produced; reports it.
+// Then, once the store's side has judged the report, it releases what the
+// round holds (keeping a failed build's directory if asked: the reply is
+// the note saying where) and ends.
 using builder_actor = caf::typed_actor<
-    caf::replies_to<run_atom, builder_job>::with<builder_outcome>,
+    caf::replies_to<run_atom, build_request>::with<build_report>,
+    caf::replies_to<release_atom, bool /*keep the build directory*/>::with<std::string>,
     caf::reacts_to<cancel_atom>>;
 
 // The goal table and the build slots.
@@ -140,9 +150,12 @@ using hook_actor = caf::typed_actor<
         std::string>>;
 
 // Error category for failures that are values between actors.
-// input_rejected: the store found the derivation unbuildable while preparing it.
+// input_rejected: the store found the derivation unbuildable while describing it.
 // hook_failed: the post-build hook exited with a failure.
-enum class engine_errc : uint8_t { no_build_slots = 1, cancelled, store_failure, input_rejected, hook_failed };
+// builder_failure: the builder's side failed at its own work (releasing a round).
+enum class engine_errc : uint8_t {
+  no_build_slots = 1, cancelled, store_failure, input_rejected, hook_failed, builder_failure
+};
 
 // The text of an engine error (its context's first string, or its rendering).
 std::string error_text(const caf::error& e);

@@ -11,6 +11,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -102,64 +103,103 @@ void check_reference_constraints(const derivation& drv, const std::string& outpu
   }
 }
 
-inspected_outputs inspect_build_outputs(local_store& store, const store_path& drv_path, const derivation& drv,
-                                        std::vector<built_output>& outputs, const output_inspection& how) {
-  inspected_outputs result;
+scanned_output scan_build_output(const store_path& drv_path, const derivation& drv, const built_output& o,
+                                 const store_path_set& candidates) {
   std::set<std::string> hash_parts;
   std::map<std::string, store_path> by_hash;
-  for (auto& c : how.reference_candidates) {
+  for (auto& c : candidates) {
     hash_parts.insert(std::string(c.hash_part()));
     by_hash.emplace(std::string(c.hash_part()), c);
   }
-  for (auto& o : outputs) {
-    hash_parts.insert(std::string(o.path.hash_part()));
-    by_hash.emplace(std::string(o.path.hash_part()), o.path);
-  }
+  struct stat st;
+  if (::lstat(o.location.c_str(), &st) != 0)
+    throw output_rejected("builder for '" + drv_path.full() + "' failed to produce output path for output '" + o.name +
+                          "' at '" + o.path.full() + "'");
+  // Someone else may have changed what the builder left (Nix's check).
+  if (!S_ISLNK(st.st_mode) && (st.st_mode & (S_IWGRP | S_IWOTH)))
+    throw output_rejected("suspicious ownership or permission on '" + o.path.full() + "' for output '" + o.name +
+                          "'; rejecting this build output");
+  canonicalise_path_metadata(o.location);
 
+  hash_sink nar_hash(hash_algo::sha256);
+  reference_scanner scanner(hash_parts);
+  tee_sink both(nar_hash, scanner);
+  dump_path(o.location, both);
+
+  scanned_output s;
+  s.name = o.name;
+  s.path = o.path.full();
+  s.location = o.location;
+  hash nar = nar_hash.finish();
+  s.nar_hash = nar.to_prefixed(hash_format::sri);
+  s.nar_size = nar_hash.size();
+  for (auto& h : scanner.found())
+    s.references.push_back(by_hash.at(h).full());
+
+  auto d = drv.outputs.find(o.name);
+  if (d != drv.outputs.end() && d->second.is_fixed()) {
+    ingestion_method method = d->second.method();
+    hash wanted = d->second.fixed_hash();
+    if (method == ingestion_method::flat && (!S_ISREG(st.st_mode) || (st.st_mode & S_IXUSR)))
+      throw output_rejected("output path '" + o.path.full() +
+                            "' should be a non-executable regular file since recursive hashing is not "
+                            "enabled (outputHashMode=flat)");
+    // The usual recursive SHA-256 is the NAR hash computed above.
+    hash got = method == ingestion_method::flat       ? hash_file(wanted.algo, o.location)
+               : wanted.algo == hash_algo::sha256 ? nar
+                                                  : hash_path(o.location, wanted.algo).nar_hash;
+    s.content_hash = got.to_prefixed(hash_format::sri);
+  }
+  return s;
+}
+
+namespace {
+
+// A scan's text, read back on the store's side: it came from a worker.
+hash scanned_hash(const std::string& text, const std::string& what, const scanned_output& s) {
+  try {
+    return parse_hash(text);
+  } catch (const error& e) {
+    throw output_rejected("the builder's report on '" + s.path + "' has a bad " + what + ": " + e.what());
+  }
+}
+
+} // namespace
+
+inspected_outputs accept_scanned_outputs(local_store& store, const store_path& drv_path, const derivation& drv,
+                                         std::vector<built_output>& outputs, const std::vector<scanned_output>& scans,
+                                         const store_path_set& candidates) {
+  inspected_outputs result;
   std::vector<path_info> infos;
   for (auto& o : outputs) {
-    struct stat st;
-    if (::lstat(o.location.c_str(), &st) != 0)
-      throw output_rejected("builder for '" + drv_path.full() + "' failed to produce output path for output '" +
-                            o.name + "' at '" + o.path.full() + "'");
-    // Someone else may have changed what the builder left (Nix's check).
-    if (!S_ISLNK(st.st_mode) && (st.st_mode & (S_IWGRP | S_IWOTH)))
-      throw output_rejected("suspicious ownership or permission on '" + o.path.full() + "' for output '" + o.name +
-                            "'; rejecting this build output");
-    canonicalise_path_metadata(o.location);
-
-    hash_sink nar_hash(hash_algo::sha256);
-    reference_scanner scanner(hash_parts);
-    tee_sink both(nar_hash, scanner);
-    dump_path(o.location, both);
-
+    auto s = std::find_if(scans.begin(), scans.end(), [&](auto& x) { return x.name == o.name; });
+    if (s == scans.end() || s->path != o.path.full())
+      throw output_rejected("the builder's report on '" + drv_path.full() + "' says nothing of output '" + o.name + "'");
     path_info info(o.path);
     info.deriver = drv_path;
-    info.nar_hash = nar_hash.finish();
-    info.nar_size = nar_hash.size();
+    info.nar_hash = scanned_hash(s->nar_hash, "NAR hash", *s);
+    info.nar_size = s->nar_size;
     info.ultimate = true;
-    for (auto& h : scanner.found())
-      info.references.insert(by_hash.at(h));
+    for (auto& r : s->references) {
+      store_path ref = parse_store_path(r);
+      bool an_output = std::any_of(outputs.begin(), outputs.end(), [&](auto& x) { return x.path == ref; });
+      if (!an_output && !candidates.count(ref))
+        throw output_rejected("the builder's report on '" + o.path.full() + "' names a reference '" + r +
+                              "' outside the build's inputs");
+      info.references.insert(ref);
+    }
 
     auto d = drv.outputs.find(o.name);
     if (d != drv.outputs.end() && d->second.is_fixed()) {
       ingestion_method method = d->second.method();
       hash wanted = d->second.fixed_hash();
-      if (method == ingestion_method::flat && (!S_ISREG(st.st_mode) || (st.st_mode & S_IXUSR)))
-        throw output_rejected("output path '" + o.path.full() +
-                              "' should be a non-executable regular file since recursive hashing is not "
-                              "enabled (outputHashMode=flat)");
-      // The usual recursive SHA-256 is the NAR hash computed above.
-      hash got = method == ingestion_method::flat       ? hash_file(wanted.algo, o.location)
-                 : wanted.algo == hash_algo::sha256 ? info.nar_hash
-                                                    : hash_path(o.location, wanted.algo).nar_hash;
+      hash got = scanned_hash(s->content_hash, "content hash", *s);
       if (!info.references.empty()) {
         std::string refs;
         for (auto& r : info.references)
           refs += "\n  " + r.full();
         throw output_rejected("fixed-output derivation '" + drv_path.full() +
-                              "' must not refer to store paths; output '" + o.path.full() +
-                              "' refers to:" + refs);
+                              "' must not refer to store paths; output '" + o.path.full() + "' refers to:" + refs);
       }
       if (got != wanted) {
         result.hash_mismatch = "hash mismatch in fixed-output derivation '" + drv_path.full() +

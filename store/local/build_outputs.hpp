@@ -50,10 +50,27 @@ void check_reference_constraints(const derivation& drv, const std::string& outpu
 void refuse_output_cycles(const store_path& drv_path, const std::map<std::string, store_path_set>& references,
                           const std::map<std::string, store_path>& outputs);
 
-struct output_inspection {
-  // Scan for references to these (the input closure and the outputs).
-  store_path_set reference_candidates;
+// What the builder's side learns of one output where it lies, with no
+// database: canonicalised, hashed, scanned for references. Plain strings,
+// so it can travel from a worker process.
+struct scanned_output {
+  std::string name;     // "out", "dev", ...
+  std::string path;     // the store path it is to be registered as
+  std::string location; // where it lies on disk
+  std::string nar_hash; // SRI
+  uint64_t nar_size = 0;
+  std::vector<std::string> references; // store paths among the candidates
+  // A fixed output: its content's hash as the derivation computes it
+  // (flat or recursive, the derivation's algorithm), SRI; "" otherwise.
+  std::string content_hash;
 };
+
+// Canonicalises one output where it lies, hashes it and scans it for the
+// `candidates` (the input closure and the build's outputs); no database.
+// Throws output_rejected: not produced, suspicious permissions, a flat
+// output that is not a non-executable regular file.
+scanned_output scan_build_output(const store_path& drv_path, const derivation& drv, const built_output& output,
+                                 const store_path_set& candidates);
 
 struct inspected_outputs {
   std::vector<path_info> infos;
@@ -64,11 +81,15 @@ struct inspected_outputs {
   std::string hash_mismatch;
 };
 
-// Canonicalises the outputs where they lie and returns their path infos
-// (deriver set, ultimate, ca for fixed outputs); registers nothing.
-// Throws output_rejected.
-inspected_outputs inspect_build_outputs(local_store& store, const store_path& drv_path, const derivation& drv,
-                                        std::vector<built_output>& outputs, const output_inspection& how);
+// The store's side of the scans (which came from a worker and are checked
+// as such: every output reported, hashes well-formed, references among the
+// `candidates` or the outputs): the outputs' path infos (deriver set,
+// ultimate, ca for fixed outputs), fixed outputs without references and
+// at their promised hash, no cycles, the reference constraints kept.
+// Registers nothing. Throws output_rejected.
+inspected_outputs accept_scanned_outputs(local_store& store, const store_path& drv_path, const derivation& drv,
+                                         std::vector<built_output>& outputs, const std::vector<scanned_output>& scans,
+                                         const store_path_set& candidates);
 
 // Signs with every key, then registers all infos in one transaction.
 void register_build_outputs(local_store& store, std::vector<path_info>& infos,

@@ -1,6 +1,6 @@
-// The sandbox's part of build_steps: where a sandboxed build's root, store
+// The sandbox's part of build_host: where a sandboxed build's root, store
 // and build user come from, and how its outputs leave the sandbox.
-#include "actors/build_steps.hpp"
+#include "actors/build_host.hpp"
 
 #include "sandbox/builder_process.hpp"
 #include "sandbox/builtin_builders.hpp"
@@ -9,7 +9,6 @@
 #include "sandbox/sandbox_store.hpp"
 #include "store/io/error.hpp"
 #include "store/io/fd.hpp"
-#include "store/local/closure.hpp"
 #include "store/io/file_ops.hpp"
 
 #include <fcntl.h>
@@ -22,39 +21,37 @@ extern char** environ;
 
 namespace kiln {
 
-namespace {
-
-std::string words_of(const std::vector<std::string>& v) {
-  std::string out;
-  for (auto& w : v)
-    out += (out.empty() ? "" : " ") + w;
-  return out;
-}
-
-} // namespace
-
 // Runs the pre-build-hook (DRV, and the sandbox's root if there is one) and
 // returns the extra sandbox paths it answers with.
-std::vector<sandbox_path> build_steps::pre_build_hook_paths(const std::string& drv_path, const std::string& root) {
-  if (options_.pre_build_hook.empty())
+// A store path among them is bound from where this store keeps it (as
+// Nix, the hook's paths bring no closure along).
+std::vector<sandbox_path> build_host::pre_build_hook_paths(const build_request& req, const std::string& root) {
+  const std::string& hook = req.options.pre_build_hook;
+  if (hook.empty())
     return {};
-  std::vector<std::string> args{drv_path};
+  std::vector<std::string> args{req.run.drv_path};
   if (!root.empty())
     args.push_back(root);
-  auto r = sandbox::run_capture(options_.pre_build_hook, args, environ, "the pre-build-hook");
+  auto r = sandbox::run_capture(hook, args, environ, "the pre-build-hook");
   if (r.status != 0)
-    throw error("the pre-build-hook '" + options_.pre_build_hook + "' " + sandbox::describe_wait_status(r.status));
-  return sandbox::parse_pre_build_hook_output(r.output);
+    throw error("the pre-build-hook '" + hook + "' " + sandbox::describe_wait_status(r.status));
+  auto paths = sandbox::parse_pre_build_hook_output(r.output);
+  const std::string prefix = std::string(default_store_dir) + "/";
+  for (auto& p : paths)
+    if (p.source.compare(0, prefix.size(), prefix) == 0)
+      p.source = req.store_real_dir + "/" + p.source.substr(prefix.size());
+  return paths;
 }
 
 // Where every sandbox's new root is mounted: one empty directory, made once.
 // Each builder mounts its root there inside its own mount namespace, so
 // builds share it without seeing each other and none makes or removes a
 // directory for it.
-const std::string& build_steps::sandbox_root_dir() {
+std::string build_host::sandbox_root_dir(const build_request& r) {
+  std::lock_guard<std::mutex> lock(mutex_);
   if (sandbox_root_dir_.empty()) {
-    std::string dir = store_.layout().kiln_dir() + "/sandbox-root";
-    make_directories(store_.layout().kiln_dir(), 0755);
+    std::string dir = r.kiln_dir + "/sandbox-root";
+    make_directories(r.kiln_dir, 0755);
     make_directories(dir, 0700);
     sandbox_root_dir_ = dir;
   }
@@ -65,11 +62,15 @@ const std::string& build_steps::sandbox_root_dir() {
 // first and uses that user's own directory (emptied after every build; see
 // sandbox/sandbox_store.hpp for why directories are reused); any other
 // build gets a fresh one.
-void build_steps::make_build_dir(prepared_build& b, const std::string& name, bool isolate, const store_path& dp) {
+void build_host::make_build_dir(prepared_build& b, const std::string& name, bool isolate, const store_path& dp,
+                                const build_request& r) {
   if (isolate && ::geteuid() == 0) {
-    auto user = sandbox::acquire_build_user(options_.build_users_group, store_.layout().state_dir());
+    auto user = sandbox::acquire_build_user(r.options.build_users_group, r.state_dir);
     b.build_top = private_dir() + "/build-" + std::to_string(user.uid);
-    users_[dp.full()] = std::move(user);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      users_[dp.full()] = std::move(user);
+    }
     make_directories(b.build_top, 0700);
     b.reused_build_dir = true;
     unique_fd dir = open_directory(b.build_top);
@@ -90,7 +91,7 @@ void build_steps::make_build_dir(prepared_build& b, const std::string& name, boo
 // A failed build's directory that --keep-failed keeps: a build user's own
 // one is renamed to a name of its own first (the user's next build makes a
 // new one).
-void build_steps::keep_build_dir(prepared_build& b, const std::string& name) {
+void build_host::keep_build_dir(prepared_build& b, const std::string& name) {
   if (!b.reused_build_dir)
     return;
   std::string kept = private_dir() + "/kiln-build-" + name + "-XXXXXX";
@@ -106,13 +107,14 @@ void build_steps::keep_build_dir(prepared_build& b, const std::string& name) {
 // store's database, if that is on the store's file system (outputs leave a
 // sandbox store by rename); "" if not, and then each build makes
 // <drv>.chroot in the store, as Nix names the sandbox's directory.
-const std::string& build_steps::reusable_store_dirs() {
+std::string build_host::reusable_store_dirs(const build_request& r) {
+  std::lock_guard<std::mutex> lock(mutex_);
   if (!reusable_store_dirs_) {
-    std::string dir = store_.layout().kiln_dir() + "/sandbox-stores";
-    make_directories(store_.layout().kiln_dir(), 0755);
+    std::string dir = r.kiln_dir + "/sandbox-stores";
+    make_directories(r.kiln_dir, 0755);
     make_directories(dir, 0700);
     struct stat a, s;
-    if (::stat(dir.c_str(), &a) != 0 || ::stat(store_.layout().store_dir().c_str(), &s) != 0)
+    if (::stat(dir.c_str(), &a) != 0 || ::stat(r.store_real_dir.c_str(), &s) != 0)
       throw_errno("looking at '" + dir + "'");
     reusable_store_dirs_ = a.st_dev == s.st_dev ? dir : "";
   }
@@ -122,10 +124,13 @@ const std::string& build_steps::reusable_store_dirs() {
 // The sandbox's own store: the builder sees it as the store and writes its
 // outputs there; it is on the store's file system, so outputs move out by
 // rename.
-void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const derivation& drv) {
+void build_host::plan_isolation(prepared_build& b, const store_path& dp, const build_request& r) {
+  const derivation& drv = r.run.drv;
+  const build_options& options = r.options;
   sandbox::sandbox_spec& j = b.job.process;
   const bool root = ::geteuid() == 0;
   if (root) {
+    std::lock_guard<std::mutex> lock(mutex_);
     const auto& user = users_.at(dp.full());
     j.host_uid = user.uid;
     j.host_gid = user.gid;
@@ -133,15 +138,15 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
     j.host_uid = ::geteuid();
     j.host_gid = ::getegid();
   }
-  if (root && !reusable_store_dirs().empty()) {
-    b.chroot_dir = reusable_store_dirs() + "/" + std::to_string(j.host_uid);
+  if (root && !reusable_store_dirs(r).empty()) {
+    b.chroot_dir = reusable_store_dirs(r) + "/" + std::to_string(j.host_uid);
     b.reused_store_dir = true;
   } else {
-    b.chroot_dir = store_.real_path(dp) + ".chroot";
+    b.chroot_dir = r.store_real_dir + "/" + std::string(dp.base_name()) + ".chroot";
     remove_tree(b.chroot_dir);
   }
   make_directories(b.chroot_dir, 0755);
-  j.root_dir = sandbox_root_dir();
+  j.root_dir = sandbox_root_dir(r);
   j.chroot_store_dir = b.chroot_dir;
   if (root) {
     // The build user may create its outputs here and nothing else.
@@ -151,11 +156,11 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
   }
 
   sandbox::sandbox_settings ss;
-  ss.mode = static_cast<sandbox::sandbox_mode>(options_.sandbox);
-  ss.build_dir_inside = options_.sandbox_build_dir;
-  ss.allowed_impure_host_deps = options_.allowed_impure_host_deps;
-  ss.paths = parse_sandbox_paths(words_of(options_.sandbox_paths), "sandbox-paths");
-  for (auto& p : pre_build_hook_paths(dp.full(), b.chroot_dir))
+  ss.mode = static_cast<sandbox::sandbox_mode>(options.sandbox);
+  ss.build_dir_inside = options.sandbox_build_dir;
+  ss.allowed_impure_host_deps = options.allowed_impure_host_deps;
+  ss.paths = r.sandbox_paths;
+  for (auto& p : pre_build_hook_paths(r, b.chroot_dir))
     ss.paths.push_back(p);
   if (sandbox::builtin_command(drv.builder)) {
     for (auto& f : sandbox::builtin_sandbox_files())
@@ -164,11 +169,8 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
   }
   ss.limits = j.limits;
 
-  std::vector<std::string> closure;
-  for (auto& p : input_closure(drv))
-    closure.push_back(p.full());
-  for (auto& p : store_sandbox_path_closure(ss.paths))
-    closure.push_back(p.full());
+  std::vector<std::string> closure = r.input_closure;
+  closure.insert(closure.end(), r.sandbox_closure.begin(), r.sandbox_closure.end());
   sandbox::host_view host;
   host.is_directory = [](const std::string& p) -> std::optional<bool> {
     struct stat st;
@@ -185,47 +187,18 @@ void build_steps::plan_isolation(prepared_build& b, const store_path& dp, const 
     sandbox::prepare_mount_points(b.chroot_dir, sandbox::store_mount_points(j));
 }
 
-// A sandbox path whose source is in the store brings the closure of that
-// store path along, as Nix's does, and is bound from where this store keeps
-// it (a local:DIR store's paths are not at their store path on the host).
-std::vector<store_path> build_steps::store_sandbox_path_closure(std::vector<sandbox_path>& paths) {
-  const std::string prefix = std::string(default_store_dir) + "/";
-  store_path_set roots;
-  for (auto& p : paths) {
-    if (p.source.compare(0, prefix.size(), prefix) != 0)
-      continue;
-    std::size_t end = p.source.find('/', prefix.size());
-    std::string top = p.source.substr(0, end);
-    store_path sp = [&] {
-      try {
-        return parse_store_path(top);
-      } catch (const error& e) {
-        throw error("sandbox path '" + p.source + "': " + e.what());
-      }
-    }();
-    if (!store_.db().is_valid(sp)) {
-      if (p.optional)
-        continue;
-      throw error("sandbox path '" + p.source + "' is in the store, but " +
-                  (end == std::string::npos ? "is not valid" : "'" + sp.full() + "' is not valid"));
-    }
-    roots.insert(sp);
-    p.source = store_.real_path(sp) + (end == std::string::npos ? "" : p.source.substr(end));
-  }
-  return roots.empty() ? std::vector<store_path>{} : compute_closure(store_.db(), roots);
-}
-
 // A sandboxed build's outputs move from its own store directory into the
 // store. A fixed output is copied instead, into new inodes through a fresh
 // directory in the store (never inside the sandbox, where the builder
 // could have planted a symlink): a descriptor another process kept to the
 // file the builder wrote cannot change what gets registered (CVE-2024-27297,
 // without CVE-2026-39860's mistake).
-void build_steps::move_sandbox_outputs(prepared_build& b, const derivation& drv) {
+void build_host::move_sandbox_outputs(prepared_build& b, const build_request& r) {
+  const derivation& drv = r.run.drv;
   unique_fd from = open_directory(b.job.process.chroot_store_dir);
   for (auto& [oname, loc] : b.output_locations) {
     store_path op = parse_store_path(drv.outputs.at(oname).path);
-    std::string base(op.base_name()), real = store_.real_path(op);
+    std::string base(op.base_name()), real = r.store_real_dir + "/" + base;
     struct stat st;
     if (::fstatat(from.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       loc = real; // not produced: judged missing there
@@ -235,7 +208,7 @@ void build_steps::move_sandbox_outputs(prepared_build& b, const derivation& drv)
       if (::renameat(from.get(), base.c_str(), AT_FDCWD, real.c_str()) != 0)
         throw_errno("moving '" + op.full() + "' out of the sandbox");
     } else {
-      std::string tmp = store_.layout().store_dir() + "/" + std::string(op.hash_part()) + "-kiln-fresh-" +
+      std::string tmp = r.store_real_dir + "/" + std::string(op.hash_part()) + "-kiln-fresh-" +
                         std::to_string(::getpid());
       remove_tree(tmp);
       if (::mkdir(tmp.c_str(), 0700) != 0)
