@@ -35,11 +35,15 @@ hook_actor spawn_post_build_hook(caf::actor_system& sys);
 // what another run wants (shared_goals.hpp). The store actor, logger and
 // substituters end with the scheduler, which ends once the run has its
 // answer and no goal of it is left.
+// With `workers`, builders are leased on kiln-worker processes; without,
+// spawned in this process on `host`.
 scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, substituter_actor substituters,
-                                logger_actor logger, std::shared_ptr<build_host> host,
+                                logger_actor logger, std::shared_ptr<build_host> host, worker_pool_actor workers,
                                 build_options options, event_sink events, std::string store_real_dir,
                                 slot_pool_actor pool = {}, std::shared_ptr<shared_goals> shared = {});
 slot_pool_actor spawn_slot_pool(caf::actor_system& sys, uint32_t max_jobs);
+// kilnd's kiln-worker processes (actors/worker_pool.cpp); needs the middleman.
+worker_pool_actor spawn_worker_pool(caf::actor_system& sys, worker_options options);
 // kilnd's root (actors/daemon_supervisor.cpp): after a stop, the sessions
 // have `grace` to end; it ends normally when they all did, else with
 // user_shutdown.
@@ -55,7 +59,7 @@ substituter_actor spawn_substituter_pool(caf::actor_system& sys, const local_sto
 // goal that needs it) starts from there.
 caf::actor spawn_derivation_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
                                  substituter_actor substituters, logger_actor logger, std::shared_ptr<build_host> host,
-                                 build_options options, goal_request request,
+                                 worker_pool_actor workers, build_options options, goal_request request,
                                  std::string store_real_dir, std::optional<loaded_derivation> preloaded);
 caf::actor spawn_substitution_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
                                    substituter_actor substituter_pool, std::string path, uint32_t substituters);

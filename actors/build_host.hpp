@@ -64,15 +64,16 @@ private:
   void keep_build_dir(prepared_build& b, const std::string& name);
   void note_kept(const std::string& build_dir_name);
   std::string private_dir();
+  // The mount point of every sandbox's new root, in the store's state.
   std::string sandbox_root_dir(const build_request& r);
+  // Where a root host keeps its build users' sandbox stores ("" if not on
+  // the store's file system).
   std::string reusable_store_dirs(const build_request& r);
 
   std::string parent_;
   std::mutex mutex_; // guards what follows (builders prepare and release at once)
   std::map<std::string, sandbox::build_user> users_; // by .drv, held while it builds
-  std::string private_dir_;      // 0700, holds this engine's build directories
-  std::string sandbox_root_dir_; // mount point of every sandbox's new root
-  std::optional<std::string> reusable_store_dirs_; // "" if not on the store's file system
+  std::string private_dir_; // 0700, holds this host's build directories
 };
 
 } // namespace kiln

@@ -47,15 +47,13 @@ std::vector<sandbox_path> build_host::pre_build_hook_paths(const build_request& 
 // Each builder mounts its root there inside its own mount namespace, so
 // builds share it without seeing each other and none makes or removes a
 // directory for it.
+// Made (if missing) for every round: a host serves many stores over its
+// life, and a store may be wiped and made again under it.
 std::string build_host::sandbox_root_dir(const build_request& r) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (sandbox_root_dir_.empty()) {
-    std::string dir = r.kiln_dir + "/sandbox-root";
-    make_directories(r.kiln_dir, 0755);
-    make_directories(dir, 0700);
-    sandbox_root_dir_ = dir;
-  }
-  return sandbox_root_dir_;
+  std::string dir = r.kiln_dir + "/sandbox-root";
+  make_directories(r.kiln_dir, 0755);
+  make_directories(dir, 0700);
+  return dir;
 }
 
 // The build directory. A root daemon's sandboxed build takes its build user
@@ -108,17 +106,13 @@ void build_host::keep_build_dir(prepared_build& b, const std::string& name) {
 // sandbox store by rename); "" if not, and then each build makes
 // <drv>.chroot in the store, as Nix names the sandbox's directory.
 std::string build_host::reusable_store_dirs(const build_request& r) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (!reusable_store_dirs_) {
-    std::string dir = r.kiln_dir + "/sandbox-stores";
-    make_directories(r.kiln_dir, 0755);
-    make_directories(dir, 0700);
-    struct stat a, s;
-    if (::stat(dir.c_str(), &a) != 0 || ::stat(r.store_real_dir.c_str(), &s) != 0)
-      throw_errno("looking at '" + dir + "'");
-    reusable_store_dirs_ = a.st_dev == s.st_dev ? dir : "";
-  }
-  return *reusable_store_dirs_;
+  std::string dir = r.kiln_dir + "/sandbox-stores";
+  make_directories(r.kiln_dir, 0755);
+  make_directories(dir, 0700);
+  struct stat a, s;
+  if (::stat(dir.c_str(), &a) != 0 || ::stat(r.store_real_dir.c_str(), &s) != 0)
+    throw_errno("looking at '" + dir + "'");
+  return a.st_dev == s.st_dev ? dir : "";
 }
 
 // The sandbox's own store: the builder sees it as the store and writes its

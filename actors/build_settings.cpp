@@ -34,6 +34,7 @@ build_options build_options_from(const settings& s) {
   o.require_sigs = s.get_bool("require-sigs");
   o.fallback = s.get_bool("fallback");
   o.max_substitution_jobs = static_cast<uint32_t>(s.get_number("max-substitution-jobs"));
+  o.max_build_retries = static_cast<uint32_t>(s.get_number("max-build-retries"));
   o.download_attempts = static_cast<uint32_t>(s.get_number("download-attempts"));
   o.stalled_download_timeout = static_cast<uint32_t>(s.get_number("stalled-download-timeout"));
   o.connect_timeout = static_cast<uint32_t>(s.get_number("connect-timeout"));

@@ -34,6 +34,9 @@ struct builder_state {
   ~builder_state() {
     window->close(); // the reading thread never waits on a dead actor
     *size_watch_done = true;
+    // Ended while its builder runs (its goal or kilnd is gone): killed.
+    if (pid > 0 && !exited)
+      ::kill(-pid, SIGKILL);
     // Ended without being told (its goal died): nothing kept.
     if (prepared && host)
       try {

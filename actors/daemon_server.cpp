@@ -66,13 +66,28 @@ uint32_t daemon_slots(const settings& config) {
   return static_cast<uint32_t>(std::max<uint64_t>(1, config.get_number("max-jobs")));
 }
 
+// kiln-worker processes beside this kilnd's executable, `workers` of them.
+worker_options daemon_workers(const settings& config) {
+  worker_options w;
+  const std::string& n = config.get("workers");
+  w.count = n == "auto" ? std::max(1u, std::thread::hardware_concurrency())
+                        : static_cast<uint32_t>(config.get_number("workers"));
+  char self[4096];
+  ssize_t len = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  std::string dir = len > 0 ? split_path(std::string(self, static_cast<std::size_t>(len))).first : ".";
+  const char* program = std::getenv("KILN_WORKER_PROGRAM");
+  w.program = program && *program ? program : dir + "/kiln-worker";
+  w.build_dir_parent = config.get("build-dir");
+  return w;
+}
+
 // What every way of serving has: the configuration and one engine.
 struct daemon_core {
   explicit daemon_core(const server_options& options) {
     ctx.layout = options.layout;
     ctx.config = options.load_config();
     ctx.version = options.version;
-    engine = std::make_unique<engine_host>(daemon_slots(ctx.config));
+    engine = std::make_unique<engine_host>(daemon_slots(ctx.config), daemon_workers(ctx.config));
     ctx.engine = engine.get();
   }
   daemon_context ctx;

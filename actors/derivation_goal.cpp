@@ -7,9 +7,8 @@
 // only takes the messages that can come at any time (cancel, more wanted
 // outputs, lock retries); each state continues from a request's reply.
 // Substitutes come from the substituter pool (also for --repair). The
-// file is a little over 500 lines because the states share one state
-// struct; the issue-16 cut (describe here, apply in a worker) splits it.
-#include "actors/actors.hpp"
+// rounds of a build are in goal_rounds.cpp.
+#include "actors/derivation_goal.hpp"
 #include "sandbox/system_features.hpp"
 #include "store/local/path_lock.hpp"
 #include "store/format/store_path.hpp"
@@ -20,91 +19,10 @@
 
 namespace kiln {
 
-namespace {
+namespace goal {
 
-// A hook may upload what it built; this long and no answer means it hangs.
-constexpr auto post_build_hook_timeout = std::chrono::minutes(60);
 // --repair hashes the outputs it is asked about, which may be large.
 constexpr auto damage_check_timeout = std::chrono::minutes(60);
-// Releasing a round removes its build directory and sandbox store, which
-// may be large.
-constexpr auto builder_release_timeout = std::chrono::minutes(60);
-
-struct drv_goal_state {
-  goal_request request;
-  build_options options;
-  scheduler_actor scheduler;
-  store_actor store;
-  substituter_actor substituters;
-  logger_actor logger;
-  std::shared_ptr<build_host> host;
-  std::string store_real_dir;
-  loaded_derivation loaded;
-  std::vector<path_lock> locks;
-  bool has_lease = false;
-  uint64_t lease = 0;
-  uint32_t round = 0, rounds = 1;
-  builder_actor builder;
-  bool cancelled = false;
-  bool waiting_noted = false;
-  std::size_t pending = 0;
-  std::size_t failed_inputs = 0;
-  bool repair_needed = false; // --repair: an output is missing or damaged
-  std::set<std::string> damaged; // --repair: valid outputs whose contents are damaged, by name
-  bool substituter_failed = false; // a copy went wrong (not: absent, untrusted)
-  bool substituted_invalid = false; // an output that was not valid came from a substituter
-  int64_t start_time = 0;
-  static inline const char* name = "derivation_goal";
-};
-
-using goal_ptr = caf::stateful_actor<drv_goal_state>*;
-
-void get_derivation(goal_ptr self, bool read_ahead);
-void have_derivation(goal_ptr self);
-void try_substitutes(goal_ptr self, uint32_t index);
-void find_damage(goal_ptr self);
-void outputs_substituted(goal_ptr self);
-void inputs_realised(goal_ptr self);
-void try_to_build(goal_ptr self);
-void start_round(goal_ptr self);
-void run_post_build_hook(goal_ptr self, build_result r);
-void finish_round(goal_ptr self, build_request q, build_report report);
-void release_round(goal_ptr self, build_result r, bool keep);
-void done(goal_ptr self, build_result r);
-
-// A goal's end without a build of its own (a failure, or outputs already there).
-build_result ended(build_status s, std::string text = {}) {
-  build_result r;
-  r.status = s;
-  r.error = std::move(text);
-  return r;
-}
-
-const std::string& drv_path(goal_ptr self) { return self->state.request.drv_path; }
-
-// A line for the user (stderr), not for the build log.
-void say(goal_ptr self, const std::string& line) {
-  self->send(self->state.scheduler, notice_atom::value, drv_path(self), line);
-}
-
-std::set<std::string> wanted_outputs(goal_ptr self) {
-  auto& st = self->state;
-  if (!st.request.outputs.empty())
-    return st.request.outputs;
-  std::set<std::string> all;
-  for (auto& [name, out] : st.loaded.drv.outputs)
-    all.insert(name);
-  return all;
-}
-
-bool wanted_all_valid(goal_ptr self) {
-  for (auto& name : wanted_outputs(self)) {
-    auto it = self->state.loaded.output_valid.find(name);
-    if (it == self->state.loaded.output_valid.end() || !it->second)
-      return false;
-  }
-  return true;
-}
 
 // With `read_ahead` (and no substituters, which may make the inputs
 // unneeded) the derivations of the inputs come in the same request and go
@@ -347,126 +265,6 @@ void try_to_build(goal_ptr self) {
           });
 }
 
-build_round this_round(goal_ptr self) {
-  auto& st = self->state;
-  return build_round{drv_path(self), st.loaded.drv, st.round, st.rounds, st.options.mode};
-}
-
-// Judged (and in the last round registered) by the store actor; then the
-// builder releases the round (keeping a failed build's directory if asked);
-// then the next round, or done.
-void finish_round(goal_ptr self, build_request q, build_report report) {
-  auto& st = self->state;
-  self->request(st.store, caf::infinite, register_atom::value, q, report)
-      .then(
-          [=](build_result& r) {
-            bool keep = !is_success(r.status) && self->state.options.keep_failed;
-            release_round(self, std::move(r), keep);
-          },
-          [=](caf::error& e) { release_round(self, ended(build_status::misc_failure, error_text(e)), false); });
-}
-
-void release_round(goal_ptr self, build_result r, bool keep) {
-  auto& st = self->state;
-  auto next = [=](build_result r) {
-    auto& state = self->state;
-    state.builder = nullptr;
-    if (r.status == build_status::built && state.round < state.rounds && !state.cancelled)
-      return start_round(self);
-    if (r.status == build_status::built && !state.options.post_build_hook.empty())
-      return run_post_build_hook(self, std::move(r));
-    done(self, std::move(r));
-  };
-  self->request(st.builder, builder_release_timeout, release_atom::value, keep)
-      .then(
-          [=](const std::string& note) mutable {
-            if (!note.empty())
-              r.error += "\n" + note;
-            next(std::move(r));
-          },
-          [=](caf::error& e) mutable {
-            if (is_success(r.status))
-              r = ended(build_status::misc_failure, error_text(e));
-            next(std::move(r));
-          });
-}
-
-// The outputs are registered; the hook runs before the goal reports, so
-// what depends on them waits for it, and its failure is the build's.
-void run_post_build_hook(goal_ptr self, build_result r) {
-  auto& st = self->state;
-  const std::string& hook = st.options.post_build_hook;
-  auto show_output = [=](const std::string& output) {
-    self->send(self->state.scheduler, hook_atom::value, drv_path(self), hook, output);
-  };
-  self->send(st.scheduler, hook_atom::value, drv_path(self), hook);
-  std::vector<std::string> outputs;
-  for (auto& [name, path] : r.outputs)
-    outputs.push_back(path);
-  self->request(spawn_post_build_hook(self->system()), post_build_hook_timeout, hook_atom::value, hook,
-                drv_path(self), outputs)
-      .then(
-          [=](const std::string& output) mutable {
-            show_output(output);
-            done(self, std::move(r));
-          },
-          [=](caf::error& e) {
-            auto& ctx = e.context();
-            if (ctx.size() == 2 && ctx.match_element<std::string>(1))
-              show_output(ctx.get_as<std::string>(1));
-            done(self, ended(build_status::misc_failure, error_text(e)));
-          });
-}
-
-void start_round(goal_ptr self) {
-  auto& st = self->state;
-  ++st.round;
-  // With the output locks held, the store looks again before it prepares:
-  // whoever held them may have built the outputs.
-  std::set<std::string> recheck;
-  if (st.round == 1 && st.options.mode == build_mode::normal)
-    recheck = wanted_outputs(self);
-  self->request(st.store, caf::infinite, describe_atom::value, this_round(self), recheck)
-      .then(
-          [=](build_request& q) {
-            auto& state = self->state;
-            if (!recheck.empty()) {
-              for (auto& [name, out] : state.loaded.drv.outputs)
-                state.loaded.output_valid[name] =
-                    !out.path.empty() &&
-                    std::find(q.invalid_outputs.begin(), q.invalid_outputs.end(), out.path) == q.invalid_outputs.end();
-              if (q.already_valid) {
-                state.start_time = 0; // nothing was built
-                return done(self, ended(build_status::already_valid));
-              }
-            }
-            auto mode = state.options.mode;
-            std::string what = (mode == build_mode::check    ? "checking outputs of '"
-                                : mode == build_mode::repair ? "repairing outputs of '"
-                                                             : "building '") +
-                               drv_path(self) + "'";
-            if (state.rounds > 1)
-              what += " (round " + std::to_string(state.round) + "/" + std::to_string(state.rounds) + ")";
-            self->send(state.scheduler, status_atom::value, drv_path(self), what);
-            if (state.cancelled)
-              return done(self, cancelled_result(drv_path(self)));
-            state.builder = spawn_builder(self->system(), state.logger, state.host);
-            self->link_to(state.builder); // a goal that dies takes its round with it
-            self->request(state.builder, caf::infinite, run_atom::value, q)
-                .then([=](build_report& report) { finish_round(self, q, std::move(report)); },
-                      [=](caf::error& e) {
-                        release_round(self, ended(build_status::misc_failure, error_text(e)), false);
-                      });
-          },
-          [=](caf::error& e) {
-            if (e != engine_errc::input_rejected)
-              return done(self, ended(build_status::misc_failure, error_text(e)));
-            auto r = ended(build_status::input_rejected, error_text(e));
-            r.permanent = true;
-            done(self, r);
-          });
-}
-
 void done(goal_ptr self, build_result r) {
   auto& st = self->state;
   if (st.has_lease) {
@@ -498,7 +296,7 @@ void done(goal_ptr self, build_result r) {
 
 caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_actor store,
                               substituter_actor substituters, logger_actor logger, std::shared_ptr<build_host> host,
-                              build_options options, goal_request request, std::string store_real_dir,
+                              worker_pool_actor workers, build_options options, goal_request request, std::string store_real_dir,
                               std::optional<loaded_derivation> preloaded) {
   auto& st = self->state;
   st.scheduler = std::move(scheduler);
@@ -509,7 +307,13 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
   st.options = std::move(options);
   st.request = std::move(request);
   st.store_real_dir = std::move(store_real_dir);
+  st.workers = std::move(workers);
   st.rounds = 1 + st.options.repeat;
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& state = self->state;
+    if (state.builder && dm.source == state.builder.address())
+      worker_lost(self, "its builder went down: " + self->system().render(dm.reason));
+  });
   if (preloaded) {
     st.loaded = std::move(*preloaded);
     self->send(self, preload_atom::value); // goes on from have_derivation once running
@@ -525,22 +329,26 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
       [=](cancel_atom) {
         auto& state = self->state;
         state.cancelled = true;
-        if (state.builder)
+        if (state.builder) {
           self->send(state.builder, cancel_atom::value);
-        else if (!state.has_lease && state.pending == 0 && state.locks.empty())
+        } else if (state.leasing) {
+          ++state.attempt; // the builder still to come is sent away
           done(self, cancelled_result(drv_path(self)));
+        } else if (!state.has_lease && state.pending == 0 && state.locks.empty()) {
+          done(self, cancelled_result(drv_path(self)));
+        }
       },
   };
 }
 
-} // namespace
+} // namespace goal
 
 caf::actor spawn_derivation_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
                                  substituter_actor substituters, logger_actor logger, std::shared_ptr<build_host> host,
-                                 build_options options, goal_request request, std::string store_real_dir,
-                                 std::optional<loaded_derivation> preloaded) {
-  return parent->spawn(derivation_goal, std::move(scheduler), std::move(store), std::move(substituters),
-                       std::move(logger), std::move(host), std::move(options),
+                                 worker_pool_actor workers, build_options options, goal_request request,
+                                 std::string store_real_dir, std::optional<loaded_derivation> preloaded) {
+  return parent->spawn(goal::derivation_goal, std::move(scheduler), std::move(store), std::move(substituters),
+                       std::move(logger), std::move(host), std::move(workers), std::move(options),
                        std::move(request), std::move(store_real_dir), std::move(preloaded));
 }
 

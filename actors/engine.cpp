@@ -3,6 +3,9 @@
 #include "actors/actors.hpp"
 #include "actors/build_host.hpp"
 #include "actors/build_steps.hpp"
+#include "actors/worker.hpp"
+
+#include "caf/io/all.hpp"
 #include "actors/shared_goals.hpp"
 #include "actors/valid_targets.hpp"
 #include "store/io/error.hpp"
@@ -20,8 +23,13 @@ namespace kiln {
 namespace {
 
 struct engine_config : caf::actor_system_config {
-  engine_config() {
+  explicit engine_config(bool workers = false) {
     kiln::add_message_types(*this);
+    if (workers) {
+      load<caf::io::middleman>();
+      set("middleman.heartbeat-interval", caf::timespan{link_heartbeat});
+      set("middleman.connection-timeout", caf::timespan{link_timeout});
+    }
     // CAF's default is max(cores, 4) threads; builds block on their own
     // threads, so the scheduler needs no more than the cores.
     set("scheduler.max-threads", std::max(2u, std::thread::hardware_concurrency()));
@@ -99,7 +107,7 @@ void order_top_level(engine_run& run, const std::vector<goal_request>& requests)
 
 class host_job : public engine_job {
 public:
-  host_job(caf::actor_system& sys, slot_pool_actor pool, std::shared_ptr<shared_goals> shared,
+  host_job(caf::actor_system& sys, slot_pool_actor pool, worker_pool_actor workers, std::shared_ptr<shared_goals> shared,
            std::shared_ptr<local_store> store, const build_options& options, const std::vector<goal_request>& requests,
            event_sink events)
     : requests_(requests) {
@@ -126,7 +134,7 @@ public:
     substituters_ = spawn_substituter_pool(sys, *store, options);
     storer_ = spawn_store_actor(sys, store, std::move(steps));
     logger_ = spawn_logger(sys, std::move(lines));
-    sched_ = spawn_scheduler(sys, storer_, substituters_, logger_, std::move(host), options, std::move(events), store->layout().store_dir(),
+    sched_ = spawn_scheduler(sys, storer_, substituters_, logger_, std::move(host), std::move(workers), options, std::move(events), store->layout().store_dir(),
                              std::move(pool), std::move(shared));
     // The request waits on a thread of its own, not on a CAF scheduler thread.
     waiter_ = std::thread([this, &sys, remaining = std::move(settled.remaining)] {
@@ -192,25 +200,33 @@ private:
 } // namespace
 
 struct engine_host::impl {
+  explicit impl(bool workers) : cfg(workers) {}
   engine_config cfg;
   caf::actor_system sys{cfg};
   slot_pool_actor pool;
+  worker_pool_actor workers;
   std::shared_ptr<shared_goals> shared = std::make_shared<shared_goals>();
 };
 
-engine_host::engine_host(uint32_t shared_slots) : impl_(std::make_unique<impl>()) {
+engine_host::engine_host(uint32_t shared_slots, worker_options workers)
+  : impl_(std::make_unique<impl>(workers.count > 0)) {
   if (shared_slots)
     impl_->pool = spawn_slot_pool(impl_->sys, shared_slots);
+  if (workers.count)
+    impl_->workers = spawn_worker_pool(impl_->sys, std::move(workers));
 }
 engine_host::~engine_host() {
-  if (impl_->pool) // the system waits for every actor before it goes
+  // The system waits for every actor before it goes.
+  if (impl_->pool)
     caf::anon_send_exit(impl_->pool, caf::exit_reason::user_shutdown);
+  if (impl_->workers)
+    caf::anon_send_exit(impl_->workers, caf::exit_reason::user_shutdown);
 }
 
 std::unique_ptr<engine_job> engine_host::start(std::shared_ptr<local_store> store, const build_options& options,
                                                const std::vector<goal_request>& requests, event_sink events) {
-  return std::make_unique<host_job>(impl_->sys, impl_->pool, impl_->shared, std::move(store), options, requests,
-                                    std::move(events));
+  return std::make_unique<host_job>(impl_->sys, impl_->pool, impl_->workers, impl_->shared, std::move(store), options,
+                                    requests, std::move(events));
 }
 
 caf::actor_system& engine_host::system() { return impl_->sys; }

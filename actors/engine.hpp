@@ -62,6 +62,14 @@ public:
   virtual engine_run result() = 0;
 };
 
+// kilnd's worker processes (actors/worker_pool.cpp): `count` kiln-worker
+// processes run the builds; 0 = builds in this process.
+struct worker_options {
+  uint32_t count = 0;
+  std::string program;          // the kiln-worker executable
+  std::string build_dir_parent; // build-dir ("" = $TMPDIR or /tmp)
+};
+
 // An actor system that outlives runs (kilnd): each run gets its own store
 // actor, logger and scheduler in it, with the run's options. A run wanting
 // a derivation another run has a goal for, with the same build options,
@@ -73,7 +81,8 @@ public:
   // With `shared_slots`, the runs share that many build slots in all, taken
   // in turn (kilnd's max-jobs); each run's own max-jobs still caps it. 0:
   // each run has its own.
-  explicit engine_host(uint32_t shared_slots = 0);
+  // With `workers.count`, builds run in that many kiln-worker processes.
+  explicit engine_host(uint32_t shared_slots = 0, worker_options workers = {});
   ~engine_host();
   engine_host(const engine_host&) = delete;
   engine_host& operator=(const engine_host&) = delete;

@@ -63,7 +63,7 @@ void start_goal(sched_ptr self, const std::string& key, goal_entry& e, bool may_
       loaded = std::move(it->second);
       st.preloaded.erase(it);
     }
-    e.goal = spawn_derivation_goal(self, st.me, st.store, st.substituters, st.logger, st.host, std::move(options),
+    e.goal = spawn_derivation_goal(self, st.me, st.store, st.substituters, st.logger, st.host, st.workers, std::move(options),
                                    goal_request{key, e.outputs}, st.store_real_dir, std::move(loaded));
     if (!profile.empty()) {
       st.shared->offer(profile, key, st.me);
@@ -227,7 +227,7 @@ void goal_done(sched_ptr self, const caf::actor_addr& who, build_result r) {
 
 scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, substituter_actor substituters,
                                          logger_actor logger, std::shared_ptr<build_host> host,
-                                         build_options options, event_sink events, std::string store_real_dir,
+                                         worker_pool_actor workers, build_options options, event_sink events, std::string store_real_dir,
                                          slot_pool_actor pool, std::shared_ptr<shared_goals> shared) {
   auto& initial = self->state;
   initial.me = caf::actor_cast<scheduler_actor>(self);
@@ -241,6 +241,7 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, subs
   initial.substituters = std::move(substituters);
   initial.logger = std::move(logger);
   initial.host = std::move(host);
+  initial.workers = std::move(workers);
   initial.options = std::move(options);
   initial.events = std::move(events);
   initial.store_real_dir = std::move(store_real_dir);
@@ -359,10 +360,11 @@ scheduler_actor::behavior_type scheduler(sched_ptr self, store_actor store, subs
 } // namespace
 
 scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, substituter_actor substituters,
-                                logger_actor logger, std::shared_ptr<build_host> host,
+                                logger_actor logger, std::shared_ptr<build_host> host, worker_pool_actor workers,
                                 build_options options, event_sink events, std::string store_real_dir,
                                 slot_pool_actor pool, std::shared_ptr<shared_goals> shared) {
   return sys.spawn(scheduler, std::move(store), std::move(substituters), std::move(logger), std::move(host),
+                   std::move(workers),
                    std::move(options), std::move(events),
                    std::move(store_real_dir), std::move(pool), std::move(shared));
 }

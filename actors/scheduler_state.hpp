@@ -43,7 +43,8 @@ struct scheduler_state {
   store_actor store;
   substituter_actor substituters;
   logger_actor logger;
-  std::shared_ptr<build_host> host; // where this run's builders build
+  std::shared_ptr<build_host> host; // where this run's builders build (no workers)
+  worker_pool_actor workers;        // kilnd's worker processes, if any
   build_options options;
   event_sink events;
   std::string store_real_dir;

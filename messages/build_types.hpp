@@ -88,6 +88,7 @@ struct build_options {
   bool require_sigs = true;
   bool fallback = false; // build when a substituter failed (not only when none had the path)
   uint32_t max_substitution_jobs = 16; // substitutions at once (their own slots, not max-jobs)
+  uint32_t max_build_retries = 2; // a round whose worker process was lost is tried again this often
   // How http(s) caches are fetched (store/io/http.hpp's http_settings).
   uint32_t download_attempts = 5;
   uint32_t stalled_download_timeout = 300; // seconds
@@ -123,7 +124,7 @@ typename Inspector::result_type inspect(Inspector& f, build_options& x) {
            x.max_log_size, x.log_lines, x.compress_build_log, x.secret_key_files,
            x.post_build_hook, x.build_dir_parent, x.substituters, x.trusted_public_keys, x.require_sigs, x.fallback,
            x.download_attempts, x.stalled_download_timeout, x.connect_timeout, x.netrc_file, x.ssl_cert_file,
-           x.narinfo_positive_ttl, x.narinfo_negative_ttl, x.max_substitution_jobs,
+           x.narinfo_positive_ttl, x.narinfo_negative_ttl, x.max_substitution_jobs, x.max_build_retries,
            x.sandbox, x.sandbox_fallback, x.sandbox_paths, x.sandbox_build_dir, x.allowed_impure_host_deps,
            x.pre_build_hook, x.build_users_group, x.memory_max, x.pids_max, x.cpu_max_percent, x.system_features, x.pids_default, x.size_max, x.log_hint,
            x.given_derivations);

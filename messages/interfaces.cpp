@@ -10,6 +10,8 @@ std::string to_string(engine_errc e) {
   case engine_errc::input_rejected: return "input_rejected";
   case engine_errc::hook_failed: return "hook_failed";
   case engine_errc::builder_failure: return "builder_failure";
+  case engine_errc::worker_lost: return "worker_lost";
+  case engine_errc::no_workers: return "no_workers";
   }
   return "unknown";
 }
@@ -48,6 +50,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<builder_actor>("kiln.builder_actor");
   cfg.add_message_type<scheduler_actor>("kiln.scheduler_actor");
   cfg.add_message_type<hook_actor>("kiln.hook_actor");
+  cfg.add_message_type<worker_actor>("kiln.worker_actor");
   cfg.add_error_category(caf::atom("kiln"), [](uint8_t code, caf::atom_value, const caf::message&) {
     return "kiln::" + to_string(static_cast<engine_errc>(code));
   });

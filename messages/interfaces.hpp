@@ -141,6 +141,29 @@ using supervisor_actor = caf::typed_actor<
     caf::reacts_to<stop_atom>,
     caf::reacts_to<deadline_atom>>;
 
+// Worker processes (actors/worker_pool.cpp in kilnd, actors/worker_main.cpp
+// in kiln-worker), linked by CAF's BASP over an inherited socketpair.
+using hello_atom = caf::atom_constant<caf::atom("hello")>;   // kilnd -> worker: your front in kilnd
+using spawn_atom = caf::atom_constant<caf::atom("spawn")>;   // kilnd -> worker: a builder for one round
+using lease_atom = caf::atom_constant<caf::atom("lease")>;   // goal -> pool: a builder on a live worker
+using restart_atom = caf::atom_constant<caf::atom("restart")>; // pool: start worker N again (after its backoff)
+using reaped_atom = caf::atom_constant<caf::atom("reaped")>; // pool: a worker process ended (pid, wait status)
+
+// What kilnd sees of a kiln-worker: its one front actor. The worker is
+// given one kilnd actor, `front` (a logger_actor that checks every message
+// against the rounds leased on that worker), watches it, and ends (its
+// builds killed) when it goes.
+using worker_actor = caf::typed_actor<caf::replies_to<hello_atom, logger_actor>::with<int32_t /*pid*/>,
+                                      caf::replies_to<spawn_atom>::with<builder_actor>>;
+
+// kilnd's worker processes: a builder for one round of `drv` on a live
+// worker, with fewest rounds; its log goes to `logger` (the run's), to the
+// file the store's side chose and nowhere else. The goal watches the
+// builder: when it goes down before it reported, the worker was lost.
+using worker_pool_actor = caf::typed_actor<
+    caf::replies_to<lease_atom, std::string /*drv*/, std::string /*log file*/, logger_actor>::with<builder_actor>,
+    caf::reacts_to<restart_atom, uint32_t>, caf::reacts_to<reaped_atom, int32_t, int32_t>>;
+
 // Runs the post-build hook once (on a thread of its own: it blocks while
 // the hook runs) with OUT_PATHS and DRV_PATH set; replies with what the
 // hook printed (stdout and stderr), or hook_failed naming the program and
@@ -153,8 +176,11 @@ using hook_actor = caf::typed_actor<
 // input_rejected: the store found the derivation unbuildable while describing it.
 // hook_failed: the post-build hook exited with a failure.
 // builder_failure: the builder's side failed at its own work (releasing a round).
+// worker_lost: the worker process running a round died or stopped answering
+//   (not the build's fault: the round is tried again elsewhere).
+// no_workers: no worker process is running, and none could be started.
 enum class engine_errc : uint8_t {
-  no_build_slots = 1, cancelled, store_failure, input_rejected, hook_failed, builder_failure
+  no_build_slots = 1, cancelled, store_failure, input_rejected, hook_failed, builder_failure, worker_lost, no_workers
 };
 
 // The text of an engine error (its context's first string, or its rendering).

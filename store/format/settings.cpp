@@ -76,6 +76,11 @@ const known_setting known[] = {
     // be enforced. At most the kernel's PID_MAX_LIMIT.
     {"build-pids-max", kind::jobs, "auto", 4194304},
     {"build-cpu-max", kind::number, "0", 100 * 65535, " percent of one CPU"},
+    // kilnd: kiln-worker processes that run the builds ("auto": one per
+    // core; 0: builds run in kilnd's own process), and how often a round
+    // whose worker was lost is tried again on another.
+    {"workers", kind::jobs, "auto", 1024},
+    {"max-build-retries", kind::number, "2", 100},
 };
 
 uint64_t parse_number(const std::string& value, const std::string& what) {

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from kiln_testing import DaemonClient, Kilnd, explain
+from kiln_testing import DaemonClient, Kilnd, build, explain, processes
 
 
 @pytest.fixture
@@ -108,29 +108,6 @@ def test_a_bad_upload_registers_nothing_and_the_connection_goes_on(kilnd, both):
     assert err, "a garbage NAR was accepted"
     assert not c.is_valid(path)
     assert not os.path.exists(both.real(path))
-
-
-def processes(*argv):
-    """Pids of host processes running exactly argv (builders are in a pid
-    namespace of their own: their own idea of their pid is no use here)."""
-    want = "\0".join(argv).encode() + b"\0"
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if f.read() == want:
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
-def build(client, drv):
-    client.send(9, [f"{drv}!*"], 0)
-    err, seen = client.stream()
-    if err is None:
-        assert client.u64() == 1
-    return err, seen
 
 
 def test_a_client_that_goes_away_has_its_build_killed(kilnd, both):
@@ -484,7 +461,7 @@ def test_build_slots_are_shared_between_clients_in_turn(both):
         many.set_options(max_jobs=5)  # the client would take 5; the daemon has 1
         one.set_options()
         results = {}
-        t = threading.Thread(target=lambda: results.update(many=build_all(many, busy)))
+        t = threading.Thread(target=lambda: results.update(many=build(many, *busy)))
         t.start()
         time.sleep(0.5)
         err, _ = build(one, single)
@@ -503,14 +480,6 @@ def test_build_slots_are_shared_between_clients_in_turn(both):
         assert most == 1, f"{most} builds ran at once with max-jobs 1"
     finally:
         assert d.stop() == 0, d.output()
-
-
-def build_all(client, drvs):
-    client.send(9, [f"{d}!*" for d in drvs], 0)
-    err, seen = client.stream()
-    if err is None:
-        assert client.u64() == 1
-    return err, seen
 
 
 def test_kiln_through_the_daemon_answers_as_on_the_embedded_store(kilnd, both):

@@ -449,6 +449,53 @@ class DaemonClient:
         self.sock.close()
 
 
+def processes(*argv):
+    """Pids of host processes running exactly argv (builders are in a pid
+    namespace of their own: their own idea of their pid is no use here)."""
+    want = "\0".join(argv).encode() + b"\0"
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read() == want:
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def parent_of(pid):
+    """The parent pid of `pid` (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def children_named(parent, name):
+    """Pids of `parent`'s children whose command is `name`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if comm == name and parent_of(pid) == parent:
+            found.append(int(pid))
+    return found
+
+
+def build(client, *drvs):
+    """BuildPaths of each DRV!* through a DaemonClient: (error or None, messages seen)."""
+    client.send(9, [f"{d}!*" for d in drvs], 0)
+    err, seen = client.stream()
+    if err is None:
+        assert client.u64() == 1
+    return err, seen
+
+
 class Kilnd:
     """kilnd serving a SideBySide's Kiln store on a socket of its own."""
 
@@ -484,6 +531,20 @@ class Kilnd:
                 return
             time.sleep(0.01)
         raise AssertionError("kilnd did not reload its configuration\n" + self.output())
+
+    def wait_for(self, fragment, count=1, timeout=30):
+        """Waits until kilnd's output has `fragment` `count` times; returns the output."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            if out.count(fragment) >= count:
+                return out
+            time.sleep(0.01)
+        raise AssertionError(f"kilnd never said {fragment!r} ({count}x)\n" + self.output())
+
+    def workers(self):
+        """Pids of the kiln-worker processes kilnd started (its children)."""
+        return children_named(self.proc.pid, "kiln-worker")
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:

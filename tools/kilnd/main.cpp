@@ -43,9 +43,18 @@ Configuration, read at start and again on SIGHUP (for new connections):
   number of builds at once for all clients together, taken in turn between
   them; a client's own max-jobs only lowers its share.
 
+Builds run in `workers` kiln-worker processes (default auto: one per core;
+0: in kilnd's own process), linked to kilnd by a socketpair each (no port
+listens). A worker that dies, or stops answering for 1.5 s, is killed and
+started again after a backoff (100 ms, doubling up to 30 s); its builds are
+tried again on another worker up to max-build-retries times (default 2),
+as the cause was not the build. A worker that fails 5 starts in a row is
+not started again, and kilnd says so on stderr.
+
 Environment: NIX_DAEMON_SOCKET_PATH; NIX_STATE_DIR and NIX_LOG_DIR may name a
 store's root as Nix lays it out (DIR/nix/var/nix, DIR/nix/var/log/nix); store
 paths are always under /nix/store (NIX_STORE_DIR may only say that).
+KILN_WORKER_PROGRAM: the kiln-worker to start (default: beside kilnd).
 Socket activation: with LISTEN_FDS=1 (systemd), the socket on fd 3 is served.
 
 Taking over from nix-daemon:

@@ -1,0 +1,22 @@
+// kiln-worker: a process hosting builder actors for kilnd (design.md,
+// "Process model"). kilnd starts it with one end of a socketpair as fd 3
+// and links to it by CAF's BASP over that socket: no port listens anywhere,
+// and only kilnd holds the other end. No CAF in this header.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+namespace kiln {
+
+// The heartbeat of a worker link, the same on both ends: a process that
+// stops answering (SIGSTOP, a hang) is taken for lost after `link_timeout`.
+constexpr std::chrono::milliseconds link_heartbeat{250};
+constexpr std::chrono::milliseconds link_timeout{1500};
+
+// Serves kilnd on the socket `link_fd` until kilnd goes (its builds are then
+// killed) or never says hello; build directories go under `build_dir_parent`
+// ("" = $TMPDIR or /tmp). Returns the exit status.
+int run_worker(int link_fd, const std::string& build_dir_parent);
+
+} // namespace kiln

@@ -1,0 +1,381 @@
+// kilnd's worker processes (design.md, "Process model"): `workers`
+// kiln-worker processes, each linked by BASP over an inherited socketpair
+// (../shared/spec/caf-0.17-worker-links.md) with heartbeats both ways, so a
+// worker that dies or stops answering is noticed within link_timeout. The
+// pool leases builders on live workers; a lost worker is killed, reaped and
+// started again with exponential backoff, and one that fails at every
+// start is given up on and reported. A worker is untrusted: the one kilnd
+// actor it is given is its front (below), which lets through only log
+// messages of the rounds leased on it.
+#include "actors/actors.hpp"
+#include "actors/worker.hpp"
+#include "sandbox/builder_process.hpp"
+#include "store/local/build_log.hpp"
+
+#include "caf/io/all.hpp"
+#include "caf/io/basp_broker.hpp"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+extern char** environ;
+
+namespace kiln {
+
+namespace {
+
+using std::chrono::milliseconds;
+using clock_type = std::chrono::steady_clock;
+
+constexpr uint16_t link_port = 1;                 // as in worker_main.cpp
+constexpr auto handshake_timeout = std::chrono::seconds(5);
+constexpr auto spawn_timeout = std::chrono::seconds(5);
+// A worker lost before its handshake, or this soon after, failed its start;
+// one lost later had started well (it was killed, or crashed on a build).
+constexpr auto started_well = std::chrono::seconds(1);
+constexpr uint32_t give_up_after = 5; // failed starts in a row
+constexpr milliseconds first_backoff{100}, last_backoff{30000};
+
+struct lease_entry {
+  logger_actor logger;
+  std::string log_file;
+};
+
+// The rounds leased on one worker, by .drv: what its front lets through.
+struct lease_table {
+  std::mutex mutex;
+  std::map<std::string, lease_entry> by_drv;
+  std::optional<lease_entry> find(const std::string& drv) {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = by_drv.find(drv);
+    return it == by_drv.end() ? std::nullopt : std::optional<lease_entry>(it->second);
+  }
+  void put(const std::string& drv, lease_entry e) {
+    std::lock_guard<std::mutex> lock(mutex);
+    by_drv[drv] = std::move(e);
+  }
+  void drop(const std::string& drv) {
+    std::lock_guard<std::mutex> lock(mutex);
+    by_drv.erase(drv);
+  }
+};
+
+// kilnd's front for one worker, the only kilnd actor the worker is given:
+// a logger that passes on, to the run's logger, only what concerns a round
+// leased on that worker, and opens only the log file the store's side chose.
+// It ends with the pool.
+logger_actor::behavior_type worker_front(logger_actor::pointer self, std::shared_ptr<lease_table> leases,
+                                         caf::actor pool) {
+  self->monitor(pool);
+  self->set_down_handler([=](caf::down_msg&) { self->quit(); });
+  return {
+      [=](log_open_atom, const std::string& drv, const std::string& file, const std::string& compression) {
+        auto l = leases->find(drv);
+        if (!l || file != l->log_file)
+          return;
+        try {
+          parse_log_compression(compression);
+        } catch (const std::exception&) {
+          return;
+        }
+        self->send(l->logger, log_open_atom::value, drv, file, compression);
+      },
+      [=](log_atom, const std::string& drv, const std::string& bytes) -> caf::result<uint64_t> {
+        auto l = leases->find(drv);
+        if (!l)
+          return caf::make_error(caf::sec::unexpected_message);
+        return self->delegate(l->logger, log_atom::value, drv, bytes);
+      },
+      [=](log_close_atom, const std::string& drv) -> caf::result<bool> {
+        auto l = leases->find(drv);
+        if (!l)
+          return caf::make_error(caf::sec::unexpected_message);
+        return self->delegate(l->logger, log_close_atom::value, drv);
+      },
+  };
+}
+
+struct worker_slot {
+  pid_t pid = -1;
+  worker_actor handle;
+  logger_actor front;
+  std::shared_ptr<lease_table> leases = std::make_shared<lease_table>();
+  uint32_t rounds = 0; // leased now
+  bool starting = false, alive = false, given_up = false;
+  std::string trouble; // why a starting worker was killed (told once it is reaped)
+  uint32_t failures = 0; // failed starts in a row
+  clock_type::time_point alive_since;
+};
+
+struct waiting_lease {
+  caf::typed_response_promise<builder_actor> promise;
+  std::string drv, log_file;
+  logger_actor logger;
+};
+
+struct pool_state {
+  worker_options options;
+  caf::actor basp;
+  std::vector<worker_slot> slots;
+  std::deque<waiting_lease> waiting;
+  std::map<caf::actor_addr, std::pair<std::size_t, std::string>> builders; // -> slot, drv
+  static inline const char* name = "worker_pool";
+  ~pool_state() {
+    for (auto& s : slots)
+      if (s.pid > 0)
+        ::kill(s.pid, SIGKILL); // its builds die with it (PR_SET_PDEATHSIG)
+  }
+};
+
+using pool_ptr = worker_pool_actor::stateful_pointer<pool_state>;
+
+void start_worker(pool_ptr self, std::size_t i);
+void serve_waiting(pool_ptr self);
+
+void say(const std::string& line) { std::cerr << "kilnd: " << line << std::endl; }
+
+std::string worker_name(pool_ptr self, std::size_t i) {
+  return "worker " + std::to_string(i) + " (pid " + std::to_string(self->state.slots[i].pid) + ")";
+}
+
+// The worker is gone or unusable: killed (it may only be stopped), its
+// rounds' builders go down with its link, and it starts again after its
+// backoff, unless it never lasts.
+// `reaped`: the process has ended and been waited for (its pid is free).
+void lost(pool_ptr self, std::size_t i, const std::string& why, bool reaped = false) {
+  auto& st = self->state;
+  auto& s = st.slots[i];
+  std::string name = worker_name(self, i);
+  if (reaped)
+    s.pid = -1;
+  if (!s.starting && !s.alive)
+    return;
+  if (s.pid > 0)
+    ::kill(s.pid, SIGKILL);
+  if (s.front)
+    self->send_exit(s.front, caf::exit_reason::kill);
+  bool failed_start = !s.alive || clock_type::now() - s.alive_since < started_well;
+  s.front = nullptr;
+  s.handle = nullptr;
+  s.starting = s.alive = false;
+  s.rounds = 0;
+  s.leases = std::make_shared<lease_table>();
+  s.failures = failed_start ? s.failures + 1 : 0;
+  if (s.failures >= give_up_after) {
+    s.given_up = true;
+    say(name + " " + why + "; it failed " + std::to_string(s.failures) +
+        " starts in a row and is not started again");
+    if (std::all_of(st.slots.begin(), st.slots.end(), [](auto& x) { return x.given_up; })) {
+      say("no worker process is left: builds fail until kilnd is restarted");
+      for (auto& w : st.waiting)
+        w.promise.deliver(caf::make_error(engine_errc::no_workers,
+                                          std::string("no worker process is running (each failed at every start)")));
+      st.waiting.clear();
+    }
+    return;
+  }
+  uint32_t doublings = s.failures ? s.failures - 1 : 0;
+  auto backoff = std::min(last_backoff, first_backoff * (1u << std::min<uint32_t>(doublings, 16)));
+  say(name + " " + why + "; starting it again in " + std::to_string(backoff.count()) + " ms");
+  self->delayed_send(self, backoff, restart_atom::value, static_cast<uint32_t>(i));
+}
+
+// A starting worker that failed its handshake is killed; it counts as lost
+// once reaped, so the report says how it ended (a crash's exit status).
+void abandon(pool_ptr self, std::size_t i, pid_t pid, const std::string& why) {
+  auto& s = self->state.slots[i];
+  if (s.pid != pid || !s.starting)
+    return;
+  s.trouble = why;
+  ::kill(pid, SIGKILL);
+}
+
+void start_worker(pool_ptr self, std::size_t i) {
+  auto& st = self->state;
+  auto& s = st.slots[i];
+  s.starting = true;
+  s.trouble.clear();
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    s.pid = -1;
+    return lost(self, i, std::string("could not be linked: socketpair: ") + std::strerror(errno));
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, sv[1], 3); // clears FD_CLOEXEC on 3 (sv[1] is never 3 here: fds 0-5 are taken)
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);   // kilnd blocks its signals in every thread
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+  std::vector<std::string> args{st.options.program, "--link-fd", "3", "--build-dir", st.options.build_dir_parent};
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  int err = ::posix_spawn(&pid, st.options.program.c_str(), &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  ::close(sv[1]);
+  if (err != 0) {
+    ::close(sv[0]);
+    s.pid = -1;
+    return lost(self, i, "could not be started: " + st.options.program + ": " + std::strerror(err));
+  }
+  s.pid = pid;
+  // Reaped on a thread of its own (waitpid blocks).
+  std::thread([pid, pool = worker_pool_actor(self)] {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    caf::anon_send(pool, reaped_atom::value, static_cast<int32_t>(pid), static_cast<int32_t>(status));
+  }).detach();
+  auto& mm = self->system().middleman();
+  self->request(st.basp, handshake_timeout, caf::connect_atom::value, mm.backend().new_scribe(sv[0]), link_port)
+      .then(
+          [=](caf::node_id&, caf::strong_actor_ptr& p, std::set<std::string>& sigs) {
+            auto& slot = self->state.slots[i];
+            if (slot.pid != pid || !slot.starting)
+              return;
+            if (!p || !self->system().assignable<worker_actor>(sigs))
+              return abandon(self, i, pid, "it answered the handshake with another interface");
+            slot.handle = caf::actor_cast<worker_actor>(p);
+            slot.front = self->spawn(worker_front, slot.leases, caf::actor_cast<caf::actor>(self));
+            self->monitor(slot.handle);
+            self->request(slot.handle, handshake_timeout, hello_atom::value, slot.front)
+                .then(
+                    [=](int32_t) {
+                      auto& w = self->state.slots[i];
+                      if (w.pid != pid || !w.starting)
+                        return;
+                      w.starting = false;
+                      w.alive = true;
+                      w.alive_since = clock_type::now();
+                      serve_waiting(self);
+                    },
+                    [=](caf::error& e) {
+                      abandon(self, i, pid, "it did not answer hello: " + self->system().render(e));
+                    });
+          },
+          [=](caf::error& e) { abandon(self, i, pid, "it failed the handshake: " + self->system().render(e)); });
+}
+
+// A round's builder on the live worker with the fewest rounds.
+void hand_out(pool_ptr self, waiting_lease w) {
+  auto& st = self->state;
+  std::optional<std::size_t> best;
+  for (std::size_t i = 0; i < st.slots.size(); ++i)
+    if (st.slots[i].alive && (!best || st.slots[i].rounds < st.slots[*best].rounds))
+      best = i;
+  if (!best) {
+    if (std::all_of(st.slots.begin(), st.slots.end(), [](auto& x) { return x.given_up; }))
+      w.promise.deliver(caf::make_error(engine_errc::no_workers,
+                                        std::string("no worker process is running (each failed at every start)")));
+    else
+      st.waiting.push_back(std::move(w));
+    return;
+  }
+  std::size_t i = *best;
+  auto& s = st.slots[i];
+  s.leases->put(w.drv, {w.logger, w.log_file});
+  ++s.rounds;
+  pid_t pid = s.pid;
+  self->request(s.handle, spawn_timeout, spawn_atom::value)
+      .then(
+          [=](builder_actor& b) mutable {
+            auto& slot = self->state.slots[i];
+            if (slot.pid != pid || !slot.alive) {
+              w.promise.deliver(caf::make_error(engine_errc::worker_lost, worker_name(self, i) + " was lost"));
+              return;
+            }
+            self->monitor(b);
+            self->state.builders[b.address()] = {i, w.drv};
+            w.promise.deliver(b);
+          },
+          [=](caf::error& e) mutable {
+            auto& slot = self->state.slots[i];
+            if (slot.pid == pid && slot.rounds > 0) {
+              --slot.rounds;
+              slot.leases->drop(w.drv);
+            }
+            w.promise.deliver(caf::make_error(engine_errc::worker_lost,
+                                              worker_name(self, i) + " gave no builder: " + self->system().render(e)));
+          });
+}
+
+void serve_waiting(pool_ptr self) {
+  auto waiting = std::move(self->state.waiting);
+  self->state.waiting.clear();
+  for (auto& w : waiting)
+    hand_out(self, std::move(w));
+}
+
+worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options options) {
+  auto& st = self->state;
+  st.options = std::move(options);
+  st.basp = self->system().middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
+  st.slots.resize(std::max<uint32_t>(1, st.options.count));
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& state = self->state;
+    if (auto b = state.builders.find(dm.source); b != state.builders.end()) {
+      auto [i, drv] = b->second;
+      state.builders.erase(b);
+      auto& s = state.slots[i];
+      if (s.rounds > 0)
+        --s.rounds;
+      s.leases->drop(drv);
+      return;
+    }
+    for (std::size_t i = 0; i < state.slots.size(); ++i)
+      if (state.slots[i].handle && state.slots[i].handle.address() == dm.source)
+        return lost(self, i, "stopped answering (" + self->system().render(dm.reason) + ")");
+  });
+  for (std::size_t i = 0; i < st.slots.size(); ++i)
+    start_worker(self, i);
+  return {
+      [=](lease_atom, std::string& drv, std::string& log_file, logger_actor& logger)
+          -> caf::typed_response_promise<builder_actor> {
+        auto rp = self->make_response_promise<builder_actor>();
+        hand_out(self, {rp, std::move(drv), std::move(log_file), std::move(logger)});
+        return rp;
+      },
+      [=](restart_atom, uint32_t i) {
+        if (i < self->state.slots.size() && !self->state.slots[i].given_up)
+          start_worker(self, i);
+      },
+      [=](reaped_atom, int32_t pid, int32_t status) {
+        auto& slots = self->state.slots;
+        for (std::size_t i = 0; i < slots.size(); ++i)
+          if (slots[i].pid == pid) {
+            std::string why = "ended: " + sandbox::describe_wait_status(status);
+            if (!slots[i].trouble.empty())
+              why += " (" + slots[i].trouble + ")";
+            lost(self, i, why, true);
+          }
+      },
+  };
+}
+
+} // namespace
+
+worker_pool_actor spawn_worker_pool(caf::actor_system& sys, worker_options options) {
+  return sys.spawn(worker_pool, std::move(options));
+}
+
+} // namespace kiln

@@ -1,0 +1,287 @@
+"""kilnd's worker processes under faults (issue 16): builds run in
+kiln-worker processes linked to kilnd by a socketpair each; a worker that is
+killed or stopped costs a retry of its build, never the daemon; a worker
+that crashes at every start is given up on with a clear report; kilnd
+killed leaves no process of its builds behind."""
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from kiln_testing import Kilnd, build, parent_of, processes, run
+
+
+def start(both, *options, env=None):
+    return Kilnd(both, "--option", "build-users-group", "", "--option", "workers", "2", *options, env=env)
+
+
+@pytest.fixture
+def kilnd(both):
+    d = start(both)
+    yield d
+    assert d.proc.poll() is None, "kilnd died\n" + d.output()
+    assert d.stop() == 0, d.output()
+
+
+def wait_until(predicate, timeout=30, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+def worker_of(kilnd, pid):
+    """The kiln-worker process `pid` descends from (None if none)."""
+    workers = set(kilnd.workers())
+    while pid and pid > 1:
+        if pid in workers:
+            return pid
+        pid = parent_of(pid)
+    return None
+
+
+def listening_inodes():
+    """Socket inodes of every listening TCP socket on the host."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    if fields[3] == "0A":  # LISTEN
+                        inodes.add(fields[9])
+        except OSError:
+            pass
+    return inodes
+
+
+def sockets_of(pid):
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[8:-1])
+    return found
+
+
+def test_builds_run_in_workers_that_nobody_else_can_reach(kilnd, both):
+    """The builds run in kiln-worker processes, which listen on no port
+    (neither does kilnd), and a build inherits no socket of its worker."""
+    shared = both.share_with_builders("where")
+    kilnd.reload()
+    assert wait_until(lambda: len(kilnd.workers()) == 2), "kilnd did not start 2 workers\n" + kilnd.output()
+    drv = both.drv("where", f"ls -l /proc/self/fd > {shared}/fds; exec sleep 4321")
+    c = kilnd.client()
+    c.set_options()
+    c.send(9, [f"{drv}!*"], 0)
+    sleeper = wait_until(lambda: processes("sleep", "4321"))
+    assert sleeper, "the build never started\n" + kilnd.output()
+    assert worker_of(kilnd, sleeper[0]), "the builder does not run under a kiln-worker"
+    listening = listening_inodes()
+    for pid in [kilnd.proc.pid, *kilnd.workers()]:
+        assert not sockets_of(pid) & listening, f"process {pid} listens on a TCP port"
+    assert not sockets_of(sleeper[0]), "the builder inherited a socket"
+    with open(f"{shared}/fds") as f:
+        assert "socket:" not in f.read(), "the builder inherited a socket"
+    c.close()
+
+
+def test_a_killed_worker_costs_a_retry_of_its_build(kilnd, both):
+    """SIGKILL to the worker running a build: its builder dies with it,
+    nothing of it is registered, the build runs again on a worker and
+    succeeds, and the worker is started again."""
+    shared = both.share_with_builders("retry")
+    kilnd.reload()
+    drv = both.drv("retried", f"echo run >> {shared}/runs; sleep 3; echo done > $out")
+    out = both.outputs(drv)["out"]
+    c = kilnd.client()
+    c.set_options()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=build(c, drv)))
+    t.start()
+    sleeper = wait_until(lambda: processes("sleep", "3"))
+    assert sleeper, "the build never started\n" + kilnd.output()
+    worker = worker_of(kilnd, sleeper[0])
+    assert worker, "no worker runs the build"
+    os.kill(worker, signal.SIGKILL)
+    assert wait_until(lambda: not os.path.exists(f"/proc/{sleeper[0]}"), 2), "the build outlived its worker"
+    t.join(60)
+    err, seen = result["r"]
+    assert err is None, f"the build failed after its worker was lost: {err}\n{kilnd.output()}"
+    assert "its worker was lost" in str(seen), seen
+    with open(f"{shared}/runs") as f:
+        assert f.read() == "run\nrun\n"
+    assert c.is_valid(out)
+    log = kilnd.wait_for("starting it again")
+    assert f"pid {worker})" in log, log
+    assert wait_until(lambda: len(kilnd.workers()) == 2 and worker not in kilnd.workers()), \
+        "the worker was not started again\n" + kilnd.output()
+    r = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", "--all")
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_stopped_worker_is_noticed_within_two_seconds(kilnd, both):
+    """SIGSTOP to the worker running a build: kilnd takes it for lost within
+    2 s (the link's heartbeat), kills it, and the build finishes elsewhere."""
+    shared = both.share_with_builders("stopped")
+    kilnd.reload()
+    drv = both.drv("stopped", f"echo run >> {shared}/runs; sleep 2; echo done > $out")
+    c = kilnd.client()
+    c.set_options()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=build(c, drv)))
+    t.start()
+    sleeper = wait_until(lambda: processes("sleep", "2"))
+    assert sleeper, "the build never started\n" + kilnd.output()
+    worker = worker_of(kilnd, sleeper[0])
+    os.kill(worker, signal.SIGSTOP)
+    stopped = time.monotonic()
+    kilnd.wait_for("stopped answering", timeout=10)
+    noticed = time.monotonic() - stopped
+    assert noticed < 2.0, f"a stopped worker was noticed after {noticed:.2f} s"
+    t.join(60)
+    err, _ = result["r"]
+    assert err is None, f"the build did not finish elsewhere: {err}\n{kilnd.output()}"
+    assert wait_until(lambda: not os.path.exists(f"/proc/{worker}"), 5), "the stopped worker was not killed"
+
+
+def test_a_build_whose_workers_keep_dying_fails_after_its_retries(both):
+    """max-build-retries 1: the worker is killed twice under one build, which
+    then fails with the reason; the daemon goes on."""
+    shared = both.share_with_builders("doomed")
+    d = start(both, "--option", "max-build-retries", "1")
+    drv = both.drv("doomed", f"echo run >> {shared}/runs; exec sleep 5678")
+    c = d.client()
+    c.set_options()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=build(c, drv)))
+    t.start()
+    for attempt in range(2):
+        sleeper = wait_until(lambda: processes("sleep", "5678"))
+        assert sleeper, f"attempt {attempt} never started\n" + d.output()
+        os.kill(worker_of(d, sleeper[0]), signal.SIGKILL)
+        assert wait_until(lambda: not processes("sleep", "5678"), 5)
+    t.join(60)
+    err, _ = result["r"]
+    assert err and "its worker was lost" in err and "not tried again" in err, err
+    with open(f"{shared}/runs") as f:
+        assert f.read() == "run\nrun\n"
+    c = d.client()
+    c.set_options()
+    assert not c.is_valid(both.outputs(drv)["out"])
+    assert d.stop() == 0, d.output()
+
+
+def test_a_worker_that_crashes_at_start_is_given_up_on(both):
+    """A kiln-worker that dies at every start: kilnd starts it again after
+    100, 200, 400, 800 ms, then gives up and says so; it stays up, answers,
+    and a build fails with the reason instead of waiting."""
+    crash = f"{both.dir}/crashing-worker"
+    with open(crash, "w") as f:
+        f.write("#!/bin/sh\necho 'crashing on purpose' >&2\nexit 3\n")
+    os.chmod(crash, 0o755)
+    d = start(both, "--option", "workers", "1", env={"KILN_WORKER_PROGRAM": crash})
+    log = d.wait_for("is not started again", timeout=20)
+    for backoff in ("100 ms", "200 ms", "400 ms", "800 ms"):
+        assert f"starting it again in {backoff}" in log, log
+    assert "ended: failed with exit code 3" in log and "crashing on purpose" in log, log
+    assert d.proc.poll() is None, "kilnd died"
+    drv = both.drv("never", "echo x > $out")
+    c = d.client()
+    c.set_options()
+    err, _ = build(c, drv)
+    assert err and "no worker process is running" in err, err
+    assert d.stop() == 0, d.output()
+
+
+def test_kilnd_killed_leaves_no_worker_and_no_build(both):
+    """SIGKILL to kilnd mid-build: its workers kill their builds and exit;
+    the store opens consistent for the next kilnd, which builds."""
+    shared = both.share_with_builders("orphans")
+    d = start(both)
+    assert wait_until(lambda: len(d.workers()) == 2)
+    workers = d.workers()
+    drv = both.drv("orphan", f"echo run >> {shared}/runs; exec sleep 8765")
+    c = d.client()
+    c.set_options()
+    c.send(9, [f"{drv}!*"], 0)
+    assert wait_until(lambda: processes("sleep", "8765")), "the build never started\n" + d.output()
+    d.proc.kill()
+    d.proc.wait()
+    assert wait_until(lambda: not processes("sleep", "8765"), 5), "a build outlived kilnd"
+    gone = lambda: all(not os.path.exists(f"/proc/{w}") or open(f"/proc/{w}/stat").read().split()[2] == "Z"
+                       for w in workers)
+    assert wait_until(gone, 5), "a worker outlived kilnd"
+    r = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", "--all")
+    assert r.returncode == 0, r.stderr
+    again = start(both)
+    quick = both.drv("after", "echo after > $out")
+    c = again.client()
+    c.set_options()
+    assert build(c, quick)[0] is None
+    assert again.stop() == 0, again.output()
+
+
+def started_seconds_ago(pid):
+    """How long ago process `pid` started (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            start = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as f:
+            return float(f.read().split()[0]) - start
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def test_five_hundred_derivations_through_twenty_worker_kills(both):
+    """A 500-derivation graph built while workers running builds are
+    SIGKILLed at random, 20 times or more: it completes, every output is
+    valid and verifies, no build process is left, and kilnd's memory stays
+    where it was."""
+    import random
+    rng = random.Random(16)
+    drvs = []
+    for i in range(500):
+        inputs = rng.sample(drvs[-40:], min(2, len(drvs))) if i % 5 else []
+        drvs.append(both.drv(f"g{i}", f"sleep 0.1; echo {i} > $out", inputs=inputs))
+    d = start(both, "--option", "max-jobs", "4", "--option", "max-build-retries", "10")
+    c = d.client()
+    c.set_options()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=build(c, *drvs)))
+    t.start()
+    kills, rss = 0, []
+    while t.is_alive() and kills < 40:
+        time.sleep(0.25)
+        # Workers that have run a while (a worker lost right after its
+        # start counts towards giving up on it) and run a build now.
+        busy = {worker_of(d, p) for p in processes("sleep", "0.1")}
+        victims = [w for w in busy if w and started_seconds_ago(w) > 1.2]
+        if victims:
+            os.kill(rng.choice(victims), signal.SIGKILL)
+            kills += 1
+            if kills in (5, 20):
+                rss.append(d.rss_kib())
+    t.join(300)
+    err, _ = result["r"]
+    assert err is None, f"the graph failed: {err}\n{d.output()[-3000:]}"
+    assert kills >= 20, f"only {kills} worker kills happened during the build"
+    assert d.output().count("starting it again") >= 20, d.output()[-3000:]
+    c = d.client()
+    c.set_options()
+    invalid = [x for x in drvs if not c.is_valid(both.outputs(x)["out"])]
+    assert not invalid, f"{len(invalid)} outputs are not valid"
+    r = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", "--all")
+    assert r.returncode == 0, r.stderr
+    assert not processes("sleep", "0.1"), "a build process outlived its build"
+    assert len(rss) == 2 and rss[1] - rss[0] < 20 * 1024, f"kilnd's RSS grew from {rss[0]} to {rss[1]} KiB"
+    assert d.stop() == 0, d.output()
