@@ -1,0 +1,341 @@
+// The engine's actor logic on CAF's deterministic test coordinator, with
+// test doubles behind the typed interfaces for the store actor, the
+// substituters, the logger and kilnd's worker pool (whose builders report,
+// die before reporting, or hold their round until cancelled): the real
+// scheduler and derivation goals between them, no processes, no sleeps.
+#define CAF_SUITE goal_actors
+#include "caf/test/unit_test_impl.hpp"
+
+#include "caf/test/dsl.hpp"
+
+#include "actors/actors.hpp"
+
+#include <stdlib.h>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace kiln;
+
+namespace {
+
+struct engine_test_config : caf::actor_system_config {
+  engine_test_config() { kiln::add_message_types(*this); }
+};
+
+std::string store_path_for(const std::string& name, char tag) {
+  std::string hash(32, '0');
+  hash[0] = tag;
+  return "/nix/store/" + hash + "-" + name;
+}
+
+// The store's side of the world, as the doubles see it.
+struct world {
+  std::map<std::string, derivation> drvs; // by .drv path
+  std::set<std::string> valid;            // output paths
+  std::map<std::string, int> registered;  // .drv -> rounds registered
+  std::set<std::string> read_ahead;       // as build_steps::load_closure: each derivation once
+  int described = 0;
+};
+
+// What the next builders leased do, in order ("report" once the plan is empty).
+enum class builder_plan { report, die, hold };
+
+struct plan_state {
+  std::deque<builder_plan> plan;
+  int leases = 0, ignored_leases = 0; // `ignored`: leases never answered (a timeout's test)
+  int cancels = 0;
+};
+
+store_actor::behavior_type fake_store(store_actor::pointer self, std::shared_ptr<world> w) {
+  auto load = [w](const std::string& drv) {
+    loaded_derivation l;
+    l.drv_path = drv;
+    l.drv = w->drvs.at(drv);
+    for (auto& [name, out] : l.drv.outputs)
+      l.output_valid[name] = w->valid.count(out.path) > 0;
+    return l;
+  };
+  return {
+      [=](load_atom, const std::string& drv) { return load(drv); },
+      [=](load_closure_atom, const std::string& drv) {
+        std::vector<loaded_derivation> all{load(drv)};
+        w->read_ahead.insert(drv);
+        for (std::size_t i = 0; i < all.size(); ++i) {
+          std::vector<std::string> inputs;
+          for (auto& [input, outs] : all[i].drv.input_drvs)
+            if (w->read_ahead.insert(input).second)
+              inputs.push_back(input);
+          for (auto& input : inputs)
+            all.push_back(load(input));
+        }
+        return all;
+      },
+      [=](invalid_atom, const std::vector<std::string>& paths) {
+        std::vector<std::string> out;
+        for (auto& p : paths)
+          if (!w->valid.count(p))
+            out.push_back(p);
+        return out;
+      },
+      [=](damaged_atom, const std::vector<std::string>&) { return std::vector<std::string>{}; },
+      [=](describe_atom, const build_round& r, const std::set<std::string>& recheck) {
+        ++w->described;
+        build_request q;
+        q.run = r;
+        if (!recheck.empty()) {
+          for (auto& [name, out] : r.drv.outputs)
+            if (!w->valid.count(out.path))
+              q.invalid_outputs.push_back(out.path);
+          q.already_valid = q.invalid_outputs.empty();
+        }
+        return q;
+      },
+      [=](register_atom, const build_request& q, const build_report& report) {
+        build_result r;
+        r.path = q.run.drv_path;
+        if (report.outcome.limit == builder_outcome::cancelled)
+          return cancelled_result(q.run.drv_path);
+        r.status = build_status::built;
+        r.times_built = 1;
+        for (auto& [name, out] : q.run.drv.outputs) {
+          w->valid.insert(out.path);
+          r.outputs[name] = out.path;
+        }
+        ++w->registered[q.run.drv_path];
+        return r;
+      },
+  };
+}
+
+substituter_actor::behavior_type no_substituters() {
+  return {[](subst_atom, const std::string&, uint32_t, bool) {
+    return substitute_outcome(substitute_outcome::absent, "no substituters here");
+  }};
+}
+
+logger_actor::behavior_type quiet_logger() {
+  return {
+      [](log_open_atom, const std::string&, const std::string&, const std::string&) {},
+      [](log_atom, const std::string&, const std::string& bytes) { return uint64_t(bytes.size()); },
+      [](log_close_atom, const std::string&) { return true; },
+  };
+}
+
+struct fake_builder_state {
+  caf::typed_response_promise<build_report> held;
+  static inline const char* name = "fake_builder";
+};
+
+builder_actor::behavior_type fake_builder(builder_actor::stateful_pointer<fake_builder_state> self, builder_plan plan,
+                                          std::shared_ptr<plan_state> ps) {
+  return {
+      [=](run_atom, const build_request&) -> caf::result<build_report> {
+        if (plan == builder_plan::die) {
+          // As a lost worker's proxy: the request is never answered, the
+          // builder goes down.
+          auto unanswered = self->make_response_promise<build_report>();
+          self->quit(caf::exit_reason::remote_link_unreachable);
+          return unanswered;
+        }
+        if (plan == builder_plan::hold) {
+          self->state.held = self->make_response_promise<build_report>();
+          return self->state.held;
+        }
+        return build_report{};
+      },
+      [=](release_atom, bool) {
+        self->quit();
+        return std::string();
+      },
+      [=](cancel_atom) {
+        ++ps->cancels;
+        if (self->state.held.pending()) {
+          build_report r;
+          r.outcome.limit = builder_outcome::cancelled;
+          self->state.held.deliver(r);
+        }
+      },
+  };
+}
+
+worker_pool_actor::behavior_type fake_pool(worker_pool_actor::pointer self, std::shared_ptr<plan_state> ps) {
+  return {
+      [=](lease_atom, const std::string&, const std::string&, const logger_actor&) -> caf::result<builder_actor> {
+        ++ps->leases;
+        if (ps->ignored_leases > 0) {
+          --ps->ignored_leases;
+          return self->make_response_promise<builder_actor>(); // never delivered
+        }
+        builder_plan p = builder_plan::report;
+        if (!ps->plan.empty()) {
+          p = ps->plan.front();
+          ps->plan.pop_front();
+        }
+        return caf::actor_cast<builder_actor>(self->spawn(fake_builder, p, ps));
+      },
+      [=](restart_atom, uint32_t) {},
+      [=](reaped_atom, int32_t, int32_t) {},
+  };
+}
+
+struct fixture : test_coordinator_fixture<engine_test_config> {
+  std::shared_ptr<world> w = std::make_shared<world>();
+  std::shared_ptr<plan_state> ps = std::make_shared<plan_state>();
+  std::string store_dir;
+  std::vector<engine_event> events;
+  build_options options;
+
+  fixture() {
+    char tmpl[] = "/tmp/kiln-goal-actors-XXXXXX";
+    store_dir = ::mkdtemp(tmpl);
+  }
+  ~fixture() override { std::system(("rm -rf '" + store_dir + "'").c_str()); }
+
+  // A derivation named `name` whose one output is tagged `tag`, on `inputs`.
+  std::string add(const std::string& name, char tag, std::vector<std::string> inputs = {}) {
+    derivation d;
+    d.platform = "x86_64-linux";
+    d.builder = "/bin/sh";
+    d.outputs["out"].path = store_path_for(name, tag);
+    for (auto& i : inputs)
+      d.input_drvs[i] = {"out"};
+    std::string drv = store_path_for(name + ".drv", tag);
+    w->drvs[drv] = d;
+    return drv;
+  }
+
+  scheduler_actor scheduler() {
+    return spawn_scheduler(sys, sys.spawn(fake_store, w), sys.spawn(no_substituters), sys.spawn(quiet_logger),
+                           nullptr, sys.spawn(fake_pool, ps), options,
+                           [this](const engine_event& e) { events.push_back(e); }, store_dir);
+  }
+
+  // Every goal's result once the run is answered.
+  std::vector<build_result> realise(scheduler_actor s, std::vector<std::string> drvs) {
+    std::vector<goal_request> requests;
+    for (auto& d : drvs)
+      requests.push_back({d, {}});
+    auto answer = self->request(s, caf::infinite, want_atom::value, requests);
+    run_until([&] { return !self->mailbox().empty(); });
+    std::vector<build_result> results;
+    answer.receive([&](std::vector<build_result>& r) { results = std::move(r); },
+                   [&](caf::error& e) { CAF_FAIL("the run failed: " << sys.render(e)); });
+    return results;
+  }
+
+  const build_result& of(const std::vector<build_result>& results, const std::string& drv) {
+    for (auto& r : results)
+      if (r.path == drv)
+        return r;
+    CAF_FAIL("no result for " << drv);
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(goal_actors_tests, fixture)
+
+CAF_TEST(a_derivation_wanted_twice_is_built_once) {
+  auto lib = add("lib", '1');
+  auto app = add("app", '2', {lib});
+  auto tool = add("tool", '3', {lib});
+  auto results = realise(scheduler(), {app, tool, lib});
+  CAF_CHECK_EQUAL(w->registered[lib], 1);
+  CAF_CHECK_EQUAL(w->registered[app], 1);
+  CAF_CHECK_EQUAL(w->registered[tool], 1);
+  CAF_CHECK(of(results, app).status == build_status::built);
+  CAF_CHECK_EQUAL(ps->leases, 3);
+}
+
+CAF_TEST(outputs_already_valid_are_not_built) {
+  auto lib = add("lib", '1');
+  w->valid.insert(store_path_for("lib", '1'));
+  auto results = realise(scheduler(), {lib});
+  CAF_CHECK(of(results, lib).status == build_status::already_valid);
+  CAF_CHECK_EQUAL(ps->leases, 0);
+  CAF_CHECK_EQUAL(w->described, 0);
+}
+
+CAF_TEST(a_round_whose_worker_is_lost_is_built_again_elsewhere) {
+  auto lib = add("lib", '1');
+  ps->plan = {builder_plan::die};
+  auto results = realise(scheduler(), {lib});
+  CAF_CHECK(of(results, lib).status == build_status::built);
+  CAF_CHECK_EQUAL(ps->leases, 2);
+  CAF_CHECK_EQUAL(w->registered[lib], 1);
+  bool told = false;
+  for (auto& e : events)
+    told = told || e.text.find("its worker was lost") != std::string::npos;
+  CAF_CHECK(told);
+}
+
+CAF_TEST(a_round_lost_more_often_than_max_build_retries_fails_and_its_dependents_with_it) {
+  options.max_build_retries = 2;
+  auto lib = add("lib", '1');
+  auto app = add("app", '2', {lib});
+  ps->plan = {builder_plan::die, builder_plan::die, builder_plan::die};
+  auto results = realise(scheduler(), {app});
+  auto& r = of(results, lib);
+  CAF_CHECK(r.status == build_status::misc_failure);
+  CAF_CHECK(r.error.find("its worker was lost") != std::string::npos);
+  CAF_CHECK(r.error.find("2 times; not tried again") != std::string::npos);
+  CAF_CHECK(of(results, app).status == build_status::dependency_failed);
+  CAF_CHECK_EQUAL(ps->leases, 3);
+  CAF_CHECK_EQUAL(w->registered.count(lib), 0u);
+}
+
+CAF_TEST(a_lease_nobody_answers_times_out_and_is_asked_again) {
+  auto lib = add("lib", '1');
+  ps->ignored_leases = 1;
+  auto s = scheduler();
+  std::vector<goal_request> requests{{lib, {}}};
+  auto answer = self->request(s, caf::infinite, want_atom::value, requests);
+  consume_messages();
+  CAF_CHECK_EQUAL(ps->leases, 1);
+  CAF_CHECK(self->mailbox().empty());
+  trigger_timeouts(); // the lease's 2 minutes
+  run_until([&] { return !self->mailbox().empty(); });
+  answer.receive([&](std::vector<build_result>& r) { CAF_CHECK(of(r, lib).status == build_status::built); },
+                 [&](caf::error& e) { CAF_FAIL(sys.render(e)); });
+  CAF_CHECK_EQUAL(ps->leases, 2);
+}
+
+CAF_TEST(a_cancel_reaches_the_running_builder_and_ends_the_run) {
+  auto lib = add("lib", '1');
+  ps->plan = {builder_plan::hold};
+  auto s = scheduler();
+  std::vector<goal_request> requests{{lib, {}}};
+  auto answer = self->request(s, caf::infinite, want_atom::value, requests);
+  consume_messages();
+  CAF_CHECK_EQUAL(ps->leases, 1);
+  self->send(s, cancel_atom::value);
+  run_until([&] { return !self->mailbox().empty(); });
+  answer.receive([&](std::vector<build_result>& r) { CAF_CHECK(of(r, lib).cancelled); },
+                 [&](caf::error& e) { CAF_FAIL(sys.render(e)); });
+  CAF_CHECK_EQUAL(ps->cancels, 1);
+  CAF_CHECK_EQUAL(w->registered.count(lib), 0u);
+}
+
+CAF_TEST(a_lease_comes_back_when_its_holder_is_gone) {
+  auto pool = spawn_slot_pool(sys, 1);
+  auto got = std::make_shared<uint64_t>(0);
+  auto holder = sys.spawn([pool, got](caf::event_based_actor* a) -> caf::behavior {
+    a->request(pool, caf::infinite, slot_atom::value).then([got](uint64_t lease) { *got = lease + 1; });
+    return {[](int) {}};
+  });
+  consume_messages();
+  CAF_CHECK(*got != 0); // the holder has the one slot
+  auto waiter = self->request(pool, caf::infinite, slot_atom::value);
+  consume_messages();
+  CAF_CHECK(self->mailbox().empty()); // none left
+  caf::anon_send_exit(holder, caf::exit_reason::kill);
+  run_until([&] { return !self->mailbox().empty(); });
+  waiter.receive([&](uint64_t lease) { CAF_CHECK(lease + 1 != *got); },
+                 [&](caf::error& e) { CAF_FAIL(sys.render(e)); });
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
