@@ -157,7 +157,9 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
         } catch (const std::exception& e) {
           build_report failed;
           failed.failure = e.what();
+          failed.released = true; // prepare left nothing behind
           st.promise.deliver(std::move(failed));
+          self->quit();
           return st.promise;
         }
         st.job = st.prepared->job;
@@ -228,7 +230,24 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
         // that the build ended before its last log lines.
         auto finish = [self] {
           auto& st = self->state;
-          st.promise.deliver(st.host->report(st.request, *st.prepared, st.outcome));
+          build_report report = st.host->report(st.request, *st.prepared, st.outcome);
+          // Nothing to keep and the outputs in the store: released now, so
+          // the goal need not ask (a round trip to a worker saved).
+          if (!st.request.options.keep_failed && !report.isolated_outputs) {
+            auto prepared = std::move(*st.prepared);
+            st.prepared.reset();
+            try {
+              st.host->release(st.request, prepared, false);
+            } catch (const std::exception& e) {
+              if (report.failure.empty())
+                report.failure = e.what();
+            }
+            report.released = true;
+          }
+          bool released = report.released;
+          st.promise.deliver(std::move(report));
+          if (released)
+            self->quit();
         };
         self->request(logger, log_write_timeout, log_close_atom::value, st.job.drv_path)
             .then([finish](bool) { finish(); }, [finish](caf::error&) { finish(); });

@@ -84,8 +84,15 @@ void apply_round(goal_ptr self) {
   self->request(st.builder, run_bound(st.options), run_atom::value, st.current)
       .then(
           [=](build_report& report) {
-            if (attempt == self->state.attempt)
-              finish_round(self, std::move(report));
+            auto& state = self->state;
+            if (attempt != state.attempt)
+              return;
+            if (report.released) { // and the builder has ended: no loss now
+              if (state.workers)
+                self->demonitor(state.builder.address());
+              state.builder = nullptr;
+            }
+            finish_round(self, std::move(report));
           },
           [=](caf::error& e) {
             auto& state = self->state;

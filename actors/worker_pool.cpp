@@ -10,6 +10,7 @@
 #include "actors/actors.hpp"
 #include "actors/worker.hpp"
 #include "sandbox/builder_process.hpp"
+#include "sandbox/cgroup.hpp"
 #include "store/local/build_log.hpp"
 
 #include "caf/io/all.hpp"
@@ -112,6 +113,9 @@ struct worker_slot {
   logger_actor front;
   std::shared_ptr<lease_table> leases = std::make_shared<lease_table>();
   uint32_t rounds = 0; // leased now
+  // A builder spawned ahead, so a lease needs no round trip to the worker.
+  std::optional<builder_actor> spare;
+  bool asking_spare = false;
   bool starting = false, alive = false, given_up = false;
   std::string trouble; // why a starting worker was killed (told once it is reaped)
   uint32_t failures = 0; // failed starts in a row
@@ -142,6 +146,7 @@ using pool_ptr = worker_pool_actor::stateful_pointer<pool_state>;
 
 void start_worker(pool_ptr self, std::size_t i);
 void serve_waiting(pool_ptr self);
+void ask_spare(pool_ptr self, std::size_t i);
 
 void say(const std::string& line) { std::cerr << "kilnd: " << line << std::endl; }
 
@@ -157,12 +162,17 @@ void lost(pool_ptr self, std::size_t i, const std::string& why, bool reaped = fa
   auto& st = self->state;
   auto& s = st.slots[i];
   std::string name = worker_name(self, i);
+  pid_t pid = s.pid;
   if (reaped)
     s.pid = -1;
   if (!s.starting && !s.alive)
     return;
-  if (s.pid > 0)
-    ::kill(s.pid, SIGKILL);
+  if (!reaped && pid > 0)
+    ::kill(pid, SIGKILL);
+  // Its builds die with it (their parent-death signal, a sandbox's PID
+  // namespace), and what they started, with their control groups.
+  if (pid > 0)
+    sandbox::kill_build_groups_of(pid);
   if (s.front)
     self->send_exit(s.front, caf::exit_reason::kill);
   bool failed_start = !s.alive || clock_type::now() - s.alive_since < started_well;
@@ -170,6 +180,8 @@ void lost(pool_ptr self, std::size_t i, const std::string& why, bool reaped = fa
   s.handle = nullptr;
   s.starting = s.alive = false;
   s.rounds = 0;
+  s.spare.reset();
+  s.asking_spare = false;
   s.leases = std::make_shared<lease_table>();
   s.failures = failed_start ? s.failures + 1 : 0;
   if (s.failures >= give_up_after) {
@@ -267,6 +279,7 @@ void start_worker(pool_ptr self, std::size_t i) {
                       w.starting = false;
                       w.alive = true;
                       w.alive_since = clock_type::now();
+                      ask_spare(self, i);
                       serve_waiting(self);
                     },
                     [=](caf::error& e) {
@@ -274,6 +287,38 @@ void start_worker(pool_ptr self, std::size_t i) {
                     });
           },
           [=](caf::error& e) { abandon(self, i, pid, "it failed the handshake: " + self->system().render(e)); });
+}
+
+// The next spare builder of worker i, asked for in the background.
+void ask_spare(pool_ptr self, std::size_t i) {
+  auto& s = self->state.slots[i];
+  if (!s.alive || s.spare || s.asking_spare)
+    return;
+  s.asking_spare = true;
+  pid_t pid = s.pid;
+  self->request(s.handle, spawn_timeout, spawn_atom::value)
+      .then(
+          [=](builder_actor& b) {
+            auto& slot = self->state.slots[i];
+            if (slot.pid != pid || !slot.alive) {
+              self->send_exit(b, caf::exit_reason::user_shutdown);
+              return;
+            }
+            slot.asking_spare = false;
+            slot.spare = b;
+          },
+          [=](caf::error&) {
+            auto& slot = self->state.slots[i];
+            if (slot.pid == pid)
+              slot.asking_spare = false; // leases ask directly until the next try
+          });
+}
+
+// Worker i's builder for a lease: watched (for the lease count), told of.
+void lease_to(pool_ptr self, std::size_t i, builder_actor b, waiting_lease& w) {
+  self->monitor(b);
+  self->state.builders[b.address()] = {i, w.drv};
+  w.promise.deliver(b);
 }
 
 // A round's builder on the live worker with the fewest rounds.
@@ -295,6 +340,12 @@ void hand_out(pool_ptr self, waiting_lease w) {
   auto& s = st.slots[i];
   s.leases->put(w.drv, {w.logger, w.log_file});
   ++s.rounds;
+  if (s.spare) {
+    auto b = *s.spare;
+    s.spare.reset();
+    lease_to(self, i, b, w);
+    return ask_spare(self, i);
+  }
   pid_t pid = s.pid;
   self->request(s.handle, spawn_timeout, spawn_atom::value)
       .then(
@@ -304,9 +355,7 @@ void hand_out(pool_ptr self, waiting_lease w) {
               w.promise.deliver(caf::make_error(engine_errc::worker_lost, worker_name(self, i) + " was lost"));
               return;
             }
-            self->monitor(b);
-            self->state.builders[b.address()] = {i, w.drv};
-            w.promise.deliver(b);
+            lease_to(self, i, b, w);
           },
           [=](caf::error& e) mutable {
             auto& slot = self->state.slots[i];

@@ -313,11 +313,15 @@ struct build_report {
   // Check, repair and later rounds: the outputs lie apart from the store
   // (the store's side moves or compares them there before release).
   bool isolated_outputs = false;
+  // Nothing of the round was left to keep (no --keep-failed, outputs in
+  // the store): the builder released it before reporting, and has ended.
+  bool released = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, build_report& x) {
-  return f(caf::meta::type_name("build_report"), x.outcome, x.outputs, x.rejected, x.failure, x.isolated_outputs);
+  return f(caf::meta::type_name("build_report"), x.outcome, x.outputs, x.rejected, x.failure, x.isolated_outputs,
+           x.released);
 }
 
 } // namespace kiln

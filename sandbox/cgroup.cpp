@@ -156,16 +156,39 @@ std::string next_group_name() {
   return "build-" + std::to_string(::getpid()) + "-" + std::to_string(++made);
 }
 
-// Removes the empty build groups of processes that are gone (a daemon
-// killed with builds running, or with groups made ahead): once per process.
-void sweep_stale_groups(const cgroup_layout& l) {
+// Where build groups are made: in v2's hierarchy and v1's "kiln" groups.
+std::vector<std::string> group_bases(const cgroup_layout& l) {
   std::vector<std::string> bases;
   if (!l.unified.empty())
     bases.push_back(l.unified);
   for (const std::string* v1 : {&l.memory_v1, &l.pids_v1, &l.cpu_v1})
     if (!v1->empty())
       bases.push_back(*v1 + "/kiln");
-  for (auto& base : bases) {
+  return bases;
+}
+
+// SIGKILL to every process in the group `dir`: cgroup.kill where v2 has it,
+// else what is listed until nothing is (a process forking meanwhile shows
+// up in the next pass).
+void kill_group(const std::string& dir, bool unified) {
+  if (unified && write_small(dir + "/cgroup.kill", "1"))
+    return;
+  for (int pass = 0; pass < 100; ++pass) {
+    std::istringstream in(read_small(dir + "/cgroup.procs"));
+    bool any = false;
+    for (long pid; in >> pid;) {
+      any = true;
+      ::kill(static_cast<pid_t>(pid), SIGKILL);
+    }
+    if (!any)
+      break;
+  }
+}
+
+// Removes the empty build groups of processes that are gone (a daemon
+// killed with builds running, or with groups made ahead): once per process.
+void sweep_stale_groups(const cgroup_layout& l) {
+  for (auto& base : group_bases(l)) {
     unique_fd dir;
     std::vector<std::string> names;
     try {
@@ -285,21 +308,27 @@ std::optional<build_cgroup> build_cgroup::create(const cgroup_limits& limits) {
 }
 
 void build_cgroup::kill_all() const {
-  if (!unified_.empty() && write_small(unified_ + "/cgroup.kill", "1"))
-    return;
-  // No cgroup.kill (v1, or a kernel before 5.14): kill what is listed
-  // until nothing is; a process forking meanwhile shows up in the next pass.
   for (auto& dir : dirs_)
-    for (int pass = 0; pass < 100; ++pass) {
-      std::istringstream in(read_small(dir + "/cgroup.procs"));
-      bool any = false;
-      for (long pid; in >> pid;) {
-        any = true;
-        ::kill(static_cast<pid_t>(pid), SIGKILL);
-      }
-      if (!any)
-        break;
+    kill_group(dir, dir == unified_);
+}
+
+void kill_build_groups_of(pid_t owner) {
+  const cgroup_layout& l = host_cgroup_layout();
+  std::string prefix = "build-" + std::to_string(owner) + "-";
+  for (auto& base : group_bases(l)) {
+    unique_fd dir(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir)
+      continue;
+    std::vector<std::string> names;
+    try {
+      names = read_directory(dir.get(), base);
+    } catch (const std::exception&) {
+      continue;
     }
+    for (auto& n : names)
+      if (n.compare(0, prefix.size(), prefix) == 0)
+        kill_group(base + "/" + n, base == l.unified);
+  }
 }
 
 void build_cgroup::wait_empty() const {

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <sys/types.h>
 #include <string>
 #include <vector>
 
@@ -72,5 +73,11 @@ private:
   std::vector<unique_fd> procs_;
   std::string unified_, memory_v1_, cpu_v1_;
 };
+
+// SIGKILL to every process in the build groups process `owner` made (they
+// are named after it): what is left of the builds of a kiln-worker that
+// died, which shares the caller's group. The groups themselves go with the
+// next sweep of stale ones.
+void kill_build_groups_of(pid_t owner);
 
 } // namespace kiln::sandbox

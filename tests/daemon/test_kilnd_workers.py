@@ -285,3 +285,21 @@ def test_five_hundred_derivations_through_twenty_worker_kills(both):
     assert not processes("sleep", "0.1"), "a build process outlived its build"
     assert len(rss) == 2 and rss[1] - rss[0] < 20 * 1024, f"kilnd's RSS grew from {rss[0]} to {rss[1]} KiB"
     assert d.stop() == 0, d.output()
+
+
+def test_what_a_lost_worker_s_build_started_dies_with_it(both):
+    """Without a sandbox, a builder's own children are outside any PID
+    namespace: when its worker is killed, kilnd kills the build's control
+    group, so a daemon the build started does not outlive it."""
+    shared = both.share_with_builders("daemonized")
+    d = start(both, "--option", "sandbox", "false", "--option", "max-build-retries", "0")
+    drv = both.drv("daemonizer", f"sleep 9753 & echo started > {shared}/started; exec sleep 8642")
+    c = d.client()
+    c.set_options()
+    c.send(9, [f"{drv}!*"], 0)
+    sleeper = wait_until(lambda: processes("sleep", "8642"))
+    assert sleeper and wait_until(lambda: processes("sleep", "9753")), "the build never started\n" + d.output()
+    os.kill(worker_of(d, sleeper[0]), signal.SIGKILL)
+    assert wait_until(lambda: not processes("sleep", "9753") and not processes("sleep", "8642"), 3), \
+        "a process the build started outlived its worker"
+    assert d.stop() == 0, d.output()
