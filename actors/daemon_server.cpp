@@ -5,7 +5,9 @@
 #include "actors/daemon_server.hpp"
 
 #include "actors/actors.hpp"
+#include "actors/build_settings.hpp"
 #include "actors/daemon_session.hpp"
+#include "actors/detached_builds.hpp"
 #include "store/io/error.hpp"
 #include "store/io/fd.hpp"
 #include "store/io/file_ops.hpp"
@@ -90,8 +92,16 @@ struct daemon_core {
     engine = std::make_unique<engine_host>(daemon_slots(ctx.config), daemon_workers(ctx.config));
     ctx.engine = engine.get();
   }
+  // The durable queue of detached builds (the socket's kilnd only): what
+  // was not done when kilnd last stopped runs again now.
+  void keep_detached_builds() {
+    detached = std::make_unique<detached_builds>(ctx.layout, *engine,
+                                                 [options = build_options_from(ctx.config)] { return options; });
+    ctx.detached = detached.get();
+  }
   daemon_context ctx;
   std::unique_ptr<engine_host> engine;
+  std::unique_ptr<detached_builds> detached; // before the engine goes
 };
 
 } // namespace
@@ -193,6 +203,7 @@ int run_server(const server_options& options) {
     listening = listen_unix(options.socket_path);
     std::cerr << "kilnd: listening on '" << options.socket_path << "'\n";
   }
+  core.keep_detached_builds();
 
   caf::actor_system& sys = core.engine->system();
   auto supervisor = spawn_supervisor(sys, std::chrono::seconds(10));

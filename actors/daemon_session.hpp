@@ -15,6 +15,10 @@
 #include <string>
 #include <sys/types.h>
 
+namespace kiln {
+class detached_builds;
+}
+
 namespace kiln::daemon {
 
 // Who is on the other end of the socket (SO_PEERCRED).
@@ -31,6 +35,7 @@ struct daemon_context {
   store_layout layout;
   settings config;          // nix.conf, kiln.conf and kilnd's --option; sessions take a copy
   engine_host* engine = nullptr;
+  detached_builds* detached = nullptr; // `kiln build --detach`'s requests (none for --stdio)
   std::string version;      // sent to clients that ask (protocol 1.33 and later)
   std::atomic<uint64_t> next_session{1};
 };

@@ -98,6 +98,8 @@ private:
 
 // "X.drv!out,dev", "X.drv!*" (all outputs) or a plain path (DerivedPath).
 wanted_path parse_derived_path(const std::string& text);
+// Whether the client on `fd` has hung up (without reading from it).
+bool hung_up(int fd);
 
 class session {
 public:

@@ -48,11 +48,6 @@ private:
   uint64_t dropped_ = 0;
 };
 
-bool hung_up(int fd) {
-  pollfd p{fd, POLLRDHUP, 0};
-  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
 // Writes engine events as Nix's daemon writes a build's: its worker's
 // activities (realise, builds, copy paths) with their progress (builds
 // done, expected, running, failed; nothing is fetched or copied, so those
@@ -209,6 +204,11 @@ build_mode build_mode_arg(uint64_t mode, bool trusted) {
 }
 
 } // namespace
+
+bool hung_up(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
 
 wanted_path parse_derived_path(const std::string& text) {
   auto bang = text.find('!');

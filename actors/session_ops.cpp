@@ -1,6 +1,7 @@
 // A kilnd session's store operations: each reads its arguments from the
 // request, asks the session's store, and writes its reply as Nix 2.8's
 // daemon lays it out (worker-protocol.md §4).
+#include "actors/detached_builds.hpp"
 #include "actors/session.hpp"
 
 #include "store/cache/store_uri.hpp"
@@ -153,6 +154,19 @@ void session::store_op(const request& r) {
                   static_cast<unsigned long long>(done.files_linked));
     out_.message(lvl_info, line);
     return out_.last({uint64_t{1}});
+  }
+  case op::kiln_submit: {
+    if (!ctx_.detached)
+      throw refused_request("detached builds need kilnd's socket (not --stdio)");
+    return out_.last({ctx_.detached->submit(strs_at(r.args, 0))});
+  }
+  case op::kiln_status: {
+    if (!ctx_.detached)
+      throw refused_request("detached builds need kilnd's socket (not --stdio)");
+    auto status = ctx_.detached->status(u64_at(r.args, 0), u64_at(r.args, 1) != 0, [this] { return hung_up(in_fd_); });
+    if (!status)
+      throw error("there is no detached build " + std::to_string(u64_at(r.args, 0)));
+    return out_.last({*status});
   }
   case op::add_to_store: return add_to_store(r);
   case op::add_to_store_nar: return add_to_store_nar(r);

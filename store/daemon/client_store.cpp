@@ -331,6 +331,14 @@ std::optional<std::string> client_store::build_log(const store_path& drv) {
   return read_build_log(store_layout{""}, drv.base_name());
 }
 
+uint64_t client_store::submit_detached(const std::vector<std::string>& derived_paths) {
+  return u64_at(call(op::kiln_submit, {derived_paths}), 0);
+}
+
+std::string client_store::detached_status(uint64_t id, bool wait) {
+  return str_at(call(op::kiln_status, {id, uint64_t{wait}}), 0);
+}
+
 std::vector<remote_build_result> client_store::build_paths(const std::vector<std::string>& derived_paths,
                                                            uint64_t mode) {
   auto reply = call(op::build_paths_with_results, {derived_paths, mode});

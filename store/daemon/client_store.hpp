@@ -64,6 +64,12 @@ public:
 
   // Builds on the daemon (BuildPathsWithResults); mode 0 normal, 1 repair, 2 check.
   std::vector<remote_build_result> build_paths(const std::vector<std::string>& derived_paths, uint64_t mode);
+  // kilnd only (Kiln's own operations): queues a build that does not end
+  // with the connection, and returns its id; a queued build's state and
+  // results as JSON ({"id", "paths", "done", "submitted", "finished",
+  // "results": [...]}), waiting for them with `wait`.
+  uint64_t submit_detached(const std::vector<std::string>& derived_paths);
+  std::string detached_status(uint64_t id, bool wait);
 
 private:
   struct connection;

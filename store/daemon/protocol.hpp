@@ -49,6 +49,10 @@ enum class op : uint64_t {
   verify_store = 35, build_derivation = 36, add_signatures = 37, nar_from_path = 38, add_to_store_nar = 39,
   query_missing = 40, query_derivation_output_map = 41, add_multiple_to_store = 44, add_build_log = 45,
   build_paths_with_results = 46, add_perm_root = 47,
+  // Kiln's own, far from Nix's numbers (nix-daemon refuses them as unknown):
+  // queue a build detached from the connection, answered with its id; and a
+  // detached build's state and results (waiting for them if asked), as JSON.
+  kiln_submit = 1001, kiln_status = 1002,
 };
 
 // Protocol features (1.38), sorted, no duplicates. Kiln announces none of

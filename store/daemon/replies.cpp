@@ -46,6 +46,8 @@ const std::map<op, std::vector<part>>& reply_shapes() {
       {op::add_multiple_to_store, {}},
       {op::add_build_log, {k::u64}},
       {op::add_perm_root, {k::str}},
+      {op::kiln_submit, {k::u64}},
+      {op::kiln_status, {k::str}},
   };
   return table;
 }

@@ -57,6 +57,8 @@ const std::map<op, shape>& shapes() {
       {op::build_derivation, {{k::str, part(k::records, {k::str, k::str, k::str, k::str}), k::strings, k::str, k::str,
                                k::strings, k::pairs, k::u64}}},
       {op::add_perm_root, {{k::str, k::str}}},
+      {op::kiln_submit, {{k::strings}}},
+      {op::kiln_status, {{k::u64, k::u64}}},
   };
   return table;
 }

@@ -3,6 +3,7 @@ kiln-worker processes linked to kilnd by a socketpair each; a worker that is
 killed or stopped costs a retry of its build, never the daemon; a worker
 that crashes at every start is given up on with a clear report; kilnd
 killed leaves no process of its builds behind."""
+import json
 import os
 import signal
 import socket
@@ -303,3 +304,49 @@ def test_what_a_lost_worker_s_build_started_dies_with_it(both):
     assert wait_until(lambda: not processes("sleep", "9753") and not processes("sleep", "8642"), 3), \
         "a process the build started outlived its worker"
     assert d.stop() == 0, d.output()
+
+
+def test_a_detached_build_outlives_its_client_and_a_killed_kilnd(both):
+    """`kiln build --detach` returns an id at once; kilnd SIGKILLed while it
+    builds leaves a store that verifies; restarted, kilnd runs the request
+    again from its durable queue, and `--attach ID` gets the result."""
+    shared = both.share_with_builders("detached")
+    d = start(both)
+    store = f"unix://{d.socket}"
+    drv = both.drv("detached", f"echo run >> {shared}/runs; sleep 2; echo done > $out")
+    began = time.monotonic()
+    r = both.kiln_run("build", "--store", store, "--detach", "--json", drv)
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - began < 2, "--detach waited for the build"
+    ident = json.loads(r.stdout)["id"]
+    r = both.kiln_run("status", "--store", store, "--json", str(ident))
+    assert r.returncode == 0 and json.loads(r.stdout)["done"] is False, r.stdout + r.stderr
+    assert wait_until(lambda: os.path.exists(f"{shared}/runs")), "the detached build never started\n" + d.output()
+    d.proc.kill()
+    d.proc.wait()
+    assert wait_until(lambda: not processes("sleep", "2"), 5), "the build outlived kilnd"
+    r = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", "--all")
+    assert r.returncode == 0, r.stderr
+    again = start(both)
+    again.wait_for(f"resuming detached build {ident}")
+    r = both.kiln_run("build", "--store", store, "--attach", str(ident), "--json")
+    assert r.returncode == 0, r.stderr
+    results = json.loads(r.stdout)
+    mine = [x for x in results if x["path"] == drv]
+    assert mine and mine[0]["status"] == "Built", results
+    out = mine[0]["builtOutputs"]["out"]
+    with open(both.real(out)) as f:
+        assert f.read() == "done\n"
+    with open(f"{shared}/runs") as f:
+        assert f.read() == "run\nrun\n", "the request did not run again after the restart"
+    r = both.kiln_run("build", "--store", store, "--attach", str(ident))
+    assert r.returncode == 0 and r.stdout.strip() == out, r.stdout + r.stderr
+    r = both.kiln_run("status", "--store", store, "--json", str(ident))
+    assert json.loads(r.stdout)["done"] is True
+    r = both.kiln_run("status", "--store", store, "987654")
+    assert r.returncode != 0 and "there is no detached build 987654" in r.stderr, r.stderr
+    r = both.kiln_run("build", "--store", store, "--attach", "x1")
+    assert r.returncode != 0 and "is not a detached build's id" in r.stderr, r.stderr
+    r = both.kiln_run("build", "--store", both.store, "--detach", drv)
+    assert r.returncode != 0 and "--detach needs kilnd" in r.stderr, r.stderr
+    assert again.stop() == 0, again.output()

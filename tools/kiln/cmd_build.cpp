@@ -2,6 +2,7 @@
 // embedded (no daemon), and the logs it leaves.
 #include "actors/build_settings.hpp"
 #include "actors/engine.hpp"
+#include "messages/build_json.hpp"
 #include "store/daemon/client_store.hpp"
 #include "store/local/build_log.hpp"
 #include "store/io/error.hpp"
@@ -12,13 +13,30 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <sstream>
 #include <thread>
 
 namespace kiln::cmd {
 
+// The outcome of a run as `kiln build` reports it (paths or JSON, errors);
+// its exit status.
+int report(const engine_run& run, bool json);
+
 namespace {
+
+const char* status_usage = R"(Usage: kiln status [--store STORE] [--json] ID
+
+What kilnd knows of detached build ID (`kiln build --detach`): whether it is
+done and, once it is, how it ended. Does not wait (`kiln build --attach ID`
+does, and reports the results as a build does).
+
+Options:
+  --store STORE   the daemon (default: as for kiln build)
+  --json          the whole record: {"id", "paths", "done", "submitted",
+                  "finished", "results": [as kiln build --json prints them]}
+)";
 
 const char* build_usage = R"(Usage: kiln build [OPTIONS] DRV[^OUTPUTS]...
 
@@ -51,6 +69,12 @@ Options:
   --json                 print every goal's result as JSON instead of paths
   --stdin                also read DRV[^OUTPUTS] arguments from standard input
                          (separated by white space; for graphs too big for argv)
+  --detach               kilnd only: queue the build in kilnd's durable queue
+                         and print its id at once (with --json, {"id": N});
+                         it runs with kilnd's own settings, goes on when this
+                         command ends, and runs again if kilnd restarts first
+  --attach ID            kilnd only: wait for detached build ID and report its
+                         results as this command reports a build's
   --option NAME VALUE    any kiln.conf setting (max-jobs, cores, log-lines,
                          compress-build-log, secret-key-files, post-build-hook,
                          substituters, trusted-public-keys, require-sigs, ...)
@@ -130,27 +154,6 @@ goal_request parse_goal(kiln::store& store, const std::string& text) {
   return g;
 }
 
-nlohmann::ordered_json to_json(const build_result& r) {
-  nlohmann::ordered_json j;
-  j["path"] = r.path;
-  j["status"] = std::string(to_string(r.status));
-  j["success"] = is_success(r.status);
-  j["errorMsg"] = r.error;
-  j["timesBuilt"] = r.times_built;
-  j["startTime"] = r.start_time;
-  j["stopTime"] = r.stop_time;
-  j["builtOutputs"] = r.outputs;
-  j["topLevel"] = r.top_level;
-  if (r.times_built) {
-    j["cpuUserMicros"] = r.cpu_user_us;
-    j["cpuSystemMicros"] = r.cpu_system_us;
-    j["peakMemoryBytes"] = r.peak_memory;
-  }
-  if (r.hash_mismatch)
-    j["hashMismatch"] = true;
-  return j;
-}
-
 // Events to stderr: a live status line on a terminal, plain lines otherwise.
 event_sink progress_printer(bool json) {
   bool tty = ::isatty(2);
@@ -215,12 +218,8 @@ daemon::client_store::log_sink daemon_log_printer(bool print_build_logs) {
   };
 }
 
-// The same request sent to a daemon (BuildPathsWithResults) with this
-// command's settings as the client's options; its results as the engine's.
-engine_run build_through_daemon(daemon::client_store& client, const build_options& options,
-                                const std::vector<goal_request>& goals) {
-  if (options.mode == build_mode::hash)
-    throw cli::usage_error("--hash works on a local store only");
+// DRV!outputs (DRV!* for all), as a daemon is asked.
+std::vector<std::string> derived_paths(const std::vector<goal_request>& goals) {
   std::vector<std::string> derived;
   for (auto& g : goals) {
     std::string outs;
@@ -228,6 +227,55 @@ engine_run build_through_daemon(daemon::client_store& client, const build_option
       outs += (outs.empty() ? "" : ",") + o;
     derived.push_back(g.drv_path + "!" + (outs.empty() ? "*" : outs));
   }
+  return derived;
+}
+
+// A detached build's state from kilnd, as JSON (waiting for it to end if
+// `wait`); throws if kilnd has no such build.
+nlohmann::json detached_status(const cli::parsed_args& a, uint64_t id, bool wait) {
+  auto any = open_any_store(a);
+  auto* client = dynamic_cast<daemon::client_store*>(any.get());
+  if (!client)
+    throw cli::usage_error("detached builds are kilnd's: use --store daemon or unix:///PATH");
+  auto status = nlohmann::json::parse(client->detached_status(id, wait), nullptr, false);
+  if (!status.is_object())
+    throw error("kilnd's answer about detached build " + std::to_string(id) + " is not JSON");
+  return status;
+}
+
+uint64_t build_id(const std::string& text) {
+  if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos)
+    throw cli::usage_error("'" + text + "' is not a detached build's id");
+  return std::stoull(text);
+}
+
+// --attach ID: the detached build's results once it has ended, reported as
+// a build of this command's own.
+int attach_command(const cli::parsed_args& a) {
+  if (!a.positional.empty())
+    throw cli::usage_error("--attach takes no derivations");
+  uint64_t id = build_id(a.values.at("--attach"));
+  auto status = detached_status(a, id, true);
+  if (!status.value("done", false))
+    throw error("kilnd stopped before detached build " + std::to_string(id) +
+                " ended; it runs again when kilnd starts: attach again then");
+  engine_run run;
+  for (auto& j : status["results"]) {
+    build_result r = build_result_from_json(j);
+    run.all.push_back(r);
+    if (r.top_level)
+      run.top_level.push_back(r);
+  }
+  return report(run, a.has("--json"));
+}
+
+// The same request sent to a daemon (BuildPathsWithResults) with this
+// command's settings as the client's options; its results as the engine's.
+engine_run build_through_daemon(daemon::client_store& client, const build_options& options,
+                                const std::vector<goal_request>& goals) {
+  if (options.mode == build_mode::hash)
+    throw cli::usage_error("--hash works on a local store only");
+  std::vector<std::string> derived = derived_paths(goals);
   uint64_t mode = options.mode == build_mode::repair ? 1 : options.mode == build_mode::check ? 2 : 0;
   engine_run run;
   auto results = client.build_paths(derived, mode);
@@ -259,8 +307,11 @@ int build_command(const std::vector<std::string>& args) {
                       {store_option, cli::setting_option, {"--max-jobs", true, "-j"}, {"--keep-going", false, "-k"},
                        {"--keep-failed", false, "-K"}, {"--check"}, {"--repair"}, {"--hash"}, {"--fallback"}, {"--repeat", true},
                        {"--max-silent-time", true}, {"--timeout", true}, {"--max-log-size", true},
-                       {"--print-build-logs", false, "-L"}, {"--json"}, {"--stdin"}},
+                       {"--print-build-logs", false, "-L"}, {"--json"}, {"--stdin"}, {"--detach"},
+                       {"--attach", true}},
                       build_usage);
+  if (a.values.count("--attach"))
+    return attach_command(a);
   std::vector<std::string> wanted = a.positional;
   if (a.has("--stdin"))
     for (std::string word; std::cin >> word;)
@@ -273,19 +324,34 @@ int build_command(const std::vector<std::string>& args) {
   std::vector<goal_request> goals;
   for (auto& p : wanted)
     goals.push_back(parse_goal(*any, p));
+  auto* client = dynamic_cast<daemon::client_store*>(any.get());
+  if (a.has("--detach")) {
+    if (!client)
+      throw cli::usage_error("--detach needs kilnd (--store daemon or unix:///PATH)");
+    uint64_t id = client->submit_detached(derived_paths(goals));
+    if (json)
+      std::cout << nlohmann::ordered_json{{"id", id}}.dump() << '\n';
+    else
+      std::cout << id << '\n';
+    return 0;
+  }
   engine_run run;
-  if (auto* client = dynamic_cast<daemon::client_store*>(any.get()))
+  if (client)
     run = build_through_daemon(*client, options, goals);
   else
     run = run_builds(std::shared_ptr<local_store>(static_cast<local_store*>(any.release())), options, goals,
                      progress_printer(json));
+  return report(run, json);
+}
+
+int report(const engine_run& run, bool json) {
   if (::isatty(2))
     std::cerr << "\r\033[K" << std::flush;
 
   if (json) {
     nlohmann::ordered_json all = nlohmann::ordered_json::array();
     for (auto& r : run.all)
-      all.push_back(to_json(r));
+      all.push_back(build_result_json(r));
     std::cout << all.dump(2) << '\n';
   } else if (exit_status(run.all) == 0 && !run.interrupted) {
     // As nix-store --realise: the outputs, and only when all of them are there.
@@ -304,6 +370,29 @@ int build_command(const std::vector<std::string>& args) {
       if (!is_success(r.status) && !r.cancelled && (r.status == build_status::dependency_failed) == dependency)
         std::cerr << "error: " << r.error << '\n';
   return exit_status(run.all);
+}
+
+int status_command(const std::vector<std::string>& args) {
+  auto a = cli::parse(args, {store_option, {"--json"}}, status_usage);
+  cli::expect_positional(a, 1, 1, "a detached build's id");
+  uint64_t id = build_id(a.positional[0]);
+  auto status = detached_status(a, id, false);
+  if (a.has("--json")) {
+    std::cout << status.dump(2) << '\n';
+    return 0;
+  }
+  std::cout << "detached build " << id << ": ";
+  if (!status.value("done", false)) {
+    std::cout << "not done yet (" << status["paths"].size() << " derivations asked for)\n";
+    return 0;
+  }
+  std::vector<build_result> all;
+  for (auto& j : status["results"])
+    all.push_back(build_result_from_json(j));
+  std::size_t failed = std::count_if(all.begin(), all.end(), [](auto& r) { return !is_success(r.status); });
+  std::cout << "done, " << all.size() << " results, " << failed << " failed (exit status " << exit_status(all)
+            << "; 'kiln build --attach " << id << "' reports them)\n";
+  return 0;
 }
 
 int log_command(const std::vector<std::string>& args) {

@@ -14,6 +14,7 @@ int store(const std::vector<std::string>& args); // store add | add-fixed | add-
 
 int build_command(const std::vector<std::string>& args); // build DRV...
 int log_command(const std::vector<std::string>& args);   // log PATH
+int status_command(const std::vector<std::string>& args); // status ID (a detached build)
 int copy_command(const std::vector<std::string>& args);  // copy --to DEST | --from SRC PATH...
 int serve_command(const std::vector<std::string>& args); // serve --listen ADDR:PORT
 } // namespace kiln::cmd

@@ -19,6 +19,7 @@ Kiln realises Nix derivations. Commands:
   store   add to, query and dump a local store laid out as Nix's (--store local:DIR)
   build   realise derivations: build them (and their inputs) in the local store
   log     print the build log of a derivation or output path
+  status  what kilnd knows of a detached build (kiln build --detach)
   copy    copy paths and their closures between stores and binary caches
   serve   serve the local store as an HTTP binary cache
 
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
                                 {"store", "the local store", kiln::cmd::store},
                                 {"build", "build derivations", kiln::cmd::build_command},
                                 {"log", "build logs", kiln::cmd::log_command},
+                                {"status", "a detached build's state (kilnd)", kiln::cmd::status_command},
                                 {"copy", "copy between stores", kiln::cmd::copy_command},
                                 {"serve", "serve a binary cache", kiln::cmd::serve_command}},
                                usage);

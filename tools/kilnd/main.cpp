@@ -51,6 +51,12 @@ tried again on another worker up to max-build-retries times (default 2),
 as the cause was not the build. A worker that fails 5 starts in a row is
 not started again, and kilnd says so on stderr.
 
+Detached builds (`kiln build --detach`) are kept in a durable queue,
+<state>/../kiln/queue.sqlite (nix/var/kiln): they run with kilnd's own
+settings, apart from any connection, and their results stay there for
+`kiln build --attach ID` and `kiln status ID`. Those not done when kilnd
+stopped or was killed run again when it starts.
+
 Environment: NIX_DAEMON_SOCKET_PATH; NIX_STATE_DIR and NIX_LOG_DIR may name a
 store's root as Nix lays it out (DIR/nix/var/nix, DIR/nix/var/log/nix); store
 paths are always under /nix/store (NIX_STORE_DIR may only say that).
