@@ -6,6 +6,8 @@
 #include "messages/interfaces.hpp"
 #include "store/local/local_store.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -44,10 +46,16 @@ scheduler_actor spawn_scheduler(caf::actor_system& sys, store_actor store, subst
 slot_pool_actor spawn_slot_pool(caf::actor_system& sys, uint32_t max_jobs);
 // kilnd's kiln-worker processes (actors/worker_pool.cpp); needs the middleman.
 worker_pool_actor spawn_worker_pool(caf::actor_system& sys, worker_options options);
-// kilnd's root (actors/daemon_supervisor.cpp): after a stop, the sessions
-// have `grace` to end; it ends normally when they all did, else with
-// user_shutdown.
-supervisor_actor spawn_supervisor(caf::actor_system& sys, std::chrono::seconds grace);
+// kilnd's root (actors/daemon_supervisor.cpp). After a stop the sessions
+// drain for up to `drain` (builds under way finish; none if
+// `cancel_builds`), then are hung up on and have `grace` to end; it ends
+// normally when they all did, else with user_shutdown. It moves `phase`
+// (daemon_context::stopping) along for the sessions.
+struct supervisor_timing {
+  std::chrono::seconds drain{60}, grace{10};
+  bool cancel_builds = false;
+};
+supervisor_actor spawn_supervisor(caf::actor_system& sys, supervisor_timing timing, std::atomic<int>* phase);
 // The substitution slots: up to max-substitution-jobs detached
 // substituters on their own connections to `store`'s directory, rooting
 // what they touch in `store`'s temp roots (a kilnd session's go when it

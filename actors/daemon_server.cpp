@@ -206,7 +206,10 @@ int run_server(const server_options& options) {
   core.keep_detached_builds();
 
   caf::actor_system& sys = core.engine->system();
-  auto supervisor = spawn_supervisor(sys, std::chrono::seconds(10));
+  supervisor_timing timing;
+  timing.drain = std::chrono::seconds(core.ctx.config.get_number("shutdown-timeout"));
+  timing.cancel_builds = core.ctx.config.get_bool("shutdown-cancels-builds");
+  auto supervisor = spawn_supervisor(sys, timing, &core.ctx.stopping);
   caf::scoped_actor self{sys};
   self->monitor(supervisor);
   sys.spawn(listener, listening.release(), sigfd.get(), &options, &core.ctx, supervisor);

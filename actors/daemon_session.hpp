@@ -36,6 +36,9 @@ struct daemon_context {
   settings config;          // nix.conf, kiln.conf and kilnd's --option; sessions take a copy
   engine_host* engine = nullptr;
   detached_builds* detached = nullptr; // `kiln build --detach`'s requests (none for --stdio)
+  // SIGTERM: 0 serving; 1 draining (sessions read no more requests, builds
+  // under way finish); 2 cancelling (builds under way are cancelled).
+  std::atomic<int> stopping{0};
   std::string version;      // sent to clients that ask (protocol 1.33 and later)
   std::atomic<uint64_t> next_session{1};
 };

@@ -2,10 +2,13 @@
 // session actors (one per connection, each on a thread of its own, so a
 // slow or stuck client blocks only its session, never a CAF scheduler
 // thread), owns their connections' descriptors, and stops them all on
-// SIGTERM. The listener (daemon_server.cpp) spawns the sessions and
-// reports each one here.
+// SIGTERM: first it shuts their reading, so an idle session ends and a
+// build under way finishes and is answered (draining), then, at the drain's
+// deadline, it hangs up on them all and their builds are cancelled. The
+// listener (daemon_server.cpp) spawns the sessions and reports each here.
 #include "actors/actors.hpp"
 
+#include <atomic>
 #include <map>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,6 +20,7 @@ namespace {
 struct supervisor_state {
   std::map<caf::actor_addr, int> sessions; // and their descriptors
   bool stopping = false;
+  std::atomic<int>* phase = nullptr; // the sessions' view of the stop (daemon_context::stopping)
   static inline const char* name = "kilnd-supervisor";
 };
 
@@ -27,7 +31,21 @@ void end_when_alone(supervisor_ptr self) {
     self->quit();
 }
 
-supervisor_actor::behavior_type supervisor(supervisor_ptr self, std::chrono::seconds grace) {
+// Phase 1: reading shut (sessions end after what they are doing); phase 2:
+// hung up on, their builds cancelled.
+void shut(supervisor_ptr self, int fd) {
+  ::shutdown(fd, *self->state.phase == 1 ? SHUT_RD : SHUT_RDWR);
+}
+
+void enter(supervisor_ptr self, int phase, std::chrono::seconds until_next) {
+  *self->state.phase = phase;
+  for (auto& [session, fd] : self->state.sessions)
+    shut(self, fd);
+  self->delayed_send(self, until_next, deadline_atom::value);
+}
+
+supervisor_actor::behavior_type supervisor(supervisor_ptr self, supervisor_timing timing, std::atomic<int>* phase) {
+  self->state.phase = phase;
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& sessions = self->state.sessions;
     auto it = sessions.find(dm.source);
@@ -43,23 +61,30 @@ supervisor_actor::behavior_type supervisor(supervisor_ptr self, std::chrono::sec
         self->monitor(session);
         self->state.sessions.emplace(session.address(), fd);
         if (self->state.stopping)
-          ::shutdown(fd, SHUT_RDWR);
+          shut(self, fd);
       },
       [=](stop_atom) {
+        if (self->state.stopping)
+          return;
         self->state.stopping = true;
-        for (auto& [session, fd] : self->state.sessions)
-          ::shutdown(fd, SHUT_RDWR); // its reads end; its builds are cancelled
+        if (timing.cancel_builds)
+          enter(self, 2, timing.grace);
+        else
+          enter(self, 1, timing.drain);
         end_when_alone(self);
-        self->delayed_send(self, grace, deadline_atom::value);
       },
-      [=](deadline_atom) { self->quit(caf::exit_reason::user_shutdown); },
+      [=](deadline_atom) {
+        if (*self->state.phase == 1)
+          return enter(self, 2, timing.grace);
+        self->quit(caf::exit_reason::user_shutdown);
+      },
   };
 }
 
 } // namespace
 
-supervisor_actor spawn_supervisor(caf::actor_system& sys, std::chrono::seconds grace) {
-  return sys.spawn(supervisor, grace);
+supervisor_actor spawn_supervisor(caf::actor_system& sys, supervisor_timing timing, std::atomic<int>* phase) {
+  return sys.spawn(supervisor, timing, phase);
 }
 
 } // namespace kiln

@@ -100,6 +100,9 @@ private:
 wanted_path parse_derived_path(const std::string& text);
 // Whether the client on `fd` has hung up (without reading from it).
 bool hung_up(int fd);
+// Whether both directions of `fd` are closed: the client has gone even
+// though this side shut its reading (kilnd draining).
+bool closed_by_peer(int fd);
 
 class session {
 public:

@@ -210,6 +210,11 @@ bool hung_up(int fd) {
   return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
+bool closed_by_peer(int fd) {
+  pollfd p{fd, 0, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR));
+}
+
 wanted_path parse_derived_path(const std::string& text) {
   auto bang = text.find('!');
   auto path = [&](const std::string& t) {
@@ -261,8 +266,12 @@ engine_run session::run_goals(const build_options& o, const std::vector<goal_req
   while (!job->wait_for(std::chrono::milliseconds(50))) {
     acts.forward(queue->take(dropped), dropped);
     out_.flush();
-    if (!cancelled && hung_up(in_fd_)) {
-      job->cancel(); // nobody is left to want these builds
+    // Nobody is left to want these builds, or kilnd's stop has reached its
+    // deadline. (While kilnd drains, its own side's reading is shut: only a
+    // client that closed the connection has gone.)
+    int stopping = ctx_.stopping;
+    if (!cancelled && (stopping == 2 || (stopping == 0 ? hung_up(in_fd_) : closed_by_peer(in_fd_)))) {
+      job->cancel();
       cancelled = true;
     }
   }

@@ -80,6 +80,10 @@ const known_setting known[] = {
     // core; 0: builds run in kilnd's own process), and how often a round
     // whose worker was lost is tried again on another.
     {"workers", kind::jobs, "auto", 1024},
+    // kilnd on SIGTERM: builds under way may finish for this long (unless
+    // they are to be cancelled at once), then are cancelled.
+    {"shutdown-timeout", kind::number, "60", max_seconds, " seconds"},
+    {"shutdown-cancels-builds", kind::boolean, "false"},
     {"max-build-retries", kind::number, "2", 100},
 };
 

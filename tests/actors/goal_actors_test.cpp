@@ -41,8 +41,10 @@ struct world {
   int described = 0;
 };
 
-// What the next builders leased do, in order ("report" once the plan is empty).
-enum class builder_plan { report, die, hold };
+// What the next builders leased do, in order ("report" once the plan is empty):
+// report success, die before reporting (a lost worker), hold the round until
+// cancelled, or report that the builder failed (exit code 1).
+enum class builder_plan { report, die, hold, fail };
 
 struct plan_state {
   std::deque<builder_plan> plan;
@@ -99,6 +101,11 @@ store_actor::behavior_type fake_store(store_actor::pointer self, std::shared_ptr
         r.path = q.run.drv_path;
         if (report.outcome.limit == builder_outcome::cancelled)
           return cancelled_result(q.run.drv_path);
+        if (report.outcome.wait_status != 0) {
+          r.status = build_status::permanent_failure;
+          r.error = "builder for '" + r.path + "' failed";
+          return r;
+        }
         r.status = build_status::built;
         r.times_built = 1;
         for (auto& [name, out] : q.run.drv.outputs) {
@@ -145,7 +152,10 @@ builder_actor::behavior_type fake_builder(builder_actor::stateful_pointer<fake_b
           self->state.held = self->make_response_promise<build_report>();
           return self->state.held;
         }
-        return build_report{};
+        build_report r;
+        if (plan == builder_plan::fail)
+          r.outcome.wait_status = 256;
+        return r;
       },
       [=](release_atom, bool) {
         self->quit();
@@ -195,12 +205,14 @@ struct fixture : test_coordinator_fixture<engine_test_config> {
   }
   ~fixture() override { std::system(("rm -rf '" + store_dir + "'").c_str()); }
 
-  // A derivation named `name` whose one output is tagged `tag`, on `inputs`.
-  std::string add(const std::string& name, char tag, std::vector<std::string> inputs = {}) {
+  // A derivation named `name` whose outputs are tagged `tag`, on `inputs`.
+  std::string add(const std::string& name, char tag, std::vector<std::string> inputs = {},
+                  std::vector<std::string> outputs = {"out"}) {
     derivation d;
     d.platform = "x86_64-linux";
     d.builder = "/bin/sh";
-    d.outputs["out"].path = store_path_for(name, tag);
+    for (auto& o : outputs)
+      d.outputs[o].path = store_path_for(name + (o == "out" ? "" : "-" + o), tag);
     for (auto& i : inputs)
       d.input_drvs[i] = {"out"};
     std::string drv = store_path_for(name + ".drv", tag);
@@ -219,6 +231,10 @@ struct fixture : test_coordinator_fixture<engine_test_config> {
     std::vector<goal_request> requests;
     for (auto& d : drvs)
       requests.push_back({d, {}});
+    return realise(s, requests);
+  }
+
+  std::vector<build_result> realise(scheduler_actor s, std::vector<goal_request> requests) {
     auto answer = self->request(s, caf::infinite, want_atom::value, requests);
     run_until([&] { return !self->mailbox().empty(); });
     std::vector<build_result> results;
@@ -249,6 +265,24 @@ CAF_TEST(a_derivation_wanted_twice_is_built_once) {
   CAF_CHECK_EQUAL(w->registered[tool], 1);
   CAF_CHECK(of(results, app).status == build_status::built);
   CAF_CHECK_EQUAL(ps->leases, 3);
+}
+
+CAF_TEST(outputs_wanted_by_two_requests_are_merged_into_one_goal) {
+  auto multi = add("multi", '4', {}, {"out", "dev"});
+  auto results = realise(scheduler(), std::vector<goal_request>{{multi, {"out"}}, {multi, {"dev"}}});
+  CAF_CHECK_EQUAL(w->registered[multi], 1);
+  CAF_CHECK_EQUAL(ps->leases, 1);
+  auto& r = of(results, multi);
+  CAF_CHECK(r.status == build_status::built);
+  CAF_CHECK_EQUAL(r.outputs.size(), 2u);
+}
+
+CAF_TEST(a_build_that_fails_by_itself_is_not_retried) {
+  auto lib = add("lib", '1');
+  ps->plan = {builder_plan::fail};
+  auto results = realise(scheduler(), {lib});
+  CAF_CHECK(of(results, lib).status == build_status::permanent_failure);
+  CAF_CHECK_EQUAL(ps->leases, 1);
 }
 
 CAF_TEST(outputs_already_valid_are_not_built) {

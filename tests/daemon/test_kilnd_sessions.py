@@ -597,10 +597,10 @@ def test_stdio_serves_one_trusted_client(both):
     assert proc.wait(timeout=30) == 0, proc.stderr.read()
 
 
-def test_sigterm_hangs_up_cancels_builds_and_exits(both):
+def test_sigterm_with_shutdown_cancels_builds_hangs_up_at_once(both):
     both.share_with_builders("unused")
     slow = both.drv("slow-term", "exec sleep 7654")
-    d = Kilnd(both, "--option", "build-users-group", "")
+    d = Kilnd(both, "--option", "build-users-group", "", "--option", "shutdown-cancels-builds", "true")
     c = d.client()
     c.set_options()
     c.send(9, [f"{slow}!*"], 0)
@@ -615,6 +615,49 @@ def test_sigterm_hangs_up_cancels_builds_and_exits(both):
     assert took < 5, f"kilnd took {took:.1f} s to stop"
     assert not processes("sleep", "7654"), "a build outlived kilnd's SIGTERM"
     assert closes(c.sock), "the client was not hung up on"
+
+
+def test_sigterm_lets_builds_under_way_finish_then_cancels_at_the_deadline(both):
+    """SIGTERM: no new connection is taken, an idle client is hung up on, a
+    build under way finishes and its client gets the result; with a build
+    longer than shutdown-timeout, it is cancelled at the deadline."""
+    shared = both.share_with_builders("drain")
+    short = both.drv("drained", f"echo started > {shared}/short; sleep 2; echo done > $out")
+    d = Kilnd(both, "--option", "build-users-group", "")
+    idle, busy = d.client(), d.client()
+    idle.set_options()
+    busy.set_options()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=build(busy, short)))
+    t.start()
+    wait_for_file(f"{shared}/short")
+    d.proc.terminate()
+    assert closes(idle.sock, 5), "an idle client was not hung up on"
+    for _ in range(100):
+        if not os.path.exists(d.socket):
+            break
+        time.sleep(0.02)
+    with pytest.raises(OSError):
+        DaemonClient(d.socket)
+    t.join(30)
+    err, _ = result["r"]
+    assert err is None, f"the build under way did not finish: {err}\n{d.output()}"
+    with open(both.real(both.outputs(short)["out"])) as f:
+        assert f.read() == "done\n"
+    assert d.proc.wait(timeout=15) == 0, d.output()
+
+    long = both.drv("cut", f"echo started > {shared}/long; exec sleep 8765")
+    d = Kilnd(both, "--option", "build-users-group", "", "--option", "shutdown-timeout", "1")
+    c = d.client()
+    c.set_options()
+    c.send(9, [f"{long}!*"], 0)
+    wait_for_file(f"{shared}/long")
+    stopped = time.monotonic()
+    d.proc.terminate()
+    assert d.proc.wait(timeout=15) == 0, d.output()
+    took = time.monotonic() - stopped
+    assert 0.9 < took < 6, f"kilnd stopped {took:.1f} s after SIGTERM (deadline 1 s)"
+    assert not processes("sleep", "8765"), "a build outlived the deadline"
 
 
 def test_mutated_real_conversations_never_hurt_the_daemon(kilnd, both, vectors):
@@ -826,3 +869,24 @@ def test_build_derivation_builds_what_it_is_given(both):
         c.close()
     finally:
         assert d.stop() == 0, d.output()
+
+
+def test_a_client_gone_while_kilnd_drains_has_its_build_cancelled(both):
+    """While kilnd drains on SIGTERM, a client that closes its connection
+    still has its build killed: draining waits only for builds somebody
+    waits for."""
+    slow = both.drv("drain-gone", "exec sleep 6789")
+    d = Kilnd(both, "--option", "build-users-group", "")
+    c = d.client()
+    c.set_options()
+    c.send(9, [f"{slow}!*"], 0)
+    for _ in range(600):
+        if processes("sleep", "6789"):
+            break
+        time.sleep(0.05)
+    assert processes("sleep", "6789"), "the build never started\n" + d.output()
+    d.proc.terminate()
+    time.sleep(0.3)
+    c.sock.close()
+    assert d.proc.wait(timeout=10) == 0, d.output()
+    assert not processes("sleep", "6789"), "a build nobody waited for outlived kilnd's stop"

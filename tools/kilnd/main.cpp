@@ -68,8 +68,10 @@ Taking over from nix-daemon:
   kilnd                      # or install tools/kilnd/kilnd.{socket,service}
 The store, its database and logs stay where they are: kilnd uses Nix's.
 
-SIGTERM or SIGINT stop it: connected clients are hung up on and their builds
-cancelled. SIGHUP reloads the configuration.
+SIGTERM or SIGINT stop it: no new connections; builds under way finish and
+their clients get their results, for up to shutdown-timeout seconds (default
+60), then every client is hung up on and what still builds is cancelled
+(shutdown-cancels-builds = true: at once). SIGHUP reloads the configuration.
 )";
 
 std::string env_or(const char* name, const std::string& fallback) {
