@@ -81,6 +81,21 @@ in step (N - 1)
 """
 
 
+def make_work(prefix, wide, chain):
+    """A work directory: Nix's configuration for the clients (sandbox off,
+    8 jobs), the wide and chain graphs of these sizes as wide.nix and chain.nix."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(f"{work}/conf")
+    os.makedirs(f"{work}/tmp")
+    with open(f"{work}/conf/nix.conf", "w") as f:
+        f.write("sandbox = false\nbuild-users-group =\nsubstituters =\nmax-jobs = 8\n")
+    with open(f"{work}/wide.nix", "w") as f:
+        f.write(WIDE.replace("N", str(wide)))
+    with open(f"{work}/chain.nix", "w") as f:
+        f.write(CHAIN.replace("N", str(chain)))
+    return work
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bin", help="the build's bin directory (kilnd, kiln-bench-daemon)")
@@ -91,15 +106,7 @@ def main():
     ap.add_argument("--chain", type=int, default=100)
     ap.add_argument("--settle", type=int, default=20)
     a = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="kiln-daemon-bench-")
-    os.makedirs(f"{work}/conf")
-    os.makedirs(f"{work}/tmp")
-    with open(f"{work}/conf/nix.conf", "w") as f:
-        f.write("sandbox = false\nbuild-users-group =\nsubstituters =\nmax-jobs = 8\n")
-    with open(f"{work}/wide.nix", "w") as f:
-        f.write(WIDE.replace("N", str(a.wide)))
-    with open(f"{work}/chain.nix", "w") as f:
-        f.write(CHAIN.replace("N", str(a.chain)))
+    work = make_work("kiln-daemon-bench-", a.wide, a.chain)
     bindir = os.path.abspath(a.bin)
     script = SCRIPT.format(work=work, kilnd=f"{bindir}/kilnd", bench=f"{bindir}/kiln-bench-daemon",
                            rounds=a.rounds, calls=a.calls, idle=a.idle, settle=a.settle)

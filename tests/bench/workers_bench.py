@@ -16,9 +16,8 @@ import argparse
 import os
 import re
 import subprocess
-import tempfile
 
-from daemon_bench import CHAIN, WIDE
+from daemon_bench import make_work
 
 SCRIPT = r"""
 set -e
@@ -55,15 +54,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--settle", type=int, default=10)
     a = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="kiln-workers-bench-")
-    os.makedirs(f"{work}/conf")
-    os.makedirs(f"{work}/tmp")
-    with open(f"{work}/conf/nix.conf", "w") as f:
-        f.write("sandbox = false\nbuild-users-group =\nsubstituters =\nmax-jobs = 8\n")
-    with open(f"{work}/wide.nix", "w") as f:
-        f.write(WIDE.replace("N", str(a.wide)))
-    with open(f"{work}/chain.nix", "w") as f:
-        f.write(CHAIN.replace("N", str(a.chain)))
+    work = make_work("kiln-workers-bench-", a.wide, a.chain)
     bindir = os.path.abspath(a.bin)
     script = SCRIPT.format(work=work, kilnd=f"{bindir}/kilnd", rounds=a.rounds, workers=a.workers,
                            settle=a.settle)

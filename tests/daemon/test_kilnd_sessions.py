@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from kiln_testing import DaemonClient, Kilnd, build, explain, processes
+from kiln_testing import DaemonClient, Kilnd, build, build_started, explain, processes
 
 
 @pytest.fixture
@@ -603,12 +603,7 @@ def test_sigterm_with_shutdown_cancels_builds_hangs_up_at_once(both):
     d = Kilnd(both, "--option", "build-users-group", "", "--option", "shutdown-cancels-builds", "true")
     c = d.client()
     c.set_options()
-    c.send(9, [f"{slow}!*"], 0)
-    for _ in range(600):
-        if processes("sleep", "7654"):
-            break
-        time.sleep(0.05)
-    assert processes("sleep", "7654"), "the build never started\n" + d.output()
+    build_started(c, slow, "sleep", "7654")
     stopped = time.monotonic()
     assert d.stop() == 0, d.output()
     took = time.monotonic() - stopped
@@ -879,12 +874,7 @@ def test_a_client_gone_while_kilnd_drains_has_its_build_cancelled(both):
     d = Kilnd(both, "--option", "build-users-group", "")
     c = d.client()
     c.set_options()
-    c.send(9, [f"{slow}!*"], 0)
-    for _ in range(600):
-        if processes("sleep", "6789"):
-            break
-        time.sleep(0.05)
-    assert processes("sleep", "6789"), "the build never started\n" + d.output()
+    build_started(c, slow, "sleep", "6789")
     d.proc.terminate()
     time.sleep(0.3)
     c.sock.close()

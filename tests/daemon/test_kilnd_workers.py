@@ -6,13 +6,12 @@ killed leaves no process of its builds behind."""
 import json
 import os
 import signal
-import socket
 import threading
 import time
 
 import pytest
 
-from kiln_testing import Kilnd, build, parent_of, processes, run
+from kiln_testing import Kilnd, build, build_started, parent_of, processes, wait_until
 
 
 def start(both, *options, env=None):
@@ -27,14 +26,16 @@ def kilnd(both):
     assert d.stop() == 0, d.output()
 
 
-def wait_until(predicate, timeout=30, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
+def build_in_background(c, drv, *argv):
+    """Builds DRV through client `c` on a thread; once `argv` runs (the
+    builder), returns the thread, where its (error, messages) will be, and
+    the builder's pid."""
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=build(c, drv)))
+    t.start()
+    sleeper = wait_until(lambda: processes(*argv))
+    assert sleeper, f"the build of {drv} never started"
+    return t, result, sleeper[0]
 
 
 def worker_of(kilnd, pid):
@@ -83,9 +84,7 @@ def test_builds_run_in_workers_that_nobody_else_can_reach(kilnd, both):
     drv = both.drv("where", f"ls -l /proc/self/fd > {shared}/fds; exec sleep 4321")
     c = kilnd.client()
     c.set_options()
-    c.send(9, [f"{drv}!*"], 0)
-    sleeper = wait_until(lambda: processes("sleep", "4321"))
-    assert sleeper, "the build never started\n" + kilnd.output()
+    sleeper = build_started(c, drv, "sleep", "4321")
     assert worker_of(kilnd, sleeper[0]), "the builder does not run under a kiln-worker"
     listening = listening_inodes()
     for pid in [kilnd.proc.pid, *kilnd.workers()]:
@@ -106,15 +105,11 @@ def test_a_killed_worker_costs_a_retry_of_its_build(kilnd, both):
     out = both.outputs(drv)["out"]
     c = kilnd.client()
     c.set_options()
-    result = {}
-    t = threading.Thread(target=lambda: result.update(r=build(c, drv)))
-    t.start()
-    sleeper = wait_until(lambda: processes("sleep", "3"))
-    assert sleeper, "the build never started\n" + kilnd.output()
-    worker = worker_of(kilnd, sleeper[0])
+    t, result, sleeper = build_in_background(c, drv, "sleep", "3")
+    worker = worker_of(kilnd, sleeper)
     assert worker, "no worker runs the build"
     os.kill(worker, signal.SIGKILL)
-    assert wait_until(lambda: not os.path.exists(f"/proc/{sleeper[0]}"), 2), "the build outlived its worker"
+    assert wait_until(lambda: not os.path.exists(f"/proc/{sleeper}"), 2), "the build outlived its worker"
     t.join(60)
     err, seen = result["r"]
     assert err is None, f"the build failed after its worker was lost: {err}\n{kilnd.output()}"
@@ -138,12 +133,8 @@ def test_a_stopped_worker_is_noticed_within_two_seconds(kilnd, both):
     drv = both.drv("stopped", f"echo run >> {shared}/runs; sleep 2; echo done > $out")
     c = kilnd.client()
     c.set_options()
-    result = {}
-    t = threading.Thread(target=lambda: result.update(r=build(c, drv)))
-    t.start()
-    sleeper = wait_until(lambda: processes("sleep", "2"))
-    assert sleeper, "the build never started\n" + kilnd.output()
-    worker = worker_of(kilnd, sleeper[0])
+    t, result, sleeper = build_in_background(c, drv, "sleep", "2")
+    worker = worker_of(kilnd, sleeper)
     os.kill(worker, signal.SIGSTOP)
     stopped = time.monotonic()
     kilnd.wait_for("stopped answering", timeout=10)
@@ -214,8 +205,7 @@ def test_kilnd_killed_leaves_no_worker_and_no_build(both):
     drv = both.drv("orphan", f"echo run >> {shared}/runs; exec sleep 8765")
     c = d.client()
     c.set_options()
-    c.send(9, [f"{drv}!*"], 0)
-    assert wait_until(lambda: processes("sleep", "8765")), "the build never started\n" + d.output()
+    build_started(c, drv, "sleep", "8765")
     d.proc.kill()
     d.proc.wait()
     assert wait_until(lambda: not processes("sleep", "8765"), 5), "a build outlived kilnd"
@@ -297,9 +287,8 @@ def test_what_a_lost_worker_s_build_started_dies_with_it(both):
     drv = both.drv("daemonizer", f"sleep 9753 & echo started > {shared}/started; exec sleep 8642")
     c = d.client()
     c.set_options()
-    c.send(9, [f"{drv}!*"], 0)
-    sleeper = wait_until(lambda: processes("sleep", "8642"))
-    assert sleeper and wait_until(lambda: processes("sleep", "9753")), "the build never started\n" + d.output()
+    sleeper = build_started(c, drv, "sleep", "8642")
+    assert wait_until(lambda: processes("sleep", "9753")), "the build's daemon never started\n" + d.output()
     os.kill(worker_of(d, sleeper[0]), signal.SIGKILL)
     assert wait_until(lambda: not processes("sleep", "9753") and not processes("sleep", "8642"), 3), \
         "a process the build started outlived its worker"

@@ -464,6 +464,26 @@ def processes(*argv):
     return found
 
 
+def wait_until(predicate, timeout=30, step=0.02):
+    """Polls `predicate` until it gives something true or `timeout` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+def build_started(client, drv, *argv):
+    """Sends BuildPaths of DRV!* without reading the answer, then waits until
+    a host process runs exactly `argv` (the builder); returns their pids."""
+    client.send(9, [f"{drv}!*"], 0)
+    pids = wait_until(lambda: processes(*argv))
+    assert pids, f"the build of {drv} never started"
+    return pids
+
+
 def parent_of(pid):
     """The parent pid of `pid` (None once it is gone)."""
     try:
