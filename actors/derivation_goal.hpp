@@ -38,6 +38,7 @@ struct drv_goal_state {
   // lost may still answer, or time out, after the next has begun.
   uint64_t attempt = 0;
   uint32_t retries = 0; // rounds tried again after a lost worker
+  bool reported = false; // the round's builder has reported: losing it now costs only its release
   bool leasing = false; // waiting for a builder from a worker
   // The round being applied (retried as it is), and a result waiting for
   // its builder's release.

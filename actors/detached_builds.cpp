@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <iostream>
+#include <thread>
 
 namespace kiln {
 
@@ -36,17 +37,12 @@ detached_builds::detached_builds(const store_layout& layout, engine_host& engine
 }
 
 detached_builds::~detached_builds() {
-  std::vector<std::thread> threads;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-    for (auto& [id, job] : running_)
-      job->cancel();
-    threads.swap(threads_);
-  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  stopping_ = true;
+  for (auto& [id, job] : running_)
+    job->cancel();
   finished_.notify_all();
-  for (auto& t : threads)
-    t.join();
+  finished_.wait(lock, [this] { return active_ == 0; });
 }
 
 uint64_t detached_builds::submit(const std::vector<std::string>& paths) {
@@ -57,9 +53,17 @@ uint64_t detached_builds::submit(const std::vector<std::string>& paths) {
   return id;
 }
 
+// A thread of its own, detached (a finished thread is gone at once, not
+// kept until kilnd ends); the destructor waits until none runs.
 void detached_builds::start(queued_build q) {
   std::lock_guard<std::mutex> lock(mutex_);
-  threads_.emplace_back([this, q = std::move(q)] { run(q); });
+  ++active_;
+  std::thread([this, q = std::move(q)] {
+    run(q);
+    std::lock_guard<std::mutex> done(mutex_);
+    --active_;
+    finished_.notify_all(); // under the lock: the destructor cannot go before it
+  }).detach();
 }
 
 // On a thread of its own: the run, then its results into the queue. A run

@@ -16,7 +16,6 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace kiln {
@@ -51,7 +50,7 @@ private:
   bool stopping_ = false;
   std::map<uint64_t, std::shared_ptr<engine_job>> running_;
   std::set<uint64_t> ended_; // runs of this kilnd that have recorded their results
-  std::vector<std::thread> threads_;
+  std::size_t active_ = 0;   // runs whose threads (detached) have not ended
 };
 
 } // namespace kiln

@@ -43,6 +43,7 @@ build_round this_round(goal_ptr self) {
 // The round on a builder of its own: in this process, or leased on a worker.
 void run_round(goal_ptr self) {
   auto& st = self->state;
+  st.reported = false;
   if (!st.workers) {
     st.builder = spawn_builder(self->system(), st.logger, st.host);
     self->link_to(st.builder); // a goal that dies takes its round with it
@@ -87,6 +88,7 @@ void apply_round(goal_ptr self) {
             auto& state = self->state;
             if (attempt != state.attempt)
               return;
+            state.reported = true;
             if (report.released) { // and the builder has ended: no loss now
               if (state.workers)
                 self->demonitor(state.builder.address());
@@ -108,7 +110,6 @@ void apply_round(goal_ptr self) {
 // builder releases the round (keeping a failed build's directory if asked).
 void finish_round(goal_ptr self, build_report report) {
   auto& st = self->state;
-  ++st.attempt; // the builder's answers are in: its loss changes nothing now
   self->request(st.store, caf::infinite, register_atom::value, st.current, report)
       .then(
           [=](build_result& r) {
@@ -164,10 +165,15 @@ void round_released(goal_ptr self, std::string note) {
 // successor; nothing of it was registered. The round is tried again.
 void worker_lost(goal_ptr self, const std::string& why) {
   auto& st = self->state;
-  ++st.attempt; // whatever the lost builder still answers is void
   st.builder = nullptr;
-  if (st.releasing) // it had reported and been judged: only its release is lost
-    return round_released(self, "");
+  if (st.reported) { // the round's result stands: only its release is lost
+    if (st.releasing) {
+      ++st.attempt; // the release's answer will not come
+      round_released(self, "");
+    }
+    return;
+  }
+  ++st.attempt; // whatever the lost builder still answers is void
   if (st.cancelled)
     return done(self, cancelled_result(drv_path(self)));
   if (st.retries >= st.options.max_build_retries) {

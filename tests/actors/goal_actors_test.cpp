@@ -43,8 +43,9 @@ struct world {
 
 // What the next builders leased do, in order ("report" once the plan is empty):
 // report success, die before reporting (a lost worker), hold the round until
-// cancelled, or report that the builder failed (exit code 1).
-enum class builder_plan { report, die, hold, fail };
+// cancelled, report that the builder failed (exit code 1), or report
+// success and then die (a worker lost before the round's release).
+enum class builder_plan { report, die, hold, fail, report_then_die };
 
 struct plan_state {
   std::deque<builder_plan> plan;
@@ -134,6 +135,7 @@ logger_actor::behavior_type quiet_logger() {
 
 struct fake_builder_state {
   caf::typed_response_promise<build_report> held;
+  bool dying = false;
   static inline const char* name = "fake_builder";
 };
 
@@ -155,6 +157,10 @@ builder_actor::behavior_type fake_builder(builder_actor::stateful_pointer<fake_b
         build_report r;
         if (plan == builder_plan::fail)
           r.outcome.wait_status = 256;
+        if (plan == builder_plan::report_then_die) {
+          self->send(self, cancel_atom::value); // goes down once the report is out
+          self->state.dying = true;
+        }
         return r;
       },
       [=](release_atom, bool) {
@@ -162,6 +168,8 @@ builder_actor::behavior_type fake_builder(builder_actor::stateful_pointer<fake_b
         return std::string();
       },
       [=](cancel_atom) {
+        if (self->state.dying)
+          return self->quit(caf::exit_reason::remote_link_unreachable);
         ++ps->cancels;
         if (self->state.held.pending()) {
           build_report r;
@@ -283,6 +291,15 @@ CAF_TEST(a_build_that_fails_by_itself_is_not_retried) {
   auto results = realise(scheduler(), {lib});
   CAF_CHECK(of(results, lib).status == build_status::permanent_failure);
   CAF_CHECK_EQUAL(ps->leases, 1);
+}
+
+CAF_TEST(a_worker_lost_after_its_round_reported_costs_no_retry) {
+  auto lib = add("lib", '1');
+  ps->plan = {builder_plan::report_then_die};
+  auto results = realise(scheduler(), {lib});
+  CAF_CHECK(of(results, lib).status == build_status::built);
+  CAF_CHECK_EQUAL(ps->leases, 1);
+  CAF_CHECK_EQUAL(w->registered[lib], 1);
 }
 
 CAF_TEST(outputs_already_valid_are_not_built) {
