@@ -18,6 +18,10 @@ constexpr auto post_build_hook_timeout = std::chrono::minutes(60);
 // Releasing a round removes its build directory and sandbox store, which
 // may be large.
 constexpr auto builder_release_timeout = std::chrono::minutes(60);
+// The store actor describing a round (the input closure, the sandbox
+// paths) or registering it (its outputs synced to disk, which for large
+// outputs takes a while).
+constexpr auto store_step_timeout = std::chrono::minutes(60);
 // A lease waits for a worker to be (re)started, at most this long.
 constexpr auto lease_timeout = std::chrono::minutes(2);
 
@@ -110,7 +114,7 @@ void apply_round(goal_ptr self) {
 // builder releases the round (keeping a failed build's directory if asked).
 void finish_round(goal_ptr self, build_report report) {
   auto& st = self->state;
-  self->request(st.store, caf::infinite, register_atom::value, st.current, report)
+  self->request(st.store, store_step_timeout, register_atom::value, st.current, report)
       .then(
           [=](build_result& r) {
             bool keep = !is_success(r.status) && self->state.options.keep_failed;
@@ -222,7 +226,7 @@ void start_round(goal_ptr self) {
   std::set<std::string> recheck;
   if (st.round == 1 && st.options.mode == build_mode::normal)
     recheck = wanted_outputs(self);
-  self->request(st.store, caf::infinite, describe_atom::value, this_round(self), recheck)
+  self->request(st.store, store_step_timeout, describe_atom::value, this_round(self), recheck)
       .then(
           [=](build_request& q) {
             auto& state = self->state;

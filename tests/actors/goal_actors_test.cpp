@@ -22,6 +22,10 @@ using namespace kiln;
 
 namespace {
 
+// Long enough never to fire unless a run hangs: then the test fails with a
+// timeout instead of hanging.
+constexpr auto answer_timeout = std::chrono::minutes(60);
+
 struct engine_test_config : caf::actor_system_config {
   engine_test_config() { kiln::add_message_types(*this); }
 };
@@ -243,7 +247,7 @@ struct fixture : test_coordinator_fixture<engine_test_config> {
   }
 
   std::vector<build_result> realise(scheduler_actor s, std::vector<goal_request> requests) {
-    auto answer = self->request(s, caf::infinite, want_atom::value, requests);
+    auto answer = self->request(s, answer_timeout, want_atom::value, requests);
     run_until([&] { return !self->mailbox().empty(); });
     std::vector<build_result> results;
     answer.receive([&](std::vector<build_result>& r) { results = std::move(r); },
@@ -344,11 +348,11 @@ CAF_TEST(a_lease_nobody_answers_times_out_and_is_asked_again) {
   ps->ignored_leases = 1;
   auto s = scheduler();
   std::vector<goal_request> requests{{lib, {}}};
-  auto answer = self->request(s, caf::infinite, want_atom::value, requests);
+  auto answer = self->request(s, answer_timeout, want_atom::value, requests);
   consume_messages();
   CAF_CHECK_EQUAL(ps->leases, 1);
   CAF_CHECK(self->mailbox().empty());
-  trigger_timeouts(); // the lease's 2 minutes
+  trigger_timeout(); // the earliest: the lease's 2 minutes
   run_until([&] { return !self->mailbox().empty(); });
   answer.receive([&](std::vector<build_result>& r) { CAF_CHECK(of(r, lib).status == build_status::built); },
                  [&](caf::error& e) { CAF_FAIL(sys.render(e)); });
@@ -360,7 +364,7 @@ CAF_TEST(a_cancel_reaches_the_running_builder_and_ends_the_run) {
   ps->plan = {builder_plan::hold};
   auto s = scheduler();
   std::vector<goal_request> requests{{lib, {}}};
-  auto answer = self->request(s, caf::infinite, want_atom::value, requests);
+  auto answer = self->request(s, answer_timeout, want_atom::value, requests);
   consume_messages();
   CAF_CHECK_EQUAL(ps->leases, 1);
   self->send(s, cancel_atom::value);
@@ -375,12 +379,12 @@ CAF_TEST(a_lease_comes_back_when_its_holder_is_gone) {
   auto pool = spawn_slot_pool(sys, 1);
   auto got = std::make_shared<uint64_t>(0);
   auto holder = sys.spawn([pool, got](caf::event_based_actor* a) -> caf::behavior {
-    a->request(pool, caf::infinite, slot_atom::value).then([got](uint64_t lease) { *got = lease + 1; });
+    a->request(pool, answer_timeout, slot_atom::value).then([got](uint64_t lease) { *got = lease + 1; });
     return {[](int) {}};
   });
   consume_messages();
   CAF_CHECK(*got != 0); // the holder has the one slot
-  auto waiter = self->request(pool, caf::infinite, slot_atom::value);
+  auto waiter = self->request(pool, answer_timeout, slot_atom::value);
   consume_messages();
   CAF_CHECK(self->mailbox().empty()); // none left
   caf::anon_send_exit(holder, caf::exit_reason::kill);
