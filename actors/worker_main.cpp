@@ -117,6 +117,7 @@ int run_worker(int link_fd, const std::string& build_dir_parent) {
   sys.await_actors_before_shutdown(false);
   for (int i = 0; i < 50 && sys.registry().running() > 0; ++i)
     ::usleep(20000);
+  host.reset(); // the last reference once the builders are gone: its private directory goes
   std::cout.flush();
   ::_exit(0);
 }

@@ -197,7 +197,8 @@ def test_a_worker_that_crashes_at_start_is_given_up_on(both):
 
 def test_kilnd_killed_leaves_no_worker_and_no_build(both):
     """SIGKILL to kilnd mid-build: its workers kill their builds and exit;
-    the store opens consistent for the next kilnd, which builds."""
+    the store opens consistent for the next kilnd, which builds, and no
+    build directory is left once it has stopped."""
     shared = both.share_with_builders("orphans")
     d = start(both)
     assert wait_until(lambda: len(d.workers()) == 2)
@@ -220,6 +221,11 @@ def test_kilnd_killed_leaves_no_worker_and_no_build(both):
     c.set_options()
     assert build(c, quick)[0] is None
     assert again.stop() == 0, again.output()
+    # The killed workers' build directories were swept by the next build;
+    # the new workers removed theirs when they ended.
+    tmp = both.env["TMPDIR"]
+    left = wait_until(lambda: not [n for n in os.listdir(tmp) if n.startswith("kiln-builds-")], 5)
+    assert left, f"build directories left in {tmp}: {os.listdir(tmp)}"
 
 
 def started_seconds_ago(pid):
