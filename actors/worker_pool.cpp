@@ -150,6 +150,15 @@ void ask_spare(pool_ptr self, std::size_t i);
 
 void say(const std::string& line) { std::cerr << "kilnd: " << line << std::endl; }
 
+bool all_given_up(const pool_state& st) {
+  return std::all_of(st.slots.begin(), st.slots.end(), [](auto& x) { return x.given_up; });
+}
+
+caf::error no_workers() {
+  return caf::make_error(engine_errc::no_workers,
+                         std::string("no worker process is running (each failed at every start)"));
+}
+
 std::string worker_name(pool_ptr self, std::size_t i) {
   return "worker " + std::to_string(i) + " (pid " + std::to_string(self->state.slots[i].pid) + ")";
 }
@@ -188,11 +197,10 @@ void lost(pool_ptr self, std::size_t i, const std::string& why, bool reaped = fa
     s.given_up = true;
     say(name + " " + why + "; it failed " + std::to_string(s.failures) +
         " starts in a row and is not started again");
-    if (std::all_of(st.slots.begin(), st.slots.end(), [](auto& x) { return x.given_up; })) {
+    if (all_given_up(st)) {
       say("no worker process is left: builds fail until kilnd is restarted");
       for (auto& w : st.waiting)
-        w.promise.deliver(caf::make_error(engine_errc::no_workers,
-                                          std::string("no worker process is running (each failed at every start)")));
+        w.promise.deliver(no_workers());
       st.waiting.clear();
     }
     return;
@@ -329,9 +337,8 @@ void hand_out(pool_ptr self, waiting_lease w) {
     if (st.slots[i].alive && (!best || st.slots[i].rounds < st.slots[*best].rounds))
       best = i;
   if (!best) {
-    if (std::all_of(st.slots.begin(), st.slots.end(), [](auto& x) { return x.given_up; }))
-      w.promise.deliver(caf::make_error(engine_errc::no_workers,
-                                        std::string("no worker process is running (each failed at every start)")));
+    if (all_given_up(st))
+      w.promise.deliver(no_workers());
     else
       st.waiting.push_back(std::move(w));
     return;
