@@ -529,11 +529,11 @@ class Kilnd:
         env = dict(both.env, NIX_CONF_DIR=f"{both.dir}/no-nix-conf", **(env or {}))
         self.proc = subprocess.Popen([*run_as, binary, "--store", store or both.store, "--socket", self.socket,
                                       *options], env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(200):
-            if os.path.exists(self.socket):
-                break
-            time.sleep(0.01)
-        assert os.path.exists(self.socket), self.output()
+        # kilnd says so once its socket is in place (a killed kilnd's stale
+        # socket file may be there before).
+        ready = wait_until(lambda: "kilnd: listening on" in self.output() or "kilnd: serving the socket" in self.output()
+                           or self.proc.poll() is not None, 10, 0.01)
+        assert ready and self.proc.poll() is None and os.path.exists(self.socket), self.output()
 
     def client(self, **kw):
         return DaemonClient(self.socket, **kw)
