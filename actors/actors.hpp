@@ -56,12 +56,27 @@ struct supervisor_timing {
   bool cancel_builds = false;
 };
 supervisor_actor spawn_supervisor(caf::actor_system& sys, supervisor_timing timing, std::atomic<int>* phase);
-// The substitution slots: up to max-substitution-jobs detached
-// substituters on their own connections to `store`'s directory, rooting
-// what they touch in `store`'s temp roots (a kilnd session's go when it
-// ends). Throws for bad trusted-public-keys before spawning anything.
+// The substitution slots: up to max-substitution-jobs substituters, each
+// on its own connection to `store`'s directory, what they copy rooted in
+// `store`'s temp roots (a kilnd session's go when it ends). Without
+// `workers` they are detached actors here; with, they are leased on
+// kiln-worker processes, and a substitution whose worker was lost is tried
+// again, up to max-build-retries times. Throws for bad trusted-public-keys
+// before spawning anything.
 substituter_actor spawn_substituter_pool(caf::actor_system& sys, const local_store& store,
-                                         const build_options& options);
+                                         const build_options& options, worker_pool_actor workers = {});
+// One path from whichever of the first `substituters` substituters of
+// `pool` has it, as substituter_actor's subst_any (actors/substitute_any.cpp);
+// it ends once it has answered.
+using any_actor = caf::typed_actor<caf::replies_to<subst_any_atom, std::string, bool>::with<substitute_outcome>>;
+any_actor spawn_substitute_any(caf::local_actor* parent, one_substituter_actor pool, uint32_t substituters);
+// How long a goal waits for that answer: longer than the copies' own bound.
+constexpr auto substitute_any_timeout = std::chrono::minutes(25 * 60);
+// One substituter (detached) on the store at `layout`, rooting in `roots`;
+// what the pool spawns here or a kiln-worker for kilnd. Throws for bad
+// trusted-public-keys.
+one_substituter_actor spawn_substituter(caf::actor_system& sys, store_layout layout, std::shared_ptr<temp_roots> roots,
+                                    const build_options& options);
 // Spawned by the scheduler; they report (done_atom, build_result) to it.
 // A derivation goal given its derivation already loaded (read ahead by a
 // goal that needs it) starts from there.
@@ -70,6 +85,6 @@ caf::actor spawn_derivation_goal(caf::local_actor* parent, scheduler_actor sched
                                  worker_pool_actor workers, build_options options, goal_request request,
                                  std::string store_real_dir, std::optional<loaded_derivation> preloaded);
 caf::actor spawn_substitution_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
-                                   substituter_actor substituter_pool, std::string path, uint32_t substituters);
+                                   substituter_actor substituter_pool, std::string path);
 
 } // namespace kiln

@@ -12,6 +12,7 @@
 #include "store/io/fd.hpp"
 #include "store/io/file_ops.hpp"
 #include "store/io/unix_socket.hpp"
+#include "store/local/temp_roots.hpp"
 
 #include <csignal>
 #include <cstdlib>
@@ -69,7 +70,7 @@ uint32_t daemon_slots(const settings& config) {
 }
 
 // kiln-worker processes beside this kilnd's executable, `workers` of them.
-worker_options daemon_workers(const settings& config) {
+worker_options daemon_workers(const settings& config, const store_layout& layout) {
   worker_options w;
   const std::string& n = config.get("workers");
   w.count = n == "auto" ? std::max(1u, std::thread::hardware_concurrency())
@@ -80,6 +81,7 @@ worker_options daemon_workers(const settings& config) {
   const char* program = std::getenv("KILN_WORKER_PROGRAM");
   w.program = program && *program ? program : dir + "/kiln-worker";
   w.build_dir_parent = config.get("build-dir");
+  w.temproots_dir = layout.temproots_dir();
   return w;
 }
 
@@ -88,15 +90,21 @@ struct daemon_core {
   explicit daemon_core(const server_options& options) {
     ctx.layout = options.layout;
     ctx.config = options.load_config();
+    // A killed kilnd's temp roots (its sessions', its workers') would keep
+    // paths from the collector until the next collection noticed.
+    try {
+      remove_stale_temp_roots(ctx.layout.temproots_dir());
+    } catch (const std::exception& e) {
+      std::cerr << "kilnd: warning: " << e.what() << "\n";
+    }
     ctx.version = options.version;
-    engine = std::make_unique<engine_host>(daemon_slots(ctx.config), daemon_workers(ctx.config));
+    engine = std::make_unique<engine_host>(daemon_slots(ctx.config), daemon_workers(ctx.config, ctx.layout));
     ctx.engine = engine.get();
   }
   // The durable queue of detached builds (the socket's kilnd only): what
   // was not done when kilnd last stopped runs again now.
   void keep_detached_builds() {
-    detached = std::make_unique<detached_builds>(ctx.layout, *engine,
-                                                 [options = build_options_from(ctx.config)] { return options; });
+    detached = std::make_unique<detached_builds>(ctx.layout, *engine, [config = ctx.config] { return config; });
     ctx.detached = detached.get();
   }
   daemon_context ctx;

@@ -70,7 +70,7 @@ void have_derivation(goal_ptr self) {
   // Substitutes for invalid outputs first; with no substituters this is
   // the reference's "no substituters" path, straight on to the inputs.
   if (st.options.mode == build_mode::normal && !st.options.substituters.empty())
-    return try_substitutes(self, 0);
+    return try_substitutes(self);
   outputs_substituted(self);
 }
 
@@ -100,58 +100,74 @@ void find_damage(goal_ptr self) {
             // As Nix: a substituter with the same contents repairs them
             // first; what none repairs is rebuilt.
             if (now.repair_needed && !now.options.substituters.empty())
-              return try_substitutes(self, 0);
+              return try_substitutes(self);
             outputs_substituted(self);
           },
           [=](caf::error& e) { done(self, ended(build_status::misc_failure, error_text(e))); });
 }
 
-// Asks substituter `index` for every wanted output still invalid, then the
-// next one; all valid -> Substituted, substituters exhausted -> build,
-// unless one failed (as Nix: a broken substitute is not silently replaced
-// by a build without --fallback).
-void try_substitutes(goal_ptr self, uint32_t index) {
+// What is still missing of the wanted outputs (invalid, or damaged in a
+// repair).
+std::vector<std::string> missing_outputs(goal_ptr self) {
   auto& st = self->state;
   std::vector<std::string> missing;
   for (auto& name : wanted_outputs(self))
     if (!st.loaded.output_valid[name] || st.damaged.count(name))
       missing.push_back(name);
+  return missing;
+}
+
+// All wanted outputs valid -> Substituted, else build, unless a substitute
+// failed (as Nix: a broken substitute is not silently replaced by a build
+// without --fallback).
+void substitutes_tried(goal_ptr self) {
+  auto& st = self->state;
   // Damaged outputs repaired from a substituter were valid all along (Nix
   // says AlreadyValid, checked side by side).
-  if (missing.empty())
+  if (missing_outputs(self).empty())
     return done(self, ended(st.options.mode == build_mode::repair && !st.substituted_invalid
                                 ? build_status::already_valid
                                 : build_status::substituted));
   if (st.cancelled)
     return done(self, cancelled_result(drv_path(self)));
-  if (index >= st.options.substituters.size()) {
-    if (st.substituter_failed && !st.options.fallback)
-      return done(self, ended(build_status::transient_failure,
-                                "some substitutes for the outputs of derivation '" + drv_path(self) +
-                                    "' failed (usually happens due to networking issues); try '--fallback' "
-                                    "to build derivation from source"));
-    return outputs_substituted(self);
-  }
+  if (st.substituter_failed && !st.options.fallback)
+    return done(self, ended(build_status::transient_failure,
+                              "some substitutes for the outputs of derivation '" + drv_path(self) +
+                                  "' failed (usually happens due to networking issues); try '--fallback' "
+                                  "to build derivation from source"));
+  outputs_substituted(self);
+}
+
+// Every wanted output still invalid, at once, each from whichever
+// substituter has it (substitute_any.cpp).
+void try_substitutes(goal_ptr self) {
+  auto& st = self->state;
+  auto missing = missing_outputs(self);
+  if (missing.empty() || st.cancelled)
+    return substitutes_tried(self);
   st.pending = missing.size();
   for (auto& name : missing) {
     auto after = [=] {
       if (--self->state.pending == 0)
-        try_substitutes(self, index + 1);
+        substitutes_tried(self);
     };
     bool repair = st.damaged.count(name) > 0;
-    self->request(st.substituters, caf::infinite, subst_atom::value, st.loaded.drv.outputs.at(name).path, index,
+    self->request(st.substituters, substitute_any_timeout, subst_any_atom::value, st.loaded.drv.outputs.at(name).path,
                   repair)
         .then(
             [=](const substitute_outcome& o) {
+              auto& now = self->state;
+              for (auto& line : o.notices)
+                say(self, line);
               if (o.kind == substitute_outcome::substituted) {
-                self->send(self->state.scheduler, copied_atom::value, o.copied, o.from);
-                if (!self->state.loaded.output_valid[name])
-                  self->state.substituted_invalid = true;
-                self->state.loaded.output_valid[name] = true;
-                self->state.damaged.erase(name);
+                self->send(now.scheduler, copied_atom::value, o.copied, o.from);
+                if (!now.loaded.output_valid[name])
+                  now.substituted_invalid = true;
+                now.loaded.output_valid[name] = true;
+                now.damaged.erase(name);
+              } else if (o.kind == substitute_outcome::failed) {
+                now.substituter_failed = true;
               }
-              else if (o.warns())
-                say(self, "warning: " + o.message);
               after();
             },
             [=](caf::error& e) {

@@ -60,7 +60,7 @@ using goal_ptr = caf::stateful_actor<drv_goal_state>*;
 
 void get_derivation(goal_ptr self, bool read_ahead);
 void have_derivation(goal_ptr self);
-void try_substitutes(goal_ptr self, uint32_t index);
+void try_substitutes(goal_ptr self);
 void find_damage(goal_ptr self);
 void outputs_substituted(goal_ptr self);
 void inputs_realised(goal_ptr self);

@@ -1,5 +1,6 @@
 #include "actors/detached_builds.hpp"
 
+#include "actors/build_settings.hpp"
 #include "actors/session.hpp"
 #include "messages/build_json.hpp"
 #include "store/io/error.hpp"
@@ -27,9 +28,8 @@ std::vector<goal_request> goals_of(const std::vector<std::string>& paths) {
 
 } // namespace
 
-detached_builds::detached_builds(const store_layout& layout, engine_host& engine,
-                                 std::function<build_options()> options)
-  : layout_(layout), engine_(engine), options_(std::move(options)), queue_(layout) {
+detached_builds::detached_builds(const store_layout& layout, engine_host& engine, std::function<settings()> config)
+  : layout_(layout), engine_(engine), config_(std::move(config)), queue_(layout) {
   for (auto& q : queue_.unfinished()) {
     std::cerr << "kilnd: resuming detached build " << q.id << '\n';
     start(std::move(q));
@@ -45,9 +45,13 @@ detached_builds::~detached_builds() {
   finished_.wait(lock, [this] { return active_ == 0; });
 }
 
-uint64_t detached_builds::submit(const std::vector<std::string>& paths) {
+uint64_t detached_builds::submit(const std::vector<std::string>& paths,
+                                 const std::map<std::string, std::string>& client_settings) {
   goals_of(paths); // refused before it is queued
-  uint64_t id = queue_.submit(paths);
+  settings check = config_();
+  for (auto& [name, value] : client_settings)
+    check.set(name, value, "the client's settings"); // as they will be applied, or refused now
+  uint64_t id = queue_.submit(paths, client_settings);
   auto q = queue_.get(id);
   start(std::move(*q));
   return id;
@@ -73,8 +77,11 @@ void detached_builds::run(queued_build q) {
   try {
     auto roots = std::make_shared<temp_roots>(layout_.state_dir(), std::string(default_store_dir),
                                               "kilnd-detached-" + std::to_string(q.id));
-    std::shared_ptr<engine_job> job =
-        engine_.start(std::make_shared<local_store>(layout_, roots), options_(), goals_of(q.paths), {});
+    settings config = config_();
+    for (auto& [name, value] : q.settings)
+      config.set(name, value, "detached build " + std::to_string(q.id) + "'s settings");
+    std::shared_ptr<engine_job> job = engine_.start(std::make_shared<local_store>(layout_, roots),
+                                                    build_options_from(config), goals_of(q.paths), {});
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_)

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "actors/engine.hpp"
+#include "store/format/settings.hpp"
 #include "store/local/build_queue.hpp"
 
 #include <condition_variable>
@@ -22,16 +23,17 @@ namespace kiln {
 
 class detached_builds {
 public:
-  // `options`: the build settings a detached request runs with (kilnd's own).
-  detached_builds(const store_layout& layout, engine_host& engine, std::function<build_options()> options);
+  // `config`: kilnd's own settings, under a request's client's settings.
+  detached_builds(const store_layout& layout, engine_host& engine, std::function<settings()> config);
   // Cancels what runs (it stays queued, to run again at the next start).
   ~detached_builds();
   detached_builds(const detached_builds&) = delete;
   detached_builds& operator=(const detached_builds&) = delete;
 
-  // Queues DRV!outputs paths and starts them; the request's id. Throws
+  // Queues DRV!outputs paths and starts them, with the client's settings
+  // that differ from kilnd's (name -> value); the request's id. Throws
   // format_error for a path that is not one.
-  uint64_t submit(const std::vector<std::string>& paths);
+  uint64_t submit(const std::vector<std::string>& paths, const std::map<std::string, std::string>& client_settings);
   // The request as JSON (queued_build's fields, results parsed), once done
   // if `wait` (or once `give_up` says so, or kilnd stops: then not done);
   // nullopt if there is no such request.
@@ -43,7 +45,7 @@ private:
 
   store_layout layout_;
   engine_host& engine_;
-  std::function<build_options()> options_;
+  std::function<settings()> config_;
   build_queue queue_;
   std::mutex mutex_;
   std::condition_variable finished_;

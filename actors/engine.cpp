@@ -131,7 +131,7 @@ public:
         if (shared) // and for the runs that joined this goal
           shared->tell_watchers(drv, line);
       };
-    substituters_ = spawn_substituter_pool(sys, *store, options);
+    substituters_ = spawn_substituter_pool(sys, *store, options, workers);
     storer_ = spawn_store_actor(sys, store, std::move(steps));
     logger_ = spawn_logger(sys, std::move(lines));
     sched_ = spawn_scheduler(sys, storer_, substituters_, logger_, std::move(host), std::move(workers), options, std::move(events), store->layout().store_dir(),

@@ -68,6 +68,7 @@ struct worker_options {
   uint32_t count = 0;
   std::string program;          // the kiln-worker executable
   std::string build_dir_parent; // build-dir ("" = $TMPDIR or /tmp)
+  std::string temproots_dir;    // the store's: a reaped worker's temp roots are removed
 };
 
 // An actor system that outlives runs (kilnd): each run gets its own store

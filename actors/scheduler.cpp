@@ -42,8 +42,7 @@ void start_goal(sched_ptr self, const std::string& key, goal_entry& e, bool may_
   auto& st = self->state;
   bool doomed = st.cancelling && !st.kept.count({key, e.is_path});
   if (e.is_path)
-    e.goal = spawn_substitution_goal(self, st.me, st.store, st.substituters, key,
-                                     static_cast<uint32_t>(st.options.substituters.size()));
+    e.goal = spawn_substitution_goal(self, st.me, st.store, st.substituters, key);
   else {
     // Only what was asked for is checked or hashed; inputs are realised
     // normally (as Nix's), except that repair reaches them too.

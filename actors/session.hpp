@@ -144,6 +144,9 @@ private:
   engine_run run_goals(const build_options& o, const std::vector<goal_request>& goals);
   // The daemon's build settings with this client's, for a build in `mode`.
   build_options client_build_options(build_mode mode) const;
+  // This client's settings where they differ from the daemon's (what a
+  // detached request keeps).
+  std::map<std::string, std::string> changed_settings() const;
 
   int in_fd_;
   daemon_context& ctx_;

@@ -279,6 +279,14 @@ engine_run session::run_goals(const build_options& o, const std::vector<goal_req
   return job->result();
 }
 
+std::map<std::string, std::string> session::changed_settings() const {
+  std::map<std::string, std::string> changed;
+  for (auto& [name, value] : config_.all())
+    if (daemon_config_.get(name) != value)
+      changed[name] = value;
+  return changed;
+}
+
 build_options session::client_build_options(build_mode mode) const {
   build_options o = build_options_from(config_);
   o.mode = mode;

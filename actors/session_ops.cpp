@@ -158,7 +158,7 @@ void session::store_op(const request& r) {
   case op::kiln_submit: {
     if (!ctx_.detached)
       throw refused_request("detached builds need kilnd's socket (not --stdio)");
-    return out_.last({ctx_.detached->submit(strs_at(r.args, 0))});
+    return out_.last({ctx_.detached->submit(strs_at(r.args, 0), changed_settings())});
   }
   case op::kiln_status: {
     if (!ctx_.detached)

@@ -1,12 +1,13 @@
 // The substitution goal: make one store path valid without building it,
 // in the reference's states:
-//   init -> try_next_substituter -> finished
-// Each substituter is tried in priority order through the substituter
-// pool (substitution's own slots), which copies the path with its missing
-// references (the reference's references_valid and try_to_run steps
-// happen there, in one piece). A substituter is another
-// local store or a binary cache (store/cache/substituter.hpp); one that
-// fails is reported and the next is tried, as Nix does.
+//   init -> substitute -> finished
+// The pool takes the path from whichever substituter has it (all asked at
+// once, priority deciding among those that answer promptly: see
+// substitute_any.cpp), copying its missing references first (the
+// reference's references_valid and try_to_run steps, in one piece). A
+// substituter is another local store or a binary cache
+// (store/cache/substituter.hpp); what each one passed over had to say is
+// told, as Nix tells it.
 #include "actors/actors.hpp"
 
 namespace kiln {
@@ -18,9 +19,6 @@ struct subst_goal_state {
   scheduler_actor scheduler;
   store_actor store;
   substituter_actor pool;
-  uint32_t substituters = 0;
-  uint32_t next = 0;
-  std::string reasons; // why each substituter could not help
   static inline const char* name = "substitution_goal";
 };
 
@@ -42,28 +40,21 @@ void say(subst_ptr self, const std::string& line) {
   self->send(self->state.scheduler, notice_atom::value, self->state.path, line);
 }
 
-void try_next_substituter(subst_ptr self) {
-  auto& st = self->state;
-  if (st.next >= st.substituters)
-    return finished(self, build_status::misc_failure,
-                    "path '" + st.path + "' is required, but there is no substituter that can build it" + st.reasons);
-  self->request(st.pool, caf::infinite, subst_atom::value, st.path, st.next++, false)
+void substitute(subst_ptr self) {
+  self->request(self->state.pool, substitute_any_timeout, subst_any_atom::value, self->state.path, false)
       .then(
           [=](const substitute_outcome& o) {
+            for (auto& line : o.notices)
+              say(self, line);
             if (o.kind == substitute_outcome::substituted) {
               self->send(self->state.scheduler, copied_atom::value, o.copied, o.from);
               return finished(self, build_status::substituted, "");
             }
-            if (o.warns())
-              say(self, "warning: " + o.message);
-            self->state.reasons += "\n  " + o.message;
-            try_next_substituter(self);
+            finished(self, build_status::misc_failure,
+                     "path '" + self->state.path + "' is required, but there is no substituter that can build it" +
+                         o.message);
           },
-          [=](caf::error& e) {
-            say(self, "error: " + error_text(e));
-            self->state.reasons += "\n  " + error_text(e);
-            try_next_substituter(self);
-          });
+          [=](caf::error& e) { finished(self, build_status::misc_failure, error_text(e)); });
 }
 
 void init(subst_ptr self) {
@@ -72,14 +63,13 @@ void init(subst_ptr self) {
           [=](const std::vector<std::string>& invalid) {
             if (invalid.empty())
               return finished(self, build_status::already_valid, "");
-            try_next_substituter(self);
+            substitute(self);
           },
           [=](caf::error& e) { finished(self, build_status::misc_failure, error_text(e)); });
 }
 
 caf::behavior substitution_goal(subst_ptr self, scheduler_actor scheduler, store_actor store,
-                                substituter_actor pool, std::string path, uint32_t substituters) {
-  self->state.substituters = substituters;
+                                substituter_actor pool, std::string path) {
   self->state.pool = std::move(pool);
   self->state.scheduler = std::move(scheduler);
   self->state.store = std::move(store);
@@ -91,9 +81,8 @@ caf::behavior substitution_goal(subst_ptr self, scheduler_actor scheduler, store
 } // namespace
 
 caf::actor spawn_substitution_goal(caf::local_actor* parent, scheduler_actor scheduler, store_actor store,
-                                   substituter_actor pool, std::string path, uint32_t substituters) {
-  return parent->spawn(substitution_goal, std::move(scheduler), std::move(store), std::move(pool), std::move(path),
-                       substituters);
+                                   substituter_actor pool, std::string path) {
+  return parent->spawn(substitution_goal, std::move(scheduler), std::move(store), std::move(pool), std::move(path));
 }
 
 } // namespace kiln

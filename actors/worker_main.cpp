@@ -1,11 +1,15 @@
 // kiln-worker's actors: the front actor kilnd talks to, and the builders it
-// spawns for kilnd's rounds on this process's build_host. The worker is
+// spawns for kilnd's rounds on this process's build_host and the
+// substituters it spawns for kilnd's runs (each on its own connection to
+// the store, rooting what it copies in temp roots of its own). The worker is
 // given one kilnd actor (its front in kilnd, a logger) and watches it: when
 // kilnd goes, every build here is killed and the process ends.
 #include "actors/worker.hpp"
 
 #include "actors/actors.hpp"
 #include "actors/build_host.hpp"
+#include "sandbox/worker_privileges.hpp"
+#include "store/local/temp_roots.hpp"
 
 #include "caf/io/all.hpp"
 #include "caf/io/basp_broker.hpp"
@@ -42,7 +46,8 @@ struct worker_config : caf::actor_system_config {
 
 struct front_state {
   logger_actor kilnd;
-  std::vector<builder_actor> builders;
+  std::vector<caf::actor> children; // builders and substituters
+  uint64_t substituters = 0;        // spawned so far (names their temp roots)
   static inline const char* name = "worker";
 };
 
@@ -53,13 +58,13 @@ front_impl::behavior_type front(front_impl::stateful_pointer<front_state> self, 
     auto& st = self->state;
     if (dm.source == st.kilnd.address()) {
       // kilnd is gone: nothing built here can reach it any more.
-      for (auto& b : st.builders)
-        self->send_exit(b, caf::exit_reason::kill);
+      for (auto& c : st.children)
+        self->send_exit(c, caf::exit_reason::kill);
       self->quit(caf::exit_reason::user_shutdown);
       return;
     }
-    auto& v = st.builders;
-    v.erase(std::remove_if(v.begin(), v.end(), [&](auto& b) { return b.address() == dm.source; }), v.end());
+    auto& v = st.children;
+    v.erase(std::remove_if(v.begin(), v.end(), [&](auto& c) { return c.address() == dm.source; }), v.end());
   });
   self->delayed_send(self, hello_deadline, deadline_atom_t::value);
   return {
@@ -77,8 +82,24 @@ front_impl::behavior_type front(front_impl::stateful_pointer<front_state> self, 
           return caf::make_error(caf::sec::unexpected_message);
         auto b = spawn_builder(self->system(), st.kilnd, host);
         self->monitor(b);
-        st.builders.push_back(b);
+        st.children.push_back(caf::actor_cast<caf::actor>(b));
         return b;
+      },
+      [=](spawn_atom, const std::string& root, const build_options& options) -> caf::result<one_substituter_actor> {
+        auto& st = self->state;
+        if (!st.kilnd)
+          return caf::make_error(caf::sec::unexpected_message);
+        try {
+          store_layout layout{root};
+          auto roots = std::make_shared<temp_roots>(layout.state_dir(), std::string(default_store_dir),
+                                                    "subst" + std::to_string(++st.substituters));
+          auto s = spawn_substituter(self->system(), layout, std::move(roots), options);
+          self->monitor(s);
+          st.children.push_back(caf::actor_cast<caf::actor>(s));
+          return s;
+        } catch (const std::exception& e) {
+          return caf::make_error(engine_errc::store_failure, std::string(e.what()));
+        }
       },
       [=](deadline_atom_t) {
         if (!self->state.kilnd)
@@ -93,6 +114,14 @@ int run_worker(int link_fd, const std::string& build_dir_parent) {
   // Builds must not inherit the link: one could speak BASP to kilnd.
   if (::fcntl(link_fd, F_SETFD, FD_CLOEXEC) != 0) {
     std::cerr << "kiln-worker: fd " << link_fd << " is not open: start me from kilnd\n";
+    return 2;
+  }
+  // Before any thread starts (capabilities are each thread's own, and new
+  // threads inherit them).
+  try {
+    sandbox::keep_only_worker_capabilities();
+  } catch (const std::exception& e) {
+    std::cerr << "kiln-worker: " << e.what() << "\n";
     return 2;
   }
   // kilnd decides when builds stop: a Ctrl-C on its terminal reaches it,

@@ -2,7 +2,7 @@
 // kiln-worker processes, each linked by BASP over an inherited socketpair
 // (../shared/spec/caf-0.17-worker-links.md) with heartbeats both ways, so a
 // worker that dies or stops answering is noticed within link_timeout. The
-// pool leases builders on live workers; a lost worker is killed, reaped and
+// pool leases builders and substituters on live workers; a lost worker is killed, reaped and
 // started again with exponential backoff, and one that fails at every
 // start is given up on and reported. A worker is untrusted: the one kilnd
 // actor it is given is its front (below), which lets through only log
@@ -12,6 +12,7 @@
 #include "sandbox/builder_process.hpp"
 #include "sandbox/cgroup.hpp"
 #include "store/local/build_log.hpp"
+#include "store/local/temp_roots.hpp"
 
 #include "caf/io/all.hpp"
 #include "caf/io/basp_broker.hpp"
@@ -113,6 +114,7 @@ struct worker_slot {
   logger_actor front;
   std::shared_ptr<lease_table> leases = std::make_shared<lease_table>();
   uint32_t rounds = 0; // leased now
+  uint32_t substituters = 0; // of runs' substituter pools, alive now
   // A builder spawned ahead, so a lease needs no round trip to the worker.
   std::optional<builder_actor> spare;
   bool asking_spare = false;
@@ -128,12 +130,20 @@ struct waiting_lease {
   logger_actor logger;
 };
 
+struct waiting_substituter {
+  caf::typed_response_promise<one_substituter_actor> promise;
+  std::string root;
+  build_options options;
+};
+
 struct pool_state {
   worker_options options;
   caf::actor basp;
   std::vector<worker_slot> slots;
   std::deque<waiting_lease> waiting;
+  std::deque<waiting_substituter> waiting_substituters;
   std::map<caf::actor_addr, std::pair<std::size_t, std::string>> builders; // -> slot, drv
+  std::map<caf::actor_addr, std::size_t> substituters;                     // -> slot
   static inline const char* name = "worker_pool";
   ~pool_state() {
     for (auto& s : slots)
@@ -189,6 +199,7 @@ void lost(pool_ptr self, std::size_t i, const std::string& why, bool reaped = fa
   s.handle = nullptr;
   s.starting = s.alive = false;
   s.rounds = 0;
+  s.substituters = 0;
   s.spare.reset();
   s.asking_spare = false;
   s.leases = std::make_shared<lease_table>();
@@ -202,6 +213,9 @@ void lost(pool_ptr self, std::size_t i, const std::string& why, bool reaped = fa
       for (auto& w : st.waiting)
         w.promise.deliver(no_workers());
       st.waiting.clear();
+      for (auto& w : st.waiting_substituters)
+        w.promise.deliver(no_workers());
+      st.waiting_substituters.clear();
     }
     return;
   }
@@ -259,10 +273,18 @@ void start_worker(pool_ptr self, std::size_t i) {
     return lost(self, i, "could not be started: " + st.options.program + ": " + std::strerror(err));
   }
   s.pid = pid;
-  // Reaped on a thread of its own (waitpid blocks).
-  std::thread([pid, pool = worker_pool_actor(self)] {
+  // Reaped on a thread of its own (waitpid blocks); a killed worker's
+  // substituters leave their temp-roots files behind: removed here.
+  std::thread([pid, pool = worker_pool_actor(self), temproots = st.options.temproots_dir] {
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!temproots.empty()) {
+      try {
+        remove_stale_temp_roots(temproots, pid);
+      } catch (const std::exception& e) {
+        say(std::string("removing a lost worker's temp roots: ") + e.what());
+      }
     }
     caf::anon_send(pool, reaped_atom::value, static_cast<int32_t>(pid), static_cast<int32_t>(status));
   }).detach();
@@ -329,20 +351,30 @@ void lease_to(pool_ptr self, std::size_t i, builder_actor b, waiting_lease& w) {
   w.promise.deliver(b);
 }
 
+// The live worker with the least of `count`, if any.
+std::optional<std::size_t> least_busy(const pool_state& st, uint32_t worker_slot::*count) {
+  std::optional<std::size_t> best;
+  for (std::size_t i = 0; i < st.slots.size(); ++i)
+    if (st.slots[i].alive && (!best || st.slots[i].*count < st.slots[*best].*count))
+      best = i;
+  return best;
+}
+
+// No live worker for `w`: it waits for one, or fails if none will come.
+template <class Waiting>
+void wait_for_worker(pool_state& st, Waiting w, std::deque<Waiting>& queue) {
+  if (all_given_up(st))
+    w.promise.deliver(no_workers());
+  else
+    queue.push_back(std::move(w));
+}
+
 // A round's builder on the live worker with the fewest rounds.
 void hand_out(pool_ptr self, waiting_lease w) {
   auto& st = self->state;
-  std::optional<std::size_t> best;
-  for (std::size_t i = 0; i < st.slots.size(); ++i)
-    if (st.slots[i].alive && (!best || st.slots[i].rounds < st.slots[*best].rounds))
-      best = i;
-  if (!best) {
-    if (all_given_up(st))
-      w.promise.deliver(no_workers());
-    else
-      st.waiting.push_back(std::move(w));
-    return;
-  }
+  auto best = least_busy(st, &worker_slot::rounds);
+  if (!best)
+    return wait_for_worker(st, std::move(w), st.waiting);
   std::size_t i = *best;
   auto& s = st.slots[i];
   s.leases->put(w.drv, {w.logger, w.log_file});
@@ -375,11 +407,49 @@ void hand_out(pool_ptr self, waiting_lease w) {
           });
 }
 
+// A substituter for a run's pool, on the live worker with fewest.
+void hand_out_substituter(pool_ptr self, waiting_substituter w) {
+  auto& st = self->state;
+  auto best = least_busy(st, &worker_slot::substituters);
+  if (!best)
+    return wait_for_worker(st, std::move(w), st.waiting_substituters);
+  std::size_t i = *best;
+  auto& s = st.slots[i];
+  ++s.substituters;
+  pid_t pid = s.pid;
+  auto promise = w.promise;
+  self->request(s.handle, spawn_timeout, spawn_atom::value, w.root, w.options)
+      .then(
+          [=](one_substituter_actor& sub) mutable {
+            auto& slot = self->state.slots[i];
+            if (slot.pid != pid || !slot.alive) {
+              promise.deliver(caf::make_error(engine_errc::worker_lost, worker_name(self, i) + " was lost"));
+              return;
+            }
+            self->monitor(sub);
+            self->state.substituters[sub.address()] = i;
+            promise.deliver(sub);
+          },
+          [=](caf::error& e) mutable {
+            auto& slot = self->state.slots[i];
+            if (slot.pid == pid && slot.substituters > 0)
+              --slot.substituters;
+            if (e.category() != caf::atom("kiln"))
+              e = caf::make_error(engine_errc::worker_lost,
+                                  worker_name(self, i) + " gave no substituter: " + self->system().render(e));
+            promise.deliver(std::move(e));
+          });
+}
+
 void serve_waiting(pool_ptr self) {
   auto waiting = std::move(self->state.waiting);
   self->state.waiting.clear();
   for (auto& w : waiting)
     hand_out(self, std::move(w));
+  auto substituters = std::move(self->state.waiting_substituters);
+  self->state.waiting_substituters.clear();
+  for (auto& w : substituters)
+    hand_out_substituter(self, std::move(w));
 }
 
 worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options options) {
@@ -398,6 +468,13 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
       s.leases->drop(drv);
       return;
     }
+    if (auto sub = state.substituters.find(dm.source); sub != state.substituters.end()) {
+      auto& s = state.slots[sub->second];
+      if (s.substituters > 0)
+        --s.substituters;
+      state.substituters.erase(sub);
+      return;
+    }
     for (std::size_t i = 0; i < state.slots.size(); ++i)
       if (state.slots[i].handle && state.slots[i].handle.address() == dm.source)
         return lost(self, i, "stopped answering (" + self->system().render(dm.reason) + ")");
@@ -409,6 +486,11 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
           -> caf::typed_response_promise<builder_actor> {
         auto rp = self->make_response_promise<builder_actor>();
         hand_out(self, {rp, std::move(drv), std::move(log_file), std::move(logger)});
+        return rp;
+      },
+      [=](lease_atom, std::string& root, build_options& options) -> caf::typed_response_promise<one_substituter_actor> {
+        auto rp = self->make_response_promise<one_substituter_actor>();
+        hand_out_substituter(self, {rp, std::move(root), std::move(options)});
         return rp;
       },
       [=](restart_atom, uint32_t i) {

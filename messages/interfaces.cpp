@@ -51,6 +51,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<scheduler_actor>("kiln.scheduler_actor");
   cfg.add_message_type<hook_actor>("kiln.hook_actor");
   cfg.add_message_type<worker_actor>("kiln.worker_actor");
+  cfg.add_message_type<one_substituter_actor>("kiln.one_substituter_actor");
   cfg.add_error_category(caf::atom("kiln"), [](uint8_t code, caf::atom_value, const caf::message&) {
     return "kiln::" + to_string(static_cast<engine_errc>(code));
   });

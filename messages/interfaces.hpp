@@ -30,6 +30,8 @@ using load_closure_atom = caf::atom_constant<caf::atom("loadclos")>;
 using invalid_atom = caf::atom_constant<caf::atom("invalid")>;
 using damaged_atom = caf::atom_constant<caf::atom("damaged")>;
 using subst_atom = caf::atom_constant<caf::atom("subst")>;
+using probe_atom = caf::atom_constant<caf::atom("probe")>;
+using subst_any_atom = caf::atom_constant<caf::atom("substany")>;
 using describe_atom = caf::atom_constant<caf::atom("describe")>; // a build round, for a builder
 using register_atom = caf::atom_constant<caf::atom("register")>; // judge a builder's report, register
 // Builder
@@ -68,11 +70,22 @@ using store_actor = caf::typed_actor<
 // Substitution (issue 17): substituter number N (in priority order) makes
 // a path valid from its cache (with `repair`, replaces a valid path's
 // damaged contents with its own), or says why not; a copy that fails
-// (content not matching its record) is an error. The pool runs at most
-// max-substitution-jobs at once, each on its own store connection, so
-// downloads neither queue behind the store actor nor hold it up.
-using substituter_actor =
-    caf::typed_actor<caf::replies_to<subst_atom, std::string, uint32_t, bool /*repair*/>::with<substitute_outcome>>;
+// (content not matching its record) is an error. A probe asks the same
+// without copying (lookups and signatures only): the answer is
+// `available`, or why not. One such actor works on its own store
+// connection, in kilnd's process or in a kiln-worker.
+using one_substituter_actor =
+    caf::typed_actor<caf::replies_to<subst_atom, std::string, uint32_t, bool /*repair*/>::with<substitute_outcome>,
+                     caf::replies_to<probe_atom, std::string, uint32_t>::with<substitute_outcome>>;
+
+// A run's substituters (actors/substituter_pool.cpp): at most
+// max-substitution-jobs copies and probes at once on one_substituters, so
+// downloads neither queue behind the store actor nor hold it up; and the
+// path from whichever substituter has it (actors/substitute_any.cpp):
+// `substituted`, `absent` (none has it: the reasons in `message`) or
+// `failed` (one that had it failed to give it), with `notices` for the user.
+using substituter_actor = one_substituter_actor::extend<
+    caf::replies_to<subst_any_atom, std::string, bool /*repair*/>::with<substitute_outcome>>;
 
 // Writes build logs (and with -L shows their lines), one file per build.
 using logger_actor = caf::typed_actor<
@@ -153,8 +166,13 @@ using reaped_atom = caf::atom_constant<caf::atom("reaped")>; // pool: a worker p
 // given one kilnd actor, `front` (a logger_actor that checks every message
 // against the rounds leased on that worker), watches it, and ends (its
 // builds killed) when it goes.
+// A substituter there works on the store under `root` with a run's
+// options (its substituters, keys, download settings; no secret keys), on a
+// connection of its own: downloads, decompression and unpacking of what a
+// cache sends happen in the worker.
 using worker_actor = caf::typed_actor<caf::replies_to<hello_atom, logger_actor>::with<int32_t /*pid*/>,
-                                      caf::replies_to<spawn_atom>::with<builder_actor>>;
+                                      caf::replies_to<spawn_atom>::with<builder_actor>,
+                                      caf::replies_to<spawn_atom, std::string /*root*/, build_options>::with<one_substituter_actor>>;
 
 // kilnd's worker processes: a builder for one round of `drv` on a live
 // worker, with fewest rounds; its log goes to `logger` (the run's), to the
@@ -162,6 +180,9 @@ using worker_actor = caf::typed_actor<caf::replies_to<hello_atom, logger_actor>:
 // builder: when it goes down before it reported, the worker was lost.
 using worker_pool_actor = caf::typed_actor<
     caf::replies_to<lease_atom, std::string /*drv*/, std::string /*log file*/, logger_actor>::with<builder_actor>,
+    // A substituter on the live worker with fewest, for a run's substituter
+    // pool; the pool watches it (down: the worker was lost).
+    caf::replies_to<lease_atom, std::string /*store root*/, build_options>::with<one_substituter_actor>,
     caf::reacts_to<restart_atom, uint32_t>, caf::reacts_to<reaped_atom, int32_t, int32_t>>;
 
 // Runs the post-build hook once (on a thread of its own: it blocks while

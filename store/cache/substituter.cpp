@@ -15,9 +15,9 @@ substitute_outcome substituter::unsigned_outcome(const store_path& p) const {
                                              "' is not signed by any of the keys in 'trusted-public-keys'"};
 }
 
-substitute_outcome substituter::substitute(store& dest, const store_path& path, const trusted_keys& keys,
-                                        bool require_sigs) {
-  copy_plan plan = plan_copy(*from_, dest, {path});
+substitute_outcome substituter::plan(store& dest, const store_path& path, const trusted_keys& keys,
+                                     bool require_sigs, copy_plan& plan) {
+  plan = plan_copy(*from_, dest, {path});
   if (plan.absent)
     return {substitute_outcome::absent,
             !plan.wanted_by ? "'" + uri_ + "' does not have '" + plan.absent->full() + "'"
@@ -27,6 +27,20 @@ substitute_outcome substituter::substitute(store& dest, const store_path& path, 
     for (auto& info : plan.paths)
       if (!trustworthy(info, keys))
         return unsigned_outcome(info.path);
+  return {substitute_outcome::available, ""};
+}
+
+substitute_outcome substituter::probe(store& dest, const store_path& path, const trusted_keys& keys,
+                                      bool require_sigs) {
+  copy_plan unused;
+  return plan(dest, path, keys, require_sigs, unused);
+}
+
+substitute_outcome substituter::substitute(store& dest, const store_path& path, const trusted_keys& keys,
+                                        bool require_sigs) {
+  copy_plan plan;
+  if (auto o = this->plan(dest, path, keys, require_sigs, plan); o.kind != substitute_outcome::available)
+    return o;
   std::vector<std::string> copied;
   for (auto& p : copy_paths(*from_, dest, plan.paths))
     copied.push_back(p.full());
@@ -114,18 +128,31 @@ void substituter_set::open_all() {
   });
 }
 
-substitute_outcome substituter_set::substitute(std::size_t index, store& dest, const store_path& path,
-                                               const trusted_keys& keys, bool require_sigs, bool repair) {
+std::optional<substitute_outcome> substituter_set::usable(std::size_t index) {
   open_all();
   if (index >= entries_.size())
     throw error("there is no substituter number " + std::to_string(index));
   entry& e = entries_[index];
-  if (!e.sub) {
-    if (e.said)
-      return {substitute_outcome::absent, e.unusable};
-    e.said = true;
-    return {substitute_outcome::unusable, e.unusable};
-  }
+  if (e.sub)
+    return std::nullopt;
+  if (e.said)
+    return substitute_outcome{substitute_outcome::absent, e.unusable};
+  e.said = true;
+  return substitute_outcome{substitute_outcome::unusable, e.unusable};
+}
+
+substitute_outcome substituter_set::probe(std::size_t index, store& dest, const store_path& path,
+                                          const trusted_keys& keys, bool require_sigs) {
+  if (auto no = usable(index))
+    return *no;
+  return entries_[index].sub->probe(dest, path, keys, require_sigs);
+}
+
+substitute_outcome substituter_set::substitute(std::size_t index, store& dest, const store_path& path,
+                                               const trusted_keys& keys, bool require_sigs, bool repair) {
+  if (auto no = usable(index))
+    return *no;
+  entry& e = entries_[index];
   if (repair) {
     auto* local = dynamic_cast<local_store*>(&dest);
     if (!local)

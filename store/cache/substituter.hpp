@@ -6,12 +6,14 @@
 
 #include "store/format/signature.hpp"
 #include "store/cache/store_uri.hpp"
+#include "store/copy.hpp"
 #include "store/local/local_store.hpp"
 #include "store/local/substitute_outcome.hpp"
 #include "store/store.hpp"
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +34,9 @@ public:
   // content-addressed. Copy errors (content that does not match its
   // record) throw, leaving nothing of that path behind.
   substitute_outcome substitute(store& dest, const store_path& path, const trusted_keys& keys, bool require_sigs);
+  // What substitute() would find without copying anything: `available`
+  // when it has the closure (lookups only) and it is signed as required.
+  substitute_outcome probe(store& dest, const store_path& path, const trusted_keys& keys, bool require_sigs);
   // --repair: a path valid in `dest` (a local store) but damaged gets the
   // contents the substituter has for it, if those hash to what `dest`
   // records (and are signed as above); its references are left alone.
@@ -44,6 +49,9 @@ public:
 
 private:
   substitute_outcome unsigned_outcome(const store_path& p) const;
+  // The copy `path` needs, or why there is none (`available` if there is).
+  substitute_outcome plan(store& dest, const store_path& path, const trusted_keys& keys, bool require_sigs,
+                          copy_plan& plan);
 
   std::string uri_;
   bool trusted_;
@@ -63,6 +71,9 @@ public:
   // why once (unusable), and is absent after that.
   substitute_outcome substitute(std::size_t index, store& dest, const store_path& path, const trusted_keys& keys,
                                 bool require_sigs, bool repair = false);
+  // Whether substituter `index` has `path` to give, as substituter::probe.
+  substitute_outcome probe(std::size_t index, store& dest, const store_path& path, const trusted_keys& keys,
+                           bool require_sigs);
   std::size_t size() const { return uris_.size(); }
   // What they can supply of `paths`, each path from the first that has it:
   // Nix's querySubstitutablePathInfos, and what "will be fetched" counts.
@@ -76,6 +87,9 @@ public:
 
 private:
   void open_all();
+  // Why substituter `index` cannot be used (said once: `unusable`, then
+  // `absent`), or nothing if it can.
+  std::optional<substitute_outcome> usable(std::size_t index);
   struct entry {
     std::unique_ptr<substituter> sub;
     std::string unusable; // why it could not be opened

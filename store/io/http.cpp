@@ -101,6 +101,11 @@ size_t on_upload(char* data, size_t size, size_t n, void* user) {
   }
 }
 
+// libcurl asks at least once a second, also while nothing arrives.
+int on_progress(void* cancelled, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<const std::atomic<bool>*>(cancelled)->load() ? 1 : 0;
+}
+
 bool transient_code(CURLcode rc) {
   switch (rc) {
   case CURLE_COULDNT_CONNECT:
@@ -181,6 +186,13 @@ struct http_client::impl {
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(settings.stalled_timeout));
     if (settings.connect_timeout)
       curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(settings.connect_timeout));
+    if (settings.cancelled) {
+      curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+      curl_easy_setopt(c, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(settings.cancelled.get()));
+      curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    } else {
+      curl_easy_setopt(c, CURLOPT_NOPROGRESS, 1L);
+    }
     if (!ca_file.empty())
       curl_easy_setopt(c, CURLOPT_CAINFO, ca_file.c_str());
     if (!settings.netrc_file.empty() && ::access(settings.netrc_file.c_str(), R_OK) == 0) {
@@ -232,6 +244,8 @@ struct http_client::impl {
       give_back(c);
       if (t.failure)
         std::rethrow_exception(t.failure);
+      if (settings.cancelled && settings.cancelled->load())
+        throw error("the download of '" + url + "' was cancelled");
       bool retry;
       if (rc != CURLE_OK) {
         last_problem = std::string(curl_easy_strerror(rc)) + (detail[0] ? std::string(" (") + detail + ")" : "");

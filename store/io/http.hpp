@@ -10,6 +10,7 @@
 #include "store/io/stream.hpp"
 
 #include <cstdint>
+#include <atomic>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -26,6 +27,9 @@ struct http_settings {
   // default) takes $NIX_SSL_CERT_FILE, else $SSL_CERT_FILE, else libcurl's.
   std::string ca_file;
   unsigned first_retry_ms = 250;      // the first backoff; doubled for each attempt after
+  // Once set, transfers under way stop within a second and fail ("cancelled"),
+  // and none is retried: a run that ended does not wait for its lookups.
+  std::shared_ptr<const std::atomic<bool>> cancelled;
 };
 
 class http_client {

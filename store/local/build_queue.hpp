@@ -8,6 +8,7 @@
 #include "store/local/store_layout.hpp"
 
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -18,6 +19,9 @@ namespace kiln {
 struct queued_build {
   uint64_t id = 0;
   std::vector<std::string> paths; // DRV!outputs, as asked
+  // The client's settings where they differ from kilnd's (name -> value):
+  // the request runs with them, also after a restart.
+  std::map<std::string, std::string> settings;
   bool done = false;
   std::string results; // once done: the results as JSON (an array, messages/build_json.hpp)
   int64_t submitted = 0, finished = 0; // unix seconds
@@ -28,7 +32,7 @@ public:
   // Opens (making it if missing) nix/var/kiln/queue.sqlite of `layout`.
   explicit build_queue(const store_layout& layout);
   // Records a request; its id, durable once this returns.
-  uint64_t submit(const std::vector<std::string>& paths);
+  uint64_t submit(const std::vector<std::string>& paths, const std::map<std::string, std::string>& settings = {});
   // Records a request's results; it is done from then on.
   void finish(uint64_t id, const std::string& results);
   std::optional<queued_build> get(uint64_t id);

@@ -16,8 +16,13 @@ struct substitute_outcome {
     absent,      // the substituter does not have it: try the next one
     untrusted,   // it has it, but not signed by a trusted key: try the next one, with a warning
     unusable,    // the substituter cannot be opened (said once; afterwards it is absent)
+    available,   // (a probe's answer) it has the path's closure, signed as required: a copy would be tried
+    failed,      // (from whichever has it) one that had it failed to give it, and no other did
   } kind = substituted;
   std::string message; // why; for untrusted and unusable, the warning (without "warning: ")
+  // (from whichever has it) What the user is told: each substituter passed
+  // over with a warning or an error, as "warning: ..." / "error: ...".
+  std::vector<std::string> notices;
   std::vector<std::string> copied; // substituted: the paths copied (references first) ...
   std::string from;                // ... and from where (the substituter's URI)
 
@@ -36,7 +41,7 @@ struct substitute_outcome {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, substitute_outcome& x) {
   uint8_t& kind = reinterpret_cast<uint8_t&>(x.kind);
-  return f(kind, x.message, x.copied, x.from);
+  return f(kind, x.message, x.notices, x.copied, x.from);
 }
 
 } // namespace kiln

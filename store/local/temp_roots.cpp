@@ -135,37 +135,62 @@ void temp_roots::add(const std::vector<store_path>& paths) {
   }
 }
 
+namespace {
+
+unique_fd open_temproots_dir(const std::string& temproots_dir) {
+  unique_fd dir(::open(temproots_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir && errno != ENOENT)
+    throw_errno("opening '" + temproots_dir + "'");
+  return dir;
+}
+
+// Opens temp-roots file `name`; if its owner is gone (only a dead owner
+// lets go of its lock), deletes and marks it and returns no descriptor.
+unique_fd open_live_roots_file(int dir, const std::string& temproots_dir, const std::string& name) {
+  std::string file = temproots_dir + "/" + name;
+  unique_fd fd(::openat(dir, name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    if (errno == ENOENT)
+      return fd;
+    throw_errno("opening the temp-roots file '" + file + "'");
+  }
+  if (!lock_file(fd.get(), lock_kind::exclusive, false, file))
+    return fd;
+  // Unlink only if the name is still this file: a new process with the
+  // same pid may have replaced it since we opened it.
+  struct stat mine, named;
+  if (::fstat(fd.get(), &mine) == 0 && ::fstatat(dir, name.c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+      mine.st_ino == named.st_ino && mine.st_dev == named.st_dev)
+    ::unlinkat(dir, name.c_str(), 0);
+  write_all(fd.get(), "d", 1, file);
+  return unique_fd();
+}
+
+} // namespace
+
+void remove_stale_temp_roots(const std::string& temproots_dir, long pid) {
+  unique_fd dir = open_temproots_dir(temproots_dir);
+  if (!dir)
+    return;
+  std::string own = std::to_string(pid);
+  for (auto& name : read_directory(dir.get(), temproots_dir))
+    if (!name.empty() && name[0] != '.' && (pid < 0 || name == own || name.rfind(own + "-", 0) == 0))
+      open_live_roots_file(dir.get(), temproots_dir, name);
+}
+
 std::map<store_path, std::set<long>> read_temp_roots(const std::string& temproots_dir,
                                                     const std::string& store_dir) {
   std::map<store_path, std::set<long>> roots;
-  unique_fd dir(::open(temproots_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) {
-    if (errno == ENOENT)
-      return roots;
-    throw_errno("opening '" + temproots_dir + "'");
-  }
+  unique_fd dir = open_temproots_dir(temproots_dir);
+  if (!dir)
+    return roots;
   for (auto& name : read_directory(dir.get(), temproots_dir)) {
     if (name.empty() || name[0] == '.')
       continue;
     std::string file = temproots_dir + "/" + name;
-    unique_fd fd(::openat(dir.get(), name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
-    if (!fd) {
-      if (errno == ENOENT)
-        continue;
-      throw_errno("opening the temp-roots file '" + file + "'");
-    }
-    // Only a dead owner lets go of its file's lock.
-    if (lock_file(fd.get(), lock_kind::exclusive, false, file)) {
-      // Unlink only if the name is still this file: a new process with the
-      // same pid may have replaced it since we opened it.
-      struct stat mine, named;
-      if (::fstat(fd.get(), &mine) == 0 &&
-          ::fstatat(dir.get(), name.c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 &&
-          mine.st_ino == named.st_ino && mine.st_dev == named.st_dev)
-        ::unlinkat(dir.get(), name.c_str(), 0);
-      write_all(fd.get(), "d", 1, file);
+    unique_fd fd = open_live_roots_file(dir.get(), temproots_dir, name);
+    if (!fd)
       continue;
-    }
     long pid = std::strtol(name.c_str(), nullptr, 10);
     std::string contents;
     char buf[65536];

@@ -64,4 +64,10 @@ std::string gc_socket_path(const std::string& state_dir);
 std::map<store_path, std::set<long>> read_temp_roots(const std::string& temproots_dir,
                                                     const std::string& store_dir);
 
+// Deletes the temp-roots files of processes that are gone (their lock is
+// free), of process `pid` only ("<pid>", "<pid>-...") unless it is -1:
+// kilnd does so at its start (a killed kilnd's and its workers') and for
+// each worker it reaped, instead of leaving them to the next collector.
+void remove_stale_temp_roots(const std::string& temproots_dir, long pid = -1);
+
 } // namespace kiln

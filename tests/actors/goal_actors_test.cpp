@@ -51,8 +51,14 @@ struct world {
 // success and then die (a worker lost before the round's release).
 enum class builder_plan { report, die, hold, fail, report_then_die };
 
+// What the next substituters leased on workers do: answer every copy
+// (substituted), or die at their first copy without answering (a lost worker).
+enum class substituter_plan { answer, die };
+
 struct plan_state {
   std::deque<builder_plan> plan;
+  std::deque<substituter_plan> substituters;
+  int substituter_leases = 0;
   int leases = 0, ignored_leases = 0; // `ignored`: leases never answered (a timeout's test)
   int cancels = 0;
 };
@@ -124,9 +130,47 @@ store_actor::behavior_type fake_store(store_actor::pointer self, std::shared_ptr
 }
 
 substituter_actor::behavior_type no_substituters() {
-  return {[](subst_atom, const std::string&, uint32_t, bool) {
-    return substitute_outcome(substitute_outcome::absent, "no substituters here");
-  }};
+  auto none = [] { return substitute_outcome(substitute_outcome::absent, "no substituters here"); };
+  return {
+      [=](subst_atom, const std::string&, uint32_t, bool) { return none(); },
+      [=](probe_atom, const std::string&, uint32_t) { return none(); },
+      [=](subst_any_atom, const std::string&, bool) { return none(); },
+  };
+}
+
+// Substituters as a substitute_any sees them through its pool, each doing
+// one thing: has the path, has not, never answers a probe, is not trusted,
+// or has it but fails to copy it.
+enum class cache_plan { has, absent, silent, untrusted, broken };
+
+struct caches_state {
+  std::vector<cache_plan> plans;
+  std::vector<uint32_t> copies; // the substituters copied from, in order
+};
+
+one_substituter_actor::behavior_type fake_caches(one_substituter_actor::pointer self,
+                                                 std::shared_ptr<caches_state> cs) {
+  return {
+      [=](probe_atom, const std::string&, uint32_t i) -> caf::result<substitute_outcome> {
+        switch (cs->plans.at(i)) {
+        case cache_plan::has:
+        case cache_plan::broken:
+          return substitute_outcome(substitute_outcome::available, "");
+        case cache_plan::silent:
+          return self->make_response_promise<substitute_outcome>(); // never delivered
+        case cache_plan::untrusted:
+          return substitute_outcome(substitute_outcome::untrusted, "cache " + std::to_string(i) + " is not trusted");
+        default:
+          return substitute_outcome(substitute_outcome::absent, "cache " + std::to_string(i) + " has not got it");
+        }
+      },
+      [=](subst_atom, const std::string& path, uint32_t i, bool) -> caf::result<substitute_outcome> {
+        cs->copies.push_back(i);
+        if (cs->plans.at(i) == cache_plan::broken)
+          return caf::make_error(engine_errc::store_failure, "cache " + std::to_string(i) + " sent garbage");
+        return substitute_outcome::copied_from("cache" + std::to_string(i), {path});
+      },
+  };
 }
 
 logger_actor::behavior_type quiet_logger() {
@@ -184,6 +228,21 @@ builder_actor::behavior_type fake_builder(builder_actor::stateful_pointer<fake_b
   };
 }
 
+one_substituter_actor::behavior_type fake_substituter(one_substituter_actor::pointer self, substituter_plan plan) {
+  return {
+      [=](subst_atom, const std::string& path, uint32_t, bool) -> caf::result<substitute_outcome> {
+        if (plan == substituter_plan::die) {
+          self->quit(caf::exit_reason::kill);
+          return caf::make_error(caf::sec::request_receiver_down); // never arrives: the pool sees it down first
+        }
+        return substitute_outcome::copied_from("fake://cache", {path});
+      },
+      [=](probe_atom, const std::string&, uint32_t) {
+        return substitute_outcome(substitute_outcome::available, "");
+      },
+  };
+}
+
 worker_pool_actor::behavior_type fake_pool(worker_pool_actor::pointer self, std::shared_ptr<plan_state> ps) {
   return {
       [=](lease_atom, const std::string&, const std::string&, const logger_actor&) -> caf::result<builder_actor> {
@@ -199,6 +258,15 @@ worker_pool_actor::behavior_type fake_pool(worker_pool_actor::pointer self, std:
         }
         return caf::actor_cast<builder_actor>(self->spawn(fake_builder, p, ps));
       },
+      [=](lease_atom, const std::string&, const build_options&) -> caf::result<one_substituter_actor> {
+        ++ps->substituter_leases;
+        auto plan = substituter_plan::answer;
+        if (!ps->substituters.empty()) {
+          plan = ps->substituters.front();
+          ps->substituters.pop_front();
+        }
+        return self->spawn(fake_substituter, plan);
+      },
       [=](restart_atom, uint32_t) {},
       [=](reaped_atom, int32_t, int32_t) {},
   };
@@ -207,6 +275,7 @@ worker_pool_actor::behavior_type fake_pool(worker_pool_actor::pointer self, std:
 struct fixture : test_coordinator_fixture<engine_test_config> {
   std::shared_ptr<world> w = std::make_shared<world>();
   std::shared_ptr<plan_state> ps = std::make_shared<plan_state>();
+  std::shared_ptr<caches_state> cs = std::make_shared<caches_state>();
   std::string store_dir;
   std::vector<engine_event> events;
   build_options options;
@@ -253,6 +322,38 @@ struct fixture : test_coordinator_fixture<engine_test_config> {
     answer.receive([&](std::vector<build_result>& r) { results = std::move(r); },
                    [&](caf::error& e) { CAF_FAIL("the run failed: " << sys.render(e)); });
     return results;
+  }
+
+  // The substitution pool of a run in kilnd, leasing its substituters on
+  // the fake worker pool: what it answers for one copy.
+  caf::expected<substitute_outcome> substitute_through_workers(const std::string& path) {
+    local_store store(store_layout{store_dir});
+    auto pool = spawn_substituter_pool(sys, store, options, sys.spawn(fake_pool, ps));
+    auto answer = self->request(pool, answer_timeout, subst_atom::value, path, uint32_t(0), false);
+    run_until([&] { return !self->mailbox().empty(); });
+    caf::expected<substitute_outcome> got{caf::sec::none};
+    answer.receive([&](substitute_outcome& o) { got = std::move(o); }, [&](caf::error& e) { got = std::move(e); });
+    self->send_exit(pool, caf::exit_reason::user_shutdown);
+    run();
+    return got;
+  }
+
+  // What a substitute_any answers over caches that do as `plans` say:
+  // before its priority grace is over, or (`after_grace`) only after.
+  substitute_outcome substitute_any_of(std::vector<cache_plan> plans, bool after_grace = false) {
+    cs->plans = std::move(plans);
+    auto any = spawn_substitute_any(self.ptr(), sys.spawn(fake_caches, cs), static_cast<uint32_t>(cs->plans.size()));
+    auto answer = self->request(any, answer_timeout, subst_any_atom::value, store_path_for("wanted", 'w'), false);
+    consume_messages(); // no timer fires
+    CAF_CHECK_EQUAL(self->mailbox().empty(), after_grace);
+    if (after_grace) {
+      trigger_timeout(); // the earliest: the grace
+      run_until([&] { return !self->mailbox().empty(); });
+    }
+    substitute_outcome got;
+    answer.receive([&](substitute_outcome& o) { got = std::move(o); },
+                   [&](caf::error& e) { CAF_FAIL("substitute_any failed: " << sys.render(e)); });
+    return got;
   }
 
   const build_result& of(const std::vector<build_result>& results, const std::string& drv) {
@@ -391,6 +492,66 @@ CAF_TEST(a_lease_comes_back_when_its_holder_is_gone) {
   run_until([&] { return !self->mailbox().empty(); });
   waiter.receive([&](uint64_t lease) { CAF_CHECK(lease + 1 != *got); },
                  [&](caf::error& e) { CAF_FAIL(sys.render(e)); });
+}
+
+CAF_TEST(a_copy_whose_worker_is_lost_is_asked_of_another_worker) {
+  ps->substituters = {substituter_plan::die};
+  auto path = store_path_for("fetched", 'a');
+  auto got = substitute_through_workers(path);
+  CAF_REQUIRE(got);
+  CAF_CHECK(got->kind == substitute_outcome::substituted);
+  CAF_CHECK_EQUAL(got->copied, std::vector<std::string>{path});
+  CAF_CHECK_EQUAL(ps->substituter_leases, 2);
+}
+
+CAF_TEST(a_copy_lost_more_often_than_max_build_retries_fails_as_a_lost_worker) {
+  options.max_build_retries = 1;
+  ps->substituters = {substituter_plan::die, substituter_plan::die, substituter_plan::answer};
+  auto got = substitute_through_workers(store_path_for("fetched", 'b'));
+  CAF_REQUIRE(!got);
+  CAF_CHECK(got.error() == engine_errc::worker_lost);
+  CAF_CHECK(error_text(got.error()).find("2 times; not tried again") != std::string::npos);
+  CAF_CHECK_EQUAL(ps->substituter_leases, 2);
+}
+
+CAF_TEST(the_first_in_priority_order_that_has_the_path_gives_it) {
+  auto got = substitute_any_of({cache_plan::absent, cache_plan::has, cache_plan::has});
+  CAF_CHECK(got.kind == substitute_outcome::substituted);
+  CAF_CHECK_EQUAL(got.from, "cache1");
+  CAF_CHECK_EQUAL(cs->copies, std::vector<uint32_t>{1});
+  CAF_CHECK(got.notices.empty());
+}
+
+CAF_TEST(a_silent_cache_holds_up_one_that_has_the_path_only_until_the_grace_is_over) {
+  auto got = substitute_any_of({cache_plan::silent, cache_plan::has}, true);
+  CAF_CHECK(got.kind == substitute_outcome::substituted);
+  CAF_CHECK_EQUAL(got.from, "cache1");
+}
+
+CAF_TEST(a_passed_over_cache_s_warning_is_told_and_a_later_one_s_is_not) {
+  auto got = substitute_any_of({cache_plan::untrusted, cache_plan::has});
+  CAF_CHECK_EQUAL(got.from, "cache1");
+  CAF_CHECK_EQUAL(got.notices, std::vector<std::string>{"warning: cache 0 is not trusted"});
+  got = substitute_any_of({cache_plan::has, cache_plan::untrusted});
+  CAF_CHECK_EQUAL(got.from, "cache0");
+  CAF_CHECK(got.notices.empty());
+}
+
+CAF_TEST(a_copy_that_fails_moves_on_to_the_next_cache_and_counts_as_failed_if_none_gives_it) {
+  auto got = substitute_any_of({cache_plan::broken, cache_plan::has});
+  CAF_CHECK(got.kind == substitute_outcome::substituted);
+  CAF_CHECK_EQUAL(got.notices, std::vector<std::string>{"error: cache 0 sent garbage"});
+  cs->copies.clear();
+  got = substitute_any_of({cache_plan::broken, cache_plan::absent});
+  CAF_CHECK(got.kind == substitute_outcome::failed);
+  CAF_CHECK_EQUAL(cs->copies, std::vector<uint32_t>{0});
+}
+
+CAF_TEST(none_having_the_path_is_absent_with_every_reason) {
+  auto got = substitute_any_of({cache_plan::absent, cache_plan::absent});
+  CAF_CHECK(got.kind == substitute_outcome::absent);
+  CAF_CHECK_EQUAL(got.message, "\n  cache 0 has not got it\n  cache 1 has not got it");
+  CAF_CHECK(cs->copies.empty());
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

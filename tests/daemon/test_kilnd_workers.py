@@ -1,8 +1,9 @@
-"""kilnd's worker processes under faults (issue 16): builds run in
-kiln-worker processes linked to kilnd by a socketpair each; a worker that is
-killed or stopped costs a retry of its build, never the daemon; a worker
-that crashes at every start is given up on with a clear report; kilnd
-killed leaves no process of its builds behind."""
+"""kilnd's worker processes under faults (issue 16): builds and
+substitutions run in kiln-worker processes linked to kilnd by a socketpair
+each; a worker that is killed or stopped costs a retry of its work, never
+the daemon; a worker that crashes at every start is given up on with a
+clear report; one gone bad gets nothing through its front; kilnd killed
+leaves no process of its builds behind."""
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from kiln_testing import Kilnd, build, build_started, parent_of, processes, wait_until
+from kiln_testing import FileServer, Kilnd, build, build_started, explain, parent_of, processes, wait_until
 
 
 def start(both, *options, env=None):
@@ -95,6 +96,155 @@ def test_builds_run_in_workers_that_nobody_else_can_reach(kilnd, both):
     c.close()
 
 
+def connected_to(port):
+    """Pids of processes with a TCP connection established to 127.0.0.1:`port`."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[2].split(":")[1], 16) == port:
+                inodes.add(fields[9])
+    return [int(pid) for pid in filter(str.isdigit, os.listdir("/proc"))
+            if inodes and sockets_of_or_none(int(pid)) & inodes]
+
+
+def sockets_of_or_none(pid):
+    try:
+        return sockets_of(pid)
+    except OSError:
+        return set()
+
+
+def test_substitutions_run_in_workers_and_a_killed_one_is_retried(both):
+    """Substitution from an http cache runs in a kiln-worker (the download's
+    connection is the worker's, not kilnd's); SIGKILL to that worker
+    mid-download leaves nothing registered, and the copy is asked again of
+    a worker and succeeds."""
+    dep = both.drv("subst-dep", "echo dep > $out; head -c 100000 /dev/urandom >> $out")
+    dep_out = both.outputs(dep)["out"]
+    top = both.drv("subst-top", f"mkdir $out; echo {dep_out} > $out/ref", inputs=[dep])
+    top_out = both.outputs(top)["out"]
+    assert both.kiln_build(top).returncode == 0
+    key, pub = f"{both.dir}/w.sec", f"{both.dir}/w.pub"
+    assert both.kiln_run("key", "generate", "w-1", key, pub).returncode == 0
+    cache = f"{both.dir}/cache"
+    r = both.kiln_run("copy", "--store", both.store, "--to", f"file://{cache}?compression=zstd&secret-key={key}", top_out)
+    assert r.returncode == 0, explain(r)
+    assert both.kiln_run("store", "delete", "--store", both.store, top_out, dep_out).returncode == 0
+    first = threading.Event()
+
+    def hang_first_nar(method, path, count):
+        if method == "GET" and path.startswith("/nar/") and not first.is_set():
+            first.set()
+            return "hang"
+        return None
+    server = FileServer(cache, hang_first_nar)
+    d = start(both, "--option", "substituters", server.url, "--option", "trusted-public-keys", open(pub).read().strip())
+    try:
+        c = d.client()
+        c.set_options()
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=build(c, top)))
+        t.start()
+        assert wait_until(first.is_set), "no NAR was asked for\n" + d.output()
+        port = int(server.url.rsplit(":", 1)[1])
+        fetchers = wait_until(lambda: [p for p in connected_to(port) if p != os.getpid()])
+        assert fetchers, "nobody holds the download's connection"
+        assert d.proc.pid not in fetchers, "kilnd itself downloads"
+        assert all(p in d.workers() for p in fetchers), (fetchers, d.workers())
+        os.kill(fetchers[0], signal.SIGKILL)
+        t.join(60)
+        err, _ = result["r"]
+        assert err is None, f"the substitution failed after its worker was lost: {err}\n{d.output()}"
+        nars = [p for m, p in server.requests if m == "GET" and p.startswith("/nar/")]
+        assert len(nars) == 3 and nars[0] == nars[1], nars  # the lost one asked again, then the other
+        assert c.is_valid(top_out) and c.is_valid(dep_out)
+        assert f"pid {fetchers[0]})" in d.wait_for("starting it again")
+        # The run over, its substituters in the workers end, and their temp
+        # roots with them; the killed worker's were removed when it was reaped.
+        c.close()
+        temproots = f"{both.dir}/kiln/nix/var/nix/temproots"
+        left = wait_until(lambda: not [f for f in os.listdir(temproots) if "-subst" in f], 10)
+        assert left, (os.listdir(temproots), d.output())
+        v = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", "--all")
+        assert v.returncode == 0, explain(v)
+    finally:
+        server.close()
+        assert d.stop() == 0, d.output()
+
+
+def threads(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+    except OSError:
+        return 0
+
+
+def capabilities(pid, which):
+    """Capability numbers in `which` (CapBnd, CapEff, ...) of process `pid`."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(which + ":"):
+                mask = int(line.split()[1], 16)
+                return {cap for cap in range(64) if mask >> cap & 1}
+    raise AssertionError(f"no {which} for {pid}")
+
+
+def test_workers_keep_only_the_capabilities_builds_need(kilnd, both):
+    """A worker's bounding set (so everything it starts) lacks what no build
+    needs: modules, raw I/O, the clock, reboot, MAC administration, BPF; it
+    keeps what builds and sandboxes take. A
+    sandboxed build still runs (the rest of this suite builds through
+    workers), and kilnd itself keeps its own."""
+    # Started: each drops its capabilities before its first thread.
+    started = lambda: len(kilnd.workers()) == 2 and all(threads(w) > 1 for w in kilnd.workers())
+    assert wait_until(started), kilnd.output()
+    CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_BOOT, CAP_SYS_TIME, CAP_MAC_ADMIN, CAP_BPF = 16, 17, 22, 25, 33, 39
+    CAP_CHOWN, CAP_SETUID, CAP_SYS_ADMIN = 0, 7, 21
+    dropped = {CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_BOOT, CAP_SYS_TIME, CAP_MAC_ADMIN, CAP_BPF}
+    for w in kilnd.workers():
+        for which in ("CapBnd", "CapEff", "CapPrm"):
+            caps = capabilities(w, which)
+            assert not caps & dropped, (w, which, sorted(caps & dropped))
+            assert {CAP_CHOWN, CAP_SETUID, CAP_SYS_ADMIN} <= caps, (w, which, sorted(caps))
+    assert dropped <= capabilities(kilnd.proc.pid, "CapBnd")
+    drv = both.drv("capable", "echo built > $out")
+    c = kilnd.client()
+    c.set_options()
+    assert build(c, drv)[0] is None
+    assert c.is_valid(both.outputs(drv)["out"])
+
+
+def test_a_hostile_worker_gets_nothing_through_its_front(both):
+    """A kiln-worker gone bad (hostile_worker.cpp) tries its front in kilnd:
+    a log file of its choosing for a build nobody leased to it, writing to
+    and closing such a log, a message outside the front's interface. Each
+    is refused, nothing is written, the front still answers, and kilnd
+    stays up and still builds on that worker."""
+    report, plant = f"{both.dir}/hostile-report", f"{both.dir}/planted"
+    program = os.path.join(os.path.dirname(both.kiln), "kiln-test-hostile-worker")
+    d = start(both, "--option", "workers", "1",
+              env={"KILN_WORKER_PROGRAM": program, "KILN_HOSTILE_REPORT": report, "KILN_HOSTILE_PLANT": plant})
+    try:
+        done = lambda: os.path.exists(report) and "done" in open(report).read()
+        assert wait_until(done), d.output()
+        with open(report) as f:
+            answers = dict(line.split(": ", 1) for line in f.read().splitlines() if ": " in line)
+        for attempt in ("log", "close", "unexpected", "close again"):
+            assert answers[attempt].startswith("refused"), answers
+        assert "unexpected_message" in answers["close again"], answers  # refused as before, not gone
+        assert not os.path.exists(plant), "the worker had kilnd open a file of its choosing"
+        assert d.proc.poll() is None, d.output()
+        drv = both.drv("after-hostile", "echo ok > $out")
+        c = d.client()
+        c.set_options()
+        assert build(c, drv)[0] is None, d.output()
+        assert c.is_valid(both.outputs(drv)["out"])
+    finally:
+        assert d.stop() == 0, d.output()
+
+
 def test_a_killed_worker_costs_a_retry_of_its_build(kilnd, both):
     """SIGKILL to the worker running a build: its builder dies with it,
     nothing of it is registered, the build runs again on a worker and
@@ -130,10 +280,10 @@ def test_a_stopped_worker_is_noticed_within_two_seconds(kilnd, both):
     2 s (the link's heartbeat), kills it, and the build finishes elsewhere."""
     shared = both.share_with_builders("stopped")
     kilnd.reload()
-    drv = both.drv("stopped", f"echo run >> {shared}/runs; sleep 2; echo done > $out")
+    drv = both.drv("stopped", f"echo run >> {shared}/runs; sleep 2.2; echo done > $out")
     c = kilnd.client()
     c.set_options()
-    t, result, sleeper = build_in_background(c, drv, "sleep", "2")
+    t, result, sleeper = build_in_background(c, drv, "sleep", "2.2")
     worker = worker_of(kilnd, sleeper)
     os.kill(worker, signal.SIGSTOP)
     stopped = time.monotonic()
@@ -197,13 +347,15 @@ def test_a_worker_that_crashes_at_start_is_given_up_on(both):
 
 def test_kilnd_killed_leaves_no_worker_and_no_build(both):
     """SIGKILL to kilnd mid-build: its workers kill their builds and exit;
-    the store opens consistent for the next kilnd, which builds, and no
-    build directory is left once it has stopped."""
+    the store opens consistent for the next kilnd, which drops the killed
+    processes' temp roots, builds the killed build again (its lock is not
+    stuck), and no build directory is left once it has stopped."""
     shared = both.share_with_builders("orphans")
     d = start(both)
     assert wait_until(lambda: len(d.workers()) == 2)
     workers = d.workers()
-    drv = both.drv("orphan", f"echo run >> {shared}/runs; exec sleep 8765")
+    drv = both.drv("orphan", f"echo run >> {shared}/runs; test -e {shared}/again && echo done > $out && exit 0; "
+                             "exec sleep 8765")
     c = d.client()
     c.set_options()
     build_started(c, drv, "sleep", "8765")
@@ -215,11 +367,19 @@ def test_kilnd_killed_leaves_no_worker_and_no_build(both):
     assert wait_until(gone, 5), "a worker outlived kilnd"
     r = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", "--all")
     assert r.returncode == 0, r.stderr
+    temproots = f"{both.dir}/kiln/nix/var/nix/temproots"
+    killed = {str(p) for p in [d.proc.pid, *workers]}
+    assert {n.split("-")[0] for n in os.listdir(temproots)} & killed, "the killed kilnd had no temp roots"
     again = start(both)
+    left = [n for n in os.listdir(temproots) if n.split("-")[0] in killed]
+    assert not left, f"the killed processes' temp roots are still there: {left}"
+    open(f"{shared}/again", "w").close()
     quick = both.drv("after", "echo after > $out")
     c = again.client()
     c.set_options()
     assert build(c, quick)[0] is None
+    assert build(c, drv)[0] is None, again.output()
+    assert c.is_valid(both.outputs(drv)["out"])
     assert again.stop() == 0, again.output()
     # The killed workers' build directories were swept by the next build;
     # the new workers removed theirs when they ended.
@@ -308,7 +468,7 @@ def test_a_detached_build_outlives_its_client_and_a_killed_kilnd(both):
     shared = both.share_with_builders("detached")
     d = start(both)
     store = f"unix://{d.socket}"
-    drv = both.drv("detached", f"echo run >> {shared}/runs; sleep 2; echo done > $out")
+    drv = both.drv("detached", f"echo run >> {shared}/runs; sleep 2.3; echo done > $out")
     began = time.monotonic()
     r = both.kiln_run("build", "--store", store, "--detach", "--json", drv)
     assert r.returncode == 0, r.stderr
@@ -319,7 +479,7 @@ def test_a_detached_build_outlives_its_client_and_a_killed_kilnd(both):
     assert wait_until(lambda: os.path.exists(f"{shared}/runs")), "the detached build never started\n" + d.output()
     d.proc.kill()
     d.proc.wait()
-    assert wait_until(lambda: not processes("sleep", "2"), 5), "the build outlived kilnd"
+    assert wait_until(lambda: not processes("sleep", "2.3"), 5), "the build outlived kilnd"
     r = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", "--all")
     assert r.returncode == 0, r.stderr
     again = start(both)
@@ -344,4 +504,31 @@ def test_a_detached_build_outlives_its_client_and_a_killed_kilnd(both):
     assert r.returncode != 0 and "is not a detached build's id" in r.stderr, r.stderr
     r = both.kiln_run("build", "--store", both.store, "--detach", drv)
     assert r.returncode != 0 and "--detach needs kilnd" in r.stderr, r.stderr
+    assert again.stop() == 0, again.output()
+
+
+def test_a_detached_build_keeps_its_client_s_settings_across_a_restart(both):
+    """The client's settings (here `--option timeout 3`) go into the durable
+    queue with the request: the run resumed after kilnd was SIGKILLed still
+    times out, where kilnd's own settings would let it finish."""
+    shared = both.share_with_builders("timed")
+    d = start(both)
+    store = f"unix://{d.socket}"
+    drv = both.drv("timed", f"echo run >> {shared}/runs; sleep 10; echo done > $out")
+    r = both.kiln_run("build", "--store", store, "--detach", "--json", "--option", "timeout", "3", drv)
+    assert r.returncode == 0, r.stderr
+    ident = json.loads(r.stdout)["id"]
+    assert wait_until(lambda: os.path.exists(f"{shared}/runs")), "the detached build never started\n" + d.output()
+    d.proc.kill()
+    d.proc.wait()
+    again = start(both)
+    again.wait_for(f"resuming detached build {ident}")
+    r = both.kiln_run("build", "--store", store, "--attach", str(ident), "--json", timeout=60)
+    mine = [x for x in json.loads(r.stdout) if x["path"] == drv]
+    assert mine and mine[0]["status"] == "TimedOut", r.stdout + r.stderr
+    assert r.returncode != 0
+    with open(f"{shared}/runs") as f:
+        assert f.read() == "run\nrun\n", "the request did not run again after the restart"
+    r = both.kiln_run("build", "--store", store, "--detach", "--option", "timeout", "soon", drv)
+    assert r.returncode != 0 and "timeout" in r.stderr, r.stderr
     assert again.stop() == 0, again.output()

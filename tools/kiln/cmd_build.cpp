@@ -71,8 +71,10 @@ Options:
                          (separated by white space; for graphs too big for argv)
   --detach               kilnd only: queue the build in kilnd's durable queue
                          and print its id at once (with --json, {"id": N});
-                         it runs with kilnd's own settings, goes on when this
-                         command ends, and runs again if kilnd restarts first
+                         it runs with this command's settings (--option, -j,
+                         ...) as kilnd lets a client have them, goes on when
+                         this command ends, and runs again if kilnd restarts
+                         first
   --attach ID            kilnd only: wait for detached build ID and report its
                          results as this command reports a build's
   --option NAME VALUE    any kiln.conf setting (max-jobs, cores, log-lines,

@@ -1,0 +1,101 @@
+// kiln-test-hostile-worker: a kiln-worker gone bad, for
+// test_kilnd_workers.py (kilnd starts it through KILN_WORKER_PROGRAM). It
+// links to kilnd as a worker does, and once kilnd hands it its front, it
+// tries what a compromised worker could with it: open a log file of its
+// choosing for a build nobody leased to it, write to and close such a log,
+// and send the front messages outside its interface. It writes what each
+// try got to $KILN_HOSTILE_REPORT, one line each, then serves builds as a
+// worker does (so the test can see that kilnd still uses it).
+#include "actors/actors.hpp"
+#include "actors/build_host.hpp"
+
+#include "caf/io/all.hpp"
+#include "caf/io/basp_broker.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+
+using namespace kiln;
+
+namespace {
+
+constexpr auto answer_within = std::chrono::seconds(5);
+const std::string not_leased = "/nix/store/00000000000000000000000000000000-never-leased.drv";
+
+struct hostile_config : caf::actor_system_config {
+  hostile_config() {
+    kiln::add_message_types(*this);
+    load<caf::io::middleman>();
+  }
+};
+
+// Each try's answer, as one line: "NAME: refused (why)" or "NAME: accepted".
+void attack(caf::actor_system& sys, logger_actor front, const std::string& plant, std::ofstream& report) {
+  caf::scoped_actor self{sys};
+  auto accepted = [&](const std::string& name) { report << name << ": accepted" << std::endl; };
+  auto refused = [&](const std::string& name, const caf::error& e) {
+    report << name << ": refused (" << sys.render(e) << ")" << std::endl;
+  };
+  self->send(front, log_open_atom::value, not_leased, plant, std::string("none"));
+  self->request(front, answer_within, log_atom::value, not_leased, std::string("planted bytes\n"))
+      .receive([&](uint64_t) { accepted("log"); }, [&](caf::error& e) { refused("log", e); });
+  self->request(front, answer_within, log_close_atom::value, not_leased)
+      .receive([&](bool) { accepted("close"); }, [&](caf::error& e) { refused("close", e); });
+  // Outside the interface: the front is a typed actor; this is a request
+  // of the dynamically typed kind, with a message it has no handler for.
+  self->request(caf::actor_cast<caf::actor>(front), answer_within, std::string("rm -rf /"), uint64_t(42))
+      .receive([&](std::string&) { accepted("unexpected"); }, [&](caf::error& e) { refused("unexpected", e); });
+  // Still answering after all that?
+  self->request(front, answer_within, log_close_atom::value, not_leased)
+      .receive([&](bool) { accepted("close again"); }, [&](caf::error& e) { refused("close again", e); });
+}
+
+using front_impl = worker_actor;
+
+front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_host> host, std::string plant,
+                                std::string report_file) {
+  auto kilnd = std::make_shared<logger_actor>();
+  return {
+      [=](hello_atom, logger_actor k) -> int32_t {
+        *kilnd = k;
+        // The attack runs on a thread of its own: it waits for answers.
+        std::thread([&sys = self->system(), k, plant, report_file] {
+          std::ofstream report(report_file);
+          attack(sys, k, plant, report);
+          report << "done" << std::endl;
+        }).detach();
+        return static_cast<int32_t>(::getpid());
+      },
+      [=](spawn_atom) -> builder_actor { return spawn_builder(self->system(), *kilnd, host); },
+      [=](spawn_atom, const std::string&, const build_options&) -> caf::result<one_substituter_actor> {
+        return caf::make_error(engine_errc::store_failure, std::string("this worker substitutes nothing"));
+      },
+  };
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  const char* report = std::getenv("KILN_HOSTILE_REPORT");
+  const char* plant = std::getenv("KILN_HOSTILE_PLANT");
+  if (argc < 3 || std::string(argv[1]) != "--link-fd" || !report || !plant) {
+    std::cerr << "usage: KILN_HOSTILE_REPORT=FILE KILN_HOSTILE_PLANT=FILE kiln-test-hostile-worker --link-fd 3\n";
+    return 2;
+  }
+  int fd = std::atoi(argv[2]);
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  hostile_config cfg;
+  caf::actor_system sys{cfg};
+  std::string build_dir = argc >= 5 ? argv[4] : "";
+  auto me = sys.spawn(front, std::make_shared<build_host>(build_dir), std::string(plant), std::string(report));
+  auto& mm = sys.middleman();
+  auto basp = mm.named_broker<caf::io::basp_broker>(caf::atom("BASP"));
+  caf::anon_send(basp, caf::publish_atom::value, mm.backend().new_scribe(fd), uint16_t(1),
+                 caf::actor_cast<caf::strong_actor_ptr>(me), sys.message_types<worker_actor>());
+  // Ends when kilnd does (the link breaks) or kills it.
+  ::pause();
+}
