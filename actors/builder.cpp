@@ -49,6 +49,7 @@ struct builder_state {
   std::shared_ptr<build_host> host;
   build_request request;
   std::optional<prepared_build> prepared; // until released
+  std::optional<build_report> report;     // made while the log closes
   builder_job job;
   caf::typed_response_promise<build_report> promise;
   builder_outcome outcome;
@@ -225,32 +226,35 @@ builder_impl::behavior_type builder_behavior(builder_impl::stateful_pointer<buil
         st.tail->finish();
         for (auto& l : st.tail->lines())
           st.outcome.log_tail.push_back(l);
-        // The outcome goes once the logger has shown every line before it
+        // The report goes once the logger has shown every line before it
         // (its messages from here arrive in order): a client must not hear
-        // that the build ended before its last log lines.
+        // that the build ended before its last log lines. The outputs are
+        // inspected meanwhile (from a worker, the close is a round trip to
+        // kilnd: it costs nothing when it overlaps the hashing).
         auto finish = [self] {
           auto& st = self->state;
-          build_report report = st.host->report(st.request, *st.prepared, st.outcome);
-          // Nothing to keep and the outputs in the store: released now, so
-          // the goal need not ask (a round trip to a worker saved).
-          if (!st.request.options.keep_failed && !report.isolated_outputs) {
-            auto prepared = std::move(*st.prepared);
-            st.prepared.reset();
-            try {
-              st.host->release(st.request, prepared, false);
-            } catch (const std::exception& e) {
-              if (report.failure.empty())
-                report.failure = e.what();
-            }
-            report.released = true;
-          }
-          bool released = report.released;
-          st.promise.deliver(std::move(report));
+          bool released = st.report->released;
+          st.promise.deliver(std::move(*st.report));
           if (released)
             self->quit();
         };
         self->request(logger, log_write_timeout, log_close_atom::value, st.job.drv_path)
             .then([finish](bool) { finish(); }, [finish](caf::error&) { finish(); });
+        build_report report = st.host->report(st.request, *st.prepared, st.outcome);
+        // Nothing to keep and the outputs in the store: released now, so
+        // the goal need not ask (a round trip to a worker saved).
+        if (!st.request.options.keep_failed && !report.isolated_outputs) {
+          auto prepared = std::move(*st.prepared);
+          st.prepared.reset();
+          try {
+            st.host->release(st.request, prepared, false);
+          } catch (const std::exception& e) {
+            if (report.failure.empty())
+              report.failure = e.what();
+          }
+          report.released = true;
+        }
+        st.report = std::move(report);
       },
       [=](release_atom, bool keep) -> caf::result<std::string> {
         auto& st = self->state;
