@@ -7,6 +7,7 @@ leaves no process of its builds behind."""
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -532,3 +533,37 @@ def test_a_detached_build_keeps_its_client_s_settings_across_a_restart(both):
     r = both.kiln_run("build", "--store", store, "--detach", "--option", "timeout", "soon", drv)
     assert r.returncode != 0 and "timeout" in r.stderr, r.stderr
     assert again.stop() == 0, again.output()
+
+
+def test_limits_and_streamed_logs_through_workers(kilnd, both):
+    """Builds in workers keep their limits (max-log-size, max-silent-time,
+    timeout: the statuses and messages of an embedded build) and their log
+    lines reach the client as they come, before the build ends."""
+    store = f"unix://{kilnd.socket}"
+    chatty = both.drv("w-chatty", "i=0; while [ $i -lt 2000 ]; do echo 'a line of log output'; i=$((i+1)); done; "
+                                  "echo > $out")
+    r = both.kiln_run("build", "--store", store, "--json", "--max-log-size", "1000", chatty)
+    assert r.returncode == 1 and both.results(r)[chatty]["status"] == "LogLimitExceeded", r.stdout + r.stderr
+    assert "more than 1000 bytes" in r.stderr
+    silent = both.drv("w-silent", "echo hi; sleep 30")
+    r = both.kiln_run("build", "--store", store, "--json", "--max-silent-time", "1", silent)
+    assert r.returncode == 101 and both.results(r)[silent]["status"] == "TimedOut", r.stdout + r.stderr
+    assert "seconds of silence" in r.stderr
+    slow = both.drv("w-slow", "echo started; sleep 31.5")
+    r = both.kiln_run("build", "--store", store, "--json", "--timeout", "1", slow)
+    assert r.returncode == 101 and both.results(r)[slow]["status"] == "TimedOut", r.stdout + r.stderr
+    assert "timed out after 1 seconds" in r.stderr
+    assert wait_until(lambda: not processes("sleep", "31.5"), 5)
+    streamed = both.drv("w-streamed", "echo first-line; sleep 3.3; echo > $out")
+    p = subprocess.Popen([both.kiln, "build", "--store", store, "-L", streamed], env=both.env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stderr:
+            if "first-line" in line:
+                assert processes("sleep", "3.3"), "the line came only after the build ended"
+                break
+        else:
+            raise AssertionError("the build's line never came")
+        assert p.wait(30) == 0
+    finally:
+        p.kill()
