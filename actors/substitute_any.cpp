@@ -9,7 +9,8 @@
 // the pool, so they take substitution's slots.
 //   ask_every_substituter -> copy_from (-> copy_from ...) -> answer
 // A repair compares contents, which a probe cannot: substituters are
-// tried in priority order, one after another.
+// tried in priority order, one after another. So is a lone substituter:
+// probing it first would only make its lookups twice.
 #include "actors/actors.hpp"
 
 #include <chrono>
@@ -145,7 +146,7 @@ any_impl::behavior_type substitute_any(any_ptr self, one_substituter_actor pool,
         st.promise = self->make_response_promise<substitute_outcome>();
         st.path = path;
         st.repair = repair;
-        if (repair) {
+        if (repair || st.answers.size() == 1) {
           std::fill(st.answers.begin(), st.answers.end(), answer::has_it);
           st.grace_over = true;
         } else {

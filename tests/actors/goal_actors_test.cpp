@@ -146,12 +146,14 @@ enum class cache_plan { has, absent, silent, untrusted, broken };
 struct caches_state {
   std::vector<cache_plan> plans;
   std::vector<uint32_t> copies; // the substituters copied from, in order
+  int probes = 0;
 };
 
 one_substituter_actor::behavior_type fake_caches(one_substituter_actor::pointer self,
                                                  std::shared_ptr<caches_state> cs) {
   return {
       [=](probe_atom, const std::string&, uint32_t i) -> caf::result<substitute_outcome> {
+        ++cs->probes;
         switch (cs->plans.at(i)) {
         case cache_plan::has:
         case cache_plan::broken:
@@ -545,6 +547,13 @@ CAF_TEST(a_copy_that_fails_moves_on_to_the_next_cache_and_counts_as_failed_if_no
   got = substitute_any_of({cache_plan::broken, cache_plan::absent});
   CAF_CHECK(got.kind == substitute_outcome::failed);
   CAF_CHECK_EQUAL(cs->copies, std::vector<uint32_t>{0});
+}
+
+CAF_TEST(a_lone_substituter_is_copied_from_without_a_probe) {
+  auto got = substitute_any_of({cache_plan::has});
+  CAF_CHECK(got.kind == substitute_outcome::substituted);
+  CAF_CHECK_EQUAL(cs->copies, std::vector<uint32_t>{0});
+  CAF_CHECK_EQUAL(cs->probes, 0);
 }
 
 CAF_TEST(none_having_the_path_is_absent_with_every_reason) {
