@@ -72,6 +72,15 @@ using any_actor = caf::typed_actor<caf::replies_to<subst_any_atom, std::string, 
 any_actor spawn_substitute_any(caf::local_actor* parent, one_substituter_actor pool, uint32_t substituters);
 // How long a goal waits for that answer: longer than the copies' own bound.
 constexpr auto substitute_any_timeout = std::chrono::minutes(25 * 60);
+// Bounds on the requests that stay inside one process, so that no request
+// waits forever (issue 16); what ends a wait is its answer, or its peer's
+// end (a monitor, or CAF's answer for a receiver that is gone), never
+// these in a healthy run. The store actor's queries (a closure read, which
+// outputs are valid):
+constexpr auto store_query_timeout = std::chrono::minutes(60);
+// Waits whose length is other builds' (an input's goal, a build slot, a
+// run's answer): a year.
+constexpr auto build_wait_timeout = std::chrono::minutes(365 * 24 * 60);
 // One substituter (detached) on the store at `layout`, rooting in `roots`;
 // what the pool spawns here or a kiln-worker for kilnd. Throws for bad
 // trusted-public-keys.

@@ -30,7 +30,7 @@ constexpr auto damage_check_timeout = std::chrono::minutes(60);
 // trip, not one per level.
 void get_derivation(goal_ptr self, bool read_ahead) {
   if (read_ahead && self->state.options.substituters.empty()) {
-    self->request(self->state.store, caf::infinite, load_closure_atom::value, drv_path(self))
+    self->request(self->state.store, store_query_timeout, load_closure_atom::value, drv_path(self))
         .then(
             [=](std::vector<loaded_derivation>& all) {
               self->state.loaded = std::move(all.front());
@@ -42,7 +42,7 @@ void get_derivation(goal_ptr self, bool read_ahead) {
             [=](caf::error& e) { done(self, ended(build_status::input_rejected, error_text(e))); });
     return;
   }
-  self->request(self->state.store, caf::infinite, load_atom::value, drv_path(self))
+  self->request(self->state.store, store_query_timeout, load_atom::value, drv_path(self))
       .then([=](loaded_derivation& l) {
               self->state.loaded = std::move(l);
               have_derivation(self);
@@ -194,12 +194,12 @@ void outputs_substituted(goal_ptr self) {
   if (st.pending == 0)
     return inputs_realised(self);
   for (auto& [input, outputs] : drv.input_drvs) {
-    self->request(st.scheduler, caf::infinite, want_atom::value, goal_request{input, outputs}, false)
+    self->request(st.scheduler, build_wait_timeout, want_atom::value, goal_request{input, outputs}, false)
         .then([=](build_result& r) { input_finished(self, r); },
               [=](caf::error& e) { input_finished(self, ended(build_status::misc_failure, error_text(e))); });
   }
   for (auto& src : drv.input_srcs) {
-    self->request(st.scheduler, caf::infinite, want_path_atom::value, src)
+    self->request(st.scheduler, build_wait_timeout, want_path_atom::value, src)
         .then([=](build_result& r) { input_finished(self, r); },
               [=](caf::error& e) { input_finished(self, ended(build_status::misc_failure, error_text(e))); });
   }
@@ -265,7 +265,7 @@ void try_to_build(goal_ptr self) {
     self->delayed_send(self, std::chrono::milliseconds(50), retry_atom::value);
     return;
   }
-  self->request(st.scheduler, caf::infinite, slot_atom::value)
+  self->request(st.scheduler, build_wait_timeout, slot_atom::value)
       .then(
           [=](uint64_t lease) {
             self->state.has_lease = true;

@@ -141,7 +141,7 @@ public:
       caf::scoped_actor self{sys};
       std::string failure;
       std::vector<build_result> all;
-      self->request(sched_, caf::infinite, want_atom::value, remaining)
+      self->request(sched_, build_wait_timeout, want_atom::value, remaining)
           .receive([&](std::vector<build_result>& r) { all = std::move(r); },
                    [&](caf::error& e) { failure = sys.render(e); });
       // Answered, the scheduler ends by itself once the goals another run

@@ -171,7 +171,7 @@ void grant_slots(sched_ptr self) {
     }
     // The daemon's slot first; the pool answers when this run's turn comes.
     ++st.asking_pool;
-    self->request(st.pool, caf::infinite, slot_atom::value)
+    self->request(st.pool, build_wait_timeout, slot_atom::value)
         .then(
             [=](uint64_t pool_lease) mutable {
               auto& s = self->state;

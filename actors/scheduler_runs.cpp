@@ -76,7 +76,7 @@ void join_goal(sched_ptr self, const std::string& drv, goal_entry& e) {
   if (!e.watch && st.events && st.options.print_build_logs)
     e.watch = st.shared->watch(
         drv, [events = st.events](const std::string& d, const std::string& line) { events(log_line_event(d, line)); });
-  self->request(e.owner, caf::infinite, want_atom::value, goal_request{drv, e.outputs}, false)
+  self->request(e.owner, build_wait_timeout, want_atom::value, goal_request{drv, e.outputs}, false)
       .then([=](build_result& r) { joined_answer(self, drv, std::move(r)); },
             [=](caf::error&) { joined_answer(self, drv, cancelled_result(drv)); });
 }

@@ -58,7 +58,7 @@ void substitute(subst_ptr self) {
 }
 
 void init(subst_ptr self) {
-  self->request(self->state.store, caf::infinite, invalid_atom::value, std::vector<std::string>{self->state.path})
+  self->request(self->state.store, store_query_timeout, invalid_atom::value, std::vector<std::string>{self->state.path})
       .then(
           [=](const std::vector<std::string>& invalid) {
             if (invalid.empty())
