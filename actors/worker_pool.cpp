@@ -5,13 +5,13 @@
 // pool leases builders and substituters on live workers; a lost worker is killed, reaped and
 // started again with exponential backoff, and one that fails at every
 // start is given up on and reported. A worker is untrusted: the one kilnd
-// actor it is given is its front (below), which lets through only log
-// messages of the rounds leased on it.
+// actor it is given is its front (worker_front.hpp), which lets through
+// only log messages of the rounds leased on it.
 #include "actors/actors.hpp"
 #include "actors/worker.hpp"
+#include "actors/worker_front.hpp"
 #include "sandbox/builder_process.hpp"
 #include "sandbox/cgroup.hpp"
-#include "store/local/build_log.hpp"
 #include "store/local/temp_roots.hpp"
 
 #include "caf/io/all.hpp"
@@ -28,7 +28,6 @@
 #include <cstring>
 #include <deque>
 #include <iostream>
-#include <mutex>
 #include <thread>
 
 extern char** environ;
@@ -48,65 +47,6 @@ constexpr auto spawn_timeout = std::chrono::seconds(5);
 constexpr auto started_well = std::chrono::seconds(1);
 constexpr uint32_t give_up_after = 5; // failed starts in a row
 constexpr milliseconds first_backoff{100}, last_backoff{30000};
-
-struct lease_entry {
-  logger_actor logger;
-  std::string log_file;
-};
-
-// The rounds leased on one worker, by .drv: what its front lets through.
-struct lease_table {
-  std::mutex mutex;
-  std::map<std::string, lease_entry> by_drv;
-  std::optional<lease_entry> find(const std::string& drv) {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = by_drv.find(drv);
-    return it == by_drv.end() ? std::nullopt : std::optional<lease_entry>(it->second);
-  }
-  void put(const std::string& drv, lease_entry e) {
-    std::lock_guard<std::mutex> lock(mutex);
-    by_drv[drv] = std::move(e);
-  }
-  void drop(const std::string& drv) {
-    std::lock_guard<std::mutex> lock(mutex);
-    by_drv.erase(drv);
-  }
-};
-
-// kilnd's front for one worker, the only kilnd actor the worker is given:
-// a logger that passes on, to the run's logger, only what concerns a round
-// leased on that worker, and opens only the log file the store's side chose.
-// It ends with the pool.
-logger_actor::behavior_type worker_front(logger_actor::pointer self, std::shared_ptr<lease_table> leases,
-                                         caf::actor pool) {
-  self->monitor(pool);
-  self->set_down_handler([=](caf::down_msg&) { self->quit(); });
-  return {
-      [=](log_open_atom, const std::string& drv, const std::string& file, const std::string& compression) {
-        auto l = leases->find(drv);
-        if (!l || file != l->log_file)
-          return;
-        try {
-          parse_log_compression(compression);
-        } catch (const std::exception&) {
-          return;
-        }
-        self->send(l->logger, log_open_atom::value, drv, file, compression);
-      },
-      [=](log_atom, const std::string& drv, const std::string& bytes) -> caf::result<uint64_t> {
-        auto l = leases->find(drv);
-        if (!l)
-          return caf::make_error(caf::sec::unexpected_message);
-        return self->delegate(l->logger, log_atom::value, drv, bytes);
-      },
-      [=](log_close_atom, const std::string& drv) -> caf::result<bool> {
-        auto l = leases->find(drv);
-        if (!l)
-          return caf::make_error(caf::sec::unexpected_message);
-        return self->delegate(l->logger, log_close_atom::value, drv);
-      },
-  };
-}
 
 struct worker_slot {
   pid_t pid = -1;
@@ -298,7 +238,7 @@ void start_worker(pool_ptr self, std::size_t i) {
             if (!p || !self->system().assignable<worker_actor>(sigs))
               return abandon(self, i, pid, "it answered the handshake with another interface");
             slot.handle = caf::actor_cast<worker_actor>(p);
-            slot.front = self->spawn(worker_front, slot.leases, caf::actor_cast<caf::actor>(self));
+            slot.front = spawn_worker_front(self, slot.leases, caf::actor_cast<caf::actor>(self));
             self->monitor(slot.handle);
             self->request(slot.handle, handshake_timeout, hello_atom::value, slot.front)
                 .then(

@@ -3,6 +3,8 @@
 // substituters, the logger and kilnd's worker pool (whose builders report,
 // die before reporting, or hold their round until cancelled): the real
 // scheduler and derivation goals between them, no processes, no sleeps.
+// One file over 500 lines: the cases share their doubles, and each CAF
+// test binary costs a slow compile and link of its own.
 #define CAF_SUITE goal_actors
 #include "caf/test/unit_test_impl.hpp"
 

@@ -1,0 +1,62 @@
+#include "actors/worker_front.hpp"
+
+#include "store/local/build_log.hpp"
+
+namespace kiln {
+
+std::optional<lease_entry> lease_table::find(const std::string& drv) {
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = by_drv.find(drv);
+  return it == by_drv.end() ? std::nullopt : std::optional<lease_entry>(it->second);
+}
+
+void lease_table::put(const std::string& drv, lease_entry e) {
+  std::lock_guard<std::mutex> lock(mutex);
+  by_drv[drv] = std::move(e);
+}
+
+void lease_table::drop(const std::string& drv) {
+  std::lock_guard<std::mutex> lock(mutex);
+  by_drv.erase(drv);
+}
+
+namespace {
+
+logger_actor::behavior_type worker_front(logger_actor::pointer self, std::shared_ptr<lease_table> leases,
+                                         caf::actor pool) {
+  self->monitor(pool);
+  self->set_down_handler([=](caf::down_msg&) { self->quit(); });
+  return {
+      [=](log_open_atom, const std::string& drv, const std::string& file, const std::string& compression) {
+        auto l = leases->find(drv);
+        if (!l || file != l->log_file)
+          return;
+        try {
+          parse_log_compression(compression);
+        } catch (const std::exception&) {
+          return;
+        }
+        self->send(l->logger, log_open_atom::value, drv, file, compression);
+      },
+      [=](log_atom, const std::string& drv, const std::string& bytes) -> caf::result<uint64_t> {
+        auto l = leases->find(drv);
+        if (!l)
+          return caf::make_error(caf::sec::unexpected_message);
+        return self->delegate(l->logger, log_atom::value, drv, bytes);
+      },
+      [=](log_close_atom, const std::string& drv) -> caf::result<bool> {
+        auto l = leases->find(drv);
+        if (!l)
+          return caf::make_error(caf::sec::unexpected_message);
+        return self->delegate(l->logger, log_close_atom::value, drv);
+      },
+  };
+}
+
+} // namespace
+
+logger_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<lease_table> leases, caf::actor pool) {
+  return parent->spawn(worker_front, std::move(leases), std::move(pool));
+}
+
+} // namespace kiln

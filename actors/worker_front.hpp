@@ -1,0 +1,35 @@
+// kilnd's front for one kiln-worker (actors/worker_pool.cpp spawns one per
+// worker): the only kilnd actor the worker is given. A worker is untrusted,
+// so the front passes on, to a run's logger, only what concerns a round
+// leased on that worker, and opens only the log file the store's side chose.
+#pragma once
+
+#include "messages/interfaces.hpp"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+namespace kiln {
+
+struct lease_entry {
+  logger_actor logger;
+  std::string log_file;
+};
+
+// The rounds leased on one worker, by .drv: what its front lets through.
+// The pool writes it, the front reads it (each on its own thread).
+struct lease_table {
+  std::mutex mutex;
+  std::map<std::string, lease_entry> by_drv;
+  std::optional<lease_entry> find(const std::string& drv);
+  void put(const std::string& drv, lease_entry e);
+  void drop(const std::string& drv);
+};
+
+// The front, checking every message against `leases`; it ends with `pool`.
+logger_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<lease_table> leases, caf::actor pool);
+
+} // namespace kiln
