@@ -94,6 +94,10 @@ struct pool_state {
 
 using pool_ptr = worker_pool_actor::stateful_pointer<pool_state>;
 
+// The slot a watched builder or substituter belongs to.
+std::size_t slot_of(const std::pair<std::size_t, std::string>& builder) { return builder.first; }
+std::size_t slot_of(std::size_t substituter) { return substituter; }
+
 void start_worker(pool_ptr self, std::size_t i);
 void serve_waiting(pool_ptr self);
 void ask_spare(pool_ptr self, std::size_t i);
@@ -143,6 +147,14 @@ void lost(pool_ptr self, std::size_t i, const std::string& why, bool reaped = fa
   s.spare.reset();
   s.asking_spare = false;
   s.leases = std::make_shared<lease_table>();
+  // Its builders' and substituters' down messages may come after a new
+  // worker has taken the slot: they must not count against the new one.
+  auto of_this_slot = [i](auto& entries) {
+    for (auto it = entries.begin(); it != entries.end();)
+      it = slot_of(it->second) == i ? entries.erase(it) : std::next(it);
+  };
+  of_this_slot(st.builders);
+  of_this_slot(st.substituters);
   s.failures = failed_start ? s.failures + 1 : 0;
   if (s.failures >= give_up_after) {
     s.given_up = true;
