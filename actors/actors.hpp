@@ -27,8 +27,11 @@ store_actor spawn_store_actor(caf::actor_system& sys, std::shared_ptr<local_stor
 // every finished line of every build's log: (drv, line).
 using line_sink = std::function<void(const std::string&, const std::string&)>;
 logger_actor spawn_logger(caf::actor_system& sys, line_sink lines);
-// Detached, one build round each (actors/builder.cpp), on `host`.
-builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger, std::shared_ptr<build_host> host);
+// Detached (actors/builder.cpp), on `host`.
+// `reusable`: it serves round after round (on a worker); otherwise it ends
+// with its round.
+builder_actor spawn_builder(caf::actor_system& sys, logger_actor logger, std::shared_ptr<build_host> host,
+                            bool reusable = false);
 // Detached, one hook run each (actors/post_build_hook.cpp).
 hook_actor spawn_post_build_hook(caf::actor_system& sys);
 // With a `pool`, each build slot is also leased from it (kilnd); without,

@@ -346,7 +346,7 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
         auto& state = self->state;
         state.cancelled = true;
         if (state.builder) {
-          self->send(state.builder, cancel_atom::value);
+          self->send(state.builder, cancel_atom::value, state.round_id);
         } else if (state.leasing) {
           ++state.attempt; // the builder still to come is sent away
           done(self, cancelled_result(drv_path(self)));

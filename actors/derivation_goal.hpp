@@ -34,6 +34,12 @@ struct drv_goal_state {
   uint32_t round = 0, rounds = 1;
   worker_pool_actor workers; // kilnd's worker processes, if any
   builder_actor builder;     // the round's, while it has one
+  worker_front_actor front;  // the front of the worker it is on, if any
+  uint64_t round_id = 0;     // the round's number for the builder (a worker's: the lease's)
+  // The round's log is being closed (after the report): its release waits
+  // for that, with this note.
+  bool log_closing = false;
+  std::optional<std::string> released_note;
   // Which attempt at the round answers count for: one whose worker was
   // lost may still answer, or time out, after the next has begun.
   uint64_t attempt = 0;

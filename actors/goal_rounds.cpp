@@ -13,6 +13,8 @@ namespace kiln::goal {
 
 namespace {
 
+// The logger writes a local file: an answer later than this means it is stuck.
+constexpr auto log_close_timeout = std::chrono::minutes(5);
 // A hook may upload what it built; this long and no answer means it hangs.
 constexpr auto post_build_hook_timeout = std::chrono::minutes(60);
 // Releasing a round removes its build directory and sandbox store, which
@@ -38,6 +40,8 @@ void apply_round(goal_ptr self);
 void finish_round(goal_ptr self, build_report report);
 void release_round(goal_ptr self, build_result r, bool keep);
 void round_released(goal_ptr self, std::string note);
+void close_log(goal_ptr self);
+void give_back(goal_ptr self, bool reusable);
 
 build_round this_round(goal_ptr self) {
   auto& st = self->state;
@@ -49,6 +53,8 @@ void run_round(goal_ptr self) {
   auto& st = self->state;
   st.reported = false;
   if (!st.workers) {
+    st.front = nullptr;
+    st.round_id = 0; // the builder serves this round only
     st.builder = spawn_builder(self->system(), st.logger, st.host);
     self->link_to(st.builder); // a goal that dies takes its round with it
     return apply_round(self);
@@ -57,17 +63,19 @@ void run_round(goal_ptr self) {
   st.leasing = true;
   self->request(st.workers, lease_timeout, lease_atom::value, drv_path(self), st.current.log_path, st.logger)
       .then(
-          [=](builder_actor& b) {
+          [=](builder_actor& b, worker_front_actor& front, uint64_t lease) {
             auto& state = self->state;
             if (attempt == state.attempt)
               state.leasing = false;
             if (attempt != state.attempt || state.cancelled) {
-              self->send_exit(b, caf::exit_reason::user_shutdown); // it releases what it holds
+              self->send(state.workers, release_atom::value, lease, true); // it ran nothing
               if (attempt == state.attempt)
                 done(self, cancelled_result(drv_path(self)));
               return;
             }
             state.builder = b;
+            state.front = std::move(front);
+            state.round_id = lease;
             self->monitor(b); // down before it reported: its worker was lost
             apply_round(self);
           },
@@ -86,18 +94,16 @@ void run_round(goal_ptr self) {
 void apply_round(goal_ptr self) {
   auto& st = self->state;
   uint64_t attempt = ++st.attempt;
-  self->request(st.builder, run_bound(st.options), run_atom::value, st.current)
+  self->request(st.builder, run_bound(st.options), run_atom::value, st.round_id, st.current)
       .then(
           [=](build_report& report) {
             auto& state = self->state;
             if (attempt != state.attempt)
               return;
             state.reported = true;
-            if (report.released) { // and the builder has ended: no loss now
-              if (state.workers)
-                self->demonitor(state.builder.address());
-              state.builder = nullptr;
-            }
+            close_log(self);
+            if (report.released) // the builder holds nothing more: no loss now
+              give_back(self, true);
             finish_round(self, std::move(report));
           },
           [=](caf::error& e) {
@@ -105,7 +111,7 @@ void apply_round(goal_ptr self) {
             if (attempt != state.attempt)
               return;
             if (e == caf::sec::request_timeout)
-              self->send(state.builder, cancel_atom::value);
+              self->send(state.builder, cancel_atom::value, state.round_id);
             release_round(self, ended(build_status::misc_failure, error_text(e)), false);
           });
 }
@@ -129,28 +135,73 @@ void release_round(goal_ptr self, build_result r, bool keep) {
   if (!st.builder)
     return round_released(self, "");
   uint64_t attempt = ++st.attempt;
-  self->request(st.builder, builder_release_timeout, release_atom::value, keep)
+  self->request(st.builder, builder_release_timeout, release_atom::value, st.round_id, keep)
       .then(
           [=](const std::string& note) {
-            if (attempt == self->state.attempt)
-              round_released(self, note);
+            if (attempt != self->state.attempt)
+              return;
+            give_back(self, true);
+            round_released(self, note);
           },
           [=](caf::error& e) {
             auto& state = self->state;
             if (attempt != state.attempt)
               return;
+            give_back(self, false);
             if (is_success(state.releasing->status))
               state.releasing = ended(build_status::misc_failure, error_text(e));
             round_released(self, "");
           });
 }
 
+// The builder has reported, so every line it sent went ahead of the
+// report: the log is closed behind them (through the worker's front, which
+// passes them on) while the store judges the report. A client must not
+// hear that the build ended before its last lines, nor read a log that
+// is not finished.
+void close_log(goal_ptr self) {
+  auto& st = self->state;
+  st.log_closing = true;
+  auto closed = [self] {
+    auto& state = self->state;
+    state.log_closing = false;
+    if (auto note = std::move(state.released_note)) {
+      state.released_note.reset();
+      round_released(self, std::move(*note));
+    }
+  };
+  auto close = [self, closed] {
+    self->request(self->state.logger, log_close_timeout, log_close_atom::value, drv_path(self))
+        .then([closed](bool) { closed(); }, [closed](caf::error&) { closed(); });
+  };
+  if (!st.front)
+    return close();
+  self->request(st.front, log_close_timeout, flushed_atom::value)
+      .then([close](bool) { close(); }, [close](caf::error&) { close(); });
+}
+
+// The round's builder holds nothing of it any more: one on a worker goes
+// back to the pool (to serve another round if `reusable`), one in this
+// process has ended.
+void give_back(goal_ptr self, bool reusable) {
+  auto& st = self->state;
+  if (!st.builder)
+    return;
+  if (st.workers) {
+    self->demonitor(st.builder.address());
+    self->send(st.workers, release_atom::value, st.round_id, reusable);
+  }
+  st.builder = nullptr;
+}
+
 // Then the next round, the post-build hook, or done.
 void round_released(goal_ptr self, std::string note) {
   auto& st = self->state;
-  if (st.builder && st.workers)
-    self->demonitor(st.builder.address());
-  st.builder = nullptr;
+  if (st.log_closing) {
+    st.released_note = std::move(note);
+    return;
+  }
+  give_back(self, true);
   build_result r = std::move(*st.releasing);
   st.releasing.reset();
   if (!note.empty())

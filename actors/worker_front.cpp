@@ -15,14 +15,15 @@ void lease_table::put(const std::string& drv, lease_entry e) {
   by_drv[drv] = std::move(e);
 }
 
-void lease_table::drop(const std::string& drv) {
+void lease_table::drop(const std::string& drv, uint64_t lease) {
   std::lock_guard<std::mutex> lock(mutex);
-  by_drv.erase(drv);
+  if (auto it = by_drv.find(drv); it != by_drv.end() && it->second.lease == lease)
+    by_drv.erase(it);
 }
 
 namespace {
 
-logger_actor::behavior_type worker_front(logger_actor::pointer self, std::shared_ptr<lease_table> leases,
+worker_front_actor::behavior_type worker_front(worker_front_actor::pointer self, std::shared_ptr<lease_table> leases,
                                          caf::actor pool) {
   self->monitor(pool);
   self->set_down_handler([=](caf::down_msg&) { self->quit(); });
@@ -50,12 +51,21 @@ logger_actor::behavior_type worker_front(logger_actor::pointer self, std::shared
           return caf::make_error(caf::sec::unexpected_message);
         return self->delegate(l->logger, log_close_atom::value, drv);
       },
+      // Messages are handled in turn: what came before has been passed on.
+      [=](flushed_atom) { return true; },
+      // Sent by the pool once it saw the round's builder end, so it comes
+      // after everything that builder sent. Not from the worker.
+      [=](forget_atom, const std::string& drv, uint64_t lease) {
+        auto sender = self->current_sender();
+        if (sender && sender->node() == self->node())
+          leases->drop(drv, lease);
+      },
   };
 }
 
 } // namespace
 
-logger_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<lease_table> leases, caf::actor pool) {
+worker_front_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<lease_table> leases, caf::actor pool) {
   return parent->spawn(worker_front, std::move(leases), std::move(pool));
 }
 

@@ -17,6 +17,7 @@ namespace kiln {
 struct lease_entry {
   logger_actor logger;
   std::string log_file;
+  uint64_t lease = 0; // which lease of the .drv (a round tried again is another)
 };
 
 // The rounds leased on one worker, by .drv: what its front lets through.
@@ -26,10 +27,11 @@ struct lease_table {
   std::map<std::string, lease_entry> by_drv;
   std::optional<lease_entry> find(const std::string& drv);
   void put(const std::string& drv, lease_entry e);
-  void drop(const std::string& drv);
+  // Only the entry of that lease: a later lease of the same .drv stays.
+  void drop(const std::string& drv, uint64_t lease);
 };
 
 // The front, checking every message against `leases`; it ends with `pool`.
-logger_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<lease_table> leases, caf::actor pool);
+worker_front_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<lease_table> leases, caf::actor pool);
 
 } // namespace kiln

@@ -80,7 +80,7 @@ front_impl::behavior_type front(front_impl::stateful_pointer<front_state> self, 
         auto& st = self->state;
         if (!st.kilnd)
           return caf::make_error(caf::sec::unexpected_message);
-        auto b = spawn_builder(self->system(), st.kilnd, host);
+        auto b = spawn_builder(self->system(), st.kilnd, host, true);
         self->monitor(b);
         st.children.push_back(caf::actor_cast<caf::actor>(b));
         return b;

@@ -51,12 +51,14 @@ constexpr milliseconds first_backoff{100}, last_backoff{30000};
 struct worker_slot {
   pid_t pid = -1;
   worker_actor handle;
-  logger_actor front;
+  worker_front_actor front;
   std::shared_ptr<lease_table> leases = std::make_shared<lease_table>();
   uint32_t rounds = 0; // leased now
   uint32_t substituters = 0; // of runs' substituter pools, alive now
-  // A builder spawned ahead, so a lease needs no round trip to the worker.
-  std::optional<builder_actor> spare;
+  // Builders on it serving no round: a lease takes one without a round trip
+  // to the worker (and, as kilnd has its proxy already, without a message
+  // to watch it). One is spawned ahead when none is left.
+  std::vector<builder_actor> idle;
   bool asking_spare = false;
   bool starting = false, alive = false, given_up = false;
   std::string trouble; // why a starting worker was killed (told once it is reaped)
@@ -65,10 +67,23 @@ struct worker_slot {
 };
 
 struct waiting_lease {
-  caf::typed_response_promise<builder_actor> promise;
+  caf::typed_response_promise<builder_actor, worker_front_actor, uint64_t> promise;
   std::string drv, log_file;
   logger_actor logger;
+  caf::actor_addr goal; // gives it back, or ends holding it
+  uint64_t lease = 0;   // its number, once it has a worker
 };
+
+// A builder leased for a round, until the goal gives it back.
+struct leased_builder {
+  std::size_t slot;
+  std::string drv;
+  builder_actor builder;
+  caf::actor_addr goal;
+};
+
+// More idle builders than this on one worker are ended when given back.
+constexpr std::size_t max_idle_builders = 64;
 
 struct waiting_substituter {
   caf::typed_response_promise<one_substituter_actor> promise;
@@ -82,7 +97,9 @@ struct pool_state {
   std::vector<worker_slot> slots;
   std::deque<waiting_lease> waiting;
   std::deque<waiting_substituter> waiting_substituters;
-  std::map<caf::actor_addr, std::pair<std::size_t, std::string>> builders; // -> slot, drv
+  std::map<caf::actor_addr, std::size_t> builders; // every builder on a worker, watched -> slot
+  std::map<uint64_t, leased_builder> leased;       // by lease number
+  uint64_t leases = 0;                             // handed out so far (numbers them)
   std::map<caf::actor_addr, std::size_t> substituters;                     // -> slot
   static inline const char* name = "worker_pool";
   ~pool_state() {
@@ -95,8 +112,8 @@ struct pool_state {
 using pool_ptr = worker_pool_actor::stateful_pointer<pool_state>;
 
 // The slot a watched builder or substituter belongs to.
-std::size_t slot_of(const std::pair<std::size_t, std::string>& builder) { return builder.first; }
-std::size_t slot_of(std::size_t substituter) { return substituter; }
+std::size_t slot_of(const leased_builder& lease) { return lease.slot; }
+std::size_t slot_of(std::size_t slot) { return slot; }
 
 void start_worker(pool_ptr self, std::size_t i);
 void serve_waiting(pool_ptr self);
@@ -144,7 +161,7 @@ void lost(pool_ptr self, std::size_t i, const std::string& why, bool reaped = fa
   s.starting = s.alive = false;
   s.rounds = 0;
   s.substituters = 0;
-  s.spare.reset();
+  s.idle.clear();
   s.asking_spare = false;
   s.leases = std::make_shared<lease_table>();
   // Its builders' and substituters' down messages may come after a new
@@ -154,6 +171,7 @@ void lost(pool_ptr self, std::size_t i, const std::string& why, bool reaped = fa
       it = slot_of(it->second) == i ? entries.erase(it) : std::next(it);
   };
   of_this_slot(st.builders);
+  of_this_slot(st.leased);
   of_this_slot(st.substituters);
   s.failures = failed_start ? s.failures + 1 : 0;
   if (s.failures >= give_up_after) {
@@ -252,7 +270,7 @@ void start_worker(pool_ptr self, std::size_t i) {
             slot.handle = caf::actor_cast<worker_actor>(p);
             slot.front = spawn_worker_front(self, slot.leases, caf::actor_cast<caf::actor>(self));
             self->monitor(slot.handle);
-            self->request(slot.handle, handshake_timeout, hello_atom::value, slot.front)
+            self->request(slot.handle, handshake_timeout, hello_atom::value, caf::actor_cast<logger_actor>(slot.front))
                 .then(
                     [=](int32_t) {
                       auto& w = self->state.slots[i];
@@ -271,10 +289,16 @@ void start_worker(pool_ptr self, std::size_t i) {
           [=](caf::error& e) { abandon(self, i, pid, "it failed the handshake: " + self->system().render(e)); });
 }
 
+// A builder worker i spawned: watched for as long as it lives.
+void watch_builder(pool_ptr self, std::size_t i, const builder_actor& b) {
+  self->monitor(b);
+  self->state.builders[b.address()] = i;
+}
+
 // The next spare builder of worker i, asked for in the background.
 void ask_spare(pool_ptr self, std::size_t i) {
   auto& s = self->state.slots[i];
-  if (!s.alive || s.spare || s.asking_spare)
+  if (!s.alive || !s.idle.empty() || s.asking_spare)
     return;
   s.asking_spare = true;
   pid_t pid = s.pid;
@@ -287,7 +311,8 @@ void ask_spare(pool_ptr self, std::size_t i) {
               return;
             }
             slot.asking_spare = false;
-            slot.spare = b;
+            watch_builder(self, i, b);
+            slot.idle.push_back(b);
           },
           [=](caf::error&) {
             auto& slot = self->state.slots[i];
@@ -296,11 +321,34 @@ void ask_spare(pool_ptr self, std::size_t i) {
           });
 }
 
-// Worker i's builder for a lease: watched (for the lease count), told of.
+// Worker i's builder for a lease, told of; the goal is watched (one that
+// ends holding it gives it back).
 void lease_to(pool_ptr self, std::size_t i, builder_actor b, waiting_lease& w) {
-  self->monitor(b);
-  self->state.builders[b.address()] = {i, w.drv};
-  w.promise.deliver(b);
+  self->state.leased[w.lease] = {i, w.drv, b, w.goal};
+  w.promise.deliver(b, self->state.slots[i].front, w.lease);
+}
+
+// The round of `lease` is over: its log's lease entry goes (through the
+// front, behind the lines the builder sent), and its builder serves
+// another round, or ends (not `reusable`, or its worker is gone).
+void give_back(pool_ptr self, uint64_t lease, bool reusable) {
+  auto& st = self->state;
+  auto it = st.leased.find(lease);
+  if (it == st.leased.end())
+    return;
+  auto l = std::move(it->second);
+  st.leased.erase(it);
+  auto& s = st.slots[l.slot];
+  if (s.rounds > 0)
+    --s.rounds;
+  if (s.front)
+    self->send(s.front, forget_atom::value, l.drv, lease);
+  auto watched = st.builders.find(l.builder.address());
+  if (reusable && s.alive && watched != st.builders.end() && watched->second == l.slot &&
+      s.idle.size() < max_idle_builders)
+    s.idle.push_back(l.builder);
+  else
+    self->send_exit(l.builder, caf::exit_reason::user_shutdown); // it releases what it holds
 }
 
 // The live worker with the least of `count`, if any.
@@ -329,11 +377,12 @@ void hand_out(pool_ptr self, waiting_lease w) {
     return wait_for_worker(st, std::move(w), st.waiting);
   std::size_t i = *best;
   auto& s = st.slots[i];
-  s.leases->put(w.drv, {w.logger, w.log_file});
+  w.lease = ++st.leases;
+  s.leases->put(w.drv, {w.logger, w.log_file, w.lease});
   ++s.rounds;
-  if (s.spare) {
-    auto b = *s.spare;
-    s.spare.reset();
+  if (!s.idle.empty()) {
+    auto b = s.idle.back();
+    s.idle.pop_back();
     lease_to(self, i, b, w);
     return ask_spare(self, i);
   }
@@ -346,13 +395,14 @@ void hand_out(pool_ptr self, waiting_lease w) {
               w.promise.deliver(caf::make_error(engine_errc::worker_lost, worker_name(self, i) + " was lost"));
               return;
             }
+            watch_builder(self, i, b);
             lease_to(self, i, b, w);
           },
           [=](caf::error& e) mutable {
             auto& slot = self->state.slots[i];
             if (slot.pid == pid && slot.rounds > 0) {
               --slot.rounds;
-              slot.leases->drop(w.drv);
+              slot.leases->drop(w.drv, w.lease);
             }
             w.promise.deliver(caf::make_error(engine_errc::worker_lost,
                                               worker_name(self, i) + " gave no builder: " + self->system().render(e)));
@@ -412,14 +462,27 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& state = self->state;
     if (auto b = state.builders.find(dm.source); b != state.builders.end()) {
-      auto [i, drv] = b->second;
+      auto& idle = state.slots[b->second].idle;
+      idle.erase(std::remove_if(idle.begin(), idle.end(), [&](auto& x) { return x.address() == dm.source; }),
+                 idle.end());
       state.builders.erase(b);
-      auto& s = state.slots[i];
-      if (s.rounds > 0)
-        --s.rounds;
-      s.leases->drop(drv);
+      std::vector<uint64_t> its;
+      for (auto& [lease, l] : state.leased)
+        if (l.builder.address() == dm.source)
+          its.push_back(lease);
+      for (auto lease : its)
+        give_back(self, lease, false);
       return;
     }
+    // A goal that ended holding a lease.
+    std::vector<uint64_t> held;
+    for (auto& [lease, l] : state.leased)
+      if (l.goal == dm.source)
+        held.push_back(lease);
+    for (auto lease : held)
+      give_back(self, lease, false);
+    if (!held.empty())
+      return;
     if (auto sub = state.substituters.find(dm.source); sub != state.substituters.end()) {
       auto& s = state.slots[sub->second];
       if (s.substituters > 0)
@@ -435,11 +498,15 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
     start_worker(self, i);
   return {
       [=](lease_atom, std::string& drv, std::string& log_file, logger_actor& logger)
-          -> caf::typed_response_promise<builder_actor> {
-        auto rp = self->make_response_promise<builder_actor>();
-        hand_out(self, {rp, std::move(drv), std::move(log_file), std::move(logger)});
+          -> caf::typed_response_promise<builder_actor, worker_front_actor, uint64_t> {
+        auto rp = self->make_response_promise<builder_actor, worker_front_actor, uint64_t>();
+        auto goal = caf::actor_cast<caf::actor>(self->current_sender());
+        if (goal)
+          self->monitor(goal);
+        hand_out(self, {rp, std::move(drv), std::move(log_file), std::move(logger), goal.address()});
         return rp;
       },
+      [=](release_atom, uint64_t lease, bool reusable) { give_back(self, lease, reusable); },
       [=](lease_atom, std::string& root, build_options& options) -> caf::typed_response_promise<one_substituter_actor> {
         auto rp = self->make_response_promise<one_substituter_actor>();
         hand_out_substituter(self, {rp, std::move(root), std::move(options)});

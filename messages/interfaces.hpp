@@ -97,16 +97,19 @@ using logger_actor = caf::typed_actor<
     // been written and shown when the build's outcome goes out.
     caf::replies_to<log_close_atom, std::string /*drv*/>::with<bool>>;
 
-// The builder's side of one build round (design.md: applied where the
-// build runs): prepares the build directory, build user and sandbox, runs
-// the builder under its limits, and scans what it produced; reports it.
-// Then, once the store's side has judged the report, it releases what the
-// round holds (keeping a failed build's directory if asked: the reply is
-// the note saying where) and ends.
+// The builder's side of a build round (design.md: applied where the build
+// runs): prepares the build directory, build user and sandbox, runs the
+// builder under its limits, and scans what it produced; reports it. It
+// opens the build's log and sends its lines; the goal closes it when the
+// report comes (after every line, which left before the report). Then,
+// once the store's side has judged the report, it releases what the round
+// holds (keeping a failed build's directory if asked: the reply is the note
+// saying where). One round at a time, each with its number (a builder on a
+// worker serves many): a release or cancel of another round does nothing.
 using builder_actor = caf::typed_actor<
-    caf::replies_to<run_atom, build_request>::with<build_report>,
-    caf::replies_to<release_atom, bool /*keep the build directory*/>::with<std::string>,
-    caf::reacts_to<cancel_atom>>;
+    caf::replies_to<run_atom, uint64_t /*round*/, build_request>::with<build_report>,
+    caf::replies_to<release_atom, uint64_t /*round*/, bool /*keep the build directory*/>::with<std::string>,
+    caf::reacts_to<cancel_atom, uint64_t /*round*/>>;
 
 // The goal table and the build slots.
 using scheduler_actor = caf::typed_actor<
@@ -174,12 +177,29 @@ using worker_actor = caf::typed_actor<caf::replies_to<hello_atom, logger_actor>:
                                       caf::replies_to<spawn_atom>::with<builder_actor>,
                                       caf::replies_to<spawn_atom, std::string /*root*/, build_options>::with<one_substituter_actor>>;
 
+// A worker's front in kilnd (actors/worker_front.cpp): the logger the
+// worker is given, checking every message against the rounds leased on
+// it, and, for kilnd's own actors, `flushed` (answered once everything the
+// worker sent before it has been passed on: the goal closes a round's log
+// behind it) and `forget` (the round with this lease number has ended:
+// nothing more of it passes; after whatever it sent before it ended).
+using flushed_atom = caf::atom_constant<caf::atom("flushed")>;
+using forget_atom = caf::atom_constant<caf::atom("forget")>;
+using worker_front_actor = logger_actor::extend<caf::replies_to<flushed_atom>::with<bool>,
+                                                caf::reacts_to<forget_atom, std::string /*drv*/, uint64_t /*lease*/>>;
+
 // kilnd's worker processes: a builder for one round of `drv` on a live
-// worker, with fewest rounds; its log goes to `logger` (the run's), to the
-// file the store's side chose and nowhere else. The goal watches the
-// builder: when it goes down before it reported, the worker was lost.
+// worker, with fewest rounds, that worker's front, and the lease's number
+// (the round's number for the builder); its log goes to `logger` (the
+// run's), to the file the store's side chose and nowhere else. The goal
+// watches the builder: when it goes down before it reported, the worker
+// was lost. When the round is over the goal gives the lease back (`release`):
+// the builder serves another round, or (not `reusable`: it did not answer
+// as it should) is ended. A goal that ends holding a lease gives it back so.
 using worker_pool_actor = caf::typed_actor<
-    caf::replies_to<lease_atom, std::string /*drv*/, std::string /*log file*/, logger_actor>::with<builder_actor>,
+    caf::replies_to<lease_atom, std::string /*drv*/, std::string /*log file*/, logger_actor>::with<
+        builder_actor, worker_front_actor, uint64_t>,
+    caf::reacts_to<release_atom, uint64_t /*lease*/, bool /*reusable*/>,
     // A substituter on the live worker with fewest, for a run's substituter
     // pool; the pool watches it (down: the worker was lost).
     caf::replies_to<lease_atom, std::string /*store root*/, build_options>::with<one_substituter_actor>,

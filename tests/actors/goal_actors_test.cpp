@@ -63,6 +63,8 @@ struct plan_state {
   int substituter_leases = 0;
   int leases = 0, ignored_leases = 0; // `ignored`: leases never answered (a timeout's test)
   int cancels = 0;
+  std::vector<std::string> log_events; // the workers' front flushed, the run's logger closed a log
+  std::vector<std::pair<uint64_t, bool>> given_back; // leases given back to the pool, and if reusable
 };
 
 store_actor::behavior_type fake_store(store_actor::pointer self, std::shared_ptr<world> w) {
@@ -177,11 +179,28 @@ one_substituter_actor::behavior_type fake_caches(one_substituter_actor::pointer 
   };
 }
 
-logger_actor::behavior_type quiet_logger() {
+logger_actor::behavior_type quiet_logger(std::shared_ptr<plan_state> ps) {
+  return {
+      [](log_open_atom, const std::string&, const std::string&, const std::string&) {},
+      [](log_atom, const std::string&, const std::string& bytes) { return uint64_t(bytes.size()); },
+      [=](log_close_atom, const std::string& drv) {
+        ps->log_events.push_back("closed " + drv);
+        return true;
+      },
+  };
+}
+
+// The front of the worker the fake pool's builders are on.
+worker_front_actor::behavior_type fake_front(std::shared_ptr<plan_state> ps) {
   return {
       [](log_open_atom, const std::string&, const std::string&, const std::string&) {},
       [](log_atom, const std::string&, const std::string& bytes) { return uint64_t(bytes.size()); },
       [](log_close_atom, const std::string&) { return true; },
+      [=](flushed_atom) {
+        ps->log_events.push_back("flushed");
+        return true;
+      },
+      [](forget_atom, const std::string&, uint64_t) {},
   };
 }
 
@@ -194,7 +213,7 @@ struct fake_builder_state {
 builder_actor::behavior_type fake_builder(builder_actor::stateful_pointer<fake_builder_state> self, builder_plan plan,
                                           std::shared_ptr<plan_state> ps) {
   return {
-      [=](run_atom, const build_request&) -> caf::result<build_report> {
+      [=](run_atom, uint64_t, const build_request&) -> caf::result<build_report> {
         if (plan == builder_plan::die) {
           // As a lost worker's proxy: the request is never answered, the
           // builder goes down.
@@ -210,16 +229,16 @@ builder_actor::behavior_type fake_builder(builder_actor::stateful_pointer<fake_b
         if (plan == builder_plan::fail)
           r.outcome.wait_status = 256;
         if (plan == builder_plan::report_then_die) {
-          self->send(self, cancel_atom::value); // goes down once the report is out
+          self->send(self, cancel_atom::value, uint64_t(0)); // goes down once the report is out
           self->state.dying = true;
         }
         return r;
       },
-      [=](release_atom, bool) {
+      [=](release_atom, uint64_t, bool) {
         self->quit();
         return std::string();
       },
-      [=](cancel_atom) {
+      [=](cancel_atom, uint64_t) {
         if (self->state.dying)
           return self->quit(caf::exit_reason::remote_link_unreachable);
         ++ps->cancels;
@@ -248,19 +267,21 @@ one_substituter_actor::behavior_type fake_substituter(one_substituter_actor::poi
 }
 
 worker_pool_actor::behavior_type fake_pool(worker_pool_actor::pointer self, std::shared_ptr<plan_state> ps) {
+  auto front = self->spawn(fake_front, ps);
   return {
-      [=](lease_atom, const std::string&, const std::string&, const logger_actor&) -> caf::result<builder_actor> {
-        ++ps->leases;
+      [=](lease_atom, const std::string&, const std::string&, const logger_actor&)
+          -> caf::result<builder_actor, worker_front_actor, uint64_t> {
+        uint64_t lease = ++ps->leases;
         if (ps->ignored_leases > 0) {
           --ps->ignored_leases;
-          return self->make_response_promise<builder_actor>(); // never delivered
+          return self->make_response_promise<builder_actor, worker_front_actor, uint64_t>(); // never delivered
         }
         builder_plan p = builder_plan::report;
         if (!ps->plan.empty()) {
           p = ps->plan.front();
           ps->plan.pop_front();
         }
-        return caf::actor_cast<builder_actor>(self->spawn(fake_builder, p, ps));
+        return {caf::actor_cast<builder_actor>(self->spawn(fake_builder, p, ps)), front, lease};
       },
       [=](lease_atom, const std::string&, const build_options&) -> caf::result<one_substituter_actor> {
         ++ps->substituter_leases;
@@ -271,6 +292,7 @@ worker_pool_actor::behavior_type fake_pool(worker_pool_actor::pointer self, std:
         }
         return self->spawn(fake_substituter, plan);
       },
+      [=](release_atom, uint64_t lease, bool reusable) { ps->given_back.emplace_back(lease, reusable); },
       [=](restart_atom, uint32_t) {},
       [=](reaped_atom, int32_t, int32_t) {},
   };
@@ -306,7 +328,7 @@ struct fixture : test_coordinator_fixture<engine_test_config> {
   }
 
   scheduler_actor scheduler() {
-    return spawn_scheduler(sys, sys.spawn(fake_store, w), sys.spawn(no_substituters), sys.spawn(quiet_logger),
+    return spawn_scheduler(sys, sys.spawn(fake_store, w), sys.spawn(no_substituters), sys.spawn(quiet_logger, ps),
                            nullptr, sys.spawn(fake_pool, ps), options,
                            [this](const engine_event& e) { events.push_back(e); }, store_dir);
   }
@@ -400,6 +422,25 @@ CAF_TEST(a_build_that_fails_by_itself_is_not_retried) {
   auto results = realise(scheduler(), {lib});
   CAF_CHECK(of(results, lib).status == build_status::permanent_failure);
   CAF_CHECK_EQUAL(ps->leases, 1);
+}
+
+CAF_TEST(a_round_s_log_is_closed_behind_its_worker_s_front_once_the_builder_reported) {
+  auto lib = add("lib", '1');
+  auto results = realise(scheduler(), {lib});
+  CAF_CHECK(of(results, lib).status == build_status::built);
+  // The lines the builder sent pass through the front: the close follows them.
+  CAF_CHECK_EQUAL(ps->log_events, (std::vector<std::string>{"flushed", "closed " + lib}));
+}
+
+CAF_TEST(a_builder_is_given_back_after_its_round_and_a_lost_one_is_not) {
+  auto lib = add("lib", '1');
+  ps->plan = {builder_plan::die, builder_plan::report};
+  auto results = realise(scheduler(), {lib});
+  CAF_CHECK(of(results, lib).status == build_status::built);
+  CAF_CHECK_EQUAL(ps->leases, 2);
+  // The first lease's builder went down (the pool sees that itself); the
+  // second's serves another round.
+  CAF_CHECK_EQUAL(ps->given_back, (std::vector<std::pair<uint64_t, bool>>{{2, true}}));
 }
 
 CAF_TEST(a_worker_lost_after_its_round_reported_costs_no_retry) {

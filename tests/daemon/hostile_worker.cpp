@@ -70,7 +70,7 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
         }).detach();
         return static_cast<int32_t>(::getpid());
       },
-      [=](spawn_atom) -> builder_actor { return spawn_builder(self->system(), *kilnd, host); },
+      [=](spawn_atom) -> builder_actor { return spawn_builder(self->system(), *kilnd, host, true); },
       [=](spawn_atom, const std::string&, const build_options&) -> caf::result<one_substituter_actor> {
         return caf::make_error(engine_errc::store_failure, std::string("this worker substitutes nothing"));
       },
