@@ -239,8 +239,6 @@ void build_host::prepare_into(prepared_build& b, const build_request& r) {
       remove_tree(real);
   }
 
-  b.job.log_path = r.log_path;
-  b.job.log_compression = options.compress_build_log;
   b.job.max_silent_time = options.max_silent_time;
   b.job.timeout = options.timeout;
   b.job.max_log_size = options.max_log_size;

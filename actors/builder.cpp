@@ -178,7 +178,6 @@ void arm_silence(builder_ptr self, round_state& r) {
 void start(builder_ptr self, logger_actor logger, round_state& r) {
   r.job = r.prepared->job;
   r.tail = std::make_unique<log_tail>(r.job.log_lines);
-  self->send(logger, log_open_atom::value, r.job.drv_path, r.job.log_path, r.job.log_compression);
   if (!r.job.notice.empty())
     self->request(logger, log_write_timeout, log_atom::value, r.job.drv_path, r.job.notice + "\n")
         .then([](uint64_t) {}, [](caf::error&) {});

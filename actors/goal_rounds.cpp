@@ -61,7 +61,7 @@ void run_round(goal_ptr self) {
   }
   uint64_t attempt = ++st.attempt;
   st.leasing = true;
-  self->request(st.workers, lease_timeout, lease_atom::value, drv_path(self), st.current.log_path, st.logger)
+  self->request(st.workers, lease_timeout, lease_atom::value, drv_path(self), st.logger)
       .then(
           [=](builder_actor& b, worker_front_actor& front, uint64_t lease) {
             auto& state = self->state;
@@ -94,6 +94,10 @@ void run_round(goal_ptr self) {
 void apply_round(goal_ptr self) {
   auto& st = self->state;
   uint64_t attempt = ++st.attempt;
+  // Opened here, ahead of every line the builder will send (a worker names
+  // no file); closed once the builder reported.
+  self->send(st.logger, log_open_atom::value, drv_path(self), st.current.log_path,
+             st.current.options.compress_build_log);
   self->request(st.builder, run_bound(st.options), run_atom::value, st.round_id, st.current)
       .then(
           [=](build_report& report) {

@@ -1,6 +1,5 @@
 #include "actors/worker_front.hpp"
 
-#include "store/local/build_log.hpp"
 
 namespace kiln {
 
@@ -28,17 +27,8 @@ worker_front_actor::behavior_type worker_front(worker_front_actor::pointer self,
   self->monitor(pool);
   self->set_down_handler([=](caf::down_msg&) { self->quit(); });
   return {
-      [=](log_open_atom, const std::string& drv, const std::string& file, const std::string& compression) {
-        auto l = leases->find(drv);
-        if (!l || file != l->log_file)
-          return;
-        try {
-          parse_log_compression(compression);
-        } catch (const std::exception&) {
-          return;
-        }
-        self->send(l->logger, log_open_atom::value, drv, file, compression);
-      },
+      // kilnd's goal opens a round's log before the round: a worker names no file.
+      [=](log_open_atom, const std::string&, const std::string&, const std::string&) {},
       [=](log_atom, const std::string& drv, const std::string& bytes) -> caf::result<uint64_t> {
         auto l = leases->find(drv);
         if (!l)

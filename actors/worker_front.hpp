@@ -1,7 +1,7 @@
 // kilnd's front for one kiln-worker (actors/worker_pool.cpp spawns one per
 // worker): the only kilnd actor the worker is given. A worker is untrusted,
-// so the front passes on, to a run's logger, only what concerns a round
-// leased on that worker, and opens only the log file the store's side chose.
+// so the front passes on, to a run's logger, only the lines of rounds
+// leased on that worker; it opens no log (the goal opens a round's log).
 #pragma once
 
 #include "messages/interfaces.hpp"
@@ -16,7 +16,6 @@ namespace kiln {
 
 struct lease_entry {
   logger_actor logger;
-  std::string log_file;
   uint64_t lease = 0; // which lease of the .drv (a round tried again is another)
 };
 

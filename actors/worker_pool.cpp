@@ -68,7 +68,7 @@ struct worker_slot {
 
 struct waiting_lease {
   caf::typed_response_promise<builder_actor, worker_front_actor, uint64_t> promise;
-  std::string drv, log_file;
+  std::string drv;
   logger_actor logger;
   caf::actor_addr goal; // gives it back, or ends holding it
   uint64_t lease = 0;   // its number, once it has a worker
@@ -378,7 +378,7 @@ void hand_out(pool_ptr self, waiting_lease w) {
   std::size_t i = *best;
   auto& s = st.slots[i];
   w.lease = ++st.leases;
-  s.leases->put(w.drv, {w.logger, w.log_file, w.lease});
+  s.leases->put(w.drv, {w.logger, w.lease});
   ++s.rounds;
   if (!s.idle.empty()) {
     auto b = s.idle.back();
@@ -497,13 +497,13 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
   for (std::size_t i = 0; i < st.slots.size(); ++i)
     start_worker(self, i);
   return {
-      [=](lease_atom, std::string& drv, std::string& log_file, logger_actor& logger)
+      [=](lease_atom, std::string& drv, logger_actor& logger)
           -> caf::typed_response_promise<builder_actor, worker_front_actor, uint64_t> {
         auto rp = self->make_response_promise<builder_actor, worker_front_actor, uint64_t>();
         auto goal = caf::actor_cast<caf::actor>(self->current_sender());
         if (goal)
           self->monitor(goal);
-        hand_out(self, {rp, std::move(drv), std::move(log_file), std::move(logger), goal.address()});
+        hand_out(self, {rp, std::move(drv), std::move(logger), goal.address()});
         return rp;
       },
       [=](release_atom, uint64_t lease, bool reusable) { give_back(self, lease, reusable); },

@@ -175,12 +175,10 @@ typename Inspector::result_type inspect(Inspector& f, sandbox_spec& x) {
 namespace kiln {
 
 // One run of one builder: the process to start (the executor's own
-// description) and the limits and log it runs under.
+// description) and the limits it runs under.
 struct builder_job {
   std::string drv_path;
   sandbox::sandbox_spec process;
-  std::string log_path;          // "" = no log file (rounds after the first)
-  std::string log_compression;
   uint64_t max_silent_time = 0, timeout = 0, max_log_size = 0;
   uint64_t size_max = 0; // bytes on disk of process.build_dir and output_locations together
   uint32_t log_lines = 25;
@@ -190,8 +188,7 @@ struct builder_job {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, builder_job& x) {
-  return f(caf::meta::type_name("builder_job"), x.drv_path, x.process, x.log_path, x.log_compression,
-           x.max_silent_time, x.timeout, x.max_log_size, x.size_max, x.log_lines, x.notice, x.output_locations);
+  return f(caf::meta::type_name("builder_job"), x.drv_path, x.process, x.max_silent_time, x.timeout, x.max_log_size, x.size_max, x.log_lines, x.notice, x.output_locations);
 }
 
 // How a builder run ended. `limit` names a limit that killed it.

@@ -100,8 +100,9 @@ using logger_actor = caf::typed_actor<
 // The builder's side of a build round (design.md: applied where the build
 // runs): prepares the build directory, build user and sandbox, runs the
 // builder under its limits, and scans what it produced; reports it. It
-// opens the build's log and sends its lines; the goal closes it when the
-// report comes (after every line, which left before the report). Then,
+// sends the build's log lines; the goal opens the log before the round and
+// closes it when the report comes (after every line, which left before the
+// report). Then,
 // once the store's side has judged the report, it releases what the round
 // holds (keeping a failed build's directory if asked: the reply is the note
 // saying where). One round at a time, each with its number (a builder on a
@@ -190,14 +191,14 @@ using worker_front_actor = logger_actor::extend<caf::replies_to<flushed_atom>::w
 
 // kilnd's worker processes: a builder for one round of `drv` on a live
 // worker, with fewest rounds, that worker's front, and the lease's number
-// (the round's number for the builder); its log goes to `logger` (the
-// run's), to the file the store's side chose and nowhere else. The goal
+// (the round's number for the builder); its log lines go to `logger` (the
+// run's, where the goal opened the round's log). The goal
 // watches the builder: when it goes down before it reported, the worker
 // was lost. When the round is over the goal gives the lease back (`release`):
 // the builder serves another round, or (not `reusable`: it did not answer
 // as it should) is ended. A goal that ends holding a lease gives it back so.
 using worker_pool_actor = caf::typed_actor<
-    caf::replies_to<lease_atom, std::string /*drv*/, std::string /*log file*/, logger_actor>::with<
+    caf::replies_to<lease_atom, std::string /*drv*/, logger_actor>::with<
         builder_actor, worker_front_actor, uint64_t>,
     caf::reacts_to<release_atom, uint64_t /*lease*/, bool /*reusable*/>,
     // A substituter on the live worker with fewest, for a run's substituter

@@ -269,7 +269,7 @@ one_substituter_actor::behavior_type fake_substituter(one_substituter_actor::poi
 worker_pool_actor::behavior_type fake_pool(worker_pool_actor::pointer self, std::shared_ptr<plan_state> ps) {
   auto front = self->spawn(fake_front, ps);
   return {
-      [=](lease_atom, const std::string&, const std::string&, const logger_actor&)
+      [=](lease_atom, const std::string&, const logger_actor&)
           -> caf::result<builder_actor, worker_front_actor, uint64_t> {
         uint64_t lease = ++ps->leases;
         if (ps->ignored_leases > 0) {
