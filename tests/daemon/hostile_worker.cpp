@@ -8,6 +8,7 @@
 // worker does (so the test can see that kilnd still uses it).
 #include "actors/actors.hpp"
 #include "actors/build_host.hpp"
+#include "actors/worker.hpp"
 
 #include "caf/io/all.hpp"
 #include "caf/io/basp_broker.hpp"
@@ -30,6 +31,9 @@ struct hostile_config : caf::actor_system_config {
   hostile_config() {
     kiln::add_message_types(*this);
     load<caf::io::middleman>();
+    // Heartbeats as a worker sends them: kilnd takes a silent link for lost.
+    set("middleman.heartbeat-interval", caf::timespan{link_heartbeat});
+    set("middleman.connection-timeout", caf::timespan{link_timeout});
   }
 };
 
@@ -62,6 +66,9 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
   return {
       [=](hello_atom, logger_actor k) -> int32_t {
         *kilnd = k;
+        // Gone with kilnd, as a worker is (its builds with it).
+        self->monitor(k);
+        self->set_down_handler([](caf::down_msg&) { ::_exit(0); });
         // The attack runs on a thread of its own: it waits for answers.
         std::thread([&sys = self->system(), k, plant, report_file] {
           std::ofstream report(report_file);

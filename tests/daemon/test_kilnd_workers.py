@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from kiln_testing import FileServer, Kilnd, build, build_started, explain, parent_of, processes, wait_until
+from kiln_testing import (FileServer, Kilnd, build, build_started, children_named, explain, parent_of, processes,
+                          wait_until)
 
 
 def start(both, *options, env=None):
@@ -174,6 +175,17 @@ def test_substitutions_run_in_workers_and_a_killed_one_is_retried(both):
         assert d.stop() == 0, d.output()
 
 
+def all_gone(pids):
+    """Whether every one of `pids` has ended (a zombie counts: init reaps late here)."""
+    def gone(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+    return all(gone(p) for p in pids)
+
+
 def threads(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -222,7 +234,7 @@ def test_a_hostile_worker_gets_nothing_through_its_front(both):
     a log file of its choosing for a build nobody leased to it, writing to
     and closing such a log, a message outside the front's interface. Each
     is refused, nothing is written, the front still answers, and kilnd
-    stays up and still builds on that worker."""
+    stays up and still builds on that worker; it ends with kilnd."""
     report, plant = f"{both.dir}/hostile-report", f"{both.dir}/planted"
     program = os.path.join(os.path.dirname(both.kiln), "kiln-test-hostile-worker")
     d = start(both, "--option", "workers", "1",
@@ -242,8 +254,11 @@ def test_a_hostile_worker_gets_nothing_through_its_front(both):
         c.set_options()
         assert build(c, drv)[0] is None, d.output()
         assert c.is_valid(both.outputs(drv)["out"])
+        hostile = children_named(d.proc.pid, "kiln-test-hosti")  # the command name, cut to 15 characters
+        assert hostile, d.output()
     finally:
         assert d.stop() == 0, d.output()
+    assert wait_until(lambda: all_gone(hostile), 5), "the hostile worker outlived kilnd"
 
 
 def test_a_killed_worker_costs_a_retry_of_its_build(kilnd, both):
@@ -363,9 +378,7 @@ def test_kilnd_killed_leaves_no_worker_and_no_build(both):
     d.proc.kill()
     d.proc.wait()
     assert wait_until(lambda: not processes("sleep", "8765"), 5), "a build outlived kilnd"
-    gone = lambda: all(not os.path.exists(f"/proc/{w}") or open(f"/proc/{w}/stat").read().split()[2] == "Z"
-                       for w in workers)
-    assert wait_until(gone, 5), "a worker outlived kilnd"
+    assert wait_until(lambda: all_gone(workers), 5), "a worker outlived kilnd"
     r = both.kiln_run("store", "verify", "--store", both.store, "--check-contents", "--all")
     assert r.returncode == 0, r.stderr
     temproots = f"{both.dir}/kiln/nix/var/nix/temproots"
