@@ -283,6 +283,9 @@ void try_to_build(goal_ptr self) {
 
 void done(goal_ptr self, build_result r) {
   auto& st = self->state;
+  // Leased while the round was described, and not used (the outputs were
+  // there, or a cancel came).
+  give_back(self, !st.applied);
   if (st.has_lease) {
     self->send(st.scheduler, release_atom::value, st.lease);
     st.has_lease = false;
@@ -349,7 +352,8 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
           self->send(state.builder, cancel_atom::value, state.round_id);
         } else if (state.leasing) {
           ++state.attempt; // the builder still to come is sent away
-          done(self, cancelled_result(drv_path(self)));
+          if (!state.describing) // else done once described
+            done(self, cancelled_result(drv_path(self)));
         } else if (!state.has_lease && state.pending == 0 && state.locks.empty()) {
           done(self, cancelled_result(drv_path(self)));
         }

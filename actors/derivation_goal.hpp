@@ -46,6 +46,9 @@ struct drv_goal_state {
   uint32_t retries = 0; // rounds tried again after a lost worker
   bool reported = false; // the round's builder has reported: losing it now costs only its release
   bool leasing = false; // waiting for a builder from a worker
+  bool describing = false; // waiting for the store to describe the round
+  bool applied = false;    // the builder it holds has been given the round
+  std::optional<caf::error> lease_error; // no builder came while the round was being described
   // The round being applied (retried as it is), and a result waiting for
   // its builder's release.
   build_request current;
@@ -75,6 +78,9 @@ void start_round(goal_ptr self);
 void run_post_build_hook(goal_ptr self, build_result r);
 // The builder of the round went down before it reported, or none came.
 void worker_lost(goal_ptr self, const std::string& why);
+// The builder it holds is of no more use to it: back to the pool (to serve
+// another round if `reusable`), or, in this process, let go.
+void give_back(goal_ptr self, bool reusable);
 void done(goal_ptr self, build_result r);
 
 // A goal's end without a build of its own (a failure, or outputs already there).

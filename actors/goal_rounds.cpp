@@ -41,24 +41,26 @@ void finish_round(goal_ptr self, build_report report);
 void release_round(goal_ptr self, build_result r, bool keep);
 void round_released(goal_ptr self, std::string note);
 void close_log(goal_ptr self);
-void give_back(goal_ptr self, bool reusable);
 
 build_round this_round(goal_ptr self) {
   auto& st = self->state;
   return build_round{drv_path(self), st.loaded.drv, st.round, st.rounds, st.options.mode};
 }
 
-// The round on a builder of its own: in this process, or leased on a worker.
-void run_round(goal_ptr self) {
+// No builder came from the workers.
+void lease_failed(goal_ptr self, const caf::error& e) {
+  if (self->state.cancelled)
+    return done(self, cancelled_result(drv_path(self)));
+  if (e == engine_errc::no_workers)
+    return done(self, ended(build_status::misc_failure, error_text(e)));
+  worker_lost(self, "no builder from a worker: " + error_text(e));
+}
+
+// A builder leased on one of kilnd's workers. Asked for while the store
+// describes the round (the two overlap); the round is applied once both
+// have come.
+void lease_builder(goal_ptr self) {
   auto& st = self->state;
-  st.reported = false;
-  if (!st.workers) {
-    st.front = nullptr;
-    st.round_id = 0; // the builder serves this round only
-    st.builder = spawn_builder(self->system(), st.logger, st.host);
-    self->link_to(st.builder); // a goal that dies takes its round with it
-    return apply_round(self);
-  }
   uint64_t attempt = ++st.attempt;
   st.leasing = true;
   self->request(st.workers, lease_timeout, lease_atom::value, drv_path(self), st.logger)
@@ -69,7 +71,7 @@ void run_round(goal_ptr self) {
               state.leasing = false;
             if (attempt != state.attempt || state.cancelled) {
               self->send(state.workers, release_atom::value, lease, true); // it ran nothing
-              if (attempt == state.attempt)
+              if (attempt == state.attempt && !state.describing)
                 done(self, cancelled_result(drv_path(self)));
               return;
             }
@@ -77,22 +79,46 @@ void run_round(goal_ptr self) {
             state.front = std::move(front);
             state.round_id = lease;
             self->monitor(b); // down before it reported: its worker was lost
-            apply_round(self);
+            if (!state.describing)
+              apply_round(self);
           },
           [=](caf::error& e) {
-            if (attempt != self->state.attempt)
+            auto& state = self->state;
+            if (attempt != state.attempt)
               return;
-            self->state.leasing = false;
-            if (self->state.cancelled)
-              return done(self, cancelled_result(drv_path(self)));
-            if (e == engine_errc::no_workers)
-              return done(self, ended(build_status::misc_failure, error_text(e)));
-            worker_lost(self, "no builder from a worker: " + error_text(e));
+            state.leasing = false;
+            if (state.describing)
+              state.lease_error = std::move(e); // told once the round is described
+            else
+              lease_failed(self, e);
           });
+}
+
+// The described round on a builder of its own: in this process, or on a
+// worker (leased already, on its way, or asked for now).
+void run_round(goal_ptr self) {
+  auto& st = self->state;
+  st.reported = false;
+  if (!st.workers) {
+    st.front = nullptr;
+    st.round_id = 0; // the builder serves this round only
+    st.builder = spawn_builder(self->system(), st.logger, st.host);
+    self->link_to(st.builder); // a goal that dies takes its round with it
+    return apply_round(self);
+  }
+  if (st.builder)
+    return apply_round(self);
+  if (auto e = std::move(st.lease_error)) {
+    st.lease_error.reset();
+    return lease_failed(self, *e);
+  }
+  if (!st.leasing)
+    lease_builder(self);
 }
 
 void apply_round(goal_ptr self) {
   auto& st = self->state;
+  st.applied = true;
   uint64_t attempt = ++st.attempt;
   // Opened here, ahead of every line the builder will send (a worker names
   // no file); closed once the builder reported.
@@ -184,20 +210,6 @@ void close_log(goal_ptr self) {
       .then([close](bool) { close(); }, [close](caf::error&) { close(); });
 }
 
-// The round's builder holds nothing of it any more: one on a worker goes
-// back to the pool (to serve another round if `reusable`), one in this
-// process has ended.
-void give_back(goal_ptr self, bool reusable) {
-  auto& st = self->state;
-  if (!st.builder)
-    return;
-  if (st.workers) {
-    self->demonitor(st.builder.address());
-    self->send(st.workers, release_atom::value, st.round_id, reusable);
-  }
-  st.builder = nullptr;
-}
-
 // Then the next round, the post-build hook, or done.
 void round_released(goal_ptr self, std::string note) {
   auto& st = self->state;
@@ -219,12 +231,27 @@ void round_released(goal_ptr self, std::string note) {
 
 } // namespace
 
+void give_back(goal_ptr self, bool reusable) {
+  auto& st = self->state;
+  if (!st.builder)
+    return;
+  if (st.workers) {
+    self->demonitor(st.builder.address());
+    self->send(st.workers, release_atom::value, st.round_id, reusable);
+  }
+  st.builder = nullptr;
+  st.applied = false;
+}
+
 // The worker running the round is gone (its builder went down, or no
 // builder came): what it left is cleaned by the next build there or by its
 // successor; nothing of it was registered. The round is tried again.
 void worker_lost(goal_ptr self, const std::string& why) {
   auto& st = self->state;
   st.builder = nullptr;
+  st.applied = false;
+  if (st.describing)
+    return; // leased ahead and lost before its round: another is leased once described
   if (st.reported) { // the round's result stands: only its release is lost
     if (st.releasing) {
       ++st.attempt; // the release's answer will not come
@@ -281,10 +308,14 @@ void start_round(goal_ptr self) {
   std::set<std::string> recheck;
   if (st.round == 1 && st.options.mode == build_mode::normal)
     recheck = wanted_outputs(self);
+  st.describing = true;
+  if (st.workers && !st.builder && !st.leasing)
+    lease_builder(self);
   self->request(st.store, store_step_timeout, describe_atom::value, this_round(self), recheck)
       .then(
           [=](build_request& q) {
             auto& state = self->state;
+            state.describing = false;
             if (!recheck.empty()) {
               for (auto& [name, out] : state.loaded.drv.outputs)
                 state.loaded.output_valid[name] =
@@ -309,6 +340,7 @@ void start_round(goal_ptr self) {
             run_round(self);
           },
           [=](caf::error& e) {
+            self->state.describing = false;
             if (e != engine_errc::input_rejected)
               return done(self, ended(build_status::misc_failure, error_text(e)));
             auto r = ended(build_status::input_rejected, error_text(e));

@@ -45,6 +45,7 @@ struct world {
   std::map<std::string, int> registered;  // .drv -> rounds registered
   std::set<std::string> read_ahead;       // as build_steps::load_closure: each derivation once
   int described = 0;
+  std::set<std::string> built_meanwhile; // output paths the store finds valid when it looks again
 };
 
 // What the next builders leased do, in order ("report" once the plan is empty):
@@ -105,7 +106,7 @@ store_actor::behavior_type fake_store(store_actor::pointer self, std::shared_ptr
         q.run = r;
         if (!recheck.empty()) {
           for (auto& [name, out] : r.drv.outputs)
-            if (!w->valid.count(out.path))
+            if (!w->valid.count(out.path) && !w->built_meanwhile.count(out.path))
               q.invalid_outputs.push_back(out.path);
           q.already_valid = q.invalid_outputs.empty();
         }
@@ -441,6 +442,16 @@ CAF_TEST(a_builder_is_given_back_after_its_round_and_a_lost_one_is_not) {
   // The first lease's builder went down (the pool sees that itself); the
   // second's serves another round.
   CAF_CHECK_EQUAL(ps->given_back, (std::vector<std::pair<uint64_t, bool>>{{2, true}}));
+}
+
+CAF_TEST(a_builder_leased_while_the_round_is_described_goes_back_unused_when_there_is_nothing_to_build) {
+  auto lib = add("lib", '1');
+  w->built_meanwhile.insert(store_path_for("lib", '1')); // by whoever held the output locks
+  auto results = realise(scheduler(), {lib});
+  CAF_CHECK(of(results, lib).status == build_status::already_valid);
+  CAF_CHECK_EQUAL(ps->leases, 1); // asked for alongside the description
+  CAF_CHECK_EQUAL(ps->given_back, (std::vector<std::pair<uint64_t, bool>>{{1, true}}));
+  CAF_CHECK_EQUAL(w->registered[lib], 0);
 }
 
 CAF_TEST(a_worker_lost_after_its_round_reported_costs_no_retry) {
