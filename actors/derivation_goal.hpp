@@ -48,6 +48,7 @@ struct drv_goal_state {
   bool leasing = false; // waiting for a builder from a worker
   bool describing = false; // waiting for the store to describe the round
   bool applied = false;    // the builder it holds has been given the round
+  bool builder_spoiled = false; // it answered the round with an error: not given another
   std::optional<caf::error> lease_error; // no builder came while the round was being described
   // The round being applied (retried as it is), and a result waiting for
   // its builder's release.

@@ -142,6 +142,9 @@ void apply_round(goal_ptr self) {
               return;
             if (e == caf::sec::request_timeout)
               self->send(state.builder, cancel_atom::value, state.round_id);
+            // No report: what the builder does now is not known, so it
+            // serves no other round once this one is released.
+            state.builder_spoiled = true;
             release_round(self, ended(build_status::misc_failure, error_text(e)), false);
           });
 }
@@ -237,10 +240,11 @@ void give_back(goal_ptr self, bool reusable) {
     return;
   if (st.workers) {
     self->demonitor(st.builder.address());
-    self->send(st.workers, release_atom::value, st.round_id, reusable);
+    self->send(st.workers, release_atom::value, st.round_id, reusable && !st.builder_spoiled);
   }
   st.builder = nullptr;
   st.applied = false;
+  st.builder_spoiled = false;
 }
 
 // The worker running the round is gone (its builder went down, or no
@@ -250,6 +254,7 @@ void worker_lost(goal_ptr self, const std::string& why) {
   auto& st = self->state;
   st.builder = nullptr;
   st.applied = false;
+  st.builder_spoiled = false;
   if (st.describing)
     return; // leased ahead and lost before its round: another is leased once described
   if (st.reported) { // the round's result stands: only its release is lost

@@ -51,8 +51,9 @@ struct world {
 // What the next builders leased do, in order ("report" once the plan is empty):
 // report success, die before reporting (a lost worker), hold the round until
 // cancelled, report that the builder failed (exit code 1), or report
-// success and then die (a worker lost before the round's release).
-enum class builder_plan { report, die, hold, fail, report_then_die };
+// success and then die (a worker lost before the round's release), or
+// answer the round with an error instead of a report.
+enum class builder_plan { report, die, hold, fail, report_then_die, refuse };
 
 // What the next substituters leased on workers do: answer every copy
 // (substituted), or die at their first copy without answering (a lost worker).
@@ -226,6 +227,8 @@ builder_actor::behavior_type fake_builder(builder_actor::stateful_pointer<fake_b
           self->state.held = self->make_response_promise<build_report>();
           return self->state.held;
         }
+        if (plan == builder_plan::refuse)
+          return caf::make_error(engine_errc::builder_failure, std::string("busy with another round"));
         build_report r;
         if (plan == builder_plan::fail)
           r.outcome.wait_status = 256;
@@ -452,6 +455,14 @@ CAF_TEST(a_builder_leased_while_the_round_is_described_goes_back_unused_when_the
   CAF_CHECK_EQUAL(ps->leases, 1); // asked for alongside the description
   CAF_CHECK_EQUAL(ps->given_back, (std::vector<std::pair<uint64_t, bool>>{{1, true}}));
   CAF_CHECK_EQUAL(w->registered[lib], 0);
+}
+
+CAF_TEST(a_builder_that_answered_its_round_with_an_error_serves_no_other) {
+  auto lib = add("lib", '1');
+  ps->plan = {builder_plan::refuse};
+  auto results = realise(scheduler(), {lib});
+  CAF_CHECK(of(results, lib).status == build_status::misc_failure);
+  CAF_CHECK_EQUAL(ps->given_back, (std::vector<std::pair<uint64_t, bool>>{{1, false}}));
 }
 
 CAF_TEST(a_worker_lost_after_its_round_reported_costs_no_retry) {
