@@ -6,7 +6,11 @@
 // started again with exponential backoff, and one that fails at every
 // start is given up on and reported. A worker is untrusted: the one kilnd
 // actor it is given is its front (worker_front.hpp), which lets through
-// only log messages of the rounds leased on it.
+// only the log lines of the rounds leased on it. A worker's builders serve
+// round after round: the pool keeps those idle and takes them back from
+// the goals. (Over 500 lines: the workers' lives and the leases on them
+// share one state, which a split would have to put in a header of its
+// own; the next change here should make that cut.)
 #include "actors/actors.hpp"
 #include "actors/worker.hpp"
 #include "actors/worker_front.hpp"
