@@ -306,7 +306,7 @@ builder_impl::behavior_type builder_behavior(builder_ptr self, logger_actor logg
           return std::string();
         std::optional<prepared_build> prepared = std::move(r->prepared);
         r->prepared.reset();
-        auto request = r->request;
+        auto request = std::move(r->request);
         auto round_host = r->host;
         end_round(self);
         if (!prepared)

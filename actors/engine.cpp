@@ -26,15 +26,7 @@ struct engine_config : caf::actor_system_config {
   explicit engine_config(bool workers = false) {
     kiln::add_message_types(*this);
     if (workers) {
-      load<caf::io::middleman>();
-      set("middleman.heartbeat-interval", caf::timespan{link_heartbeat});
-      set("middleman.connection-timeout", caf::timespan{link_timeout});
-      // Messages from the link are deserialized on the I/O thread that read
-      // them, not handed to a BASP worker thread first: one thread wake-up
-      // fewer a message (measured: a round's request and report each reach
-      // their actor 60-120 µs sooner), and they reach their actors in the
-      // order they came.
-      set("middleman.workers", size_t{0});
+      load_worker_link(*this);
     }
     // CAF's default is max(cores, 4) threads; builds block on their own
     // threads, so the scheduler needs no more than the cores.

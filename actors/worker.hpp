@@ -7,12 +7,21 @@
 #include <chrono>
 #include <string>
 
+namespace caf {
+class actor_system_config;
+}
+
 namespace kiln {
 
 // The heartbeat of a worker link, the same on both ends: a process that
 // stops answering (SIGSTOP, a hang) is taken for lost after `link_timeout`.
 constexpr std::chrono::milliseconds link_heartbeat{250};
 constexpr std::chrono::milliseconds link_timeout{1500};
+
+// What both ends of a worker link load and set on their actor system:
+// the middleman, the heartbeat above, and how messages from the link are
+// taken in (actors/worker_main.cpp).
+void load_worker_link(caf::actor_system_config& cfg);
 
 // Serves kilnd on the socket `link_fd` until kilnd goes (its builds are then
 // killed) or never says hello; build directories go under `build_dir_parent`

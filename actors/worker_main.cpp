@@ -37,15 +37,7 @@ using deadline_atom_t = caf::atom_constant<caf::atom("nohello")>;
 struct worker_config : caf::actor_system_config {
   worker_config() {
     kiln::add_message_types(*this);
-    load<caf::io::middleman>();
-    set("middleman.heartbeat-interval", caf::timespan{link_heartbeat});
-    set("middleman.connection-timeout", caf::timespan{link_timeout});
-    // Messages from the link are deserialized on the I/O thread that read
-    // them, not handed to a BASP worker thread first: one thread wake-up
-    // fewer a message (measured: a round's request and report each reach
-    // their actor 60-120 µs sooner), and they reach their actors in the
-    // order they came.
-    set("middleman.workers", size_t{0});
+    load_worker_link(*this);
     set("scheduler.policy", caf::atom("sharing"));
   }
 };
@@ -115,6 +107,18 @@ front_impl::behavior_type front(front_impl::stateful_pointer<front_state> self, 
 }
 
 } // namespace
+
+void load_worker_link(caf::actor_system_config& cfg) {
+  cfg.load<caf::io::middleman>();
+  cfg.set("middleman.heartbeat-interval", caf::timespan{link_heartbeat});
+  cfg.set("middleman.connection-timeout", caf::timespan{link_timeout});
+  // Messages from the link are deserialized on the I/O thread that read
+  // them, not handed to a BASP worker thread first: one thread wake-up
+  // fewer a message (measured: a round's request and report each reach
+  // their actor 60-120 µs sooner), and they reach their actors in the
+  // order they came.
+  cfg.set("middleman.workers", size_t{0});
+}
 
 int run_worker(int link_fd, const std::string& build_dir_parent) {
   // Builds must not inherit the link: one could speak BASP to kilnd.

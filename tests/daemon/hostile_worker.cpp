@@ -30,10 +30,7 @@ const std::string not_leased = "/nix/store/00000000000000000000000000000000-neve
 struct hostile_config : caf::actor_system_config {
   hostile_config() {
     kiln::add_message_types(*this);
-    load<caf::io::middleman>();
-    // Heartbeats as a worker sends them: kilnd takes a silent link for lost.
-    set("middleman.heartbeat-interval", caf::timespan{link_heartbeat});
-    set("middleman.connection-timeout", caf::timespan{link_timeout});
+    load_worker_link(*this); // heartbeats as a worker's: kilnd takes a silent link for lost
   }
 };
 
