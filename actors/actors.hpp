@@ -86,9 +86,10 @@ constexpr auto store_query_timeout = std::chrono::minutes(60);
 constexpr auto build_wait_timeout = std::chrono::minutes(365 * 24 * 60);
 // One substituter (detached) on the store at `layout`, rooting in `roots`;
 // what the pool spawns here or a kiln-worker for kilnd. Throws for bad
-// trusted-public-keys.
+// trusted-public-keys. Once `cancelled` is set, its downloads stop.
 one_substituter_actor spawn_substituter(caf::actor_system& sys, store_layout layout, std::shared_ptr<temp_roots> roots,
-                                    const build_options& options);
+                                        const build_options& options,
+                                        std::shared_ptr<std::atomic<bool>> cancelled = nullptr);
 // Spawned by the scheduler; they report (done_atom, build_result) to it.
 // A derivation goal given its derivation already loaded (read ahead by a
 // goal that needs it) starts from there.

@@ -223,6 +223,9 @@ int run_server(const server_options& options) {
   sys.spawn(listener, listening.release(), sigfd.get(), &options, &core.ctx, supervisor);
   bool clean = false;
   self->receive([&](const caf::down_msg& dm) { clean = !dm.reason || dm.reason == caf::exit_reason::normal; });
+  // The workers end before kilnd (the end of kilnd's links would end them,
+  // but not one that is stopped or wedged).
+  core.engine->stop_workers();
   // Sessions still running at the deadline hold references into this
   // frame: leave without unwinding it.
   std::cerr.flush();

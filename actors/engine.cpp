@@ -198,7 +198,7 @@ private:
 } // namespace
 
 struct engine_host::impl {
-  explicit impl(bool workers) : cfg(workers) {}
+  explicit impl(bool with_workers) : cfg(with_workers) {}
   engine_config cfg;
   caf::actor_system sys{cfg};
   slot_pool_actor pool;
@@ -214,6 +214,7 @@ engine_host::engine_host(uint32_t shared_slots, worker_options workers)
     impl_->workers = spawn_worker_pool(impl_->sys, std::move(workers));
 }
 engine_host::~engine_host() {
+  stop_workers();
   // The system waits for every actor before it goes.
   if (impl_->pool)
     caf::anon_send_exit(impl_->pool, caf::exit_reason::user_shutdown);
@@ -225,6 +226,17 @@ std::unique_ptr<engine_job> engine_host::start(std::shared_ptr<local_store> stor
                                                const std::vector<goal_request>& requests, event_sink events) {
   return std::make_unique<host_job>(impl_->sys, impl_->pool, impl_->workers, impl_->shared, std::move(store), options,
                                     requests, std::move(events));
+}
+
+uint32_t engine_host::stop_workers() {
+  if (!impl_->workers)
+    return 0;
+  uint32_t killed = 0;
+  caf::scoped_actor self{impl_->sys};
+  self->request(impl_->workers, worker_stop_deadline + std::chrono::seconds(5), stop_atom::value)
+      .receive([&](uint32_t n) { killed = n; },
+               [](caf::error&) {}); // stopped already, or the pool is gone: nothing left to wait for
+  return killed;
 }
 
 caf::actor_system& engine_host::system() { return impl_->sys; }

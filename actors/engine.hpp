@@ -89,6 +89,10 @@ public:
   engine_host& operator=(const engine_host&) = delete;
   std::unique_ptr<engine_job> start(std::shared_ptr<local_store> store, const build_options& options,
                                     const std::vector<goal_request>& requests, event_sink events);
+  // Ends the worker processes, if any (each kills its builds and exits;
+  // kilnd kills one that has not within worker_stop_deadline); returns how
+  // many had to be killed. Runs must be over.
+  uint32_t stop_workers();
   // The actor system the runs live in (kilnd's supervisor and sessions too).
   caf::actor_system& system();
 

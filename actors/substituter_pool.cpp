@@ -264,11 +264,15 @@ substituter_actor::behavior_type substituter_pool(pool_ptr self, store_layout la
     options.secret_key_files.clear();
     options.given_derivations.clear();
     // Remote actors are not linked (a lost worker must not take the pool
-    // down): they are told to go when the pool ends, however it ends.
+    // down): they are told to go when the pool ends, however it ends, and
+    // their workers stop their downloads (a lookup stuck in a silent cache
+    // would hold its thread and connection until stalled-download-timeout).
     auto remote = std::make_shared<std::vector<caf::actor>>();
-    self->attach_functor([remote](const caf::error&) {
-      for (auto& w : *remote)
+    self->attach_functor([remote, workers](const caf::error&) {
+      for (auto& w : *remote) {
+        caf::anon_send(workers, cancel_atom::value, caf::actor_cast<one_substituter_actor>(w));
         caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+      }
     });
     st.start_worker = [=] { lease_worker(self, workers, layout.root, options, remote); };
   } else {
@@ -317,9 +321,9 @@ substituter_actor::behavior_type substituter_pool(pool_ptr self, store_layout la
 } // namespace
 
 one_substituter_actor spawn_substituter(caf::actor_system& sys, store_layout layout, std::shared_ptr<temp_roots> roots,
-                                    const build_options& options) {
+                                        const build_options& options, std::shared_ptr<std::atomic<bool>> cancelled) {
   return sys.spawn<caf::detached>(one_substituter, std::move(layout), std::move(roots), options, keys_of(options),
-                                  std::shared_ptr<std::atomic<bool>>());
+                                  std::move(cancelled));
 }
 
 substituter_actor spawn_substituter_pool(caf::actor_system& sys, const local_store& store,

@@ -17,6 +17,9 @@ namespace kiln {
 // stops answering (SIGSTOP, a hang) is taken for lost after `link_timeout`.
 constexpr std::chrono::milliseconds link_heartbeat{250};
 constexpr std::chrono::milliseconds link_timeout{1500};
+// How long a worker has, once kilnd cuts its link at a stop, to kill its
+// builds, remove their directories and exit, before kilnd kills it.
+constexpr std::chrono::seconds worker_stop_deadline{5};
 
 // What both ends of a worker link load and set on their actor system:
 // the middleman, the heartbeat above, and how messages from the link are

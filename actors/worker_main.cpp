@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <map>
 #include <vector>
 
 namespace kiln {
@@ -46,6 +47,9 @@ struct front_state {
   logger_actor kilnd;
   std::vector<caf::actor> children; // builders and substituters
   uint64_t substituters = 0;        // spawned so far (names their temp roots)
+  // A substituter's flag: set, its downloads stop (it may be blocked in
+  // one, deaf to messages until it returns).
+  std::map<caf::actor_addr, std::shared_ptr<std::atomic<bool>>> cancels;
   static inline const char* name = "worker";
 };
 
@@ -56,6 +60,8 @@ front_impl::behavior_type front(front_impl::stateful_pointer<front_state> self, 
     auto& st = self->state;
     if (dm.source == st.kilnd.address()) {
       // kilnd is gone: nothing built here can reach it any more.
+      for (auto& [_, flag] : st.cancels)
+        *flag = true;
       for (auto& c : st.children)
         self->send_exit(c, caf::exit_reason::kill);
       self->quit(caf::exit_reason::user_shutdown);
@@ -63,6 +69,7 @@ front_impl::behavior_type front(front_impl::stateful_pointer<front_state> self, 
     }
     auto& v = st.children;
     v.erase(std::remove_if(v.begin(), v.end(), [&](auto& c) { return c.address() == dm.source; }), v.end());
+    st.cancels.erase(dm.source);
   });
   self->delayed_send(self, hello_deadline, deadline_atom_t::value);
   return {
@@ -91,12 +98,22 @@ front_impl::behavior_type front(front_impl::stateful_pointer<front_state> self, 
           store_layout layout{root};
           auto roots = std::make_shared<temp_roots>(layout.state_dir(), std::string(default_store_dir),
                                                     "subst" + std::to_string(++st.substituters));
-          auto s = spawn_substituter(self->system(), layout, std::move(roots), options);
+          auto cancelled = std::make_shared<std::atomic<bool>>(false);
+          auto s = spawn_substituter(self->system(), layout, std::move(roots), options, cancelled);
           self->monitor(s);
           st.children.push_back(caf::actor_cast<caf::actor>(s));
+          st.cancels[s.address()] = std::move(cancelled);
           return s;
         } catch (const std::exception& e) {
           return caf::make_error(engine_errc::store_failure, std::string(e.what()));
+        }
+      },
+      [=](cancel_atom, const one_substituter_actor& s) {
+        // Only kilnd's pool knows these handles; a stale one finds nothing.
+        auto& st = self->state;
+        if (auto it = st.cancels.find(s.address()); it != st.cancels.end()) {
+          *it->second = true;
+          self->send_exit(s, caf::exit_reason::user_shutdown);
         }
       },
       [=](deadline_atom_t) {

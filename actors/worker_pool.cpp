@@ -1,19 +1,14 @@
 // kilnd's worker processes (design.md, "Process model"): `workers`
 // kiln-worker processes, each linked by BASP over an inherited socketpair
 // (../shared/spec/caf-0.17-worker-links.md) with heartbeats both ways, so a
-// worker that dies or stops answering is noticed within link_timeout. The
-// pool leases builders and substituters on live workers; a lost worker is killed, reaped and
-// started again with exponential backoff, and one that fails at every
-// start is given up on and reported. A worker is untrusted: the one kilnd
-// actor it is given is its front (worker_front.hpp), which lets through
-// only the log lines of the rounds leased on it. A worker's builders serve
-// round after round: the pool keeps those idle and takes them back from
-// the goals. (Over 500 lines: the workers' lives and the leases on them
-// share one state, which a split would have to put in a header of its
-// own; the next change here should make that cut.)
-#include "actors/actors.hpp"
+// worker that dies or stops answering is noticed within link_timeout. A
+// lost worker is killed, reaped and started again with exponential
+// backoff, and one that fails at every start is given up on and reported.
+// A worker is untrusted: the one kilnd actor it is given is its front
+// (worker_front.hpp), which lets through only the log lines of the rounds
+// leased on it. The leases on live workers are in worker_leases.cpp.
 #include "actors/worker.hpp"
-#include "actors/worker_front.hpp"
+#include "actors/worker_pool_state.hpp"
 #include "sandbox/builder_process.hpp"
 #include "sandbox/cgroup.hpp"
 #include "store/local/temp_roots.hpp"
@@ -21,6 +16,7 @@
 #include "caf/io/all.hpp"
 #include "caf/io/basp_broker.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -30,100 +26,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <deque>
 #include <iostream>
 #include <thread>
 
 extern char** environ;
 
-namespace kiln {
-
-namespace {
-
-using std::chrono::milliseconds;
-using clock_type = std::chrono::steady_clock;
-
-constexpr uint16_t link_port = 1;                 // as in worker_main.cpp
-constexpr auto handshake_timeout = std::chrono::seconds(5);
-constexpr auto spawn_timeout = std::chrono::seconds(5);
-// A worker lost before its handshake, or this soon after, failed its start;
-// one lost later had started well (it was killed, or crashed on a build).
-constexpr auto started_well = std::chrono::seconds(1);
-constexpr uint32_t give_up_after = 5; // failed starts in a row
-constexpr milliseconds first_backoff{100}, last_backoff{30000};
-
-struct worker_slot {
-  pid_t pid = -1;
-  worker_actor handle;
-  worker_front_actor front;
-  std::shared_ptr<lease_table> leases = std::make_shared<lease_table>();
-  uint32_t rounds = 0; // leased now
-  uint32_t substituters = 0; // of runs' substituter pools, alive now
-  // Builders on it serving no round: a lease takes one without a round trip
-  // to the worker (and, as kilnd has its proxy already, without a message
-  // to watch it). One is spawned ahead when none is left.
-  std::vector<builder_actor> idle;
-  bool asking_spare = false;
-  bool starting = false, alive = false, given_up = false;
-  std::string trouble; // why a starting worker was killed (told once it is reaped)
-  uint32_t failures = 0; // failed starts in a row
-  clock_type::time_point alive_since;
-};
-
-struct waiting_lease {
-  caf::typed_response_promise<builder_actor, worker_front_actor, uint64_t> promise;
-  std::string drv;
-  logger_actor logger;
-  caf::actor_addr goal; // gives it back, or ends holding it
-  uint64_t lease = 0;   // its number, once it has a worker
-};
-
-// A builder leased for a round, until the goal gives it back.
-struct leased_builder {
-  std::size_t slot;
-  std::string drv;
-  builder_actor builder;
-  caf::actor_addr goal;
-};
-
-// More idle builders than this on one worker are ended when given back.
-constexpr std::size_t max_idle_builders = 64;
-
-struct waiting_substituter {
-  caf::typed_response_promise<one_substituter_actor> promise;
-  std::string root;
-  build_options options;
-};
-
-struct pool_state {
-  worker_options options;
-  caf::actor basp;
-  std::vector<worker_slot> slots;
-  std::deque<waiting_lease> waiting;
-  std::deque<waiting_substituter> waiting_substituters;
-  std::map<caf::actor_addr, std::size_t> builders; // every builder on a worker, watched -> slot
-  std::map<uint64_t, leased_builder> leased;       // by lease number
-  uint64_t leases = 0;                             // handed out so far (numbers them)
-  std::map<caf::actor_addr, std::size_t> substituters;                     // -> slot
-  static inline const char* name = "worker_pool";
-  ~pool_state() {
-    for (auto& s : slots)
-      if (s.pid > 0)
-        ::kill(s.pid, SIGKILL); // its builds die with it (PR_SET_PDEATHSIG)
-  }
-};
-
-using pool_ptr = worker_pool_actor::stateful_pointer<pool_state>;
-
-// The slot a watched builder or substituter belongs to.
-std::size_t slot_of(const leased_builder& lease) { return lease.slot; }
-std::size_t slot_of(std::size_t slot) { return slot; }
-
-void start_worker(pool_ptr self, std::size_t i);
-void serve_waiting(pool_ptr self);
-void ask_spare(pool_ptr self, std::size_t i);
-
-void say(const std::string& line) { std::cerr << "kilnd: " << line << std::endl; }
+namespace kiln::worker_pool_impl {
 
 bool all_given_up(const pool_state& st) {
   return std::all_of(st.slots.begin(), st.slots.end(), [](auto& x) { return x.given_up; });
@@ -138,6 +46,30 @@ std::string worker_name(pool_ptr self, std::size_t i) {
   return "worker " + std::to_string(i) + " (pid " + std::to_string(self->state.slots[i].pid) + ")";
 }
 
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr uint16_t link_port = 1;                 // as in worker_main.cpp
+constexpr auto handshake_timeout = std::chrono::seconds(5);
+// A worker lost before its handshake, or this soon after, failed its start;
+// one lost later had started well (it was killed, or crashed on a build).
+constexpr auto started_well = std::chrono::seconds(1);
+constexpr uint32_t give_up_after = 5; // failed starts in a row
+constexpr milliseconds first_backoff{100}, last_backoff{30000};
+
+// The slot a watched builder or substituter belongs to.
+std::size_t slot_of(const leased_builder& lease) { return lease.slot; }
+std::size_t slot_of(std::size_t slot) { return slot; }
+
+void say(const std::string& line) { std::cerr << "kilnd: " << line << std::endl; }
+
+void close_link(worker_slot& s) {
+  if (s.link >= 0)
+    ::close(s.link);
+  s.link = -1;
+}
+
 // The worker is gone or unusable: killed (it may only be stopped), its
 // rounds' builders go down with its link, and it starts again after its
 // backoff, unless it never lasts.
@@ -149,6 +81,7 @@ void lost(pool_ptr self, std::size_t i, const std::string& why, bool reaped = fa
   pid_t pid = s.pid;
   if (reaped)
     s.pid = -1;
+  close_link(s);
   if (!s.starting && !s.alive)
     return;
   if (!reaped && pid > 0)
@@ -219,6 +152,7 @@ void start_worker(pool_ptr self, std::size_t i) {
     s.pid = -1;
     return lost(self, i, std::string("could not be linked: socketpair: ") + std::strerror(errno));
   }
+  s.link = ::fcntl(sv[0], F_DUPFD_CLOEXEC, 0);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, sv[1], 3); // clears FD_CLOEXEC on 3 (sv[1] is never 3 here: fds 0-5 are taken)
@@ -293,169 +227,62 @@ void start_worker(pool_ptr self, std::size_t i) {
           [=](caf::error& e) { abandon(self, i, pid, "it failed the handshake: " + self->system().render(e)); });
 }
 
-// A builder worker i spawned: watched for as long as it lives.
-void watch_builder(pool_ptr self, std::size_t i, const builder_actor& b) {
-  self->monitor(b);
-  self->state.builders[b.address()] = i;
-}
 
-// The next spare builder of worker i, asked for in the background.
-void ask_spare(pool_ptr self, std::size_t i) {
-  auto& s = self->state.slots[i];
-  if (!s.alive || !s.idle.empty() || s.asking_spare)
-    return;
-  s.asking_spare = true;
-  pid_t pid = s.pid;
-  self->request(s.handle, spawn_timeout, spawn_atom::value)
-      .then(
-          [=](builder_actor& b) {
-            auto& slot = self->state.slots[i];
-            if (slot.pid != pid || !slot.alive) {
-              self->send_exit(b, caf::exit_reason::user_shutdown);
-              return;
-            }
-            slot.asking_spare = false;
-            watch_builder(self, i, b);
-            slot.idle.push_back(b);
-          },
-          [=](caf::error&) {
-            auto& slot = self->state.slots[i];
-            if (slot.pid == pid)
-              slot.asking_spare = false; // leases ask directly until the next try
-          });
-}
-
-// Worker i's builder for a lease, told of; the goal is watched (one that
-// ends holding it gives it back).
-void lease_to(pool_ptr self, std::size_t i, builder_actor b, waiting_lease& w) {
-  self->state.leased[w.lease] = {i, w.drv, b, w.goal};
-  w.promise.deliver(b, self->state.slots[i].front, w.lease);
-}
-
-// The round of `lease` is over: its log's lease entry goes (through the
-// front, behind the lines the builder sent), and its builder serves
-// another round, or ends (not `reusable`, or its worker is gone).
-void give_back(pool_ptr self, uint64_t lease, bool reusable) {
+// The stop is answered once no worker is left, with how many were killed.
+void answer_stop_if_done(pool_ptr self, uint32_t killed = 0) {
   auto& st = self->state;
-  auto it = st.leased.find(lease);
-  if (it == st.leased.end())
+  if (!st.stopping || st.stop_answered)
     return;
-  auto l = std::move(it->second);
-  st.leased.erase(it);
-  auto& s = st.slots[l.slot];
-  if (s.rounds > 0)
-    --s.rounds;
-  if (s.front)
-    self->send(s.front, forget_atom::value, l.drv, lease);
-  auto watched = st.builders.find(l.builder.address());
-  if (reusable && s.alive && watched != st.builders.end() && watched->second == l.slot &&
-      s.idle.size() < max_idle_builders)
-    s.idle.push_back(l.builder);
-  else
-    self->send_exit(l.builder, caf::exit_reason::user_shutdown); // it releases what it holds
+  if (std::any_of(st.slots.begin(), st.slots.end(), [](auto& s) { return s.pid > 0; }) && !killed)
+    return;
+  st.stop_answered = true;
+  st.stopped.deliver(killed);
 }
 
-// The live worker with the least of `count`, if any.
-std::optional<std::size_t> least_busy(const pool_state& st, uint32_t worker_slot::*count) {
-  std::optional<std::size_t> best;
-  for (std::size_t i = 0; i < st.slots.size(); ++i)
-    if (st.slots[i].alive && (!best || st.slots[i].*count < st.slots[*best].*count))
-      best = i;
-  return best;
-}
-
-// No live worker for `w`: it waits for one, or fails if none will come.
-template <class Waiting>
-void wait_for_worker(pool_state& st, Waiting w, std::deque<Waiting>& queue) {
-  if (all_given_up(st))
-    w.promise.deliver(no_workers());
-  else
-    queue.push_back(std::move(w));
-}
-
-// A round's builder on the live worker with the fewest rounds.
-void hand_out(pool_ptr self, waiting_lease w) {
+// kilnd is stopping: each worker's link is cut, as its ending would cut it,
+// so the worker kills its builds, removes their directories and exits. A
+// stopped worker is resumed first: it must run to hear that.
+caf::result<uint32_t> stop(pool_ptr self) {
   auto& st = self->state;
-  auto best = least_busy(st, &worker_slot::rounds);
-  if (!best)
-    return wait_for_worker(st, std::move(w), st.waiting);
-  std::size_t i = *best;
-  auto& s = st.slots[i];
-  w.lease = ++st.leases;
-  s.leases->put(w.drv, {w.logger, w.lease});
-  ++s.rounds;
-  if (!s.idle.empty()) {
-    auto b = s.idle.back();
-    s.idle.pop_back();
-    lease_to(self, i, b, w);
-    return ask_spare(self, i);
+  if (st.stopping)
+    return caf::make_error(engine_errc::no_workers, std::string("the workers are being stopped already"));
+  st.stopping = true;
+  auto refuse = [](auto& queue) {
+    for (auto& w : queue)
+      w.promise.deliver(caf::make_error(engine_errc::no_workers, std::string("kilnd is stopping")));
+    queue.clear();
+  };
+  refuse(st.waiting);
+  refuse(st.waiting_substituters);
+  for (auto& s : st.slots) {
+    if (s.pid > 0)
+      ::kill(s.pid, SIGCONT);
+    if (s.link >= 0)
+      ::shutdown(s.link, SHUT_RDWR);
   }
-  pid_t pid = s.pid;
-  self->request(s.handle, spawn_timeout, spawn_atom::value)
-      .then(
-          [=](builder_actor& b) mutable {
-            auto& slot = self->state.slots[i];
-            if (slot.pid != pid || !slot.alive) {
-              w.promise.deliver(caf::make_error(engine_errc::worker_lost, worker_name(self, i) + " was lost"));
-              return;
-            }
-            watch_builder(self, i, b);
-            lease_to(self, i, b, w);
-          },
-          [=](caf::error& e) mutable {
-            auto& slot = self->state.slots[i];
-            if (slot.pid == pid && slot.rounds > 0) {
-              --slot.rounds;
-              slot.leases->drop(w.drv, w.lease);
-            }
-            w.promise.deliver(caf::make_error(engine_errc::worker_lost,
-                                              worker_name(self, i) + " gave no builder: " + self->system().render(e)));
-          });
+  st.stopped = self->make_response_promise<uint32_t>();
+  self->delayed_send(self, worker_stop_deadline, deadline_atom::value);
+  answer_stop_if_done(self);
+  return st.stopped;
 }
 
-// A substituter for a run's pool, on the live worker with fewest.
-void hand_out_substituter(pool_ptr self, waiting_substituter w) {
+// Workers still there at the stop's deadline are killed, with their builds.
+void stop_deadline(pool_ptr self) {
   auto& st = self->state;
-  auto best = least_busy(st, &worker_slot::substituters);
-  if (!best)
-    return wait_for_worker(st, std::move(w), st.waiting_substituters);
-  std::size_t i = *best;
-  auto& s = st.slots[i];
-  ++s.substituters;
-  pid_t pid = s.pid;
-  auto promise = w.promise;
-  self->request(s.handle, spawn_timeout, spawn_atom::value, w.root, w.options)
-      .then(
-          [=](one_substituter_actor& sub) mutable {
-            auto& slot = self->state.slots[i];
-            if (slot.pid != pid || !slot.alive) {
-              promise.deliver(caf::make_error(engine_errc::worker_lost, worker_name(self, i) + " was lost"));
-              return;
-            }
-            self->monitor(sub);
-            self->state.substituters[sub.address()] = i;
-            promise.deliver(sub);
-          },
-          [=](caf::error& e) mutable {
-            auto& slot = self->state.slots[i];
-            if (slot.pid == pid && slot.substituters > 0)
-              --slot.substituters;
-            if (e.category() != caf::atom("kiln"))
-              e = caf::make_error(engine_errc::worker_lost,
-                                  worker_name(self, i) + " gave no substituter: " + self->system().render(e));
-            promise.deliver(std::move(e));
-          });
-}
-
-void serve_waiting(pool_ptr self) {
-  auto waiting = std::move(self->state.waiting);
-  self->state.waiting.clear();
-  for (auto& w : waiting)
-    hand_out(self, std::move(w));
-  auto substituters = std::move(self->state.waiting_substituters);
-  self->state.waiting_substituters.clear();
-  for (auto& w : substituters)
-    hand_out_substituter(self, std::move(w));
+  if (!st.stopping || st.stop_answered)
+    return;
+  uint32_t killed = 0;
+  for (std::size_t i = 0; i < st.slots.size(); ++i) {
+    pid_t pid = st.slots[i].pid;
+    if (pid <= 0)
+      continue;
+    ::kill(pid, SIGKILL);
+    sandbox::kill_build_groups_of(pid);
+    say(worker_name(self, i) + " had not ended " + std::to_string(worker_stop_deadline.count()) +
+        " s after kilnd's stop: killed, with its builds");
+    ++killed;
+  }
+  answer_stop_if_done(self, killed);
 }
 
 worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options options) {
@@ -464,36 +291,11 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
   st.basp = self->system().middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
   st.slots.resize(std::max<uint32_t>(1, st.options.count));
   self->set_down_handler([=](caf::down_msg& dm) {
+    if (lease_holder_down(self, dm))
+      return;
     auto& state = self->state;
-    if (auto b = state.builders.find(dm.source); b != state.builders.end()) {
-      auto& idle = state.slots[b->second].idle;
-      idle.erase(std::remove_if(idle.begin(), idle.end(), [&](auto& x) { return x.address() == dm.source; }),
-                 idle.end());
-      state.builders.erase(b);
-      std::vector<uint64_t> its;
-      for (auto& [lease, l] : state.leased)
-        if (l.builder.address() == dm.source)
-          its.push_back(lease);
-      for (auto lease : its)
-        give_back(self, lease, false);
-      return;
-    }
-    // A goal that ended holding a lease.
-    std::vector<uint64_t> held;
-    for (auto& [lease, l] : state.leased)
-      if (l.goal == dm.source)
-        held.push_back(lease);
-    for (auto lease : held)
-      give_back(self, lease, false);
-    if (!held.empty())
-      return;
-    if (auto sub = state.substituters.find(dm.source); sub != state.substituters.end()) {
-      auto& s = state.slots[sub->second];
-      if (s.substituters > 0)
-        --s.substituters;
-      state.substituters.erase(sub);
-      return;
-    }
+    if (state.stopping)
+      return; // their links were cut on purpose
     for (std::size_t i = 0; i < state.slots.size(); ++i)
       if (state.slots[i].handle && state.slots[i].handle.address() == dm.source)
         return lost(self, i, "stopped answering (" + self->system().render(dm.reason) + ")");
@@ -511,19 +313,32 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
         return rp;
       },
       [=](release_atom, uint64_t lease, bool reusable) { give_back(self, lease, reusable); },
-      [=](lease_atom, std::string& root, build_options& options) -> caf::typed_response_promise<one_substituter_actor> {
+      [=](lease_atom, std::string& root, build_options& build) -> caf::typed_response_promise<one_substituter_actor> {
         auto rp = self->make_response_promise<one_substituter_actor>();
-        hand_out_substituter(self, {rp, std::move(root), std::move(options)});
+        hand_out_substituter(self, {rp, std::move(root), std::move(build)});
         return rp;
       },
+      [=](cancel_atom, const one_substituter_actor& sub) {
+        auto& state = self->state;
+        if (auto it = state.substituters.find(sub.address()); it != state.substituters.end())
+          if (auto& w = state.slots[it->second].handle)
+            self->send(w, cancel_atom::value, sub);
+      },
+      [=](stop_atom) { return stop(self); },
+      [=](deadline_atom) { stop_deadline(self); },
       [=](restart_atom, uint32_t i) {
-        if (i < self->state.slots.size() && !self->state.slots[i].given_up)
+        if (i < self->state.slots.size() && !self->state.slots[i].given_up && !self->state.stopping)
           start_worker(self, i);
       },
       [=](reaped_atom, int32_t pid, int32_t status) {
         auto& slots = self->state.slots;
         for (std::size_t i = 0; i < slots.size(); ++i)
-          if (slots[i].pid == pid) {
+          if (slots[i].pid == pid && self->state.stopping) {
+            slots[i].pid = -1;
+            close_link(slots[i]);
+            sandbox::kill_build_groups_of(pid); // what its builds started, should any be left
+            answer_stop_if_done(self);
+          } else if (slots[i].pid == pid) {
             std::string why = "ended: " + sandbox::describe_wait_status(status);
             if (!slots[i].trouble.empty())
               why += " (" + slots[i].trouble + ")";
@@ -535,8 +350,12 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
 
 } // namespace
 
+} // namespace kiln::worker_pool_impl
+
+namespace kiln {
+
 worker_pool_actor spawn_worker_pool(caf::actor_system& sys, worker_options options) {
-  return sys.spawn(worker_pool, std::move(options));
+  return sys.spawn(worker_pool_impl::worker_pool, std::move(options));
 }
 
 } // namespace kiln

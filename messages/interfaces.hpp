@@ -174,9 +174,12 @@ using reaped_atom = caf::atom_constant<caf::atom("reaped")>; // pool: a worker p
 // options (its substituters, keys, download settings; no secret keys), on a
 // connection of its own: downloads, decompression and unpacking of what a
 // cache sends happen in the worker.
+// `cancel`: the run that asked for that substituter has ended; its
+// download stops now (it may be stuck in a silent cache), then it ends.
 using worker_actor = caf::typed_actor<caf::replies_to<hello_atom, logger_actor>::with<int32_t /*pid*/>,
                                       caf::replies_to<spawn_atom>::with<builder_actor>,
-                                      caf::replies_to<spawn_atom, std::string /*root*/, build_options>::with<one_substituter_actor>>;
+                                      caf::replies_to<spawn_atom, std::string /*root*/, build_options>::with<one_substituter_actor>,
+                                      caf::reacts_to<cancel_atom, one_substituter_actor>>;
 
 // A worker's front in kilnd (actors/worker_front.cpp): the logger the
 // worker is given, checking every message against the rounds leased on
@@ -204,7 +207,13 @@ using worker_pool_actor = caf::typed_actor<
     // A substituter on the live worker with fewest, for a run's substituter
     // pool; the pool watches it (down: the worker was lost).
     caf::replies_to<lease_atom, std::string /*store root*/, build_options>::with<one_substituter_actor>,
-    caf::reacts_to<restart_atom, uint32_t>, caf::reacts_to<reaped_atom, int32_t, int32_t>>;
+    // The run's pool that leased it has ended: told to its worker.
+    caf::reacts_to<cancel_atom, one_substituter_actor>,
+    caf::reacts_to<restart_atom, uint32_t>, caf::reacts_to<reaped_atom, int32_t, int32_t>,
+    // kilnd is stopping: every worker ends (its link is cut; one that has
+    // not ended by the deadline is killed, with its builds). Answered when
+    // all have, with how many had to be killed.
+    caf::replies_to<stop_atom>::with<uint32_t>, caf::reacts_to<deadline_atom>>;
 
 // Runs the post-build hook once (on a thread of its own: it blocks while
 // the hook runs) with OUT_PATHS and DRV_PATH set; replies with what the

@@ -63,6 +63,7 @@ struct plan_state {
   std::deque<builder_plan> plan;
   std::deque<substituter_plan> substituters;
   int substituter_leases = 0;
+  int substituters_cancelled = 0; // told to the pool when the run's substituter pool ended
   int leases = 0, ignored_leases = 0; // `ignored`: leases never answered (a timeout's test)
   int cancels = 0;
   std::vector<std::string> log_events; // the workers' front flushed, the run's logger closed a log
@@ -297,8 +298,11 @@ worker_pool_actor::behavior_type fake_pool(worker_pool_actor::pointer self, std:
         return self->spawn(fake_substituter, plan);
       },
       [=](release_atom, uint64_t lease, bool reusable) { ps->given_back.emplace_back(lease, reusable); },
+      [=](cancel_atom, const one_substituter_actor&) { ++ps->substituters_cancelled; },
       [=](restart_atom, uint32_t) {},
       [=](reaped_atom, int32_t, int32_t) {},
+      [=](stop_atom) { return uint32_t{0}; },
+      [=](deadline_atom) {},
   };
 }
 
@@ -569,6 +573,10 @@ CAF_TEST(a_copy_whose_worker_is_lost_is_asked_of_another_worker) {
   CAF_CHECK(got->kind == substitute_outcome::substituted);
   CAF_CHECK_EQUAL(got->copied, std::vector<std::string>{path});
   CAF_CHECK_EQUAL(ps->substituter_leases, 2);
+  // The run's pool ended: each substituter it leased is cancelled on its
+  // worker (one stuck in a silent cache stops at once); the lost one's
+  // cancel finds nothing there.
+  CAF_CHECK_EQUAL(ps->substituters_cancelled, 2);
 }
 
 CAF_TEST(a_copy_lost_more_often_than_max_build_retries_fails_as_a_lost_worker) {

@@ -5,7 +5,9 @@
 // choosing for a build nobody leased to it, write to and close such a log,
 // and send the front messages outside its interface. It writes what each
 // try got to $KILN_HOSTILE_REPORT, one line each, then serves builds as a
-// worker does (so the test can see that kilnd still uses it).
+// worker does (so the test can see that kilnd still uses it). With
+// KILN_HOSTILE_LINGER set it stays when its link ends, as a wedged worker
+// would, to be killed at kilnd's stop.
 #include "actors/actors.hpp"
 #include "actors/build_host.hpp"
 #include "actors/worker.hpp"
@@ -63,9 +65,13 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
   return {
       [=](hello_atom, logger_actor k) -> int32_t {
         *kilnd = k;
-        // Gone with kilnd, as a worker is (its builds with it).
+        // Gone with kilnd, as a worker is (its builds with it), unless told
+        // to linger (KILN_HOSTILE_LINGER: a worker wedged at kilnd's stop).
         self->monitor(k);
-        self->set_down_handler([](caf::down_msg&) { ::_exit(0); });
+        self->set_down_handler([linger = std::getenv("KILN_HOSTILE_LINGER") != nullptr](caf::down_msg&) {
+          if (!linger)
+            ::_exit(0);
+        });
         // The attack runs on a thread of its own: it waits for answers.
         std::thread([&sys = self->system(), k, plant, report_file] {
           std::ofstream report(report_file);
@@ -78,6 +84,7 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
       [=](spawn_atom, const std::string&, const build_options&) -> caf::result<one_substituter_actor> {
         return caf::make_error(engine_errc::store_failure, std::string("this worker substitutes nothing"));
       },
+      [=](cancel_atom, const one_substituter_actor&) {},
   };
 }
 

@@ -6,6 +6,7 @@ clear report; one gone bad gets nothing through its front; kilnd killed
 leaves no process of its builds behind."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -117,22 +118,30 @@ def sockets_of_or_none(pid):
         return set()
 
 
+def cached_closure(both, name):
+    """A derivation with one input, both built, copied to a signed file
+    cache and deleted from the store: (top drv, its output, the input's
+    output, the cache's directory, the public key)."""
+    dep = both.drv(f"{name}-dep", "echo dep > $out; head -c 100000 /dev/urandom >> $out")
+    dep_out = both.outputs(dep)["out"]
+    top = both.drv(f"{name}-top", f"mkdir $out; echo {dep_out} > $out/ref", inputs=[dep])
+    top_out = both.outputs(top)["out"]
+    assert both.kiln_build(top).returncode == 0
+    key, pub = f"{both.dir}/{name}.sec", f"{both.dir}/{name}.pub"
+    assert both.kiln_run("key", "generate", f"{name}-1", key, pub).returncode == 0
+    cache = f"{both.dir}/{name}-cache"
+    r = both.kiln_run("copy", "--store", both.store, "--to", f"file://{cache}?compression=zstd&secret-key={key}", top_out)
+    assert r.returncode == 0, explain(r)
+    assert both.kiln_run("store", "delete", "--store", both.store, top_out, dep_out).returncode == 0
+    return top, top_out, dep_out, cache, open(pub).read().strip()
+
+
 def test_substitutions_run_in_workers_and_a_killed_one_is_retried(both):
     """Substitution from an http cache runs in a kiln-worker (the download's
     connection is the worker's, not kilnd's); SIGKILL to that worker
     mid-download leaves nothing registered, and the copy is asked again of
     a worker and succeeds."""
-    dep = both.drv("subst-dep", "echo dep > $out; head -c 100000 /dev/urandom >> $out")
-    dep_out = both.outputs(dep)["out"]
-    top = both.drv("subst-top", f"mkdir $out; echo {dep_out} > $out/ref", inputs=[dep])
-    top_out = both.outputs(top)["out"]
-    assert both.kiln_build(top).returncode == 0
-    key, pub = f"{both.dir}/w.sec", f"{both.dir}/w.pub"
-    assert both.kiln_run("key", "generate", "w-1", key, pub).returncode == 0
-    cache = f"{both.dir}/cache"
-    r = both.kiln_run("copy", "--store", both.store, "--to", f"file://{cache}?compression=zstd&secret-key={key}", top_out)
-    assert r.returncode == 0, explain(r)
-    assert both.kiln_run("store", "delete", "--store", both.store, top_out, dep_out).returncode == 0
+    top, top_out, dep_out, cache, pub = cached_closure(both, "subst")
     first = threading.Event()
 
     def hang_first_nar(method, path, count):
@@ -141,7 +150,7 @@ def test_substitutions_run_in_workers_and_a_killed_one_is_retried(both):
             return "hang"
         return None
     server = FileServer(cache, hang_first_nar)
-    d = start(both, "--option", "substituters", server.url, "--option", "trusted-public-keys", open(pub).read().strip())
+    d = start(both, "--option", "substituters", server.url, "--option", "trusted-public-keys", pub)
     try:
         c = d.client()
         c.set_options()
@@ -172,6 +181,43 @@ def test_substitutions_run_in_workers_and_a_killed_one_is_retried(both):
         assert v.returncode == 0, explain(v)
     finally:
         server.close()
+        assert d.stop() == 0, d.output()
+
+
+def test_a_lookup_stuck_in_a_silent_cache_stops_when_its_run_ends(both):
+    """A cache first in priority that takes narinfo requests and never
+    answers: the closure comes from the next cache, and once the run is
+    over the worker's lookup in the silent one stops at once (kilnd cancels
+    the run's substituters on their workers), not at
+    stalled-download-timeout (120 s here)."""
+    top, top_out, dep_out, cache, pub = cached_closure(both, "silent")
+    quiet = f"{both.dir}/silent-quiet"
+    os.makedirs(quiet)
+    shutil.copy(f"{cache}/nix-cache-info", quiet)
+    silent = FileServer(quiet, lambda method, path, count: "hang" if path.endswith(".narinfo") else None)
+    good = FileServer(cache)
+    silent_port = int(silent.url.rsplit(":", 1)[1])
+    d = start(both, "--option", "substituters", f"{silent.url}?priority=1 {good.url}?priority=2",
+              "--option", "trusted-public-keys", pub, "--option", "stalled-download-timeout", "120")
+    try:
+        c = d.client()
+        c.set_options()
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=build(c, top)))
+        t.start()
+        waiting = wait_until(lambda: [p for p in connected_to(silent_port) if p in d.workers()])
+        assert waiting, "no worker asked the silent cache\n" + d.output()
+        t.join(60)
+        assert result["r"][0] is None, d.output()
+        assert c.is_valid(top_out) and c.is_valid(dep_out)
+        c.close()
+        began = time.monotonic()
+        stopped = wait_until(lambda: not [p for p in connected_to(silent_port) if p != os.getpid()], 10)
+        assert stopped, f"a worker still waits for the silent cache {time.monotonic() - began:.1f} s after the run"
+        assert d.proc.poll() is None, d.output()
+    finally:
+        silent.close()
+        good.close()
         assert d.stop() == 0, d.output()
 
 
@@ -310,6 +356,41 @@ def test_a_stopped_worker_is_noticed_within_two_seconds(kilnd, both):
     err, _ = result["r"]
     assert err is None, f"the build did not finish elsewhere: {err}\n{kilnd.output()}"
     assert wait_until(lambda: not os.path.exists(f"/proc/{worker}"), 5), "the stopped worker was not killed"
+
+
+def test_a_worker_stopped_as_kilnd_stops_ends_with_it(both):
+    """SIGSTOP to an idle worker, then SIGTERM to kilnd before it can notice:
+    kilnd resumes the worker as it cuts the links, so the worker ends too
+    (before, it stayed stopped for good, an orphan)."""
+    d = start(both)
+    started = lambda: len(d.workers()) == 2 and all(threads(w) > 1 for w in d.workers())
+    assert wait_until(started), d.output()
+    workers = d.workers()
+    os.kill(workers[0], signal.SIGSTOP)
+    assert d.stop() == 0, d.output()
+    assert "stopped answering" not in d.output(), "kilnd noticed the stop first: the test did not test the stop"
+    assert "had not ended" not in d.output(), "the stopped worker had to be killed: it was not resumed"
+    assert wait_until(lambda: all_gone(workers), 5), f"a worker outlived kilnd\n{d.output()}"
+
+
+def test_a_worker_that_will_not_end_is_killed_at_kilnd_s_stop(both):
+    """A worker that ignores the end of its link (the hostile worker told to
+    linger) is killed once worker_stop_deadline (5 s) has passed after the
+    stop, and kilnd says so; kilnd still exits cleanly."""
+    report, plant = f"{both.dir}/linger-report", f"{both.dir}/linger-planted"
+    program = os.path.join(os.path.dirname(both.kiln), "kiln-test-hostile-worker")
+    d = start(both, "--option", "workers", "1",
+              env={"KILN_WORKER_PROGRAM": program, "KILN_HOSTILE_REPORT": report, "KILN_HOSTILE_PLANT": plant,
+                   "KILN_HOSTILE_LINGER": "1"})
+    assert wait_until(lambda: os.path.exists(report) and "done" in open(report).read()), d.output()
+    lingering = children_named(d.proc.pid, "kiln-test-hosti")
+    assert lingering, d.output()
+    began = time.monotonic()
+    assert d.stop() == 0, d.output()
+    took = time.monotonic() - began
+    assert "had not ended 5 s after kilnd's stop: killed" in d.output(), d.output()
+    assert 5 <= took < 15, f"kilnd took {took:.1f} s to stop"
+    assert wait_until(lambda: all_gone(lingering), 5), "the lingering worker outlived kilnd"
 
 
 def test_a_build_whose_workers_keep_dying_fails_after_its_retries(both):
