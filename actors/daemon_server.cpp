@@ -82,6 +82,7 @@ worker_options daemon_workers(const settings& config, const store_layout& layout
   w.program = program && *program ? program : dir + "/kiln-worker";
   w.build_dir_parent = config.get("build-dir");
   w.temproots_dir = layout.temproots_dir();
+  w.registry_dir = layout.kiln_dir() + "/workers";
   return w;
 }
 

@@ -69,6 +69,7 @@ struct worker_options {
   std::string program;          // the kiln-worker executable
   std::string build_dir_parent; // build-dir ("" = $TMPDIR or /tmp)
   std::string temproots_dir;    // the store's: a reaped worker's temp roots are removed
+  std::string registry_dir;     // where workers are recorded (worker_registry.hpp); "" = nowhere
 };
 
 // An actor system that outlives runs (kilnd): each run gets its own store

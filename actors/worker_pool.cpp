@@ -9,6 +9,7 @@
 // leased on it. The leases on live workers are in worker_leases.cpp.
 #include "actors/worker.hpp"
 #include "actors/worker_pool_state.hpp"
+#include "actors/worker_registry.hpp"
 #include "sandbox/builder_process.hpp"
 #include "sandbox/cgroup.hpp"
 #include "store/local/temp_roots.hpp"
@@ -181,12 +182,16 @@ void start_worker(pool_ptr self, std::size_t i) {
     return lost(self, i, "could not be started: " + st.options.program + ": " + std::strerror(err));
   }
   s.pid = pid;
+  worker_registry registry(st.options.registry_dir);
+  if (!st.options.registry_dir.empty())
+    registry.add(pid);
   // Reaped on a thread of its own (waitpid blocks); a killed worker's
   // substituters leave their temp-roots files behind: removed here.
-  std::thread([pid, pool = worker_pool_actor(self), temproots = st.options.temproots_dir] {
+  std::thread([pid, pool = worker_pool_actor(self), temproots = st.options.temproots_dir, registry] {
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    registry.remove(pid);
     if (!temproots.empty()) {
       try {
         remove_stale_temp_roots(temproots, pid);
@@ -227,6 +232,20 @@ void start_worker(pool_ptr self, std::size_t i) {
           [=](caf::error& e) { abandon(self, i, pid, "it failed the handshake: " + self->system().render(e)); });
 }
 
+
+// Workers a killed kilnd left (stopped or wedged as it died) are killed
+// before new ones start; their temp roots go with them.
+void kill_orphans(const worker_options& options) {
+  try {
+    for (pid_t pid : worker_registry(options.registry_dir).kill_orphans()) {
+      say("killed worker process " + std::to_string(pid) + ", left behind by a kilnd that is gone");
+      if (!options.temproots_dir.empty())
+        remove_stale_temp_roots(options.temproots_dir, pid);
+    }
+  } catch (const std::exception& e) {
+    say("warning: looking for workers a killed kilnd left: " + std::string(e.what()));
+  }
+}
 
 // The stop is answered once no worker is left, with how many were killed.
 void answer_stop_if_done(pool_ptr self, uint32_t killed = 0) {
@@ -290,6 +309,8 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
   st.options = std::move(options);
   st.basp = self->system().middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
   st.slots.resize(std::max<uint32_t>(1, st.options.count));
+  if (!st.options.registry_dir.empty())
+    kill_orphans(st.options);
   self->set_down_handler([=](caf::down_msg& dm) {
     if (lease_holder_down(self, dm))
       return;

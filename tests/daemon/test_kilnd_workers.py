@@ -360,8 +360,9 @@ def test_a_stopped_worker_is_noticed_within_two_seconds(kilnd, both):
 
 def test_a_worker_stopped_as_kilnd_stops_ends_with_it(both):
     """SIGSTOP to an idle worker, then SIGTERM to kilnd before it can notice:
-    kilnd resumes the worker as it cuts the links, so the worker ends too
-    (before, it stayed stopped for good, an orphan)."""
+    kilnd resumes the worker as it cuts the links, so the worker ends
+    cleanly before kilnd does (not killed at the deadline, nor by the
+    kernel's SIGHUP to a stopped process group orphaned by kilnd's exit)."""
     d = start(both)
     started = lambda: len(d.workers()) == 2 and all(threads(w) > 1 for w in d.workers())
     assert wait_until(started), d.output()
@@ -481,6 +482,43 @@ def test_kilnd_killed_leaves_no_worker_and_no_build(both):
     tmp = both.env["TMPDIR"]
     left = wait_until(lambda: not [n for n in os.listdir(tmp) if n.startswith("kiln-builds-")], 5)
     assert left, f"build directories left in {tmp}: {os.listdir(tmp)}"
+
+
+def test_a_worker_left_wedged_by_a_killed_kilnd_is_killed_by_the_next(both):
+    """kilnd SIGKILLed while a worker ignores the end of its link (the
+    hostile worker told to linger, as a wedged worker would): it stays;
+    the next kilnd on the store finds it in nix/var/kiln/workers, kills it
+    and says so, records only its own workers, and none once stopped. (A
+    worker merely stopped at kilnd's death needs none of this: the kernel
+    sends SIGHUP and SIGCONT to a stopped process group it orphans.)"""
+    report, plant = f"{both.dir}/wedged-report", f"{both.dir}/wedged-planted"
+    program = os.path.join(os.path.dirname(both.kiln), "kiln-test-hostile-worker")
+    d = start(both, "--option", "workers", "1",
+              env={"KILN_WORKER_PROGRAM": program, "KILN_HOSTILE_REPORT": report, "KILN_HOSTILE_PLANT": plant,
+                   "KILN_HOSTILE_LINGER": "1"})
+    assert wait_until(lambda: os.path.exists(report) and "done" in open(report).read()), d.output()
+    (wedged,) = children_named(d.proc.pid, "kiln-test-hosti")
+    registry = f"{both.dir}/kiln/nix/var/kiln/workers"
+    assert os.listdir(registry) == [str(wedged)]
+    d.proc.kill()
+    d.proc.wait()
+    time.sleep(1)
+    assert not all_gone([wedged]), "the wedged worker ended with kilnd: nothing left to test"
+    again = start(both)
+    try:
+        assert f"killed worker process {wedged}, left behind by a kilnd that is gone" in \
+            again.wait_for(f"killed worker process {wedged}"), again.output()
+        assert all_gone([wedged]), "the wedged worker is still there"
+        assert wait_until(lambda: len(again.workers()) == 2)
+        assert wait_until(lambda: sorted(os.listdir(registry)) == sorted(str(p) for p in again.workers())), \
+            (os.listdir(registry), again.workers())
+        drv = both.drv("after-wedged", "echo ok > $out")
+        c = again.client()
+        c.set_options()
+        assert build(c, drv)[0] is None, again.output()
+    finally:
+        assert again.stop() == 0, again.output()
+    assert wait_until(lambda: not os.listdir(registry), 5), os.listdir(registry)
 
 
 def started_seconds_ago(pid):
