@@ -1,5 +1,6 @@
 // kiln-test-hostile-worker: a kiln-worker gone bad, for
-// test_kilnd_workers.py (kilnd starts it through KILN_WORKER_PROGRAM). It
+// test_kilnd_workers.py and test_kilnd_worker_faults.py (kilnd starts it
+// through KILN_WORKER_PROGRAM). It
 // links to kilnd as a worker does, and once kilnd hands it its front, it
 // tries what a compromised worker could with it: open a log file of its
 // choosing for a build nobody leased to it, write to and close such a log,

@@ -12,15 +12,12 @@ import time
 
 import pytest
 
-from kiln_testing import DaemonClient, Kilnd, build, build_started, explain, processes
+from kiln_testing import DaemonClient, Kilnd, build, build_started, explain, processes, serving
 
 
 @pytest.fixture
 def kilnd(both):
-    d = Kilnd(both, "--option", "build-users-group", "")
-    yield d
-    assert d.proc.poll() is None, "kilnd died\n" + d.output()
-    assert d.stop() == 0, d.output()
+    yield from serving(Kilnd(both, "--option", "build-users-group", ""))
 
 
 def closes(sock, timeout=10):

@@ -575,3 +575,73 @@ class Kilnd:
         status = self.proc.wait(timeout=30)
         self.log.close()
         return status
+
+def serving(daemon):
+    """For a fixture: yields the kilnd `daemon`, then asserts it stayed up
+    and stops cleanly."""
+    yield daemon
+    assert daemon.proc.poll() is None, "kilnd died\n" + daemon.output()
+    assert daemon.stop() == 0, daemon.output()
+
+
+def kilnd_with_workers(both, *options, env=None):
+    """kilnd building in 2 kiln-worker processes (unless `options` say otherwise)."""
+    return Kilnd(both, "--option", "build-users-group", "", "--option", "workers", "2", *options, env=env)
+
+
+def kilnd_with_hostile_worker(both, name, linger=False):
+    """kilnd whose one worker is kiln-test-hostile-worker (tests/daemon/
+    hostile_worker.cpp), once its tries at its front are over: (kilnd, the
+    file the worker reported its tries in, the file it tried to have kilnd
+    write, its pid). `linger`: it stays when its link ends, as a wedged
+    worker would."""
+    report, plant = f"{both.dir}/{name}-report", f"{both.dir}/{name}-planted"
+    env = {"KILN_WORKER_PROGRAM": os.path.join(os.path.dirname(both.kiln), "kiln-test-hostile-worker"),
+           "KILN_HOSTILE_REPORT": report, "KILN_HOSTILE_PLANT": plant}
+    if linger:
+        env["KILN_HOSTILE_LINGER"] = "1"
+    d = kilnd_with_workers(both, "--option", "workers", "1", env=env)
+    assert wait_until(lambda: os.path.exists(report) and "done" in open(report).read()), d.output()
+    (pid,) = children_named(d.proc.pid, "kiln-test-hosti")  # the command name, cut to 15 characters
+    return d, report, plant, pid
+
+
+def build_in_background(c, drv, *argv):
+    """Builds DRV through client `c` on a thread; once `argv` runs (the
+    builder), returns the thread, where its (error, messages) will be, and
+    the builder's pid."""
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=build(c, drv)))
+    t.start()
+    sleeper = wait_until(lambda: processes(*argv))
+    assert sleeper, f"the build of {drv} never started"
+    return t, result, sleeper[0]
+
+
+def worker_of(kilnd, pid):
+    """The kiln-worker process `pid` descends from (None if none)."""
+    workers = set(kilnd.workers())
+    while pid and pid > 1:
+        if pid in workers:
+            return pid
+        pid = parent_of(pid)
+    return None
+
+
+def all_gone(pids):
+    """Whether every one of `pids` has ended (a zombie counts: init reaps late here)."""
+    def gone(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+    return all(gone(p) for p in pids)
+
+
+def threads(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+    except OSError:
+        return 0
