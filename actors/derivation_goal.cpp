@@ -349,7 +349,7 @@ caf::behavior derivation_goal(goal_ptr self, scheduler_actor scheduler, store_ac
         auto& state = self->state;
         state.cancelled = true;
         if (state.builder) {
-          self->send(state.builder, cancel_atom::value, state.round_id);
+          cancel_builder(self);
         } else if (state.leasing) {
           ++state.attempt; // the builder still to come is sent away
           if (!state.describing) // else done once described

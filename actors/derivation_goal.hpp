@@ -82,6 +82,9 @@ void worker_lost(goal_ptr self, const std::string& why);
 // The builder it holds is of no more use to it: back to the pool (to serve
 // another round if `reusable`), or, in this process, let go.
 void give_back(goal_ptr self, bool reusable);
+// Tells the round's builder to stop it (through its worker's front, if on
+// a worker).
+void cancel_builder(goal_ptr self);
 void done(goal_ptr self, build_result r);
 
 // A goal's end without a build of its own (a failure, or outputs already there).

@@ -36,6 +36,17 @@ std::chrono::seconds run_bound(const build_options& o) {
   return o.timeout ? seconds(o.timeout) + hours(1) : duration_cast<seconds>(hours(24 * 30));
 }
 
+// A request to the round's builder: on a worker, through the worker's
+// front (worker_front_actor says why), else straight to it.
+template <class OnAnswer, class OnError, class Atom, class... Ts>
+void ask_builder(goal_ptr self, caf::timespan bound, OnAnswer on_answer, OnError on_error, Atom atom, Ts... xs) {
+  auto& st = self->state;
+  if (st.front)
+    self->request(st.front, bound, atom, st.builder, xs..., bound).then(std::move(on_answer), std::move(on_error));
+  else
+    self->request(st.builder, bound, atom, xs...).then(std::move(on_answer), std::move(on_error));
+}
+
 void apply_round(goal_ptr self);
 void finish_round(goal_ptr self, build_report report);
 void release_round(goal_ptr self, build_result r, bool keep);
@@ -124,29 +135,30 @@ void apply_round(goal_ptr self) {
   // no file); closed once the builder reported.
   self->send(st.logger, log_open_atom::value, drv_path(self), st.current.log_path,
              st.current.options.compress_build_log);
-  self->request(st.builder, run_bound(st.options), run_atom::value, st.round_id, st.current)
-      .then(
-          [=](build_report& report) {
-            auto& state = self->state;
-            if (attempt != state.attempt)
-              return;
-            state.reported = true;
-            close_log(self);
-            if (report.released) // the builder holds nothing more: no loss now
-              give_back(self, true);
-            finish_round(self, std::move(report));
-          },
-          [=](caf::error& e) {
-            auto& state = self->state;
-            if (attempt != state.attempt)
-              return;
-            if (e == caf::sec::request_timeout)
-              self->send(state.builder, cancel_atom::value, state.round_id);
-            // No report: what the builder does now is not known, so it
-            // serves no other round once this one is released.
-            state.builder_spoiled = true;
-            release_round(self, ended(build_status::misc_failure, error_text(e)), false);
-          });
+  ask_builder(
+      self, run_bound(st.options),
+      [=](build_report& report) {
+        auto& state = self->state;
+        if (attempt != state.attempt)
+          return;
+        state.reported = true;
+        close_log(self);
+        if (report.released) // the builder holds nothing more: no loss now
+          give_back(self, true);
+        finish_round(self, std::move(report));
+      },
+      [=](caf::error& e) {
+        auto& state = self->state;
+        if (attempt != state.attempt)
+          return;
+        if (e == caf::sec::request_timeout)
+          cancel_builder(self);
+        // No report: what the builder does now is not known, so it
+        // serves no other round once this one is released.
+        state.builder_spoiled = true;
+        release_round(self, ended(build_status::misc_failure, error_text(e)), false);
+      },
+      run_atom::value, st.round_id, st.current);
 }
 
 // Judged (and in the last round registered) by the store actor; then the
@@ -168,23 +180,24 @@ void release_round(goal_ptr self, build_result r, bool keep) {
   if (!st.builder)
     return round_released(self, "");
   uint64_t attempt = ++st.attempt;
-  self->request(st.builder, builder_release_timeout, release_atom::value, st.round_id, keep)
-      .then(
-          [=](const std::string& note) {
-            if (attempt != self->state.attempt)
-              return;
-            give_back(self, true);
-            round_released(self, note);
-          },
-          [=](caf::error& e) {
-            auto& state = self->state;
-            if (attempt != state.attempt)
-              return;
-            give_back(self, false);
-            if (is_success(state.releasing->status))
-              state.releasing = ended(build_status::misc_failure, error_text(e));
-            round_released(self, "");
-          });
+  ask_builder(
+      self, builder_release_timeout,
+      [=](const std::string& note) {
+        if (attempt != self->state.attempt)
+          return;
+        give_back(self, true);
+        round_released(self, note);
+      },
+      [=](caf::error& e) {
+        auto& state = self->state;
+        if (attempt != state.attempt)
+          return;
+        give_back(self, false);
+        if (is_success(state.releasing->status))
+          state.releasing = ended(build_status::misc_failure, error_text(e));
+        round_released(self, "");
+      },
+      release_atom::value, st.round_id, keep);
 }
 
 // The builder has reported, so every line it sent went ahead of the
@@ -245,6 +258,14 @@ void give_back(goal_ptr self, bool reusable) {
   st.builder = nullptr;
   st.applied = false;
   st.builder_spoiled = false;
+}
+
+void cancel_builder(goal_ptr self) {
+  auto& st = self->state;
+  if (st.front)
+    self->send(st.front, cancel_atom::value, st.builder, st.round_id);
+  else
+    self->send(st.builder, cancel_atom::value, st.round_id);
 }
 
 // The worker running the round is gone (its builder went down, or no

@@ -22,6 +22,25 @@ void lease_table::drop(const std::string& drv, uint64_t lease) {
 
 namespace {
 
+// Sent by one of kilnd's own actors, not by a worker.
+bool from_kilnd(worker_front_actor::pointer self) {
+  auto sender = self->current_sender();
+  return sender && sender->node() == self->node();
+}
+
+// The builder's answer to a goal's request, passed back to the goal.
+template <class T, class Atom, class... Ts>
+caf::result<T> pass_on(worker_front_actor::pointer self, const builder_actor& builder, caf::timespan bound, Atom atom,
+                       Ts&&... xs) {
+  if (!from_kilnd(self) || !builder)
+    return caf::make_error(caf::sec::unexpected_message);
+  auto rp = self->make_response_promise<T>();
+  self->request(builder, bound, atom, std::forward<Ts>(xs)...)
+      .then([rp](T& answer) mutable { rp.deliver(std::move(answer)); },
+            [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+  return rp;
+}
+
 worker_front_actor::behavior_type worker_front(worker_front_actor::pointer self, std::shared_ptr<lease_table> leases,
                                          caf::actor pool) {
   self->monitor(pool);
@@ -46,9 +65,18 @@ worker_front_actor::behavior_type worker_front(worker_front_actor::pointer self,
       // Sent by the pool once it saw the round's builder end, so it comes
       // after everything that builder sent. Not from the worker.
       [=](forget_atom, const std::string& drv, uint64_t lease) {
-        auto sender = self->current_sender();
-        if (sender && sender->node() == self->node())
+        if (from_kilnd(self))
           leases->drop(drv, lease);
+      },
+      [=](run_atom, const builder_actor& b, uint64_t round, build_request& r, caf::timespan bound) {
+        return pass_on<build_report>(self, b, bound, run_atom::value, round, std::move(r));
+      },
+      [=](release_atom, const builder_actor& b, uint64_t round, bool keep, caf::timespan bound) {
+        return pass_on<std::string>(self, b, bound, release_atom::value, round, keep);
+      },
+      [=](cancel_atom, const builder_actor& b, uint64_t round) {
+        if (from_kilnd(self) && b)
+          self->send(b, cancel_atom::value, round);
       },
   };
 }

@@ -189,8 +189,18 @@ using worker_actor = caf::typed_actor<caf::replies_to<hello_atom, logger_actor>:
 // nothing more of it passes; after whatever it sent before it ended).
 using flushed_atom = caf::atom_constant<caf::atom("flushed")>;
 using forget_atom = caf::atom_constant<caf::atom("forget")>;
-using worker_front_actor = logger_actor::extend<caf::replies_to<flushed_atom>::with<bool>,
-                                                caf::reacts_to<forget_atom, std::string /*drv*/, uint64_t /*lease*/>>;
+//
+// A goal's requests to its builder on the worker go through the front too
+// (`run`, `release`, `cancel`, with the builder and the bound the front
+// waits for it): the worker then sees the front as their sender, not each
+// goal, so it makes no proxy of every goal (one monitor and one down
+// message fewer on the link per goal), and the report comes back behind
+// every line the builder sent before it. Only from kilnd's own actors.
+using worker_front_actor = logger_actor::extend<
+    caf::replies_to<flushed_atom>::with<bool>, caf::reacts_to<forget_atom, std::string /*drv*/, uint64_t /*lease*/>,
+    caf::replies_to<run_atom, builder_actor, uint64_t /*round*/, build_request, caf::timespan>::with<build_report>,
+    caf::replies_to<release_atom, builder_actor, uint64_t /*round*/, bool /*keep*/, caf::timespan>::with<std::string>,
+    caf::reacts_to<cancel_atom, builder_actor, uint64_t /*round*/>>;
 
 // kilnd's worker processes: a builder for one round of `drv` on a live
 // worker, with fewest rounds, that worker's front, and the lease's number

@@ -194,7 +194,7 @@ logger_actor::behavior_type quiet_logger(std::shared_ptr<plan_state> ps) {
 }
 
 // The front of the worker the fake pool's builders are on.
-worker_front_actor::behavior_type fake_front(std::shared_ptr<plan_state> ps) {
+worker_front_actor::behavior_type fake_front(worker_front_actor::pointer self, std::shared_ptr<plan_state> ps) {
   return {
       [](log_open_atom, const std::string&, const std::string&, const std::string&) {},
       [](log_atom, const std::string&, const std::string& bytes) { return uint64_t(bytes.size()); },
@@ -204,6 +204,15 @@ worker_front_actor::behavior_type fake_front(std::shared_ptr<plan_state> ps) {
         return true;
       },
       [](forget_atom, const std::string&, uint64_t) {},
+      // Passed on as the real front does (with itself as the sender, which
+      // this test cannot tell from the goal's).
+      [=](run_atom, const builder_actor& b, uint64_t round, build_request& r, caf::timespan) {
+        return self->delegate(b, run_atom::value, round, std::move(r));
+      },
+      [=](release_atom, const builder_actor& b, uint64_t round, bool keep, caf::timespan) {
+        return self->delegate(b, release_atom::value, round, keep);
+      },
+      [=](cancel_atom, const builder_actor& b, uint64_t round) { self->send(b, cancel_atom::value, round); },
   };
 }
 

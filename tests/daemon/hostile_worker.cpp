@@ -4,7 +4,8 @@
 // links to kilnd as a worker does, and once kilnd hands it its front, it
 // tries what a compromised worker could with it: open a log file of its
 // choosing for a build nobody leased to it, write to and close such a log,
-// and send the front messages outside its interface. It writes what each
+// have the front pass a request on to a builder as kilnd's goals do, and
+// send the front messages outside its interface. It writes what each
 // try got to $KILN_HOSTILE_REPORT, one line each, then serves builds as a
 // worker does (so the test can see that kilnd still uses it). With
 // KILN_HOSTILE_LINGER set it stays when its link ends, as a wedged worker
@@ -38,7 +39,8 @@ struct hostile_config : caf::actor_system_config {
 };
 
 // Each try's answer, as one line: "NAME: refused (why)" or "NAME: accepted".
-void attack(caf::actor_system& sys, logger_actor front, const std::string& plant, std::ofstream& report) {
+void attack(caf::actor_system& sys, logger_actor front, std::shared_ptr<build_host> host, const std::string& plant,
+            std::ofstream& report) {
   caf::scoped_actor self{sys};
   auto accepted = [&](const std::string& name) { report << name << ": accepted" << std::endl; };
   auto refused = [&](const std::string& name, const caf::error& e) {
@@ -49,6 +51,14 @@ void attack(caf::actor_system& sys, logger_actor front, const std::string& plant
       .receive([&](uint64_t) { accepted("log"); }, [&](caf::error& e) { refused("log", e); });
   self->request(front, answer_within, log_close_atom::value, not_leased)
       .receive([&](bool) { accepted("close"); }, [&](caf::error& e) { refused("close", e); });
+  // Its interface for kilnd's goals: run a request of the worker's choosing
+  // on a builder of its choosing (one of its own).
+  auto front_of_kilnd = caf::actor_cast<worker_front_actor>(front);
+  auto mine = spawn_builder(sys, front, host, true);
+  self->request(front_of_kilnd, answer_within, run_atom::value, mine, uint64_t(1), build_request{},
+                caf::timespan{answer_within})
+      .receive([&](build_report&) { accepted("run"); }, [&](caf::error& e) { refused("run", e); });
+  caf::anon_send_exit(mine, caf::exit_reason::user_shutdown);
   // Outside the interface: the front is a typed actor; this is a request
   // of the dynamically typed kind, with a message it has no handler for.
   self->request(caf::actor_cast<caf::actor>(front), answer_within, std::string("rm -rf /"), uint64_t(42))
@@ -74,9 +84,9 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
             ::_exit(0);
         });
         // The attack runs on a thread of its own: it waits for answers.
-        std::thread([&sys = self->system(), k, plant, report_file] {
+        std::thread([&sys = self->system(), k, host, plant, report_file] {
           std::ofstream report(report_file);
-          attack(sys, k, plant, report);
+          attack(sys, k, host, plant, report);
           report << "done" << std::endl;
         }).detach();
         return static_cast<int32_t>(::getpid());

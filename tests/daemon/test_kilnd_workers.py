@@ -229,15 +229,17 @@ def test_workers_keep_only_the_capabilities_builds_need(kilnd, both):
 def test_a_hostile_worker_gets_nothing_through_its_front(both):
     """A kiln-worker gone bad (hostile_worker.cpp) tries its front in kilnd:
     a log file of its choosing for a build nobody leased to it, writing to
-    and closing such a log, a message outside the front's interface. Each
+    and closing such a log, a request passed on to a builder as kilnd's
+    goals have it done, a message outside the front's interface. Each
     is refused, nothing is written, the front still answers, and kilnd
     stays up and still builds on that worker; it ends with kilnd."""
     d, report, plant, hostile = kilnd_with_hostile_worker(both, "hostile")
     try:
         with open(report) as f:
             answers = dict(line.split(": ", 1) for line in f.read().splitlines() if ": " in line)
-        for attempt in ("log", "close", "unexpected", "close again"):
+        for attempt in ("log", "close", "run", "unexpected", "close again"):
             assert answers[attempt].startswith("refused"), answers
+        assert "unexpected_message" in answers["run"], answers  # not passed on to its builder
         assert "unexpected_message" in answers["close again"], answers  # refused as before, not gone
         assert not os.path.exists(plant), "the worker had kilnd open a file of its choosing"
         assert d.proc.poll() is None, d.output()
