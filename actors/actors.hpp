@@ -84,6 +84,15 @@ constexpr auto store_query_timeout = std::chrono::minutes(60);
 // Waits whose length is other builds' (an input's goal, a build slot, a
 // run's answer): a year.
 constexpr auto build_wait_timeout = std::chrono::minutes(365 * 24 * 60);
+// Whether the message being handled came from an actor of this process. Any
+// worker can address every kilnd actor whose handle a worker was ever sent
+// (CAF's BASP; ../shared/spec/caf-0.17-worker-links.md), so those take
+// their requests only from here. (An anonymous message may be a worker's.)
+template <class Self>
+bool sent_from_here(Self* self) {
+  auto sender = self->current_sender();
+  return sender && sender->node() == self->node();
+}
 // One substituter (detached) on the store at `layout`, rooting in `roots`;
 // what the pool spawns here or a kiln-worker for kilnd. Throws for bad
 // trusted-public-keys. Once `cancelled` is set, its downloads stop.

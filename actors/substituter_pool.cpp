@@ -268,9 +268,10 @@ substituter_actor::behavior_type substituter_pool(pool_ptr self, store_layout la
     // their workers stop their downloads (a lookup stuck in a silent cache
     // would hold its thread and connection until stalled-download-timeout).
     auto remote = std::make_shared<std::vector<caf::actor>>();
-    self->attach_functor([remote, workers](const caf::error&) {
+    self->attach_functor([remote, workers, &sys = self->home_system()](const caf::error&) {
+      caf::scoped_actor canceller{sys}; // the worker pool takes this only from here
       for (auto& w : *remote) {
-        caf::anon_send(workers, cancel_atom::value, caf::actor_cast<one_substituter_actor>(w));
+        canceller->send(workers, cancel_atom::value, caf::actor_cast<one_substituter_actor>(w));
         caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
       }
     });

@@ -1,5 +1,7 @@
 #include "actors/worker_front.hpp"
 
+#include "actors/actors.hpp"
+
 
 namespace kiln {
 
@@ -22,17 +24,11 @@ void lease_table::drop(const std::string& drv, uint64_t lease) {
 
 namespace {
 
-// Sent by one of kilnd's own actors, not by a worker.
-bool from_kilnd(worker_front_actor::pointer self) {
-  auto sender = self->current_sender();
-  return sender && sender->node() == self->node();
-}
-
 // The builder's answer to a goal's request, passed back to the goal.
 template <class T, class Atom, class... Ts>
 caf::result<T> pass_on(worker_front_actor::pointer self, const builder_actor& builder, caf::timespan bound, Atom atom,
                        Ts&&... xs) {
-  if (!from_kilnd(self) || !builder)
+  if (!sent_from_here(self) || !builder)
     return caf::make_error(caf::sec::unexpected_message);
   auto rp = self->make_response_promise<T>();
   self->request(builder, bound, atom, std::forward<Ts>(xs)...)
@@ -41,21 +37,27 @@ caf::result<T> pass_on(worker_front_actor::pointer self, const builder_actor& bu
   return rp;
 }
 
+// Sent by the front's own worker.
+bool from_its_worker(worker_front_actor::pointer self, const caf::node_id& worker) {
+  auto sender = self->current_sender();
+  return sender && sender->node() == worker;
+}
+
 worker_front_actor::behavior_type worker_front(worker_front_actor::pointer self, std::shared_ptr<lease_table> leases,
-                                         caf::actor pool) {
+                                               caf::actor pool, caf::node_id worker) {
   self->monitor(pool);
   self->set_down_handler([=](caf::down_msg&) { self->quit(); });
   return {
       // kilnd's goal opens a round's log before the round: a worker names no file.
       [=](log_open_atom, const std::string&, const std::string&, const std::string&) {},
       [=](log_atom, const std::string& drv, const std::string& bytes) -> caf::result<uint64_t> {
-        auto l = leases->find(drv);
+        auto l = from_its_worker(self, worker) ? leases->find(drv) : std::nullopt;
         if (!l)
           return caf::make_error(caf::sec::unexpected_message);
         return self->delegate(l->logger, log_atom::value, drv, bytes);
       },
       [=](log_close_atom, const std::string& drv) -> caf::result<bool> {
-        auto l = leases->find(drv);
+        auto l = from_its_worker(self, worker) ? leases->find(drv) : std::nullopt;
         if (!l)
           return caf::make_error(caf::sec::unexpected_message);
         return self->delegate(l->logger, log_close_atom::value, drv);
@@ -65,7 +67,7 @@ worker_front_actor::behavior_type worker_front(worker_front_actor::pointer self,
       // Sent by the pool once it saw the round's builder end, so it comes
       // after everything that builder sent. Not from the worker.
       [=](forget_atom, const std::string& drv, uint64_t lease) {
-        if (from_kilnd(self))
+        if (sent_from_here(self))
           leases->drop(drv, lease);
       },
       [=](run_atom, const builder_actor& b, uint64_t round, build_request& r, caf::timespan bound) {
@@ -75,7 +77,7 @@ worker_front_actor::behavior_type worker_front(worker_front_actor::pointer self,
         return pass_on<std::string>(self, b, bound, release_atom::value, round, keep);
       },
       [=](cancel_atom, const builder_actor& b, uint64_t round) {
-        if (from_kilnd(self) && b)
+        if (sent_from_here(self) && b)
           self->send(b, cancel_atom::value, round);
       },
   };
@@ -83,8 +85,9 @@ worker_front_actor::behavior_type worker_front(worker_front_actor::pointer self,
 
 } // namespace
 
-worker_front_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<lease_table> leases, caf::actor pool) {
-  return parent->spawn(worker_front, std::move(leases), std::move(pool));
+worker_front_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<lease_table> leases, caf::actor pool,
+                                      caf::node_id worker) {
+  return parent->spawn(worker_front, std::move(leases), std::move(pool), std::move(worker));
 }
 
 } // namespace kiln

@@ -31,6 +31,10 @@ struct lease_table {
 };
 
 // The front, checking every message against `leases`; it ends with `pool`.
-worker_front_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<lease_table> leases, caf::actor pool);
+// Lines are taken only from `worker` (the node of its worker process):
+// every worker can address the actors whose handles any worker was given,
+// so another worker's front is within its reach too.
+worker_front_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<lease_table> leases, caf::actor pool,
+                                      caf::node_id worker);
 
 } // namespace kiln

@@ -187,7 +187,8 @@ void start_worker(pool_ptr self, std::size_t i) {
     registry.add(pid);
   // Reaped on a thread of its own (waitpid blocks); a killed worker's
   // substituters leave their temp-roots files behind: removed here.
-  std::thread([pid, pool = worker_pool_actor(self), temproots = st.options.temproots_dir, registry] {
+  std::thread([pid, pool = worker_pool_actor(self), &sys = self->system(), temproots = st.options.temproots_dir,
+               registry] {
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -199,7 +200,8 @@ void start_worker(pool_ptr self, std::size_t i) {
         say(std::string("removing a lost worker's temp roots: ") + e.what());
       }
     }
-    caf::anon_send(pool, reaped_atom::value, static_cast<int32_t>(pid), static_cast<int32_t>(status));
+    caf::scoped_actor reaper{sys}; // the pool takes this only from here
+    reaper->send(pool, reaped_atom::value, static_cast<int32_t>(pid), static_cast<int32_t>(status));
   }).detach();
   auto& mm = self->system().middleman();
   self->request(st.basp, handshake_timeout, caf::connect_atom::value, mm.backend().new_scribe(sv[0]), link_port)
@@ -211,7 +213,7 @@ void start_worker(pool_ptr self, std::size_t i) {
             if (!p || !self->system().assignable<worker_actor>(sigs))
               return abandon(self, i, pid, "it answered the handshake with another interface");
             slot.handle = caf::actor_cast<worker_actor>(p);
-            slot.front = spawn_worker_front(self, slot.leases, caf::actor_cast<caf::actor>(self));
+            slot.front = spawn_worker_front(self, slot.leases, caf::actor_cast<caf::actor>(self), p->node());
             self->monitor(slot.handle);
             self->request(slot.handle, handshake_timeout, hello_atom::value, caf::actor_cast<logger_actor>(slot.front))
                 .then(
@@ -325,7 +327,9 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
     start_worker(self, i);
   return {
       [=](lease_atom, std::string& drv, logger_actor& logger)
-          -> caf::typed_response_promise<builder_actor, worker_front_actor, uint64_t> {
+          -> caf::result<builder_actor, worker_front_actor, uint64_t> {
+        if (!sent_from_here(self))
+          return caf::make_error(caf::sec::unexpected_message);
         auto rp = self->make_response_promise<builder_actor, worker_front_actor, uint64_t>();
         auto goal = caf::actor_cast<caf::actor>(self->current_sender());
         if (goal)
@@ -333,25 +337,41 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
         hand_out(self, {rp, std::move(drv), std::move(logger), goal.address()});
         return rp;
       },
-      [=](release_atom, uint64_t lease, bool reusable) { give_back(self, lease, reusable); },
-      [=](lease_atom, std::string& root, build_options& build) -> caf::typed_response_promise<one_substituter_actor> {
+      [=](release_atom, uint64_t lease, bool reusable) {
+        if (sent_from_here(self))
+          give_back(self, lease, reusable);
+      },
+      [=](lease_atom, std::string& root, build_options& build) -> caf::result<one_substituter_actor> {
+        if (!sent_from_here(self))
+          return caf::make_error(caf::sec::unexpected_message);
         auto rp = self->make_response_promise<one_substituter_actor>();
         hand_out_substituter(self, {rp, std::move(root), std::move(build)});
         return rp;
       },
       [=](cancel_atom, const one_substituter_actor& sub) {
         auto& state = self->state;
+        if (!sent_from_here(self))
+          return;
         if (auto it = state.substituters.find(sub.address()); it != state.substituters.end())
           if (auto& w = state.slots[it->second].handle)
             self->send(w, cancel_atom::value, sub);
       },
-      [=](stop_atom) { return stop(self); },
-      [=](deadline_atom) { stop_deadline(self); },
+      [=](stop_atom) -> caf::result<uint32_t> {
+        if (!sent_from_here(self))
+          return caf::make_error(caf::sec::unexpected_message);
+        return stop(self);
+      },
+      [=](deadline_atom) {
+        if (sent_from_here(self))
+          stop_deadline(self);
+      },
       [=](restart_atom, uint32_t i) {
-        if (i < self->state.slots.size() && !self->state.slots[i].given_up && !self->state.stopping)
+        if (sent_from_here(self) && i < self->state.slots.size() && !self->state.slots[i].given_up && !self->state.stopping)
           start_worker(self, i);
       },
       [=](reaped_atom, int32_t pid, int32_t status) {
+        if (!sent_from_here(self))
+          return;
         auto& slots = self->state.slots;
         for (std::size_t i = 0; i < slots.size(); ++i)
           if (slots[i].pid == pid && self->state.stopping) {

@@ -4,8 +4,9 @@
 // links to kilnd as a worker does, and once kilnd hands it its front, it
 // tries what a compromised worker could with it: open a log file of its
 // choosing for a build nobody leased to it, write to and close such a log,
-// have the front pass a request on to a builder as kilnd's goals do, and
-// send the front messages outside its interface. It writes what each
+// have the front pass a request on to a builder as kilnd's goals do, stop
+// kilnd's worker pool and lease a builder of it (its handle comes with the
+// hello), and send the front messages outside its interface. It writes what each
 // try got to $KILN_HOSTILE_REPORT, one line each, then serves builds as a
 // worker does (so the test can see that kilnd still uses it). With
 // KILN_HOSTILE_LINGER set it stays when its link ends, as a wedged worker
@@ -39,8 +40,8 @@ struct hostile_config : caf::actor_system_config {
 };
 
 // Each try's answer, as one line: "NAME: refused (why)" or "NAME: accepted".
-void attack(caf::actor_system& sys, logger_actor front, std::shared_ptr<build_host> host, const std::string& plant,
-            std::ofstream& report) {
+void attack(caf::actor_system& sys, logger_actor front, caf::actor pool, std::shared_ptr<build_host> host,
+            const std::string& plant, std::ofstream& report) {
   caf::scoped_actor self{sys};
   auto accepted = [&](const std::string& name) { report << name << ": accepted" << std::endl; };
   auto refused = [&](const std::string& name, const caf::error& e) {
@@ -59,6 +60,14 @@ void attack(caf::actor_system& sys, logger_actor front, std::shared_ptr<build_ho
                 caf::timespan{answer_within})
       .receive([&](build_report&) { accepted("run"); }, [&](caf::error& e) { refused("run", e); });
   caf::anon_send_exit(mine, caf::exit_reason::user_shutdown);
+  // kilnd's worker pool, whose handle came with its hello: stop every
+  // worker, and lease a builder as a goal would.
+  auto kilnd_pool = caf::actor_cast<worker_pool_actor>(pool);
+  self->request(kilnd_pool, answer_within, stop_atom::value)
+      .receive([&](uint32_t) { accepted("pool stop"); }, [&](caf::error& e) { refused("pool stop", e); });
+  self->request(kilnd_pool, answer_within, lease_atom::value, not_leased, front)
+      .receive([&](builder_actor&, worker_front_actor&, uint64_t) { accepted("pool lease"); },
+               [&](caf::error& e) { refused("pool lease", e); });
   // Outside the interface: the front is a typed actor; this is a request
   // of the dynamically typed kind, with a message it has no handler for.
   self->request(caf::actor_cast<caf::actor>(front), answer_within, std::string("rm -rf /"), uint64_t(42))
@@ -76,6 +85,7 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
   return {
       [=](hello_atom, logger_actor k) -> int32_t {
         *kilnd = k;
+        auto pool = caf::actor_cast<caf::actor>(self->current_sender()); // who says hello
         // Gone with kilnd, as a worker is (its builds with it), unless told
         // to linger (KILN_HOSTILE_LINGER: a worker wedged at kilnd's stop).
         self->monitor(k);
@@ -84,9 +94,9 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
             ::_exit(0);
         });
         // The attack runs on a thread of its own: it waits for answers.
-        std::thread([&sys = self->system(), k, host, plant, report_file] {
+        std::thread([&sys = self->system(), k, pool, host, plant, report_file] {
           std::ofstream report(report_file);
-          attack(sys, k, host, plant, report);
+          attack(sys, k, pool, host, plant, report);
           report << "done" << std::endl;
         }).detach();
         return static_cast<int32_t>(::getpid());

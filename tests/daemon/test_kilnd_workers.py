@@ -230,16 +230,19 @@ def test_a_hostile_worker_gets_nothing_through_its_front(both):
     """A kiln-worker gone bad (hostile_worker.cpp) tries its front in kilnd:
     a log file of its choosing for a build nobody leased to it, writing to
     and closing such a log, a request passed on to a builder as kilnd's
-    goals have it done, a message outside the front's interface. Each
+    goals have it done, stopping kilnd's worker pool and leasing a builder
+    of it (the pool's handle comes with its hello), a message outside the
+    front's interface. Each
     is refused, nothing is written, the front still answers, and kilnd
     stays up and still builds on that worker; it ends with kilnd."""
     d, report, plant, hostile = kilnd_with_hostile_worker(both, "hostile")
     try:
         with open(report) as f:
             answers = dict(line.split(": ", 1) for line in f.read().splitlines() if ": " in line)
-        for attempt in ("log", "close", "run", "unexpected", "close again"):
+        for attempt in ("log", "close", "run", "pool stop", "pool lease", "unexpected", "close again"):
             assert answers[attempt].startswith("refused"), answers
         assert "unexpected_message" in answers["run"], answers  # not passed on to its builder
+        assert "unexpected_message" in answers["pool stop"], answers  # not "no worker took long to stop"
         assert "unexpected_message" in answers["close again"], answers  # refused as before, not gone
         assert not os.path.exists(plant), "the worker had kilnd open a file of its choosing"
         assert d.proc.poll() is None, d.output()
