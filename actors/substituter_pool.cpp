@@ -299,20 +299,27 @@ substituter_actor::behavior_type substituter_pool(pool_ptr self, store_layout la
     dispatch(self);
   });
   return {
-      [=](subst_atom, const std::string& path, uint32_t index,
-          bool repair) -> caf::typed_response_promise<substitute_outcome> {
+      // Its handle reaches the workers whose substituters it asks: it
+      // takes requests only from kilnd's own actors (sent_from_here).
+      [=](subst_atom, const std::string& path, uint32_t index, bool repair) -> caf::result<substitute_outcome> {
+        if (!sent_from_here(self))
+          return caf::make_error(caf::sec::unexpected_message);
         auto rp = self->make_response_promise<substitute_outcome>();
         self->state.waiting.push_back({path, index, repair, false, rp});
         dispatch(self);
         return rp;
       },
-      [=](probe_atom, const std::string& path, uint32_t index) -> caf::typed_response_promise<substitute_outcome> {
+      [=](probe_atom, const std::string& path, uint32_t index) -> caf::result<substitute_outcome> {
+        if (!sent_from_here(self))
+          return caf::make_error(caf::sec::unexpected_message);
         auto rp = self->make_response_promise<substitute_outcome>();
         self->state.waiting.push_back({path, index, false, true, rp});
         dispatch(self);
         return rp;
       },
-      [=](subst_any_atom, const std::string& path, bool repair) -> caf::delegated<substitute_outcome> {
+      [=](subst_any_atom, const std::string& path, bool repair) -> caf::result<substitute_outcome> {
+        if (!sent_from_here(self))
+          return caf::make_error(caf::sec::unexpected_message);
         auto any = spawn_substitute_any(self, caf::actor_cast<one_substituter_actor>(self), substituters);
         return self->delegate(any, subst_any_atom::value, path, repair);
       },

@@ -6,7 +6,8 @@
 // choosing for a build nobody leased to it, write to and close such a log,
 // have the front pass a request on to a builder as kilnd's goals do, stop
 // kilnd's worker pool and lease a builder of it (its handle comes with the
-// hello), and send the front messages outside its interface. It writes what each
+// hello), and send the front messages outside its interface. Its
+// substituters ask back the run's substituter pool that asks them. It writes what each
 // try got to $KILN_HOSTILE_REPORT, one line each, then serves builds as a
 // worker does (so the test can see that kilnd still uses it). With
 // KILN_HOSTILE_LINGER set it stays when its link ends, as a wedged worker
@@ -79,6 +80,28 @@ void attack(caf::actor_system& sys, logger_actor front, caf::actor pool, std::sh
 
 using front_impl = worker_actor;
 
+// A substituter that, asked for a path, turns on the one asking (kilnd's
+// substituter pool for a run): it asks that pool for a path itself, writes
+// what it got to the report ("subst pool: ..."), and answers "absent".
+one_substituter_actor::behavior_type mole(one_substituter_actor::pointer self, std::string report_file) {
+  auto turn = [=](const std::string& path) {
+    auto pool = caf::actor_cast<substituter_actor>(self->current_sender());
+    auto note = [report_file](const std::string& line) {
+      std::ofstream(report_file, std::ios::app) << "subst pool: " << line << std::endl;
+    };
+    self->request(pool, answer_within, probe_atom::value, path, uint32_t(0))
+        .then([note](substitute_outcome&) { note("accepted"); },
+              [note, &sys = self->system()](caf::error& e) { note("refused (" + sys.render(e) + ")"); });
+    substitute_outcome absent;
+    absent.kind = substitute_outcome::absent;
+    return absent;
+  };
+  return {
+      [=](subst_atom, const std::string& path, uint32_t, bool) { return turn(path); },
+      [=](probe_atom, const std::string& path, uint32_t) { return turn(path); },
+  };
+}
+
 front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_host> host, std::string plant,
                                 std::string report_file) {
   auto kilnd = std::make_shared<logger_actor>();
@@ -102,8 +125,8 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
         return static_cast<int32_t>(::getpid());
       },
       [=](spawn_atom) -> builder_actor { return spawn_builder(self->system(), *kilnd, host, true); },
-      [=](spawn_atom, const std::string&, const build_options&) -> caf::result<one_substituter_actor> {
-        return caf::make_error(engine_errc::store_failure, std::string("this worker substitutes nothing"));
+      [=](spawn_atom, const std::string&, const build_options&) -> one_substituter_actor {
+        return self->spawn(mole, report_file);
       },
       [=](cancel_atom, const one_substituter_actor&) {},
   };

@@ -232,10 +232,15 @@ def test_a_hostile_worker_gets_nothing_through_its_front(both):
     and closing such a log, a request passed on to a builder as kilnd's
     goals have it done, stopping kilnd's worker pool and leasing a builder
     of it (the pool's handle comes with its hello), a message outside the
-    front's interface. Each
+    front's interface, and (as a substituter) asking back the run's
+    substituter pool that asked it. Each
     is refused, nothing is written, the front still answers, and kilnd
     stays up and still builds on that worker; it ends with kilnd."""
-    d, report, plant, hostile = kilnd_with_hostile_worker(both, "hostile")
+    cache = f"{both.dir}/empty-cache"
+    os.makedirs(cache)
+    with open(f"{cache}/nix-cache-info", "w") as f:
+        f.write("StoreDir: /nix/store\n")
+    d, report, plant, hostile = kilnd_with_hostile_worker(both, "hostile", "--option", "substituters", f"file://{cache}")
     try:
         with open(report) as f:
             answers = dict(line.split(": ", 1) for line in f.read().splitlines() if ": " in line)
@@ -251,6 +256,11 @@ def test_a_hostile_worker_gets_nothing_through_its_front(both):
         c.set_options()
         assert build(c, drv)[0] is None, d.output()
         assert c.is_valid(both.outputs(drv)["out"])
+        # The build asked the worker's substituter first, which asked back.
+        turned = lambda: "subst pool: " in open(report).read()
+        assert wait_until(turned, 10), open(report).read() + d.output()
+        turned_on = [line for line in open(report).read().splitlines() if line.startswith("subst pool: ")]
+        assert all("refused" in line and "unexpected_message" in line for line in turned_on), turned_on
         assert hostile in children_named(d.proc.pid, "kiln-test-hosti"), d.output()
     finally:
         assert d.stop() == 0, d.output()

@@ -589,18 +589,18 @@ def kilnd_with_workers(both, *options, env=None):
     return Kilnd(both, "--option", "build-users-group", "", "--option", "workers", "2", *options, env=env)
 
 
-def kilnd_with_hostile_worker(both, name, linger=False):
+def kilnd_with_hostile_worker(both, name, *options, linger=False):
     """kilnd whose one worker is kiln-test-hostile-worker (tests/daemon/
     hostile_worker.cpp), once its tries at its front are over: (kilnd, the
     file the worker reported its tries in, the file it tried to have kilnd
-    write, its pid). `linger`: it stays when its link ends, as a wedged
-    worker would."""
+    write, its pid). `options` go to kilnd. `linger`: it stays when its
+    link ends, as a wedged worker would."""
     report, plant = f"{both.dir}/{name}-report", f"{both.dir}/{name}-planted"
     env = {"KILN_WORKER_PROGRAM": os.path.join(os.path.dirname(both.kiln), "kiln-test-hostile-worker"),
            "KILN_HOSTILE_REPORT": report, "KILN_HOSTILE_PLANT": plant}
     if linger:
         env["KILN_HOSTILE_LINGER"] = "1"
-    d = kilnd_with_workers(both, "--option", "workers", "1", env=env)
+    d = kilnd_with_workers(both, "--option", "workers", "1", *options, env=env)
     assert wait_until(lambda: os.path.exists(report) and "done" in open(report).read()), d.output()
     (pid,) = children_named(d.proc.pid, "kiln-test-hosti")  # the command name, cut to 15 characters
     return d, report, plant, pid
