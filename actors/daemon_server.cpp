@@ -224,8 +224,10 @@ int run_server(const server_options& options) {
   sys.spawn(listener, listening.release(), sigfd.get(), &options, &core.ctx, supervisor);
   bool clean = false;
   self->receive([&](const caf::down_msg& dm) { clean = !dm.reason || dm.reason == caf::exit_reason::normal; });
-  // The workers end before kilnd (the end of kilnd's links would end them,
-  // but not one that is stopped or wedged).
+  // The workers end before kilnd, cleanly: the end of kilnd's links would
+  // end them too, but not one that is wedged, and one that is stopped only
+  // by the kernel's SIGHUP to its orphaned group, with its build
+  // directories left behind.
   core.engine->stop_workers();
   // Sessions still running at the deadline hold references into this
   // frame: leave without unwinding it.

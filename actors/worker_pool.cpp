@@ -183,8 +183,7 @@ void start_worker(pool_ptr self, std::size_t i) {
   }
   s.pid = pid;
   worker_registry registry(st.options.registry_dir);
-  if (!st.options.registry_dir.empty())
-    registry.add(pid);
+  registry.add(pid);
   // Reaped on a thread of its own (waitpid blocks); a killed worker's
   // substituters leave their temp-roots files behind: removed here.
   std::thread([pid, pool = worker_pool_actor(self), &sys = self->system(), temproots = st.options.temproots_dir,
@@ -311,8 +310,7 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
   st.options = std::move(options);
   st.basp = self->system().middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
   st.slots.resize(std::max<uint32_t>(1, st.options.count));
-  if (!st.options.registry_dir.empty())
-    kill_orphans(st.options);
+  kill_orphans(st.options);
   self->set_down_handler([=](caf::down_msg& dm) {
     if (lease_holder_down(self, dm))
       return;

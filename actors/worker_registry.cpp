@@ -53,6 +53,8 @@ uint64_t process_start_time(pid_t pid) {
 }
 
 void worker_registry::add(pid_t worker) const {
+  if (dir_.empty())
+    return;
   std::string file = dir_ + "/" + std::to_string(worker);
   std::string line = std::to_string(process_start_time(worker)) + " " + std::to_string(::getpid()) + " " +
                      std::to_string(process_start_time(::getpid())) + "\n";
@@ -67,6 +69,8 @@ void worker_registry::add(pid_t worker) const {
 }
 
 void worker_registry::remove(pid_t worker) const {
+  if (dir_.empty())
+    return;
   std::string file = dir_ + "/" + std::to_string(worker);
   if (::unlink(file.c_str()) != 0 && errno != ENOENT)
     say("warning: could not remove '" + file + "': " + std::strerror(errno));
@@ -74,6 +78,8 @@ void worker_registry::remove(pid_t worker) const {
 
 std::vector<pid_t> worker_registry::kill_orphans() const {
   std::vector<pid_t> killed;
+  if (dir_.empty())
+    return killed;
   unique_fd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dir)
     return killed; // none recorded yet

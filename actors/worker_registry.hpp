@@ -18,6 +18,7 @@ namespace kiln {
 
 class worker_registry {
 public:
+  // "" = no record kept: every call does nothing.
   explicit worker_registry(std::string dir) : dir_(std::move(dir)) {}
   // Best effort: a record that cannot be written or removed is said on
   // stderr (a later sweep misses that worker, or drops the record itself).
