@@ -49,7 +49,9 @@ listens). A worker that dies, or stops answering for 1.5 s, is killed and
 started again after a backoff (100 ms, doubling up to 30 s); its builds are
 tried again on another worker up to max-build-retries times (default 2),
 as the cause was not the build. A worker that fails 5 starts in a row is
-not started again, and kilnd says so on stderr.
+not started again, and kilnd says so on stderr. Workers are recorded in
+<state>/../kiln/workers: one that a killed kilnd left behind, wedged, is
+killed when kilnd next starts.
 
 Detached builds (`kiln build --detach`) are kept in a durable queue,
 <state>/../kiln/queue.sqlite (nix/var/kiln): they run with kilnd's own
@@ -71,7 +73,8 @@ The store, its database and logs stay where they are: kilnd uses Nix's.
 SIGTERM or SIGINT stop it: no new connections; builds under way finish and
 their clients get their results, for up to shutdown-timeout seconds (default
 60), then every client is hung up on and what still builds is cancelled
-(shutdown-cancels-builds = true: at once). SIGHUP reloads the configuration.
+(shutdown-cancels-builds = true: at once); then the workers end (one that has
+not within 5 s is killed, with its builds). SIGHUP reloads the configuration.
 )";
 
 std::string env_or(const char* name, const std::string& fallback) {
