@@ -25,13 +25,13 @@ void lease_table::drop(const std::string& drv, uint64_t lease) {
 namespace {
 
 // The builder's answer to a goal's request, passed back to the goal.
-template <class T, class Atom, class... Ts>
-caf::result<T> pass_on(worker_front_actor::pointer self, const builder_actor& builder, caf::timespan bound, Atom atom,
+template <class T, class Target, class Atom, class... Ts>
+caf::result<T> pass_on(worker_front_actor::pointer self, const Target& target, caf::timespan bound, Atom atom,
                        Ts&&... xs) {
-  if (!sent_from_here(self) || !builder)
+  if (!sent_from_here(self) || !target)
     return caf::make_error(caf::sec::unexpected_message);
   auto rp = self->make_response_promise<T>();
-  self->request(builder, bound, atom, std::forward<Ts>(xs)...)
+  self->request(target, bound, atom, std::forward<Ts>(xs)...)
       .then([rp](T& answer) mutable { rp.deliver(std::move(answer)); },
             [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
   return rp;
@@ -44,7 +44,8 @@ bool from_its_worker(worker_front_actor::pointer self, const caf::node_id& worke
 }
 
 worker_front_actor::behavior_type worker_front(worker_front_actor::pointer self, std::shared_ptr<lease_table> leases,
-                                               caf::actor pool, caf::node_id worker) {
+                                               caf::actor pool, worker_actor process) {
+  caf::node_id worker = process.node();
   self->monitor(pool);
   self->set_down_handler([=](caf::down_msg&) { self->quit(); });
   return {
@@ -80,13 +81,26 @@ worker_front_actor::behavior_type worker_front(worker_front_actor::pointer self,
         if (sent_from_here(self) && b)
           self->send(b, cancel_atom::value, round);
       },
+      [=](hello_atom) {
+        return pass_on<int32_t>(self, process, worker_request_timeout, hello_atom::value,
+                                caf::actor_cast<logger_actor>(self));
+      },
+      [=](spawn_atom) { return pass_on<builder_actor>(self, process, worker_request_timeout, spawn_atom::value); },
+      [=](spawn_atom, std::string& root, build_options& options) {
+        return pass_on<one_substituter_actor>(self, process, worker_request_timeout, spawn_atom::value, std::move(root),
+                                              std::move(options));
+      },
+      [=](cancel_atom, const one_substituter_actor& s) {
+        if (sent_from_here(self))
+          self->send(process, cancel_atom::value, s);
+      },
   };
 }
 
 } // namespace
 
 worker_front_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<lease_table> leases, caf::actor pool,
-                                      caf::node_id worker) {
+                                      worker_actor worker) {
   return parent->spawn(worker_front, std::move(leases), std::move(pool), std::move(worker));
 }
 

@@ -6,6 +6,7 @@
 
 #include "messages/interfaces.hpp"
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -31,10 +32,14 @@ struct lease_table {
 };
 
 // The front, checking every message against `leases`; it ends with `pool`.
-// Lines are taken only from `worker` (the node of its worker process):
+// Lines are taken only from `worker`'s node (its worker process):
 // every worker can address the actors whose handles any worker was given,
 // so another worker's front is within its reach too.
 worker_front_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<lease_table> leases, caf::actor pool,
-                                      caf::node_id worker);
+                                      worker_actor worker);
+
+// How long the front waits for its worker's hello, or for a builder or a
+// substituter it spawns.
+constexpr auto worker_request_timeout = std::chrono::seconds(5);
 
 } // namespace kiln

@@ -212,9 +212,10 @@ void start_worker(pool_ptr self, std::size_t i) {
             if (!p || !self->system().assignable<worker_actor>(sigs))
               return abandon(self, i, pid, "it answered the handshake with another interface");
             slot.handle = caf::actor_cast<worker_actor>(p);
-            slot.front = spawn_worker_front(self, slot.leases, caf::actor_cast<caf::actor>(self), p->node());
+            slot.front = spawn_worker_front(self, slot.leases, caf::actor_cast<caf::actor>(self), slot.handle);
             self->monitor(slot.handle);
-            self->request(slot.handle, handshake_timeout, hello_atom::value, caf::actor_cast<logger_actor>(slot.front))
+            self->monitor(slot.front); // a worker can end it (an exit message): the worker is then of no use
+            self->request(slot.front, handshake_timeout, hello_atom::value)
                 .then(
                     [=](int32_t) {
                       auto& w = self->state.slots[i];
@@ -318,6 +319,9 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
     if (state.stopping)
       return; // their links were cut on purpose
     for (std::size_t i = 0; i < state.slots.size(); ++i)
+      if (state.slots[i].front && state.slots[i].front.address() == dm.source)
+        return lost(self, i, "lost its front in kilnd (" + self->system().render(dm.reason) + ")");
+    for (std::size_t i = 0; i < state.slots.size(); ++i)
       if (state.slots[i].handle && state.slots[i].handle.address() == dm.source)
         return lost(self, i, "stopped answering (" + self->system().render(dm.reason) + ")");
   });
@@ -351,8 +355,8 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
         if (!sent_from_here(self))
           return;
         if (auto it = state.substituters.find(sub.address()); it != state.substituters.end())
-          if (auto& w = state.slots[it->second].handle)
-            self->send(w, cancel_atom::value, sub);
+          if (auto& f = state.slots[it->second].front)
+            self->send(f, cancel_atom::value, sub);
       },
       [=](stop_atom) -> caf::result<uint32_t> {
         if (!sent_from_here(self))

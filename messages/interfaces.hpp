@@ -200,7 +200,13 @@ using worker_front_actor = logger_actor::extend<
     caf::replies_to<flushed_atom>::with<bool>, caf::reacts_to<forget_atom, std::string /*drv*/, uint64_t /*lease*/>,
     caf::replies_to<run_atom, builder_actor, uint64_t /*round*/, build_request, caf::timespan>::with<build_report>,
     caf::replies_to<release_atom, builder_actor, uint64_t /*round*/, bool /*keep*/, caf::timespan>::with<std::string>,
-    caf::reacts_to<cancel_atom, builder_actor, uint64_t /*round*/>>;
+    caf::reacts_to<cancel_atom, builder_actor, uint64_t /*round*/>,
+    // And the worker pool's requests to the worker (its hello, a builder,
+    // a substituter, a substituter's cancel): the pool, whose end is every
+    // worker's, is never seen by one.
+    caf::replies_to<hello_atom>::with<int32_t /*pid*/>, caf::replies_to<spawn_atom>::with<builder_actor>,
+    caf::replies_to<spawn_atom, std::string /*root*/, build_options>::with<one_substituter_actor>,
+    caf::reacts_to<cancel_atom, one_substituter_actor>>;
 
 // kilnd's worker processes: a builder for one round of `drv` on a live
 // worker, with fewest rounds, that worker's front, and the lease's number

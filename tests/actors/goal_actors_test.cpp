@@ -213,6 +213,13 @@ worker_front_actor::behavior_type fake_front(worker_front_actor::pointer self, s
         return self->delegate(b, release_atom::value, round, keep);
       },
       [=](cancel_atom, const builder_actor& b, uint64_t round) { self->send(b, cancel_atom::value, round); },
+      // The pool's requests to its worker: the fake pool makes none.
+      [](hello_atom) -> caf::result<int32_t> { return caf::make_error(caf::sec::unexpected_message); },
+      [](spawn_atom) -> caf::result<builder_actor> { return caf::make_error(caf::sec::unexpected_message); },
+      [](spawn_atom, const std::string&, const build_options&) -> caf::result<one_substituter_actor> {
+        return caf::make_error(caf::sec::unexpected_message);
+      },
+      [](cancel_atom, const one_substituter_actor&) {},
   };
 }
 

@@ -5,8 +5,9 @@
 // tries what a compromised worker could with it: open a log file of its
 // choosing for a build nobody leased to it, write to and close such a log,
 // have the front pass a request on to a builder as kilnd's goals do, stop
-// kilnd's worker pool and lease a builder of it (its handle comes with the
-// hello), and send the front messages outside its interface. Its
+// whoever said hello as kilnd's worker pool and lease a builder of it, and
+// send the front messages outside its interface (who said hello goes to
+// $KILN_HOSTILE_REPORT.hello). Its
 // substituters ask back the run's substituter pool that asks them. It writes what each
 // try got to $KILN_HOSTILE_REPORT, one line each, then serves builds as a
 // worker does (so the test can see that kilnd still uses it). With
@@ -61,8 +62,8 @@ void attack(caf::actor_system& sys, logger_actor front, caf::actor pool, std::sh
                 caf::timespan{answer_within})
       .receive([&](build_report&) { accepted("run"); }, [&](caf::error& e) { refused("run", e); });
   caf::anon_send_exit(mine, caf::exit_reason::user_shutdown);
-  // kilnd's worker pool, whose handle came with its hello: stop every
-  // worker, and lease a builder as a goal would.
+  // Whoever said hello (kilnd's worker pool, if its handle came with it):
+  // stop every worker, and lease a builder as a goal would.
   auto kilnd_pool = caf::actor_cast<worker_pool_actor>(pool);
   self->request(kilnd_pool, answer_within, stop_atom::value)
       .receive([&](uint32_t) { accepted("pool stop"); }, [&](caf::error& e) { refused("pool stop", e); });
@@ -109,6 +110,7 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
       [=](hello_atom, logger_actor k) -> int32_t {
         *kilnd = k;
         auto pool = caf::actor_cast<caf::actor>(self->current_sender()); // who says hello
+        std::ofstream(report_file + ".hello") << (pool.address() == k.address() ? "front" : "another actor") << std::endl;
         // Gone with kilnd, as a worker is (its builds with it), unless told
         // to linger (KILN_HOSTILE_LINGER: a worker wedged at kilnd's stop).
         self->monitor(k);

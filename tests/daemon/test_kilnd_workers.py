@@ -230,12 +230,13 @@ def test_a_hostile_worker_gets_nothing_through_its_front(both):
     """A kiln-worker gone bad (hostile_worker.cpp) tries its front in kilnd:
     a log file of its choosing for a build nobody leased to it, writing to
     and closing such a log, a request passed on to a builder as kilnd's
-    goals have it done, stopping kilnd's worker pool and leasing a builder
-    of it (the pool's handle comes with its hello), a message outside the
+    goals have it done, stopping whoever said hello as kilnd's worker pool and
+    leasing a builder of it, a message outside the
     front's interface, and (as a substituter) asking back the run's
     substituter pool that asked it. Each
     is refused, nothing is written, the front still answers, and kilnd
-    stays up and still builds on that worker; it ends with kilnd."""
+    stays up and still builds on that worker; it ends with kilnd. Its hello
+    comes from its front, not from kilnd's worker pool."""
     cache = f"{both.dir}/empty-cache"
     os.makedirs(cache)
     with open(f"{cache}/nix-cache-info", "w") as f:
@@ -248,6 +249,9 @@ def test_a_hostile_worker_gets_nothing_through_its_front(both):
             assert answers[attempt].startswith("refused"), answers
         assert "unexpected_message" in answers["run"], answers  # not passed on to its builder
         assert "unexpected_message" in answers["pool stop"], answers  # not "no worker took long to stop"
+        # kilnd's worker pool (a worker could kill it) never shows itself:
+        # its requests come through the front.
+        assert open(report + ".hello").read().strip() == "front"
         assert "unexpected_message" in answers["close again"], answers  # refused as before, not gone
         assert not os.path.exists(plant), "the worker had kilnd open a file of its choosing"
         assert d.proc.poll() is None, d.output()
