@@ -24,7 +24,8 @@ void lease_table::drop(const std::string& drv, uint64_t lease) {
 
 namespace {
 
-// The builder's answer to a goal's request, passed back to the goal.
+// A request of kilnd's (a goal's to its builder, the pool's to the worker)
+// made by the front, and its answer passed back.
 template <class T, class Target, class Atom, class... Ts>
 caf::result<T> pass_on(worker_front_actor::pointer self, const Target& target, caf::timespan bound, Atom atom,
                        Ts&&... xs) {

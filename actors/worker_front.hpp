@@ -39,7 +39,7 @@ worker_front_actor spawn_worker_front(caf::local_actor* parent, std::shared_ptr<
                                       worker_actor worker);
 
 // How long the front waits for its worker's hello, or for a builder or a
-// substituter it spawns.
+// substituter it spawns (and the pool, asking the front, as long).
 constexpr auto worker_request_timeout = std::chrono::seconds(5);
 
 } // namespace kiln

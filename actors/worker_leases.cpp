@@ -25,7 +25,7 @@ void ask_spare(pool_ptr self, std::size_t i) {
     return;
   s.asking_spare = true;
   pid_t pid = s.pid;
-  self->request(s.front, spawn_timeout, spawn_atom::value)
+  self->request(s.front, worker_request_timeout, spawn_atom::value)
       .then(
           [=](builder_actor& b) {
             auto& slot = self->state.slots[i];
@@ -118,7 +118,7 @@ void hand_out(pool_ptr self, waiting_lease w) {
     return ask_spare(self, i);
   }
   pid_t pid = s.pid;
-  self->request(s.front, spawn_timeout, spawn_atom::value)
+  self->request(s.front, worker_request_timeout, spawn_atom::value)
       .then(
           [=](builder_actor& b) mutable {
             auto& slot = self->state.slots[i];
@@ -151,7 +151,7 @@ void hand_out_substituter(pool_ptr self, waiting_substituter w) {
   ++s.substituters;
   pid_t pid = s.pid;
   auto promise = w.promise;
-  self->request(s.front, spawn_timeout, spawn_atom::value, w.root, w.options)
+  self->request(s.front, worker_request_timeout, spawn_atom::value, w.root, w.options)
       .then(
           [=](one_substituter_actor& sub) mutable {
             auto& slot = self->state.slots[i];

@@ -215,7 +215,7 @@ void start_worker(pool_ptr self, std::size_t i) {
             slot.front = spawn_worker_front(self, slot.leases, caf::actor_cast<caf::actor>(self), slot.handle);
             self->monitor(slot.handle);
             self->monitor(slot.front); // a worker can end it (an exit message): the worker is then of no use
-            self->request(slot.front, handshake_timeout, hello_atom::value)
+            self->request(slot.front, worker_request_timeout, hello_atom::value)
                 .then(
                     [=](int32_t) {
                       auto& w = self->state.slots[i];

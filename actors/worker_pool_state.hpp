@@ -20,9 +20,6 @@
 
 namespace kiln::worker_pool_impl {
 
-// A request to a worker for a builder or a substituter.
-constexpr auto spawn_timeout = std::chrono::seconds(5);
-
 using clock_type = std::chrono::steady_clock;
 
 struct worker_slot {
