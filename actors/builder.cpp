@@ -30,9 +30,6 @@ namespace {
 
 // Log bytes a build may have on their way to the logger (see log_window).
 constexpr uint64_t log_window_bytes = 256 * 1024;
-// The logger writes to a local file; an answer later than this means it is
-// stuck, and the bytes are given back so the build is not stuck with it.
-constexpr auto log_write_timeout = std::chrono::minutes(5);
 
 // What the builder holds while a round runs.
 struct round_state {

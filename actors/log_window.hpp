@@ -7,11 +7,16 @@
 // over and nobody will write them (close).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
 
 namespace kiln {
+
+// The logger writes to a local file; an answer later than this means it is
+// stuck, and the bytes are given back so the build is not stuck with it.
+constexpr auto log_write_timeout = std::chrono::minutes(5);
 
 class log_window {
 public:

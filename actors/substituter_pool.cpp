@@ -112,6 +112,8 @@ struct pool_state {
   uint32_t max_retries = 2;
   std::vector<one_substituter_actor> workers;
   std::vector<one_substituter_actor> idle;
+  // Those on workers, with the worker's front, through which they are asked.
+  std::map<caf::actor_addr, worker_front_actor> fronts;
   std::map<caf::actor_addr, queued> busy;
   uint32_t starting = 0; // leases asked of the worker pool, not yet answered
   std::deque<queued> waiting;
@@ -131,6 +133,7 @@ void forget(pool_state& st, const caf::actor_addr& worker) {
   };
   gone(st.workers);
   gone(st.idle);
+  st.fronts.erase(worker);
 }
 
 // The worker under `q` was lost: nothing of it is registered (an add is
@@ -144,6 +147,26 @@ void lost_under(pool_ptr self, queued q, const std::string& why) {
     return;
   }
   st.waiting.push_front(std::move(q));
+}
+
+// Asks `worker` for q's copy or probe; on a worker process, through its
+// front (so the worker never sees the pool ask).
+template <class Answered, class Failed>
+void ask(pool_ptr self, const one_substituter_actor& worker, const queued& q, Answered answered, Failed failed) {
+  auto front = self->state.fronts.find(worker.address());
+  if (front == self->state.fronts.end()) {
+    if (q.probe)
+      self->request(worker, copy_timeout, probe_atom::value, q.path, q.index).then(answered, failed);
+    else
+      self->request(worker, copy_timeout, subst_atom::value, q.path, q.index, q.repair).then(answered, failed);
+    return;
+  }
+  caf::timespan bound{copy_timeout};
+  if (q.probe)
+    self->request(front->second, copy_timeout, probe_atom::value, worker, q.path, q.index, bound).then(answered, failed);
+  else
+    self->request(front->second, copy_timeout, subst_atom::value, worker, q.path, q.index, q.repair, bound)
+        .then(answered, failed);
 }
 
 void run(pool_ptr self, one_substituter_actor worker, queued q) {
@@ -190,15 +213,12 @@ void run(pool_ptr self, one_substituter_actor worker, queued q) {
       st.idle.push_back(worker);
     } else { // the worker did not answer: it is gone, or hung
       forget(st, addr);
-      self->send_exit(worker, caf::exit_reason::kill);
+      caf::anon_send_exit(worker, caf::exit_reason::kill); // anonymous: see ask
       lost_under(self, std::move(failed), self->system().render(e));
     }
     dispatch(self);
   };
-  if (q.probe)
-    self->request(worker, copy_timeout, probe_atom::value, q.path, q.index).then(answered, failed_with);
-  else
-    self->request(worker, copy_timeout, subst_atom::value, q.path, q.index, q.repair).then(answered, failed_with);
+  ask(self, worker, q, answered, failed_with);
   self->state.busy.emplace(addr, std::move(q));
 }
 
@@ -231,9 +251,10 @@ void lease_worker(pool_ptr self, worker_pool_actor workers, std::string root, bu
   ++self->state.starting;
   self->request(workers, lease_timeout, lease_atom::value, root, options)
       .then(
-          [=](one_substituter_actor& worker) {
+          [=](one_substituter_actor& worker, worker_front_actor& front) {
             --self->state.starting;
             remote->push_back(caf::actor_cast<caf::actor>(worker));
+            self->state.fronts[worker.address()] = front;
             add_worker(self, worker);
             dispatch(self);
           },

@@ -1,6 +1,7 @@
 #include "actors/worker_front.hpp"
 
 #include "actors/actors.hpp"
+#include "actors/log_window.hpp"
 
 
 namespace kiln {
@@ -24,6 +25,20 @@ void lease_table::drop(const std::string& drv, uint64_t lease) {
 
 namespace {
 
+// `atom, xs...` asked of `target` by the front itself and the answer passed
+// back: the asker never sees `target`, nor `target` the asker. (A delegate
+// would have `target` answer the asker directly, and so hand a worker a
+// handle of it: of a run's logger, say, which it could then kill.)
+template <class T, class Target, class Atom, class... Ts>
+caf::result<T> relay(worker_front_actor::pointer self, const Target& target, caf::timespan bound, Atom atom,
+                     Ts&&... xs) {
+  auto rp = self->make_response_promise<T>();
+  self->request(target, bound, atom, std::forward<Ts>(xs)...)
+      .then([rp](T& answer) mutable { rp.deliver(std::move(answer)); },
+            [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+  return rp;
+}
+
 // A request of kilnd's (a goal's to its builder, the pool's to the worker)
 // made by the front, and its answer passed back.
 template <class T, class Target, class Atom, class... Ts>
@@ -31,11 +46,7 @@ caf::result<T> pass_on(worker_front_actor::pointer self, const Target& target, c
                        Ts&&... xs) {
   if (!sent_from_here(self) || !target)
     return caf::make_error(caf::sec::unexpected_message);
-  auto rp = self->make_response_promise<T>();
-  self->request(target, bound, atom, std::forward<Ts>(xs)...)
-      .then([rp](T& answer) mutable { rp.deliver(std::move(answer)); },
-            [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
-  return rp;
+  return relay<T>(self, target, bound, atom, std::forward<Ts>(xs)...);
 }
 
 // Sent by the front's own worker.
@@ -56,13 +67,13 @@ worker_front_actor::behavior_type worker_front(worker_front_actor::pointer self,
         auto l = from_its_worker(self, worker) ? leases->find(drv) : std::nullopt;
         if (!l)
           return caf::make_error(caf::sec::unexpected_message);
-        return self->delegate(l->logger, log_atom::value, drv, bytes);
+        return relay<uint64_t>(self, l->logger, log_write_timeout, log_atom::value, drv, bytes);
       },
       [=](log_close_atom, const std::string& drv) -> caf::result<bool> {
         auto l = from_its_worker(self, worker) ? leases->find(drv) : std::nullopt;
         if (!l)
           return caf::make_error(caf::sec::unexpected_message);
-        return self->delegate(l->logger, log_close_atom::value, drv);
+        return relay<bool>(self, l->logger, log_write_timeout, log_close_atom::value, drv);
       },
       // Messages are handled in turn: what came before has been passed on.
       [=](flushed_atom) { return true; },
@@ -94,6 +105,13 @@ worker_front_actor::behavior_type worker_front(worker_front_actor::pointer self,
       [=](cancel_atom, const one_substituter_actor& s) {
         if (sent_from_here(self))
           self->send(process, cancel_atom::value, s);
+      },
+      [=](subst_atom, const one_substituter_actor& s, std::string& path, uint32_t index, bool repair,
+          caf::timespan bound) {
+        return pass_on<substitute_outcome>(self, s, bound, subst_atom::value, std::move(path), index, repair);
+      },
+      [=](probe_atom, const one_substituter_actor& s, std::string& path, uint32_t index, caf::timespan bound) {
+        return pass_on<substitute_outcome>(self, s, bound, probe_atom::value, std::move(path), index);
       },
   };
 }

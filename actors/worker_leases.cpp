@@ -30,7 +30,7 @@ void ask_spare(pool_ptr self, std::size_t i) {
           [=](builder_actor& b) {
             auto& slot = self->state.slots[i];
             if (slot.pid != pid || !slot.alive) {
-              self->send_exit(b, caf::exit_reason::user_shutdown);
+              caf::anon_send_exit(b, caf::exit_reason::user_shutdown); // see give_back
               return;
             }
             slot.asking_spare = false;
@@ -75,7 +75,9 @@ void give_back(pool_ptr self, uint64_t lease, bool reusable) {
       s.idle.size() < max_idle_builders)
     s.idle.push_back(l.builder);
   else
-    self->send_exit(l.builder, caf::exit_reason::user_shutdown); // it releases what it holds
+    // It releases what it holds. Anonymously: an exit message carries its
+    // sender's address, and no worker may hold the pool's.
+    caf::anon_send_exit(l.builder, caf::exit_reason::user_shutdown);
 }
 
 namespace {
@@ -161,7 +163,7 @@ void hand_out_substituter(pool_ptr self, waiting_substituter w) {
             }
             self->monitor(sub);
             self->state.substituters[sub.address()] = i;
-            promise.deliver(sub);
+            promise.deliver(sub, slot.front);
           },
           [=](caf::error& e) mutable {
             auto& slot = self->state.slots[i];

@@ -343,10 +343,11 @@ worker_pool_actor::behavior_type worker_pool(pool_ptr self, worker_options optio
         if (sent_from_here(self))
           give_back(self, lease, reusable);
       },
-      [=](lease_atom, std::string& root, build_options& build) -> caf::result<one_substituter_actor> {
+      [=](lease_atom, std::string& root, build_options& build)
+          -> caf::result<one_substituter_actor, worker_front_actor> {
         if (!sent_from_here(self))
           return caf::make_error(caf::sec::unexpected_message);
-        auto rp = self->make_response_promise<one_substituter_actor>();
+        auto rp = self->make_response_promise<one_substituter_actor, worker_front_actor>();
         hand_out_substituter(self, {rp, std::move(root), std::move(build)});
         return rp;
       },

@@ -63,7 +63,7 @@ struct leased_builder {
 constexpr std::size_t max_idle_builders = 64;
 
 struct waiting_substituter {
-  caf::typed_response_promise<one_substituter_actor> promise;
+  caf::typed_response_promise<one_substituter_actor, worker_front_actor> promise;
   std::string root;
   build_options options;
 };

@@ -206,7 +206,14 @@ using worker_front_actor = logger_actor::extend<
     // worker's, is never seen by one.
     caf::replies_to<hello_atom>::with<int32_t /*pid*/>, caf::replies_to<spawn_atom>::with<builder_actor>,
     caf::replies_to<spawn_atom, std::string /*root*/, build_options>::with<one_substituter_actor>,
-    caf::reacts_to<cancel_atom, one_substituter_actor>>;
+    caf::reacts_to<cancel_atom, one_substituter_actor>,
+    // And a run's substituter pool's to a substituter on the worker, with
+    // the bound the front waits for it: the worker sees the front ask, so
+    // no worker holds the pool's handle (an exit message to it would end
+    // that client's run).
+    caf::replies_to<subst_atom, one_substituter_actor, std::string, uint32_t, bool /*repair*/,
+                    caf::timespan>::with<substitute_outcome>,
+    caf::replies_to<probe_atom, one_substituter_actor, std::string, uint32_t, caf::timespan>::with<substitute_outcome>>;
 
 // kilnd's worker processes: a builder for one round of `drv` on a live
 // worker, with fewest rounds, that worker's front, and the lease's number
@@ -221,8 +228,10 @@ using worker_pool_actor = caf::typed_actor<
         builder_actor, worker_front_actor, uint64_t>,
     caf::reacts_to<release_atom, uint64_t /*lease*/, bool /*reusable*/>,
     // A substituter on the live worker with fewest, for a run's substituter
-    // pool; the pool watches it (down: the worker was lost).
-    caf::replies_to<lease_atom, std::string /*store root*/, build_options>::with<one_substituter_actor>,
+    // pool, and that worker's front, through which the pool asks it; the
+    // pool watches it (down: the worker was lost).
+    caf::replies_to<lease_atom, std::string /*store root*/, build_options>::with<one_substituter_actor,
+                                                                                 worker_front_actor>,
     // The run's pool that leased it has ended: told to its worker.
     caf::reacts_to<cancel_atom, one_substituter_actor>,
     caf::reacts_to<restart_atom, uint32_t>, caf::reacts_to<reaped_atom, int32_t, int32_t>,

@@ -220,6 +220,11 @@ worker_front_actor::behavior_type fake_front(worker_front_actor::pointer self, s
         return caf::make_error(caf::sec::unexpected_message);
       },
       [](cancel_atom, const one_substituter_actor&) {},
+      [=](subst_atom, const one_substituter_actor& s, const std::string& path, uint32_t index, bool repair,
+          caf::timespan) { return self->delegate(s, subst_atom::value, path, index, repair); },
+      [=](probe_atom, const one_substituter_actor& s, const std::string& path, uint32_t index, caf::timespan) {
+        return self->delegate(s, probe_atom::value, path, index);
+      },
   };
 }
 
@@ -304,14 +309,15 @@ worker_pool_actor::behavior_type fake_pool(worker_pool_actor::pointer self, std:
         }
         return {caf::actor_cast<builder_actor>(self->spawn(fake_builder, p, ps)), front, lease};
       },
-      [=](lease_atom, const std::string&, const build_options&) -> caf::result<one_substituter_actor> {
+      [=](lease_atom, const std::string&, const build_options&)
+          -> caf::result<one_substituter_actor, worker_front_actor> {
         ++ps->substituter_leases;
         auto plan = substituter_plan::answer;
         if (!ps->substituters.empty()) {
           plan = ps->substituters.front();
           ps->substituters.pop_front();
         }
-        return self->spawn(fake_substituter, plan);
+        return {self->spawn(fake_substituter, plan), front};
       },
       [=](release_atom, uint64_t lease, bool reusable) { ps->given_back.emplace_back(lease, reusable); },
       [=](cancel_atom, const one_substituter_actor&) { ++ps->substituters_cancelled; },

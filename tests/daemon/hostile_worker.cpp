@@ -7,8 +7,12 @@
 // have the front pass a request on to a builder as kilnd's goals do, stop
 // whoever said hello as kilnd's worker pool and lease a builder of it, and
 // send the front messages outside its interface (who said hello goes to
-// $KILN_HOSTILE_REPORT.hello). Its
-// substituters ask back the run's substituter pool that asks them. It writes what each
+// $KILN_HOSTILE_REPORT.hello). Every kilnd actor it comes to hold a handle
+// of (so could send messages to, an exit message that kills included) goes
+// to $KILN_HOSTILE_REPORT.reach by name, its front as "front"; and it kills
+// every one but its front that it holds at the hello. Its
+// substituters ask back whoever asks them (kilnd's front, since a run's
+// substituter pool asks through it). It writes what each
 // try got to $KILN_HOSTILE_REPORT, one line each, then serves builds as a
 // worker does (so the test can see that kilnd still uses it). With
 // KILN_HOSTILE_LINGER set it stays when its link ends, as a wedged worker
@@ -26,6 +30,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <set>
+#include <thread>
+#include <vector>
 
 using namespace kiln;
 
@@ -41,6 +48,26 @@ struct hostile_config : caf::actor_system_config {
   }
 };
 
+// Every kilnd actor this worker could address: those its BASP broker holds
+// a proxy of (a handle or address it was sent, a sender it heard from, a
+// replier). An entry may be null (a proxy being taken down).
+std::vector<caf::strong_actor_ptr> within_reach(caf::actor_system& sys, const caf::node_id& kilnd) {
+  auto basp = sys.middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
+  auto* broker = static_cast<caf::io::basp_broker*>(caf::actor_cast<caf::abstract_actor*>(basp));
+  return broker->proxy_registry_ptr()->get_all(kilnd); // under the registry's lock
+}
+
+// What a kilnd actor calls itself (CAF answers this for every actor).
+std::string name_of(caf::actor_system& sys, const caf::strong_actor_ptr& a) {
+  caf::scoped_actor self{sys};
+  std::string name = "(no answer)";
+  self->request(caf::actor_cast<caf::actor>(a), answer_within, caf::sys_atom::value, caf::get_atom::value,
+                std::string("info"))
+      .receive([&](caf::ok_atom, std::string&, caf::strong_actor_ptr&, std::string& n) { name = n; },
+               [&](caf::error& e) { name = "(" + sys.render(e) + ")"; });
+  return name;
+}
+
 // Each try's answer, as one line: "NAME: refused (why)" or "NAME: accepted".
 void attack(caf::actor_system& sys, logger_actor front, caf::actor pool, std::shared_ptr<build_host> host,
             const std::string& plant, std::ofstream& report) {
@@ -49,6 +76,15 @@ void attack(caf::actor_system& sys, logger_actor front, caf::actor pool, std::sh
   auto refused = [&](const std::string& name, const caf::error& e) {
     report << name << ": refused (" << sys.render(e) << ")" << std::endl;
   };
+  // An exit message cannot be refused: every kilnd actor within reach but
+  // the front (which would only end this worker) is killed.
+  int killed = 0;
+  for (auto& a : within_reach(sys, front.node()))
+    if (a && a->address() != front.address()) {
+      caf::anon_send_exit(a, caf::exit_reason::kill);
+      ++killed;
+    }
+  report << "killed: " << killed << std::endl;
   self->send(front, log_open_atom::value, not_leased, plant, std::string("none"));
   self->request(front, answer_within, log_atom::value, not_leased, std::string("planted bytes\n"))
       .receive([&](uint64_t) { accepted("log"); }, [&](caf::error& e) { refused("log", e); });
@@ -79,10 +115,19 @@ void attack(caf::actor_system& sys, logger_actor front, caf::actor pool, std::sh
       .receive([&](bool) { accepted("close again"); }, [&](caf::error& e) { refused("close again", e); });
 }
 
+// Each kilnd actor within reach not `seen` before is added to `file` by
+// name, the front as "front".
+void note_reach(caf::actor_system& sys, const caf::actor_addr& front, std::set<caf::actor_id>& seen,
+                const std::string& file) {
+  for (auto& a : within_reach(sys, front.node()))
+    if (a && seen.insert(a->id()).second)
+      std::ofstream(file, std::ios::app) << (a->id() == front.id() ? "front" : name_of(sys, a)) << std::endl;
+}
+
 using front_impl = worker_actor;
 
-// A substituter that, asked for a path, turns on the one asking (kilnd's
-// substituter pool for a run): it asks that pool for a path itself, writes
+// A substituter that, asked for a path, turns on the one asking (a run's
+// substituter pool, were its handle sent along): asks it for a path, writes
 // what it got to the report ("subst pool: ..."), and answers "absent".
 one_substituter_actor::behavior_type mole(one_substituter_actor::pointer self, std::string report_file) {
   auto turn = [=](const std::string& path) {
@@ -119,10 +164,21 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
             ::_exit(0);
         });
         // The attack runs on a thread of its own: it waits for answers.
+        // Then that thread watches what comes within reach, every 2 ms (a
+        // short-lived actor may be missed; the long-lived ones a leak would
+        // expose are not).
         std::thread([&sys = self->system(), k, pool, host, plant, report_file] {
-          std::ofstream report(report_file);
-          attack(sys, k, pool, host, plant, report);
-          report << "done" << std::endl;
+          std::set<caf::actor_id> seen;
+          note_reach(sys, k.address(), seen, report_file + ".reach"); // named before they are killed
+          {
+            std::ofstream report(report_file);
+            attack(sys, k, pool, host, plant, report);
+            report << "done" << std::endl;
+          }
+          for (;;) {
+            note_reach(sys, k.address(), seen, report_file + ".reach");
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          }
         }).detach();
         return static_cast<int32_t>(::getpid());
       },

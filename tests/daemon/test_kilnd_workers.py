@@ -232,11 +232,14 @@ def test_a_hostile_worker_gets_nothing_through_its_front(both):
     and closing such a log, a request passed on to a builder as kilnd's
     goals have it done, stopping whoever said hello as kilnd's worker pool and
     leasing a builder of it, a message outside the
-    front's interface, and (as a substituter) asking back the run's
-    substituter pool that asked it. Each
+    front's interface, and (as a substituter) asking back whoever asked it
+    (the front, not the run's substituter pool). Each
     is refused, nothing is written, the front still answers, and kilnd
     stays up and still builds on that worker; it ends with kilnd. Its hello
-    comes from its front, not from kilnd's worker pool."""
+    comes from its front, not from kilnd's worker pool, and through all that
+    (a build's log lines and report, a substituter's copies and probes) the
+    front is the one kilnd actor it ever holds a handle of: any other, the
+    run's logger or its substituter pool, it could kill."""
     cache = f"{both.dir}/empty-cache"
     os.makedirs(cache)
     with open(f"{cache}/nix-cache-info", "w") as f:
@@ -255,7 +258,7 @@ def test_a_hostile_worker_gets_nothing_through_its_front(both):
         assert "unexpected_message" in answers["close again"], answers  # refused as before, not gone
         assert not os.path.exists(plant), "the worker had kilnd open a file of its choosing"
         assert d.proc.poll() is None, d.output()
-        drv = both.drv("after-hostile", "echo ok > $out")
+        drv = both.drv("after-hostile", "echo a line for the log; echo ok > $out")
         c = d.client()
         c.set_options()
         assert build(c, drv)[0] is None, d.output()
@@ -265,6 +268,12 @@ def test_a_hostile_worker_gets_nothing_through_its_front(both):
         assert wait_until(turned, 10), open(report).read() + d.output()
         turned_on = [line for line in open(report).read().splitlines() if line.startswith("subst pool: ")]
         assert all("refused" in line and "unexpected_message" in line for line in turned_on), turned_on
+        assert "a line for the log" in both.kiln_run("log", "--store", both.store, drv).stdout, d.output()
+        # Within its reach: its front, and two actors of CAF's own (BASP's
+        # spawn server in kilnd, and the helper kilnd's BASP sent to ask
+        # this worker's), which it killed at no cost: kilnd built since.
+        assert sorted(open(report + ".reach").read().split()) == ["front", "scheduled_actor", "spawn_server"]
+        assert int(answers["killed"]) >= 1, answers
         assert hostile in children_named(d.proc.pid, "kiln-test-hosti"), d.output()
     finally:
         assert d.stop() == 0, d.output()
