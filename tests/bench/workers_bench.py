@@ -11,10 +11,12 @@ mount namespace), once with `workers = 0` and once with `--workers`, the two
 interleaved, and builds a wide graph (N leaves and a top) and a chain of N
 steps with `nix-store --realise -j 8` as the client (sandbox off, so the
 cost of the worker link is measured, not the sandbox's). Printed: ms per
-derivation for each, and the difference (wide: percent; chain: ms per step)."""
+derivation for each, and the difference (wide: percent; chain: ms per step),
+of the best of each and the median of the rounds' paired differences."""
 import argparse
 import os
 import re
+import statistics
 import subprocess
 
 from daemon_bench import make_work
@@ -73,6 +75,11 @@ def main():
             a_, b_ = min(inproc) / 1000, min(workers) / 1000
             print(f"{shape}: in-process {a_:.2f} ms/drv, workers {b_:.2f} ms/drv (best of each): "
                   f"{(b_ - a_) / a_ * 100:+.1f}%, {b_ - a_:+.2f} ms per derivation")
+            # Each round's two runs were next to each other: their difference
+            # drifts less with the machine's load than either figure does.
+            paired = sorted((w - i) / 1000 for i, w in zip(inproc, workers))
+            print(f"{shape}: median of the {len(paired)} rounds' differences: {statistics.median(paired):+.2f} ms "
+                  f"per derivation ({statistics.median(paired) / statistics.median(inproc) * 1000 * 100:+.1f}%)")
     if r.returncode != 0:
         print(r.stderr[-3000:])
     subprocess.run(["rm", "-rf", work])
