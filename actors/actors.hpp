@@ -18,6 +18,10 @@ class build_host;
 class build_steps;
 class shared_goals;
 
+// How every Kiln process (kilnd, the embedded engine, kiln-worker) sets
+// CAF's scheduler (actors/engine.cpp says why).
+void set_scheduler(caf::actor_system_config& cfg);
+
 // Detached: owns the store (database handle) and runs build_steps.
 // The store and the steps (keys read, settings checked) are made by the
 // caller, so a bad store or key file is reported before anything is spawned.

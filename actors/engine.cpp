@@ -20,6 +20,16 @@
 
 namespace kiln {
 
+void set_scheduler(caf::actor_system_config& cfg) {
+  // CAF's default is max(cores, 4) threads; builds and downloads block on
+  // threads of their own, so the scheduler needs no more than the cores.
+  cfg.set("scheduler.max-threads", std::max(2u, std::thread::hardware_concurrency()));
+  // Work sharing wakes an idle worker through a condition variable;
+  // CAF's default work stealing polls with short sleeps, which on two
+  // cores took CPU from the builders (measured: 12% of a chain build).
+  cfg.set("scheduler.policy", caf::atom("sharing"));
+}
+
 namespace {
 
 struct engine_config : caf::actor_system_config {
@@ -28,13 +38,7 @@ struct engine_config : caf::actor_system_config {
     if (workers) {
       load_worker_link(*this);
     }
-    // CAF's default is max(cores, 4) threads; builds block on their own
-    // threads, so the scheduler needs no more than the cores.
-    set("scheduler.max-threads", std::max(2u, std::thread::hardware_concurrency()));
-    // Work sharing wakes an idle worker through a condition variable;
-    // CAF's default work stealing polls with short sleeps, which on two
-    // cores took CPU from the builders (measured: 12% of a chain build).
-    set("scheduler.policy", caf::atom("sharing"));
+    set_scheduler(*this);
   }
 };
 

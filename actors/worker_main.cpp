@@ -39,7 +39,7 @@ struct worker_config : caf::actor_system_config {
   worker_config() {
     kiln::add_message_types(*this);
     load_worker_link(*this);
-    set("scheduler.policy", caf::atom("sharing"));
+    set_scheduler(*this);
   }
 };
 

@@ -69,22 +69,19 @@ std::string name_of(caf::actor_system& sys, const caf::strong_actor_ptr& a) {
 }
 
 // Each try's answer, as one line: "NAME: refused (why)" or "NAME: accepted".
+// `others`: the kilnd actors but the front within its reach at the hello.
 void attack(caf::actor_system& sys, logger_actor front, caf::actor pool, std::shared_ptr<build_host> host,
-            const std::string& plant, std::ofstream& report) {
+            const std::vector<caf::strong_actor_ptr>& others, const std::string& plant, std::ofstream& report) {
   caf::scoped_actor self{sys};
   auto accepted = [&](const std::string& name) { report << name << ": accepted" << std::endl; };
   auto refused = [&](const std::string& name, const caf::error& e) {
     report << name << ": refused (" << sys.render(e) << ")" << std::endl;
   };
-  // An exit message cannot be refused: every kilnd actor within reach but
-  // the front (which would only end this worker) is killed.
-  int killed = 0;
-  for (auto& a : within_reach(sys, front.node()))
-    if (a && a->address() != front.address()) {
-      caf::anon_send_exit(a, caf::exit_reason::kill);
-      ++killed;
-    }
-  report << "killed: " << killed << std::endl;
+  // An exit message cannot be refused: they are killed (the front would
+  // only end this worker).
+  for (auto& a : others)
+    caf::anon_send_exit(a, caf::exit_reason::kill);
+  report << "killed: " << others.size() << std::endl;
   self->send(front, log_open_atom::value, not_leased, plant, std::string("none"));
   self->request(front, answer_within, log_atom::value, not_leased, std::string("planted bytes\n"))
       .receive([&](uint64_t) { accepted("log"); }, [&](caf::error& e) { refused("log", e); });
@@ -116,12 +113,17 @@ void attack(caf::actor_system& sys, logger_actor front, caf::actor pool, std::sh
 }
 
 // Each kilnd actor within reach not `seen` before is added to `file` by
-// name, the front as "front".
-void note_reach(caf::actor_system& sys, const caf::actor_addr& front, std::set<caf::actor_id>& seen,
-                const std::string& file) {
+// name, the front as "front"; returns those but the front.
+std::vector<caf::strong_actor_ptr> note_reach(caf::actor_system& sys, const caf::actor_addr& front,
+                                              std::set<caf::actor_id>& seen, const std::string& file) {
+  std::vector<caf::strong_actor_ptr> others;
   for (auto& a : within_reach(sys, front.node()))
-    if (a && seen.insert(a->id()).second)
+    if (a && seen.insert(a->id()).second) {
       std::ofstream(file, std::ios::app) << (a->id() == front.id() ? "front" : name_of(sys, a)) << std::endl;
+      if (a->id() != front.id())
+        others.push_back(a);
+    }
+  return others;
 }
 
 using front_impl = worker_actor;
@@ -169,10 +171,10 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
         // expose are not).
         std::thread([&sys = self->system(), k, pool, host, plant, report_file] {
           std::set<caf::actor_id> seen;
-          note_reach(sys, k.address(), seen, report_file + ".reach"); // named before they are killed
+          auto others = note_reach(sys, k.address(), seen, report_file + ".reach"); // named before they are killed
           {
             std::ofstream report(report_file);
-            attack(sys, k, pool, host, plant, report);
+            attack(sys, k, pool, host, others, plant, report);
             report << "done" << std::endl;
           }
           for (;;) {
