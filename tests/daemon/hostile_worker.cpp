@@ -10,7 +10,11 @@
 // $KILN_HOSTILE_REPORT.hello). Every kilnd actor it comes to hold a handle
 // of (so could send messages to, an exit message that kills included) goes
 // to $KILN_HOSTILE_REPORT.reach by name, its front as "front"; and it kills
-// every one but its front that it holds at the hello. Its
+// every one but its front that it holds at the hello. With
+// KILN_HOSTILE_SCAN=FILE, each notes its hello in FILE.hellos, and the
+// first to create FILE, once two have said hello (so the other's front is
+// there), sends an exit message (kill) to every kilnd actor by number, its
+// front's excepted, and writes how many it tried and "done" to FILE. Its
 // substituters ask back whoever asks them (kilnd's front, since a run's
 // substituter pool asks through it). It writes what each
 // try got to $KILN_HOSTILE_REPORT, one line each, then serves builds as a
@@ -27,9 +31,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <set>
 #include <thread>
 #include <vector>
@@ -112,6 +118,25 @@ void attack(caf::actor_system& sys, logger_actor front, caf::actor pool, std::sh
       .receive([&](bool) { accepted("close again"); }, [&](caf::error& e) { refused("close again", e); });
 }
 
+// Kills every kilnd actor by number from 1 to a thousand past its own
+// front's, but its front: a proxy made for a number is how this worker's
+// BASP addresses it (kilnd's drops messages to numbers in its registry of
+// nobody). Returns how many numbers were tried.
+int kill_by_number(caf::actor_system& sys, const caf::actor_addr& front) {
+  auto basp = sys.middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
+  auto* broker = static_cast<caf::io::basp_broker*>(caf::actor_cast<caf::abstract_actor*>(basp));
+  int tried = 0;
+  for (caf::actor_id id = 1; id <= front.id() + 1000; ++id) {
+    if (id == front.id())
+      continue;
+    if (auto a = broker->proxy_registry_ptr()->get_or_put(front.node(), id)) { // under the registry's lock
+      caf::anon_send_exit(a, caf::exit_reason::kill);
+      ++tried;
+    }
+  }
+  return tried;
+}
+
 // Each kilnd actor within reach not `seen` before is added to `file` by
 // name, the front as "front"; returns those but the front.
 std::vector<caf::strong_actor_ptr> note_reach(caf::actor_system& sys, const caf::actor_addr& front,
@@ -176,6 +201,21 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
             std::ofstream report(report_file);
             attack(sys, k, pool, host, others, plant, report);
             report << "done" << std::endl;
+          }
+          const char* scan = std::getenv("KILN_HOSTILE_SCAN");
+          if (scan)
+            std::ofstream(std::string(scan) + ".hellos", std::ios::app) << ::getpid() << std::endl;
+          int fd = scan ? ::open(scan, O_WRONLY | O_CREAT | O_EXCL, 0644) : -1;
+          if (fd >= 0) {
+            ::close(fd);
+            auto hellos = [&] {
+              std::ifstream in(std::string(scan) + ".hellos");
+              return std::count(std::istreambuf_iterator<char>(in), {}, '\n');
+            };
+            for (int i = 0; i < 3000 && hellos() < 2; ++i)
+              std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            int tried = kill_by_number(sys, k.address());
+            std::ofstream(scan) << "tried: " << tried << "\ndone" << std::endl;
           }
           for (;;) {
             note_reach(sys, k.address(), seen, report_file + ".reach");

@@ -280,6 +280,34 @@ def test_a_hostile_worker_gets_nothing_through_its_front(both):
     assert wait_until(lambda: all_gone([hostile]), 5), "the hostile worker outlived kilnd"
 
 
+def test_a_worker_that_kills_every_kilnd_actor_it_can_number_costs_only_another_worker(both):
+    """A worker can address by number any kilnd actor whose handle some
+    worker was sent (CAF's BASP keeps those in kilnd's registry), and an exit
+    message (kill) cannot be refused. One that sends it to every number: the
+    other worker's front is among them, so that worker is taken for lost and
+    started again; nothing else that kilnd needs goes (no worker was ever
+    sent the worker pool's handle, nor a run's), and kilnd builds on."""
+    scan = f"{both.dir}/scan"
+    d, _, _, hostile = kilnd_with_hostile_worker(both, "scanner", scan=scan)
+    try:
+        assert int(open(scan).read().split("tried: ")[1].split()[0]) > 1000
+        lost = lambda: "lost its front in kilnd (exit_reason(kill))" in d.output()
+        assert wait_until(lost, 10), d.output()
+        workers = lambda: children_named(d.proc.pid, "kiln-test-hosti")
+        assert wait_until(lambda: set(workers()) - set(hostile), 10), d.output()  # the one started again
+        hostile = set(hostile) | set(workers())
+        drvs = [both.drv(f"after-scan-{i}", f"echo {i} > $out") for i in range(4)]
+        c = d.client()
+        c.set_options()
+        for drv in drvs:
+            assert build(c, drv)[0] is None, d.output()
+            assert c.is_valid(both.outputs(drv)["out"])
+        assert d.proc.poll() is None, d.output()
+    finally:
+        assert d.stop() == 0, d.output()
+    assert wait_until(lambda: all_gone(hostile), 5), "a hostile worker outlived kilnd"
+
+
 def test_limits_and_streamed_logs_through_workers(kilnd, both):
     """Builds in workers keep their limits (max-log-size, max-silent-time,
     timeout: the statuses and messages of an embedded build) and their log

@@ -589,20 +589,28 @@ def kilnd_with_workers(both, *options, env=None):
     return Kilnd(both, "--option", "build-users-group", "", "--option", "workers", "2", *options, env=env)
 
 
-def kilnd_with_hostile_worker(both, name, *options, linger=False):
+def kilnd_with_hostile_worker(both, name, *options, linger=False, scan=None):
     """kilnd whose one worker is kiln-test-hostile-worker (tests/daemon/
     hostile_worker.cpp), once its tries at its front are over: (kilnd, the
     file the worker reported its tries in, the file it tried to have kilnd
     write, its pid). `options` go to kilnd. `linger`: it stays when its
-    link ends, as a wedged worker would."""
+    link ends, as a wedged worker would. `scan` (a file): two such workers,
+    and the first to create the file kills every kilnd actor by number, once
+    done (the pid is then the list of both)."""
     report, plant = f"{both.dir}/{name}-report", f"{both.dir}/{name}-planted"
     env = {"KILN_WORKER_PROGRAM": os.path.join(os.path.dirname(both.kiln), "kiln-test-hostile-worker"),
            "KILN_HOSTILE_REPORT": report, "KILN_HOSTILE_PLANT": plant}
     if linger:
         env["KILN_HOSTILE_LINGER"] = "1"
-    d = kilnd_with_workers(both, "--option", "workers", "1", *options, env=env)
-    assert wait_until(lambda: os.path.exists(report) and "done" in open(report).read()), d.output()
-    (pid,) = children_named(d.proc.pid, "kiln-test-hosti")  # the command name, cut to 15 characters
+    if scan:
+        env["KILN_HOSTILE_SCAN"] = scan
+    d = kilnd_with_workers(both, "--option", "workers", "2" if scan else "1", *options, env=env)
+    done = lambda f: os.path.exists(f) and "done" in open(f).read()
+    assert wait_until(lambda: done(report) and (not scan or done(scan))), d.output()
+    pids = children_named(d.proc.pid, "kiln-test-hosti")  # the command name, cut to 15 characters
+    if scan:
+        return d, report, plant, pids
+    (pid,) = pids
     return d, report, plant, pid
 
 
