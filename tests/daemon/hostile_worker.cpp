@@ -54,13 +54,17 @@ struct hostile_config : caf::actor_system_config {
   }
 };
 
-// Every kilnd actor this worker could address: those its BASP broker holds
-// a proxy of (a handle or address it was sent, a sender it heard from, a
-// replier). An entry may be null (a proxy being taken down).
-std::vector<caf::strong_actor_ptr> within_reach(caf::actor_system& sys, const caf::node_id& kilnd) {
+// This worker's BASP proxies of remote actors (their registry locks itself).
+caf::proxy_registry& proxies(caf::actor_system& sys) {
   auto basp = sys.middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
-  auto* broker = static_cast<caf::io::basp_broker*>(caf::actor_cast<caf::abstract_actor*>(basp));
-  return broker->proxy_registry_ptr()->get_all(kilnd); // under the registry's lock
+  return *static_cast<caf::io::basp_broker*>(caf::actor_cast<caf::abstract_actor*>(basp))->proxy_registry_ptr();
+}
+
+// Every kilnd actor this worker could address: those it holds a proxy of
+// (a handle or address it was sent, a sender it heard from, a replier).
+// An entry may be null (a proxy being taken down).
+std::vector<caf::strong_actor_ptr> within_reach(caf::actor_system& sys, const caf::node_id& kilnd) {
+  return proxies(sys).get_all(kilnd);
 }
 
 // What a kilnd actor calls itself (CAF answers this for every actor).
@@ -123,18 +127,34 @@ void attack(caf::actor_system& sys, logger_actor front, caf::actor pool, std::sh
 // BASP addresses it (kilnd's drops messages to numbers in its registry of
 // nobody). Returns how many numbers were tried.
 int kill_by_number(caf::actor_system& sys, const caf::actor_addr& front) {
-  auto basp = sys.middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
-  auto* broker = static_cast<caf::io::basp_broker*>(caf::actor_cast<caf::abstract_actor*>(basp));
   int tried = 0;
   for (caf::actor_id id = 1; id <= front.id() + 1000; ++id) {
     if (id == front.id())
       continue;
-    if (auto a = broker->proxy_registry_ptr()->get_or_put(front.node(), id)) { // under the registry's lock
+    if (auto a = proxies(sys).get_or_put(front.node(), id)) {
       caf::anon_send_exit(a, caf::exit_reason::kill);
       ++tried;
     }
   }
   return tried;
+}
+
+// KILN_HOSTILE_SCAN (see the top): notes this worker's hello; the first to
+// create `scan` waits (up to 30 s) for the other's, then kills by number.
+void scan_once_both_said_hello(caf::actor_system& sys, const caf::actor_addr& front, const std::string& scan) {
+  std::ofstream(scan + ".hellos", std::ios::app) << ::getpid() << std::endl;
+  int fd = ::open(scan.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0)
+    return; // the other one scans
+  ::close(fd);
+  auto hellos = [&] {
+    std::ifstream in(scan + ".hellos");
+    return std::count(std::istreambuf_iterator<char>(in), {}, '\n');
+  };
+  for (int i = 0; i < 3000 && hellos() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  int tried = kill_by_number(sys, front);
+  std::ofstream(scan) << "tried: " << tried << "\ndone" << std::endl;
 }
 
 // Each kilnd actor within reach not `seen` before is added to `file` by
@@ -202,21 +222,8 @@ front_impl::behavior_type front(front_impl::pointer self, std::shared_ptr<build_
             attack(sys, k, pool, host, others, plant, report);
             report << "done" << std::endl;
           }
-          const char* scan = std::getenv("KILN_HOSTILE_SCAN");
-          if (scan)
-            std::ofstream(std::string(scan) + ".hellos", std::ios::app) << ::getpid() << std::endl;
-          int fd = scan ? ::open(scan, O_WRONLY | O_CREAT | O_EXCL, 0644) : -1;
-          if (fd >= 0) {
-            ::close(fd);
-            auto hellos = [&] {
-              std::ifstream in(std::string(scan) + ".hellos");
-              return std::count(std::istreambuf_iterator<char>(in), {}, '\n');
-            };
-            for (int i = 0; i < 3000 && hellos() < 2; ++i)
-              std::this_thread::sleep_for(std::chrono::milliseconds(10));
-            int tried = kill_by_number(sys, k.address());
-            std::ofstream(scan) << "tried: " << tried << "\ndone" << std::endl;
-          }
+          if (const char* scan = std::getenv("KILN_HOSTILE_SCAN"))
+            scan_once_both_said_hello(sys, k.address(), scan);
           for (;;) {
             note_reach(sys, k.address(), seen, report_file + ".reach");
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
