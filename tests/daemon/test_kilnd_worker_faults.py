@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from kiln_testing import (all_gone, build, build_in_background, build_started, kilnd_with_hostile_worker,
-                          kilnd_with_workers, processes, serving, threads, wait_until, worker_of)
+from kiln_testing import (all_gone, build, build_in_background, build_started, describe_processes,
+                          kilnd_with_hostile_worker, kilnd_with_workers, processes, serving, threads, wait_until,
+                          worker_of)
 
 
 @pytest.fixture
@@ -116,7 +117,8 @@ def test_a_build_whose_workers_keep_dying_fails_after_its_retries(both):
         sleeper = wait_until(lambda: processes("sleep", "5678"))
         assert sleeper, f"attempt {attempt} never started\n" + d.output()
         os.kill(worker_of(d, sleeper[0]), signal.SIGKILL)
-        assert wait_until(lambda: not processes("sleep", "5678"), 5)
+        assert wait_until(lambda: not processes("sleep", "5678"), 5), \
+            describe_processes(processes("sleep", "5678")) + "\n" + d.output()
     t.join(60)
     err, _ = result["r"]
     assert err and "its worker was lost" in err and "not tried again" in err, err

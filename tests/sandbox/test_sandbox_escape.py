@@ -15,6 +15,7 @@ import time
 import pytest
 
 from host_processes import running
+from kiln_testing import describe_processes, descendants
 
 
 def fixed_flat(content):
@@ -67,7 +68,18 @@ class Sandboxed:
         return r.stdout.strip()
 
     def build(self, *args, timeout=120):
-        r = self.run("build", "--store", self.store, "--json", *args, timeout=timeout)
+        p = subprocess.Popen([self.kiln, "build", "--store", self.store, "--json", *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Seen once under ctest -j2 and not since: what each process was doing.
+            hung = describe_processes([p.pid, *descendants(p.pid)])
+            p.kill()
+            out, err = p.communicate()
+            raise AssertionError(f"kiln build {' '.join(args)} ran over {timeout} s:\n{hung}\n"
+                                 f"--- stderr\n{err[-3000:]}") from None
+        r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
         try:
             res = {x["path"]: x for x in json.loads(r.stdout)}
         except ValueError:

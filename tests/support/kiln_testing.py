@@ -493,6 +493,56 @@ def parent_of(pid):
         return None
 
 
+def describe_processes(pids):
+    """What a failure message should say of processes that outlived their
+    end: each one's state, parent, control group and command line."""
+    lines = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                state = next((l.split(":", 1)[1].strip() for l in f if l.startswith("State:")), "?")
+            with open(f"/proc/{pid}/cgroup") as f:
+                group = f.read().strip().replace("\n", "; ")
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            lines.append(f"{pid}: gone")
+            continue
+        lines.append(f"{pid}: {state}, parent {parent_of(pid)}, threads waiting in {waits(pid)}, cgroup {group}: "
+                     f"{argv}")
+    return "\n".join(lines)
+
+
+def waits(pid):
+    """Where in the kernel `pid`'s threads wait, with how many wait there
+    ("0": running)."""
+    counts = {}
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                    where = f.read().strip() or "0"
+            except OSError:
+                continue
+            counts[where] = counts.get(where, 0) + 1
+    except OSError:
+        return "?"
+    return ", ".join(f"{w} x{n}" for w, n in sorted(counts.items()))
+
+
+def descendants(pid):
+    """Every process below `pid`, children first."""
+    parents = {}
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        parents.setdefault(parent_of(p), []).append(int(p))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(0), [])
+        found += children
+        todo += children
+    return found
+
+
 def children_named(parent, name):
     """Pids of `parent`'s children whose command is `name`."""
     found = []
